@@ -1,0 +1,69 @@
+/* testenv_: see testenv.h. */
+#include "testenv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *testenv_require(const char *name)
+{
+    const char *value = getenv(name);
+    if (!value || !value[0]) {
+        fprintf(stderr,
+                "test environment: %s is not set. Run the tests through ./scripts/test.sh "
+                "(it starts Kafka and MongoDB and sets it), or export it yourself.\n",
+                name);
+        exit(1);
+    }
+    return value;
+}
+
+const char *testenv_unique(char *buf, size_t size, const char *prefix)
+{
+    static unsigned counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned mix = (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 16) ^ (counter * 2654435761u);
+    snprintf(buf, size, "%s%d-%u-%08x", prefix ? prefix : "", (int)getpid(), counter++, mix);
+    return buf;
+}
+
+const char *testenv_bin(char *buf, size_t size, const char *binary)
+{
+    snprintf(buf, size, "%s/%s", testenv_require("PIPELINE_BIN_DIR"), binary);
+    return buf;
+}
+
+const char *testenv_mongo_uri_for_db(char *buf, size_t size, const char *db)
+{
+    const char *uri = testenv_require("MONGODB_URI");
+    const char *scheme_end = strstr(uri, "://");
+    const char *host_start = scheme_end ? scheme_end + 3 : uri;
+    const char *path = strchr(host_start, '/');
+    const char *query = strchr(host_start, '?');
+    size_t base_len = path ? (size_t)(path - uri) : (query ? (size_t)(query - uri) : strlen(uri));
+    snprintf(buf, size, "%.*s/%s%s", (int)base_len, uri, db, query ? query : "");
+    return buf;
+}
+
+int64_t testenv_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool testenv_wait_until(bool (*cond)(void *ctx), void *ctx, int timeout_ms, int interval_ms)
+{
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    for (;;) {
+        if (cond(ctx))
+            return true;
+        if (testenv_now_ms() >= deadline)
+            return false;
+        struct timespec pause = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}

@@ -1,0 +1,36 @@
+/* testenv_: what every test needs from its surroundings, in one place.
+ *
+ * Integration tests read the real services' addresses from the environment that
+ * scripts/test.sh sets (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI) and the build's folders from the
+ * environment ctest sets (PIPELINE_BIN_DIR, PIPELINE_SOURCE_DIR). A missing variable FAILS the
+ * test with a message naming it: an integration test that silently skips proves nothing.
+ */
+#ifndef PIPELINE_TESTENV_H
+#define PIPELINE_TESTENV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Returns the variable's value; when unset or empty, prints which variable is missing and
+ * exits(1) (the test fails). The pointer is owned by the environment. */
+const char *testenv_require(const char *name);
+
+/* Writes "<prefix><pid>-<counter>-<random hex>" into buf: unique per call and run, so tests can
+ * share one Kafka cluster and one MongoDB (topic prefixes, database names, group ids). */
+const char *testenv_unique(char *buf, size_t size, const char *prefix);
+
+/* "<PIPELINE_BIN_DIR>/<binary>" into buf. Exits(1) when PIPELINE_BIN_DIR is unset. */
+const char *testenv_bin(char *buf, size_t size, const char *binary);
+
+/* A MongoDB URI for the server of MONGODB_URI but with database `db` (keeps the query string). */
+const char *testenv_mongo_uri_for_db(char *buf, size_t size, const char *db);
+
+/* Polls cond(ctx) every `interval_ms` until it returns true or `timeout_ms` passes.
+ * Returns true when the condition held. This is how tests wait: never a bare sleep. */
+bool testenv_wait_until(bool (*cond)(void *ctx), void *ctx, int timeout_ms, int interval_ms);
+
+/* Monotonic milliseconds. */
+int64_t testenv_now_ms(void);
+
+#endif
