@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The README's test command: installs what it needs, builds with AddressSanitizer and
+# UndefinedBehaviorSanitizer, starts real Kafka and FerretDB, runs every test, stops the
+# services (also on failure or Ctrl-C) and exits with ctest's status.
+# Usage: scripts/test.sh [ctest arguments...]   e.g. scripts/test.sh -L unit
+# Environment: BUILD_DIR (default build-asan), SANITIZE (default ON), CTEST_PARALLEL (default 2).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+BUILD_DIR=${BUILD_DIR:-$REPO_ROOT/build-asan}
+SANITIZE=${SANITIZE:-ON}
+
+t0=$SECONDS
+"$REPO_ROOT/scripts/deps.sh"
+say "dependencies ready in $((SECONDS - t0))s"
+
+t1=$SECONDS
+cmake -S "$REPO_ROOT" -B "$BUILD_DIR" -DSANITIZE="$SANITIZE" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)"
+say "build ready in $((SECONDS - t1))s"
+
+started_here=0
+cleanup() {
+  if [ "$started_here" = 1 ]; then
+    "$REPO_ROOT/scripts/services.sh" stop || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ! "$REPO_ROOT/scripts/services.sh" status >/dev/null 2>&1; then
+  started_here=1
+fi
+"$REPO_ROOT/scripts/services.sh" start >/dev/null
+eval "$("$REPO_ROOT/scripts/services.sh" env)"
+
+t2=$SECONDS
+rc=0
+(cd "$BUILD_DIR" && ctest --output-on-failure -j"${CTEST_PARALLEL:-2}" "$@") || rc=$?
+say "tests finished in $((SECONDS - t2))s (total $((SECONDS - t0))s), ctest exit $rc"
+exit $rc
