@@ -58,16 +58,32 @@ int log_add_secret(const char *secret)
     if (!secret || strlen(secret) < LOG_SECRET_MIN_LEN)
         return 0;
     int rc = 0;
+    size_t slen = strlen(secret);
     pthread_mutex_lock(&log_lock);
+    /* Registering the same secret again (config reloaded, tests) must not fill the table. */
+    for (size_t i = 0; i < log_secret_count; i++) {
+        if (strcmp(log_secrets[i], secret) == 0)
+            goto out;
+    }
     if (log_secret_count >= LOG_SECRETS_MAX) {
         rc = -1;
     } else {
         char *copy = strdup(secret);
-        if (!copy)
+        if (!copy) {
             rc = -1;
-        else
-            log_secrets[log_secret_count++] = copy;
+        } else {
+            /* Keep the table longest first: a secret that contains a shorter one must be
+             * scrubbed whole, before the shorter one breaks it up and leaves its rest visible. */
+            size_t pos = log_secret_count;
+            while (pos > 0 && strlen(log_secrets[pos - 1]) < slen) {
+                log_secrets[pos] = log_secrets[pos - 1];
+                pos--;
+            }
+            log_secrets[pos] = copy;
+            log_secret_count++;
+        }
     }
+out:
     pthread_mutex_unlock(&log_lock);
     return rc;
 }

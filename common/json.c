@@ -1,0 +1,291 @@
+/* json_: typed getters, 64-bit ids, UTF-8 validation, bounded parse. See json.h. */
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *json_status_name(json_status_t status)
+{
+    switch (status) {
+    case JSON_OK: return "ok";
+    case JSON_MISSING: return "missing";
+    case JSON_NULL: return "null";
+    case JSON_WRONG_TYPE: return "wrong type";
+    case JSON_BAD_VALUE: return "bad value";
+    }
+    return "unknown";
+}
+
+/* Member lookup that treats a non-object container as "missing". */
+static const cJSON *member(const cJSON *obj, const char *key)
+{
+    if (!obj || !key || !cJSON_IsObject(obj))
+        return NULL;
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+json_status_t json_get_string(const cJSON *obj, const char *key, const char **out)
+{
+    const cJSON *item = member(obj, key);
+    if (!item)
+        return JSON_MISSING;
+    if (cJSON_IsNull(item))
+        return JSON_NULL;
+    if (!cJSON_IsString(item) || !item->valuestring)
+        return JSON_WRONG_TYPE;
+    if (!json_utf8_valid(item->valuestring, strlen(item->valuestring)))
+        return JSON_BAD_VALUE;
+    *out = item->valuestring;
+    return JSON_OK;
+}
+
+json_status_t json_get_bool(const cJSON *obj, const char *key, bool *out)
+{
+    const cJSON *item = member(obj, key);
+    if (!item)
+        return JSON_MISSING;
+    if (cJSON_IsNull(item))
+        return JSON_NULL;
+    if (!cJSON_IsBool(item))
+        return JSON_WRONG_TYPE;
+    *out = cJSON_IsTrue(item) != 0;
+    return JSON_OK;
+}
+
+/* Plain decimal: optional '-', digits, no leading zero except "0". */
+static json_status_t parse_decimal(const char *s, int64_t *out)
+{
+    const char *p = s;
+    if (*p == '-')
+        p++;
+    size_t ndigits = 0;
+    for (const char *q = p; *q; q++) {
+        if (*q < '0' || *q > '9')
+            return JSON_BAD_VALUE;
+        ndigits++;
+    }
+    if (ndigits == 0 || ndigits > 19 || (p[0] == '0' && ndigits > 1) ||
+        (p != s && p[0] == '0'))
+        return JSON_BAD_VALUE;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE || !end || *end != '\0')
+        return JSON_BAD_VALUE;
+    *out = (int64_t)v;
+    return JSON_OK;
+}
+
+json_status_t json_to_int64(const cJSON *item, int64_t *out)
+{
+    if (!item)
+        return JSON_MISSING;
+    if (cJSON_IsNull(item))
+        return JSON_NULL;
+    if (cJSON_IsNumber(item)) {
+        double v = item->valuedouble;
+        if (!isfinite(v) || v != trunc(v) || fabs(v) > (double)JSON_MAX_SAFE_INT)
+            return JSON_BAD_VALUE;
+        *out = (int64_t)v;
+        return JSON_OK;
+    }
+    if (cJSON_IsString(item) && item->valuestring)
+        return parse_decimal(item->valuestring, out);
+    return JSON_WRONG_TYPE;
+}
+
+json_status_t json_get_int64(const cJSON *obj, const char *key, int64_t *out)
+{
+    const cJSON *item = member(obj, key);
+    if (!item)
+        return JSON_MISSING;
+    return json_to_int64(item, out);
+}
+
+json_status_t json_get_object(const cJSON *obj, const char *key, const cJSON **out)
+{
+    const cJSON *item = member(obj, key);
+    if (!item)
+        return JSON_MISSING;
+    if (cJSON_IsNull(item))
+        return JSON_NULL;
+    if (!cJSON_IsObject(item))
+        return JSON_WRONG_TYPE;
+    *out = item;
+    return JSON_OK;
+}
+
+json_status_t json_get_array(const cJSON *obj, const char *key, const cJSON **out)
+{
+    const cJSON *item = member(obj, key);
+    if (!item)
+        return JSON_MISSING;
+    if (cJSON_IsNull(item))
+        return JSON_NULL;
+    if (!cJSON_IsArray(item))
+        return JSON_WRONG_TYPE;
+    *out = item;
+    return JSON_OK;
+}
+
+bool json_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (!p)
+        return len == 0;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c == 0xE0) {
+            need = 2;
+            lo = 0xA0; /* overlong below U+0800 */
+        } else if (c >= 0xE1 && c <= 0xEC) {
+            need = 2;
+        } else if (c == 0xED) {
+            need = 2;
+            hi = 0x9F; /* U+D800..U+DFFF surrogates */
+        } else if (c >= 0xEE && c <= 0xEF) {
+            need = 2;
+        } else if (c == 0xF0) {
+            need = 3;
+            lo = 0x90; /* overlong below U+10000 */
+        } else if (c >= 0xF1 && c <= 0xF3) {
+            need = 3;
+        } else if (c == 0xF4) {
+            need = 3;
+            hi = 0x8F; /* above U+10FFFF */
+        } else {
+            return false; /* continuation byte, 0xC0, 0xC1, 0xF5..0xFF */
+        }
+        if (len - i - 1 < need)
+            return false; /* truncated */
+        if (p[i + 1] < lo || p[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= need; k++) {
+            if (p[i + k] < 0x80 || p[i + k] > 0xBF)
+                return false;
+        }
+        i += need + 1;
+    }
+    return true;
+}
+
+/* Appends to the path buffer, keeping it NUL-terminated and never overflowing. */
+static size_t path_append(char *path, size_t size, size_t used, const char *fmt, const char *s,
+                          int index)
+{
+    if (!path || size == 0 || used >= size)
+        return used;
+    int n = s ? snprintf(path + used, size - used, fmt, s)
+              : snprintf(path + used, size - used, fmt, index);
+    if (n < 0)
+        return used;
+    size_t after = used + (size_t)n;
+    return after < size ? after : size - 1;
+}
+
+static int walk(const cJSON *node, char *path, size_t size, size_t used)
+{
+    if (cJSON_IsString(node)) {
+        const char *v = node->valuestring ? node->valuestring : "";
+        return json_utf8_valid(v, strlen(v)) ? 0 : -1;
+    }
+    if (!cJSON_IsObject(node) && !cJSON_IsArray(node))
+        return 0;
+    bool is_object = cJSON_IsObject(node);
+    int index = 0;
+    for (const cJSON *child = node->child; child; child = child->next, index++) {
+        size_t u = used;
+        if (is_object) {
+            const char *key = child->string ? child->string : "";
+            if (!json_utf8_valid(key, strlen(key))) {
+                path_append(path, size, used, ".%s", "<invalid key>", 0);
+                return -1;
+            }
+            u = path_append(path, size, used, ".%s", key, 0);
+        } else {
+            u = path_append(path, size, used, "[%d]", NULL, index);
+        }
+        if (walk(child, path, size, u) != 0)
+            return -1;
+        if (path && size > 0 && used < size)
+            path[used] = '\0';
+    }
+    return 0;
+}
+
+int json_validate_utf8(const cJSON *root, char *path, size_t pathlen)
+{
+    size_t used = 0;
+    if (path && pathlen > 0) {
+        path[0] = '\0';
+        used = path_append(path, pathlen, 0, "%s", "$", 0);
+    }
+    if (!root)
+        return 0;
+    int rc = walk(root, path, pathlen, used);
+    if (rc == 0 && path && pathlen > 0)
+        path[0] = '\0';
+    return rc;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, size_t a, size_t b)
+{
+    if (err && errlen > 0)
+        snprintf(err, errlen, fmt, a, b);
+}
+
+cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err, size_t errlen)
+{
+    if (err && errlen > 0)
+        err[0] = '\0';
+    if (len > max_len) {
+        set_err(err, errlen, "input of %zu bytes exceeds the %zu byte cap", len, max_len);
+        return NULL;
+    }
+    if (!buf || len == 0) {
+        set_err(err, errlen, "empty input (%zu of %zu bytes)", 0, len);
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!root) {
+        size_t pos = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : 0;
+        set_err(err, errlen, "invalid JSON at byte %zu of %zu", pos, len);
+        return NULL;
+    }
+    size_t pos = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : len;
+    while (pos < len && (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\n' ||
+                         buf[pos] == '\r'))
+        pos++;
+    if (pos < len) {
+        set_err(err, errlen, "unexpected data after the JSON value at byte %zu of %zu", pos,
+                len);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+char *json_print(const cJSON *item, size_t *len_out)
+{
+    if (len_out)
+        *len_out = 0;
+    if (!item)
+        return NULL;
+    char *s = cJSON_PrintUnformatted(item);
+    if (s && len_out)
+        *len_out = strlen(s);
+    return s;
+}
