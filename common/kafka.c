@@ -1,0 +1,1014 @@
+/* kafka_: configuration, topics and the idempotent producer. See kafka.h. */
+#include "kafka.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "log.h"
+
+#define KAFKA_QUEUE_FULL_POLL_MS 100
+#define KAFKA_CLOSE_PURGE_WAIT_MS 5000
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *kafka_status_name(int status)
+{
+    switch (status) {
+    case KAFKA_OK: return "ok";
+    case KAFKA_ERR_CONFIG: return "config";
+    case KAFKA_ERR_BROKER: return "broker";
+    case KAFKA_ERR_TIMEOUT: return "timeout";
+    case KAFKA_ERR_DELIVERY: return "delivery";
+    case KAFKA_ERR_FATAL: return "fatal";
+    case KAFKA_ERR_STATE: return "state";
+    case KAFKA_ERR_NOMEM: return "nomem";
+    case KAFKA_ERR_INVALID: return "invalid";
+    default: return "unknown";
+    }
+}
+
+/* ---- configuration ------------------------------------------------------------------------- */
+
+bool kafka_property_is_secret(const char *name)
+{
+    if (!name)
+        return false;
+    return strcasestr(name, "password") || strcasestr(name, "secret") ||
+           strcasecmp(name, "ssl.key.pem") == 0 || strcasecmp(name, "sasl.oauthbearer.config") == 0;
+}
+
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
+                   size_t errlen)
+{
+    if (!conf || !name || !name[0] || !value) {
+        set_err(err, errlen, "Kafka property %s: missing name or value",
+                name && name[0] ? name : "(empty)");
+        return KAFKA_ERR_INVALID;
+    }
+    char rkerr[512];
+    if (rd_kafka_conf_set(conf, name, value, rkerr, sizeof rkerr) == RD_KAFKA_CONF_OK)
+        return KAFKA_OK;
+    if (kafka_property_is_secret(name)) {
+        /* librdkafka's message may quote the value: never show it for a secret. */
+        set_err(err, errlen, "Kafka property \"%s\" was rejected by librdkafka (value hidden)",
+                name);
+    } else {
+        set_err(err, errlen, "Kafka property \"%s\": %s", name, rkerr);
+    }
+    return KAFKA_ERR_CONFIG;
+}
+
+static log_level_t syslog_to_log(int level)
+{
+    if (level <= 3)
+        return LOG_ERROR;
+    if (level == 4)
+        return LOG_WARN;
+    if (level <= 6)
+        return LOG_INFO;
+    return LOG_DEBUG;
+}
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    log_level_t lvl = syslog_to_log(level);
+    /* Connection failures are retried by librdkafka and also reach the error callback
+     * (event=kafka_error, level warn): not worth a second error line. */
+    if (lvl == LOG_ERROR && fac && strcmp(fac, "FAIL") == 0)
+        lvl = LOG_WARN;
+    if (!log_enabled(lvl))
+        return;
+    char qfac[64], qname[128], qmsg[1024];
+    log_msg(lvl, "kafka_log", "facility=%s client=%s message=%s",
+            log_quote(qfac, sizeof qfac, fac), log_quote(qname, sizeof qname, rd_kafka_name(rk)),
+            log_quote(qmsg, sizeof qmsg, buf));
+}
+
+static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)err;
+    char qname[128], qmsg[1024];
+    if (e == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+        log_msg(LOG_ERROR, "kafka_fatal", "client=%s error=%s message=%s",
+                log_quote(qname, sizeof qname, rd_kafka_name(rk)), rd_kafka_err2name(orig),
+                log_quote(qmsg, sizeof qmsg, fatal));
+        return;
+    }
+    /* Transport errors are retried by librdkafka itself: a warning, not an error. */
+    log_level_t lvl = (e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+                       e == RD_KAFKA_RESP_ERR__RESOLVE)
+                          ? LOG_WARN
+                          : LOG_ERROR;
+    log_msg(lvl, "kafka_error", "client=%s error=%s message=%s",
+            log_quote(qname, sizeof qname, rd_kafka_name(rk)), rd_kafka_err2name(e),
+            log_quote(qmsg, sizeof qmsg, reason));
+}
+
+rd_kafka_conf_t *kafka_conf_new(const char *bootstrap_servers, const char *const *names,
+                                const char *const *values, size_t n, char *err, size_t errlen)
+{
+    if (!bootstrap_servers || !bootstrap_servers[0]) {
+        set_err(err, errlen,
+                "KAFKA_BOOTSTRAP_SERVERS is empty: expected host:port[,host:port...]");
+        return NULL;
+    }
+    if (n > 0 && (!names || !values)) {
+        set_err(err, errlen, "Kafka passthrough: %zu properties but no names/values", n);
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!conf) {
+        set_err(err, errlen, "out of memory creating the Kafka configuration");
+        return NULL;
+    }
+    if (kafka_conf_set(conf, "bootstrap.servers", bootstrap_servers, err, errlen) != KAFKA_OK)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if (kafka_conf_set(conf, names[i], values[i], err, errlen) != KAFKA_OK)
+            goto fail;
+    }
+    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+rd_kafka_conf_t *kafka_conf_from_settings(const kafka_settings_t *s, char *err, size_t errlen)
+{
+    if (!s) {
+        set_err(err, errlen, "Kafka settings missing");
+        return NULL;
+    }
+    return kafka_conf_new(s->bootstrap_servers, s->names, s->values, s->count, err, errlen);
+}
+
+/* ---- topics ------------------------------------------------------------------------------- */
+
+static const char *const topic_bases[KAFKA_TOPIC_COUNT] = {
+    "ploomes.contacts", "ploomes.tasks", "ploomes.interactions", "milvus.clients", "pipeline.dlq",
+};
+
+const char *kafka_topic_base(kafka_topic_id_t id)
+{
+    if ((int)id < 0 || id >= KAFKA_TOPIC_COUNT)
+        return NULL;
+    return topic_bases[id];
+}
+
+int kafka_topic_name(char *buf, size_t size, const char *prefix, kafka_topic_id_t id)
+{
+    const char *base = kafka_topic_base(id);
+    if (!buf || size == 0 || !base)
+        return KAFKA_ERR_INVALID;
+    int n = snprintf(buf, size, "%s%s", prefix ? prefix : "", base);
+    if (n < 0 || (size_t)n >= size || n >= KAFKA_TOPIC_NAME_MAX) {
+        buf[0] = '\0';
+        return KAFKA_ERR_INVALID;
+    }
+    return KAFKA_OK;
+}
+
+int kafka_topic_for_entity(const char *source, const char *entity, kafka_topic_id_t *out)
+{
+    static const struct {
+        const char *source, *entity;
+        kafka_topic_id_t id;
+    } map[] = {
+        {"ploomes", "contact", KAFKA_TOPIC_PLOOMES_CONTACTS},
+        {"ploomes", "task", KAFKA_TOPIC_PLOOMES_TASKS},
+        {"ploomes", "interaction", KAFKA_TOPIC_PLOOMES_INTERACTIONS},
+        {"milvus", "client", KAFKA_TOPIC_MILVUS_CLIENTS},
+    };
+    if (!source || !entity || !out)
+        return KAFKA_ERR_INVALID;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (strcmp(source, map[i].source) == 0 && strcmp(entity, map[i].entity) == 0) {
+            *out = map[i].id;
+            return KAFKA_OK;
+        }
+    }
+    return KAFKA_ERR_INVALID;
+}
+
+/* A short-lived client for metadata and Admin requests. */
+static rd_kafka_t *admin_client_new(const kafka_settings_t *s, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kafka_conf_from_settings(s, err, errlen);
+    if (!conf)
+        return NULL;
+    char rkerr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof rkerr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        set_err(err, errlen, "cannot create a Kafka admin client: %s", rkerr);
+        return NULL;
+    }
+    return rk;
+}
+
+/* Metadata of the whole cluster. Returns 0 and *md (caller destroys), or KAFKA_ERR_BROKER. */
+static int cluster_metadata(rd_kafka_t *rk, int timeout_ms, const struct rd_kafka_metadata **md,
+                            char *err, size_t errlen)
+{
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, md, timeout_ms);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        set_err(err, errlen, "Kafka cluster at bootstrap.servers did not answer a metadata "
+                             "request within %d ms: %s",
+                timeout_ms, rd_kafka_err2str(e));
+        return KAFKA_ERR_BROKER;
+    }
+    return KAFKA_OK;
+}
+
+static const rd_kafka_metadata_topic_t *md_find(const struct rd_kafka_metadata *md,
+                                                 const char *topic)
+{
+    for (int i = 0; i < md->topic_cnt; i++) {
+        if (strcmp(md->topics[i].topic, topic) == 0)
+            return &md->topics[i];
+    }
+    return NULL;
+}
+
+/* True when the topic exists with at least one partition and each partition has a leader. */
+static bool md_topic_ready(const struct rd_kafka_metadata *md, const char *topic)
+{
+    const rd_kafka_metadata_topic_t *t = md_find(md, topic);
+    if (!t || t->err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partition_cnt <= 0)
+        return false;
+    for (int p = 0; p < t->partition_cnt; p++) {
+        if (t->partitions[p].leader < 0)
+            return false;
+    }
+    return true;
+}
+
+/* Runs one Admin request whose result arrives on `q`; returns the event (caller destroys) or
+ * NULL on timeout. */
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type,
+                                    int timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - mono_ms();
+        if (left < 0)
+            return NULL;
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)(left > 1000 ? 1000 : left));
+        if (!ev)
+            continue;
+        if (rd_kafka_event_type(ev) == type)
+            return ev;
+        rd_kafka_event_destroy(ev);
+    }
+}
+
+static int topic_config_get_rk(rd_kafka_t *rk, const char *topic, const char *name, char *out,
+                               size_t outsize, int timeout_ms, char *err, size_t errlen)
+{
+    int rc = KAFKA_ERR_BROKER;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_event_t *ev = NULL;
+    char rkerr[256];
+    if (!q || !opts || !res) {
+        set_err(err, errlen, "out of memory describing topic %s", topic);
+        rc = KAFKA_ERR_NOMEM;
+        goto out;
+    }
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, rkerr, sizeof rkerr);
+    rd_kafka_DescribeConfigs(rk, &res, 1, opts, q);
+    ev = admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, timeout_ms + 1000);
+    if (!ev) {
+        set_err(err, errlen, "describing topic %s timed out after %d ms", topic, timeout_ms);
+        rc = KAFKA_ERR_TIMEOUT;
+        goto out;
+    }
+    if (rd_kafka_event_error(ev)) {
+        set_err(err, errlen, "describing topic %s failed: %s", topic,
+                rd_kafka_event_error_string(ev));
+        goto out;
+    }
+    const rd_kafka_DescribeConfigs_result_t *result = rd_kafka_event_DescribeConfigs_result(ev);
+    size_t nres = 0;
+    const rd_kafka_ConfigResource_t **rs = rd_kafka_DescribeConfigs_result_resources(result, &nres);
+    for (size_t i = 0; i < nres; i++) {
+        if (rd_kafka_ConfigResource_error(rs[i])) {
+            const char *es = rd_kafka_ConfigResource_error_string(rs[i]);
+            set_err(err, errlen, "describing topic %s failed: %s", topic,
+                    es ? es : rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[i])));
+            goto out;
+        }
+        size_t nent = 0;
+        const rd_kafka_ConfigEntry_t **ents = rd_kafka_ConfigResource_configs(rs[i], &nent);
+        for (size_t j = 0; j < nent; j++) {
+            if (strcmp(rd_kafka_ConfigEntry_name(ents[j]), name) != 0)
+                continue;
+            const char *v = rd_kafka_ConfigEntry_value(ents[j]);
+            int n = snprintf(out, outsize, "%s", v ? v : "");
+            if (n < 0 || (size_t)n >= outsize) {
+                set_err(err, errlen, "value of %s for topic %s does not fit the buffer", name,
+                        topic);
+                rc = KAFKA_ERR_INVALID;
+                goto out;
+            }
+            rc = KAFKA_OK;
+            goto out;
+        }
+    }
+    set_err(err, errlen, "topic %s has no config entry %s", topic, name);
+    rc = KAFKA_ERR_INVALID;
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (res)
+        rd_kafka_ConfigResource_destroy(res);
+    if (opts)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    return rc;
+}
+
+int kafka_topic_config_get(const kafka_settings_t *s, const char *topic, const char *name,
+                           char *out, size_t outsize, int timeout_ms, char *err, size_t errlen)
+{
+    if (!topic || !name || !out || outsize == 0) {
+        set_err(err, errlen, "kafka_topic_config_get: missing argument");
+        return KAFKA_ERR_INVALID;
+    }
+    rd_kafka_t *rk = admin_client_new(s, err, errlen);
+    if (!rk)
+        return KAFKA_ERR_CONFIG;
+    int rc = topic_config_get_rk(rk, topic, name, out, outsize, timeout_ms, err, errlen);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int kafka_topic_partition_count(const kafka_settings_t *s, const char *topic, int timeout_ms,
+                                char *err, size_t errlen)
+{
+    if (!topic) {
+        set_err(err, errlen, "kafka_topic_partition_count: missing topic");
+        return KAFKA_ERR_INVALID;
+    }
+    rd_kafka_t *rk = admin_client_new(s, err, errlen);
+    if (!rk)
+        return KAFKA_ERR_CONFIG;
+    const struct rd_kafka_metadata *md = NULL;
+    int rc = cluster_metadata(rk, timeout_ms, &md, err, errlen);
+    if (rc == KAFKA_OK) {
+        const rd_kafka_metadata_topic_t *t = md_find(md, topic);
+        if (!t || t->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            set_err(err, errlen, "topic %s does not exist", topic);
+            rc = KAFKA_ERR_INVALID;
+        } else {
+            rc = t->partition_cnt;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Creates `names[0..n)` (all missing), DLQ flags per name. */
+static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], const bool *is_dlq,
+                         size_t n, int partitions, int replication, int timeout_ms, char *err,
+                         size_t errlen)
+{
+    int rc = KAFKA_ERR_BROKER;
+    rd_kafka_NewTopic_t *nts[KAFKA_TOPIC_COUNT] = {0};
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_event_t *ev = NULL;
+    char rkerr[512];
+    if (!q || !opts) {
+        set_err(err, errlen, "out of memory creating topics");
+        rc = KAFKA_ERR_NOMEM;
+        goto out;
+    }
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, rkerr, sizeof rkerr);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, rkerr, sizeof rkerr);
+    for (size_t i = 0; i < n; i++) {
+        nts[i] = rd_kafka_NewTopic_new(names[i], partitions, replication, rkerr, sizeof rkerr);
+        if (!nts[i]) {
+            set_err(err, errlen, "cannot describe new topic %s: %s", names[i], rkerr);
+            rc = KAFKA_ERR_INVALID;
+            goto out;
+        }
+        if (is_dlq[i]) {
+            /* Dead letters must never expire silently (SPEC §2). */
+            if (rd_kafka_NewTopic_set_config(nts[i], "retention.ms", "-1") ||
+                rd_kafka_NewTopic_set_config(nts[i], "retention.bytes", "-1")) {
+                set_err(err, errlen, "cannot set retention on new topic %s", names[i]);
+                rc = KAFKA_ERR_INVALID;
+                goto out;
+            }
+        }
+    }
+    rd_kafka_CreateTopics(rk, nts, n, opts, q);
+    ev = admin_wait(q, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms + 2000);
+    if (!ev) {
+        set_err(err, errlen, "creating topics timed out after %d ms", timeout_ms);
+        rc = KAFKA_ERR_TIMEOUT;
+        goto out;
+    }
+    if (rd_kafka_event_error(ev)) {
+        set_err(err, errlen, "creating topics failed: %s", rd_kafka_event_error_string(ev));
+        goto out;
+    }
+    size_t nres = 0;
+    const rd_kafka_topic_result_t **res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nres);
+    for (size_t i = 0; i < nres; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+        const char *tname = rd_kafka_topic_result_name(res[i]);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            log_msg(LOG_INFO, "kafka_topic_created", "topic=%s partitions=%d replication=%d",
+                    tname, partitions, replication);
+        } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            log_msg(LOG_INFO, "kafka_topic_exists", "topic=%s reason=concurrent_creator", tname);
+        } else {
+            const char *es = rd_kafka_topic_result_error_string(res[i]);
+            set_err(err, errlen, "creating topic %s failed: %s", tname,
+                    es ? es : rd_kafka_err2str(e));
+            goto out;
+        }
+    }
+    rc = KAFKA_OK;
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    for (size_t i = 0; i < n; i++) {
+        if (nts[i])
+            rd_kafka_NewTopic_destroy(nts[i]);
+    }
+    if (opts)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    return rc;
+}
+
+/* Logs a warning when an existing DLQ may expire dead letters. Best effort. */
+static void check_dlq_retention(rd_kafka_t *rk, const char *topic, int timeout_ms)
+{
+    static const char *const keys[] = {"retention.ms", "retention.bytes"};
+    for (size_t i = 0; i < 2; i++) {
+        char value[64], err[256];
+        if (topic_config_get_rk(rk, topic, keys[i], value, sizeof value, timeout_ms, err,
+                                sizeof err) != KAFKA_OK) {
+            char q[300];
+            log_msg(LOG_WARN, "kafka_dlq_retention_unknown", "topic=%s error=%s", topic,
+                    log_quote(q, sizeof q, err));
+            return;
+        }
+        if (strcmp(value, "-1") != 0) {
+            log_msg(LOG_WARN, "kafka_dlq_retention_limited",
+                    "topic=%s %s=%s hint=\"dead letters may expire: set %s=-1 on the topic\"",
+                    topic, keys[i], value, keys[i]);
+        }
+    }
+}
+
+int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int partitions,
+                        const kafka_topic_id_t *ids, size_t n, int timeout_ms, char *err,
+                        size_t errlen)
+{
+    kafka_topic_id_t all[KAFKA_TOPIC_COUNT];
+    if (!ids || n == 0) {
+        for (int i = 0; i < KAFKA_TOPIC_COUNT; i++)
+            all[i] = (kafka_topic_id_t)i;
+        ids = all;
+        n = KAFKA_TOPIC_COUNT;
+    }
+    if (n > KAFKA_TOPIC_COUNT || partitions < 1) {
+        set_err(err, errlen, "TOPIC_PARTITIONS must be at least 1 (got %d)", partitions);
+        return KAFKA_ERR_INVALID;
+    }
+    if (timeout_ms <= 0)
+        timeout_ms = 30000;
+    char names[KAFKA_TOPIC_COUNT][KAFKA_TOPIC_NAME_MAX];
+    char missing[KAFKA_TOPIC_COUNT][KAFKA_TOPIC_NAME_MAX];
+    bool missing_dlq[KAFKA_TOPIC_COUNT];
+    size_t nmissing = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (kafka_topic_name(names[i], sizeof names[i], prefix, ids[i]) != KAFKA_OK) {
+            set_err(err, errlen,
+                    "TOPIC_PREFIX is too long: topic names must stay under %d characters",
+                    KAFKA_TOPIC_NAME_MAX);
+            return KAFKA_ERR_INVALID;
+        }
+    }
+
+    rd_kafka_t *rk = admin_client_new(s, err, errlen);
+    if (!rk)
+        return KAFKA_ERR_CONFIG;
+    const struct rd_kafka_metadata *md = NULL;
+    int rc = cluster_metadata(rk, timeout_ms, &md, err, errlen);
+    if (rc != KAFKA_OK)
+        goto out;
+    int replication = md->broker_cnt < 3 ? md->broker_cnt : 3;
+    if (replication < 1)
+        replication = 1;
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_metadata_topic_t *t = md_find(md, names[i]);
+        if (t && t->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (ids[i] == KAFKA_TOPIC_DLQ)
+                check_dlq_retention(rk, names[i], timeout_ms);
+            continue;
+        }
+        memcpy(missing[nmissing], names[i], sizeof names[i]);
+        missing_dlq[nmissing] = ids[i] == KAFKA_TOPIC_DLQ;
+        nmissing++;
+    }
+    rd_kafka_metadata_destroy(md);
+    md = NULL;
+    if (nmissing == 0)
+        goto out;
+    rc = create_topics(rk, missing, missing_dlq, nmissing, partitions, replication, timeout_ms,
+                       err, errlen);
+    if (rc != KAFKA_OK)
+        goto out;
+    /* Wait until metadata shows every new topic with leaders, so a consumer subscribing right
+     * after sees them (librdkafka otherwise rechecks only every topic.metadata.refresh.interval). */
+    int64_t deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        rc = cluster_metadata(rk, timeout_ms, &md, err, errlen);
+        if (rc != KAFKA_OK)
+            goto out;
+        bool ready = true;
+        for (size_t i = 0; i < nmissing && ready; i++)
+            ready = md_topic_ready(md, missing[i]);
+        rd_kafka_metadata_destroy(md);
+        md = NULL;
+        if (ready)
+            break;
+        if (mono_ms() >= deadline) {
+            set_err(err, errlen, "topics were created but have no partition leaders after %d ms",
+                    timeout_ms);
+            rc = KAFKA_ERR_TIMEOUT;
+            goto out;
+        }
+        struct timespec pause = {0, 100 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* ---- records ------------------------------------------------------------------------------ */
+
+const char *kafka_record_header(const kafka_record_t *rec, const char *name, size_t *len)
+{
+    if (!rec || !name)
+        return NULL;
+    for (size_t i = rec->header_count; i > 0; i--) {
+        const kafka_header_t *h = &rec->headers[i - 1];
+        if (strcmp(h->name, name) == 0) {
+            if (len)
+                *len = h->value_len;
+            return h->value;
+        }
+    }
+    return NULL;
+}
+
+/* ---- producer ----------------------------------------------------------------------------- */
+
+struct kafka_batch {
+    pthread_mutex_t lock;
+    size_t sent, pending, acked, failed;
+    bool freed; /* kafka_batch_free() called while messages were pending */
+    char error[256];
+};
+
+struct kafka_producer {
+    rd_kafka_t *rk;
+    atomic_size_t failed_total;
+};
+
+/* Per-message state travelling through librdkafka as the message opaque. */
+typedef struct msg_ctx {
+    kafka_batch_t *batch;
+    kafka_delivery_cb cb;
+    void *cb_opaque;
+} msg_ctx_t;
+
+kafka_batch_t *kafka_batch_new(void)
+{
+    kafka_batch_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    pthread_mutex_init(&b->lock, NULL);
+    return b;
+}
+
+static void batch_destroy(kafka_batch_t *b)
+{
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+void kafka_batch_free(kafka_batch_t *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->lock);
+    bool now = b->pending == 0;
+    if (!now)
+        b->freed = true;
+    pthread_mutex_unlock(&b->lock);
+    if (now)
+        batch_destroy(b);
+}
+
+int kafka_batch_reset(kafka_batch_t *b)
+{
+    if (!b)
+        return KAFKA_ERR_INVALID;
+    pthread_mutex_lock(&b->lock);
+    int rc = KAFKA_ERR_STATE;
+    if (b->pending == 0) {
+        b->sent = b->acked = b->failed = 0;
+        b->error[0] = '\0';
+        rc = KAFKA_OK;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+#define BATCH_GETTER(field)                                                                 \
+    size_t kafka_batch_##field(const kafka_batch_t *b)                                      \
+    {                                                                                       \
+        if (!b)                                                                             \
+            return 0;                                                                       \
+        kafka_batch_t *m = (kafka_batch_t *)b;                                              \
+        pthread_mutex_lock(&m->lock);                                                       \
+        size_t v = m->field;                                                                \
+        pthread_mutex_unlock(&m->lock);                                                     \
+        return v;                                                                           \
+    }
+BATCH_GETTER(sent)
+BATCH_GETTER(pending)
+BATCH_GETTER(acked)
+BATCH_GETTER(failed)
+
+const char *kafka_batch_error(const kafka_batch_t *b, char *buf, size_t size)
+{
+    if (!buf || size == 0)
+        return buf;
+    buf[0] = '\0';
+    if (!b)
+        return buf;
+    kafka_batch_t *m = (kafka_batch_t *)b;
+    pthread_mutex_lock(&m->lock);
+    snprintf(buf, size, "%s", m->error);
+    pthread_mutex_unlock(&m->lock);
+    return buf;
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    kafka_producer_t *p = opaque;
+    msg_ctx_t *ctx = m->_private;
+    const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+    if (m->err) {
+        atomic_fetch_add(&p->failed_total, 1);
+        char qerr[256];
+        log_msg(LOG_WARN, "kafka_delivery_failed", "topic=%s partition=%" PRId32 " error=%s "
+                "message=%s persisted=%s",
+                topic, m->partition, rd_kafka_err2name(m->err),
+                log_quote(qerr, sizeof qerr, rd_kafka_err2str(m->err)),
+                rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED ? "possibly"
+                : rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED        ? "yes"
+                                                                                      : "no");
+    }
+    if (!ctx)
+        return;
+    if (ctx->batch) {
+        kafka_batch_t *b = ctx->batch;
+        pthread_mutex_lock(&b->lock);
+        if (b->pending > 0)
+            b->pending--;
+        if (m->err) {
+            b->failed++;
+            if (!b->error[0])
+                snprintf(b->error, sizeof b->error, "%s [%" PRId32 "]: %s", topic, m->partition,
+                         rd_kafka_err2str(m->err));
+        } else {
+            b->acked++;
+        }
+        bool destroy = b->freed && b->pending == 0;
+        pthread_mutex_unlock(&b->lock);
+        if (destroy)
+            batch_destroy(b);
+    }
+    if (ctx->cb) {
+        kafka_delivery_t d = {
+            .err = m->err,
+            .status = rd_kafka_message_status(m),
+            .topic = topic,
+            .partition = m->partition,
+            .offset = m->err ? -1 : m->offset,
+        };
+        ctx->cb(ctx->cb_opaque, &d);
+    }
+    free(ctx);
+}
+
+kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *client_id, char *err,
+                                     size_t errlen)
+{
+    kafka_producer_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        set_err(err, errlen, "out of memory creating the Kafka producer");
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = kafka_conf_from_settings(s, err, errlen);
+    if (!conf)
+        goto fail;
+    if (client_id && client_id[0] &&
+        kafka_conf_set(conf, "client.id", client_id, err, errlen) != KAFKA_OK)
+        goto fail_conf;
+    /* Forced last so the passthrough cannot turn them off (reliability rule 8). */
+    if (kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) != KAFKA_OK)
+        goto fail_conf;
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    rd_kafka_conf_set_opaque(conf, p);
+    char rkerr[512];
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof rkerr);
+    if (!p->rk) {
+        set_err(err, errlen, "cannot create the Kafka producer: %s", rkerr);
+        goto fail_conf;
+    }
+    return p;
+fail_conf:
+    rd_kafka_conf_destroy(conf);
+fail:
+    free(p);
+    return NULL;
+}
+
+rd_kafka_t *kafka_producer_handle(kafka_producer_t *p) { return p ? p->rk : NULL; }
+
+bool kafka_producer_fatal(kafka_producer_t *p, char *err, size_t errlen)
+{
+    if (!p)
+        return false;
+    char buf[512];
+    rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->rk, buf, sizeof buf);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return false;
+    set_err(err, errlen, "Kafka producer fatal error %s: %s", rd_kafka_err2name(e), buf);
+    return true;
+}
+
+size_t kafka_producer_failed_total(kafka_producer_t *p)
+{
+    return p ? atomic_load(&p->failed_total) : 0;
+}
+
+size_t kafka_producer_outq_len(kafka_producer_t *p)
+{
+    if (!p)
+        return 0;
+    int n = rd_kafka_outq_len(p->rk);
+    return n > 0 ? (size_t)n : 0;
+}
+
+int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *key,
+                            size_t key_len, const void *value, size_t value_len,
+                            const kafka_header_t *headers, size_t hcount, int64_t timestamp_ms,
+                            kafka_batch_t *batch, kafka_delivery_cb cb, void *cb_opaque,
+                            char *err, size_t errlen)
+{
+    if (!p || !topic || !topic[0] || (hcount > 0 && !headers)) {
+        set_err(err, errlen, "kafka_producer_send: missing producer, topic or headers");
+        return KAFKA_ERR_INVALID;
+    }
+    if (kafka_producer_fatal(p, err, errlen))
+        return KAFKA_ERR_FATAL;
+
+    msg_ctx_t *ctx = NULL;
+    if (batch || cb) {
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx) {
+            set_err(err, errlen, "out of memory producing to %s", topic);
+            return KAFKA_ERR_NOMEM;
+        }
+        ctx->batch = batch;
+        ctx->cb = cb;
+        ctx->cb_opaque = cb_opaque;
+    }
+    if (batch) {
+        /* Counted before producev(): another thread may serve the report right away. */
+        pthread_mutex_lock(&batch->lock);
+        batch->sent++;
+        batch->pending++;
+        pthread_mutex_unlock(&batch->lock);
+    }
+
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        rd_kafka_headers_t *hdrs = NULL;
+        if (hcount > 0) {
+            hdrs = rd_kafka_headers_new(hcount);
+            for (size_t i = 0; i < hcount; i++) {
+                rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                                    headers[i].value ? (ssize_t)headers[i].value_len : 0);
+            }
+        }
+        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_KEY(key, key ? key_len : 0),
+                              RD_KAFKA_V_VALUE((void *)(uintptr_t)value, value ? value_len : 0),
+                              RD_KAFKA_V_HEADERS(hdrs),
+                              RD_KAFKA_V_TIMESTAMP(timestamp_ms > 0 ? timestamp_ms : 0),
+                              RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return KAFKA_OK;
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs); /* ownership stays with us when producev fails */
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        /* Local queue full: serve delivery reports to make room, then retry (rule 8). */
+        rd_kafka_poll(p->rk, KAFKA_QUEUE_FULL_POLL_MS);
+        if (rd_kafka_fatal_error(p->rk, NULL, 0)) {
+            e = RD_KAFKA_RESP_ERR__FATAL;
+            break;
+        }
+    }
+    if (batch) {
+        pthread_mutex_lock(&batch->lock);
+        batch->sent--;
+        batch->pending--;
+        pthread_mutex_unlock(&batch->lock);
+    }
+    free(ctx);
+    if (e == RD_KAFKA_RESP_ERR__FATAL) {
+        kafka_producer_fatal(p, err, errlen);
+        return KAFKA_ERR_FATAL;
+    }
+    set_err(err, errlen, "producing to topic %s failed: %s", topic, rd_kafka_err2str(e));
+    return (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+            e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || e == RD_KAFKA_RESP_ERR__INVALID_ARG)
+               ? KAFKA_ERR_INVALID
+               : KAFKA_ERR_BROKER;
+}
+
+int kafka_producer_send(kafka_producer_t *p, const char *topic, const char *key,
+                        const char *value, const char *const *hnames,
+                        const char *const *hvalues, size_t hcount, kafka_batch_t *batch,
+                        char *err, size_t errlen)
+{
+    if (hcount > 0 && (!hnames || !hvalues)) {
+        set_err(err, errlen, "kafka_producer_send: %zu headers but no names/values", hcount);
+        return KAFKA_ERR_INVALID;
+    }
+    kafka_header_t stackh[16];
+    kafka_header_t *h = stackh;
+    if (hcount > sizeof stackh / sizeof stackh[0]) {
+        h = calloc(hcount, sizeof *h);
+        if (!h) {
+            set_err(err, errlen, "out of memory producing to %s", topic ? topic : "?");
+            return KAFKA_ERR_NOMEM;
+        }
+    }
+    for (size_t i = 0; i < hcount; i++) {
+        h[i].name = hnames[i];
+        h[i].value = hvalues[i];
+        h[i].value_len = hvalues[i] ? strlen(hvalues[i]) : 0;
+    }
+    int rc = kafka_producer_send_raw(p, topic, key, key ? strlen(key) : 0, value,
+                                     value ? strlen(value) : 0, h, hcount, -1, batch, NULL, NULL,
+                                     err, errlen);
+    if (h != stackh)
+        free(h);
+    return rc;
+}
+
+int kafka_producer_poll(kafka_producer_t *p, int timeout_ms)
+{
+    if (!p)
+        return KAFKA_ERR_INVALID;
+    int n = rd_kafka_poll(p->rk, timeout_ms);
+    if (rd_kafka_fatal_error(p->rk, NULL, 0))
+        return KAFKA_ERR_FATAL;
+    return n;
+}
+
+int kafka_batch_wait(kafka_producer_t *p, kafka_batch_t *b, int timeout_ms, char *err,
+                     size_t errlen)
+{
+    if (!p || !b) {
+        set_err(err, errlen, "kafka_batch_wait: missing producer or batch");
+        return KAFKA_ERR_INVALID;
+    }
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+    for (;;) {
+        size_t pending = kafka_batch_pending(b);
+        if (pending == 0)
+            break;
+        if (kafka_producer_fatal(p, err, errlen))
+            return KAFKA_ERR_FATAL;
+        int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            set_err(err, errlen, "%zu of %zu messages still waiting for a delivery report",
+                    pending, kafka_batch_sent(b));
+            return KAFKA_ERR_TIMEOUT;
+        }
+        rd_kafka_poll(p->rk, (int)(left < 100 ? left : 100));
+    }
+    size_t failed = kafka_batch_failed(b);
+    if (failed > 0) {
+        char first[256];
+        set_err(err, errlen, "%zu of %zu messages failed delivery; first: %s", failed,
+                kafka_batch_sent(b), kafka_batch_error(b, first, sizeof first));
+        return KAFKA_ERR_DELIVERY;
+    }
+    if (kafka_producer_fatal(p, err, errlen))
+        return KAFKA_ERR_FATAL;
+    return KAFKA_OK;
+}
+
+int kafka_producer_flush(kafka_producer_t *p, int timeout_ms, char *err, size_t errlen)
+{
+    if (!p) {
+        set_err(err, errlen, "kafka_producer_flush: missing producer");
+        return KAFKA_ERR_INVALID;
+    }
+    rd_kafka_flush(p->rk, timeout_ms);
+    if (kafka_producer_fatal(p, err, errlen))
+        return KAFKA_ERR_FATAL;
+    int left = rd_kafka_outq_len(p->rk);
+    if (left > 0) {
+        set_err(err, errlen, "%d Kafka messages still undelivered after %d ms", left, timeout_ms);
+        return KAFKA_ERR_TIMEOUT;
+    }
+    return KAFKA_OK;
+}
+
+int kafka_producer_close(kafka_producer_t *p, int timeout_ms, char *err, size_t errlen)
+{
+    if (!p)
+        return KAFKA_OK;
+    int rc = kafka_producer_flush(p, timeout_ms, err, errlen);
+    int undelivered = rd_kafka_outq_len(p->rk);
+    if (undelivered > 0) {
+        /* Purged messages get a failed delivery report, so batches and callbacks learn it. */
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        int64_t deadline = mono_ms() + KAFKA_CLOSE_PURGE_WAIT_MS;
+        while (rd_kafka_outq_len(p->rk) > 0 && mono_ms() < deadline)
+            rd_kafka_poll(p->rk, 100);
+        log_msg(LOG_ERROR, "kafka_producer_undelivered", "count=%d", undelivered);
+        if (rc != KAFKA_ERR_FATAL) {
+            set_err(err, errlen, "%d Kafka messages were not delivered before close",
+                    undelivered);
+            rc = KAFKA_ERR_DELIVERY;
+        }
+    } else {
+        rd_kafka_poll(p->rk, 0); /* serve the last reports */
+    }
+    bool fatal = kafka_producer_fatal(p, rc == KAFKA_OK ? err : NULL, errlen);
+    if (fatal)
+        rc = KAFKA_ERR_FATAL;
+    rd_kafka_destroy(p->rk);
+    free(p);
+    return rc;
+}

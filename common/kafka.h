@@ -1,0 +1,265 @@
+/* kafka_: librdkafka configuration, topic names and creation, and an idempotent producer with
+ * delivery tracking (SPEC §2, reference/reliability-rules.md rules 8-10).
+ *
+ * The consumer wrapper lives in kafka_consumer.h, the dead-letter writer in kafka_dlq.h, the
+ * pure contiguous-offset logic in kafka_offsets.h. This header holds what they share: status
+ * codes, client settings, the record type handed to workers, and the producer.
+ *
+ * librdkafka is Debian's 2.0.2: no rd_kafka_offset_store_message(), and cooperative-sticky is
+ * broken (librdkafka #4312, #4527), so the consumer uses the eager `range` assignor.
+ *
+ * Ownership: every *_new() result is freed by its matching *_free()/close(). Strings passed in
+ * are copied unless a comment says "borrowed". Nothing here keeps a pointer to caller memory
+ * after the call returns, except kafka_settings_t (borrowed for the call only).
+ *
+ * Secrets: a property whose name contains "password" or "secret" (and ssl.key.pem,
+ * sasl.oauthbearer.config) never has its value printed, in errors or in logs.
+ *
+ * Thread-safety: a kafka_producer_t may be used from several threads (librdkafka's producer is
+ * thread-safe; delivery callbacks run on whichever thread calls kafka_producer_poll(),
+ * kafka_producer_flush() or kafka_batch_wait()). A kafka_batch_t may be waited on by one thread
+ * at a time; its counters may be read from any thread.
+ */
+#ifndef PIPELINE_KAFKA_H
+#define PIPELINE_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- status codes ---------------------------------------------------------------------------
+ * 0 = ok; negative = failure. The error buffer (when given) holds a sentence for an operator. */
+typedef enum {
+    KAFKA_OK = 0,
+    KAFKA_ERR_CONFIG = -1,   /* a property was rejected; err names it (never a secret value) */
+    KAFKA_ERR_BROKER = -2,   /* cluster unreachable, or an Admin/metadata request failed */
+    KAFKA_ERR_TIMEOUT = -3,  /* the wait ended with work still pending */
+    KAFKA_ERR_DELIVERY = -4, /* at least one message got a failed delivery report */
+    KAFKA_ERR_FATAL = -5,    /* librdkafka raised a fatal error (idempotence broken): exit 1 */
+    KAFKA_ERR_STATE = -6,    /* partition no longer assigned (offset not stored), or misuse */
+    KAFKA_ERR_NOMEM = -7,
+    KAFKA_ERR_INVALID = -8, /* bad argument (NULL, name too long, unknown entity) */
+} kafka_status_t;
+
+/* Short constant name of a status ("ok", "config", "timeout", ...). */
+const char *kafka_status_name(int status);
+
+/* ---- client settings ------------------------------------------------------------------------ */
+
+/* What every client is built from. All pointers are borrowed for the duration of the call.
+ * names/values: the KAFKA_<NAME> passthrough of SPEC §6, already translated by config_ to
+ * librdkafka names ("security.protocol" = "SASL_SSL"); `count` pairs, may be 0. */
+typedef struct kafka_settings {
+    const char *bootstrap_servers;   /* required, e.g. "127.0.0.1:19092" */
+    const char *const *names;        /* may be NULL when count == 0 */
+    const char *const *values;
+    size_t count;
+} kafka_settings_t;
+
+/* True when the value of property `name` must never be printed ("password"/"secret" anywhere
+ * in the name, case-insensitive, plus ssl.key.pem and sasl.oauthbearer.config). */
+bool kafka_property_is_secret(const char *name);
+
+/* Sets one property on `conf`. On failure returns KAFKA_ERR_CONFIG and writes into err e.g.
+ * `Kafka property "socket.timeout.ms": Configuration property "socket.timeout.ms" value 5 is
+ * outside allowed range 10..300000` — for a secret property only the name and "(value hidden)"
+ * appear. `conf` is left usable either way. */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
+                   size_t errlen);
+
+/* Builds a new configuration: bootstrap.servers, then each passthrough pair in order, with
+ * librdkafka's log and error callbacks routed to log_ (event=kafka_log / kafka_error, fields
+ * facility, client, message). Returns a conf the caller owns (rd_kafka_new() takes it over, or
+ * rd_kafka_conf_destroy() it), or NULL with err naming the property at fault. */
+rd_kafka_conf_t *kafka_conf_new(const char *bootstrap_servers, const char *const *names,
+                                const char *const *values, size_t n, char *err, size_t errlen);
+
+/* Same from a settings struct. */
+rd_kafka_conf_t *kafka_conf_from_settings(const kafka_settings_t *s, char *err, size_t errlen);
+
+/* ---- topics ----------------------------------------------------------------------------------- */
+
+typedef enum {
+    KAFKA_TOPIC_PLOOMES_CONTACTS = 0, /* "ploomes.contacts" */
+    KAFKA_TOPIC_PLOOMES_TASKS,        /* "ploomes.tasks" */
+    KAFKA_TOPIC_PLOOMES_INTERACTIONS, /* "ploomes.interactions" */
+    KAFKA_TOPIC_MILVUS_CLIENTS,       /* "milvus.clients" */
+    KAFKA_TOPIC_DLQ,                  /* "pipeline.dlq" */
+    KAFKA_TOPIC_COUNT
+} kafka_topic_id_t;
+
+#define KAFKA_TOPIC_NAME_MAX 250 /* Kafka's limit is 249 characters */
+
+/* Unprefixed name of a topic ("ploomes.contacts"), or NULL for an out-of-range id. */
+const char *kafka_topic_base(kafka_topic_id_t id);
+
+/* Writes TOPIC_PREFIX (verbatim, may be NULL/empty) + base name into buf.
+ * Returns 0, or KAFKA_ERR_INVALID when id is out of range or the name does not fit `size` /
+ * exceeds Kafka's 249 characters. */
+int kafka_topic_name(char *buf, size_t size, const char *prefix, kafka_topic_id_t id);
+
+/* Maps SPEC §2's header pair (source, entity) to its topic: ("ploomes","contact") → CONTACTS,
+ * ("ploomes","task") → TASKS, ("ploomes","interaction") → INTERACTIONS, ("milvus","client") →
+ * MILVUS_CLIENTS. Returns 0 and sets *out, or KAFKA_ERR_INVALID for any other pair. */
+int kafka_topic_for_entity(const char *source, const char *entity, kafka_topic_id_t *out);
+
+/* Checks that the topics `ids[0..n)` (n == 0 or ids == NULL: all five) named with `prefix`
+ * exist, and creates the missing ones with the Admin API: `partitions` partitions (≥ 1;
+ * TOPIC_PARTITIONS), replication factor min(3, brokers in the cluster); the DLQ also gets
+ * retention.ms=-1 and retention.bytes=-1 (dead letters never expire). TOPIC_ALREADY_EXISTS from
+ * a concurrent creator counts as success. An existing DLQ whose retention is not unlimited is
+ * logged as a warning (not altered). Each step is bounded by `timeout_ms`.
+ * Returns 0 when all exist afterwards; KAFKA_ERR_BROKER (cluster unreachable, creation refused:
+ * err names the topic and Kafka's reason), KAFKA_ERR_CONFIG, or KAFKA_ERR_INVALID. */
+int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int partitions,
+                        const kafka_topic_id_t *ids, size_t n, int timeout_ms, char *err,
+                        size_t errlen);
+
+/* Reads one topic-level config entry (DescribeConfigs), e.g. "retention.ms", into out.
+ * Returns 0; KAFKA_ERR_INVALID when the topic has no such entry or out is too small;
+ * KAFKA_ERR_BROKER on a failed request (err says why). */
+int kafka_topic_config_get(const kafka_settings_t *s, const char *topic, const char *name,
+                           char *out, size_t outsize, int timeout_ms, char *err, size_t errlen);
+
+/* Number of partitions of `topic` from metadata, or a negative status. */
+int kafka_topic_partition_count(const kafka_settings_t *s, const char *topic, int timeout_ms,
+                                char *err, size_t errlen);
+
+/* ---- records (consumer → worker → DLQ) ----------------------------------------------------- */
+
+typedef struct kafka_header {
+    const char *name;  /* NUL-terminated */
+    const char *value; /* value_len bytes followed by a NUL (not counted); NULL = null header */
+    size_t value_len;
+} kafka_header_t;
+
+/* A consumed record, copied out of librdkafka (no librdkafka object is held). Every byte
+ * buffer is followed by a NUL that value_len/key_len do not count, so JSON text and decimal
+ * keys can be used as C strings. Read-only for the caller; see kafka_consumer.h for who frees
+ * it (kafka_consumer_done()/kafka_consumer_release()). */
+typedef struct kafka_record {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const char *key; /* NULL when the record has no key */
+    size_t key_len;
+    const char *value; /* NULL for a tombstone */
+    size_t value_len;
+    const kafka_header_t *headers; /* in record order; may repeat names */
+    size_t header_count;
+    int64_t timestamp_ms; /* -1 when the record carries none */
+    rd_kafka_timestamp_type_t timestamp_type;
+} kafka_record_t;
+
+/* Last header named `name` (Kafka's "last one wins" reading), or NULL. *len gets its length
+ * when len is non-NULL. The pointer lives as long as the record. */
+const char *kafka_record_header(const kafka_record_t *rec, const char *name, size_t *len);
+
+/* ---- producer --------------------------------------------------------------------------------- */
+
+typedef struct kafka_producer kafka_producer_t;
+
+/* Outcome of one message, given to a delivery callback. Valid during the callback only. */
+typedef struct kafka_delivery {
+    rd_kafka_resp_err_t err;      /* RD_KAFKA_RESP_ERR_NO_ERROR = acknowledged by the broker */
+    rd_kafka_msg_status_t status; /* e.g. RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED on timeout */
+    const char *topic;
+    int32_t partition;
+    int64_t offset; /* -1 when unknown */
+} kafka_delivery_t;
+
+/* Per-message completion. Runs on the thread serving delivery reports (kafka_producer_poll(),
+ * _flush(), kafka_batch_wait(), _close()), exactly once per message that send() accepted. */
+typedef void (*kafka_delivery_cb)(void *opaque, const kafka_delivery_t *d);
+
+/* Creates an idempotent producer: passthrough settings, then enable.idempotence=true (cannot be
+ * overridden), delivery reports, log_ callbacks. `client_id` (may be NULL) names the client in
+ * broker logs (the binary name). Returns NULL with err naming the property at fault. */
+kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *client_id, char *err,
+                                     size_t errlen);
+
+/* A delivery tracker for one group of sends (e.g. one page of records). Counters only; a
+ * batch is reusable after kafka_batch_reset() once nothing is pending. */
+typedef struct kafka_batch kafka_batch_t;
+
+kafka_batch_t *kafka_batch_new(void);
+
+/* Frees the batch. Safe with messages still pending: the batch then lives on until their
+ * delivery reports arrive (or the producer is closed) and is freed by the last of them. */
+void kafka_batch_free(kafka_batch_t *b);
+
+/* Zeroes the counters and the remembered error. Returns KAFKA_ERR_STATE when messages are
+ * still pending (nothing changed). */
+int kafka_batch_reset(kafka_batch_t *b);
+
+size_t kafka_batch_sent(const kafka_batch_t *b);    /* accepted by send() */
+size_t kafka_batch_pending(const kafka_batch_t *b); /* sent, no delivery report yet */
+size_t kafka_batch_acked(const kafka_batch_t *b);   /* delivered */
+size_t kafka_batch_failed(const kafka_batch_t *b);  /* delivery failed (incl. purged) */
+
+/* Copies the first failure's description ("topic p: Local: Message timed out") into buf
+ * (empty when none). Returns buf. */
+const char *kafka_batch_error(const kafka_batch_t *b, char *buf, size_t size);
+
+/* Serves delivery reports until every message of the batch has its report or `timeout_ms`
+ * passes (-1: no limit; librdkafka's message.timeout.ms still bounds it).
+ * Returns 0 when everything was delivered — ONLY then may a producer advance its cursor;
+ * KAFKA_ERR_DELIVERY when all reported but some failed; KAFKA_ERR_TIMEOUT when some are still
+ * pending; KAFKA_ERR_FATAL on a fatal producer error (err gets rd_kafka_fatal_error()'s text). */
+int kafka_batch_wait(kafka_producer_t *p, kafka_batch_t *b, int timeout_ms, char *err,
+                     size_t errlen);
+
+/* Enqueues one message. key/value are NUL-terminated text (key NULL = no key; value NULL =
+ * tombstone); headers are `hcount` name/value string pairs (hnames/hvalues may be NULL when
+ * hcount == 0). Copies everything. `batch` (may be NULL) counts the message. On
+ * RD_KAFKA_RESP_ERR__QUEUE_FULL it serves delivery reports and retries until there is room.
+ * Returns 0 when enqueued (the outcome comes later through the batch), KAFKA_ERR_FATAL on a
+ * fatal error, KAFKA_ERR_INVALID/KAFKA_ERR_BROKER (unknown topic, message too large...) with
+ * err naming the topic. A message that was not enqueued is not counted by the batch. */
+int kafka_producer_send(kafka_producer_t *p, const char *topic, const char *key,
+                        const char *value, const char *const *hnames,
+                        const char *const *hvalues, size_t hcount, kafka_batch_t *batch,
+                        char *err, size_t errlen);
+
+/* Binary-safe variant with a per-message callback instead of (or besides) a batch.
+ * key/value may be NULL (absent); headers as kafka_header_t (NULL value = null header);
+ * timestamp_ms < 0 lets librdkafka stamp the time. `cb` (may be NULL) is called exactly once
+ * with the outcome, after the batch (if any) was updated. Same return values as send(); when
+ * this returns non-zero, `cb` is never called. */
+int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *key,
+                            size_t key_len, const void *value, size_t value_len,
+                            const kafka_header_t *headers, size_t hcount, int64_t timestamp_ms,
+                            kafka_batch_t *batch, kafka_delivery_cb cb, void *cb_opaque,
+                            char *err, size_t errlen);
+
+/* Serves queued delivery reports for up to timeout_ms (0 = non-blocking). Call it regularly
+ * (every loop turn). Returns the number of events served, or KAFKA_ERR_FATAL. */
+int kafka_producer_poll(kafka_producer_t *p, int timeout_ms);
+
+/* Waits until every message of this producer is delivered or failed (rd_kafka_flush, then
+ * outq_len == 0). Returns 0, KAFKA_ERR_TIMEOUT (err says how many are left) or KAFKA_ERR_FATAL. */
+int kafka_producer_flush(kafka_producer_t *p, int timeout_ms, char *err, size_t errlen);
+
+/* Number of messages not yet delivered (queued, in flight or awaiting a report). */
+size_t kafka_producer_outq_len(kafka_producer_t *p);
+
+/* True once librdkafka raised a fatal error; err gets its text (may be NULL). */
+bool kafka_producer_fatal(kafka_producer_t *p, char *err, size_t errlen);
+
+/* Total delivery failures seen since creation (all batches and callbacks). */
+size_t kafka_producer_failed_total(kafka_producer_t *p);
+
+/* The underlying handle (borrowed; for metadata queries and metrics). */
+rd_kafka_t *kafka_producer_handle(kafka_producer_t *p);
+
+/* Flushes for up to timeout_ms, purges whatever is left (those messages get a failed delivery
+ * report: batches and callbacks see them as failed), logs how many were undelivered, destroys
+ * the producer. NULL is a no-op returning 0. Returns 0 when nothing was left undelivered,
+ * KAFKA_ERR_DELIVERY when messages had to be purged (err says how many; the caller must not
+ * advance cursors for them and should exit non-zero), KAFKA_ERR_FATAL after a fatal error.
+ * Earlier failures were already reported through batches/callbacks (and
+ * kafka_producer_failed_total()). */
+int kafka_producer_close(kafka_producer_t *p, int timeout_ms, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,1020 @@
+/* Integration tests for kafka_ against the real broker (KAFKA_BOOTSTRAP_SERVERS):
+ * topic creation (DLQ retention), the idempotent producer and its delivery tracker, fatal
+ * errors, the at-least-once consumer (gaps after a clean close and after SIGKILL, pause/resume,
+ * a rebalance with a second member joining mid-stream) and the dead-letter writer's headers.
+ * Every test uses its own topic prefix and group ids (testenv_unique). */
+#include <errno.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kafka.h"
+#include "kafka_consumer.h"
+#include "kafka_dlq.h"
+#include "log.h"
+#include "testenv.h"
+
+#define PARTS 3
+
+static kafka_settings_t settings(void)
+{
+    kafka_settings_t s = {.bootstrap_servers = testenv_require("KAFKA_BOOTSTRAP_SERVERS")};
+    return s;
+}
+
+static const char *const fast_names[] = {"session.timeout.ms", "heartbeat.interval.ms",
+                                         "topic.metadata.refresh.interval.ms"};
+static const char *const fast_values[] = {"6000", "500", "2000"};
+
+static kafka_consumer_t *consumer_new(const char *group, const char *topic, int revoke_wait_ms,
+                                      kafka_revoke_cb on_revoke, void *opaque)
+{
+    kafka_settings_t s = settings();
+    const char *topics[] = {topic};
+    kafka_consumer_opts_t o = {.settings = &s,
+                               .group_id = group,
+                               .client_id = "it_kafka",
+                               .topics = topics,
+                               .topic_count = 1,
+                               .extra_names = fast_names,
+                               .extra_values = fast_values,
+                               .extra_count = 3,
+                               .revoke_wait_ms = revoke_wait_ms,
+                               .on_revoke = on_revoke,
+                               .opaque = opaque};
+    char err[512] = "";
+    kafka_consumer_t *c = kafka_consumer_new(&o, err, sizeof err);
+    if (!c)
+        fail_msg("kafka_consumer_new: %s", err);
+    return c;
+}
+
+/* Creates the five pipeline topics under a fresh prefix; returns the contacts topic name. */
+static void fresh_topics(char *prefix, size_t psize, char *topic, size_t tsize, int partitions)
+{
+    testenv_unique(prefix, psize, "it-kafka-");
+    size_t n = strlen(prefix);
+    if (n + 1 < psize) {
+        prefix[n] = '.';
+        prefix[n + 1] = '\0';
+    }
+    kafka_settings_t s = settings();
+    char err[512] = "";
+    int rc = kafka_topics_ensure(&s, prefix, partitions, NULL, 0, 30000, err, sizeof err);
+    if (rc != 0)
+        fail_msg("kafka_topics_ensure: %s", err);
+    assert_int_equal(kafka_topic_name(topic, tsize, prefix, KAFKA_TOPIC_PLOOMES_CONTACTS), 0);
+}
+
+/* Produces records value "i" key "i" for i in [from, to) and waits for every ack. */
+static void produce_range(const char *topic, int from, int to)
+{
+    kafka_settings_t s = settings();
+    char err[512] = "";
+    kafka_producer_t *p = kafka_producer_new(&s, "it_kafka", err, sizeof err);
+    if (!p)
+        fail_msg("kafka_producer_new: %s", err);
+    kafka_batch_t *b = kafka_batch_new();
+    for (int i = from; i < to; i++) {
+        char num[32];
+        snprintf(num, sizeof num, "%d", i);
+        const char *hn[] = {"source", "entity"};
+        const char *hv[] = {"ploomes", "contact"};
+        int rc = kafka_producer_send(p, topic, num, num, hn, hv, 2, b, err, sizeof err);
+        if (rc != 0)
+            fail_msg("send %d: %s", i, err);
+    }
+    int rc = kafka_batch_wait(p, b, 30000, err, sizeof err);
+    if (rc != 0)
+        fail_msg("batch wait: %s", err);
+    assert_int_equal(kafka_batch_acked(b), (size_t)(to - from));
+    assert_int_equal(kafka_batch_failed(b), 0);
+    kafka_batch_free(b);
+    assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
+}
+
+static int record_number(const kafka_record_t *r)
+{
+    assert_non_null(r->value);
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(r->value, &end, 10);
+    assert_true(errno == 0 && end && *end == '\0');
+    return (int)v;
+}
+
+/* ---- polling helpers ----------------------------------------------------------------------- */
+
+typedef struct collect {
+    kafka_consumer_t *c;
+    kafka_record_t **recs; /* kept when keep != 0, else finished at once */
+    size_t count, cap;
+    size_t target;
+    bool keep;
+    int *seen; /* per record number, may be NULL */
+    int seen_size;
+} collect_t;
+
+static void collect_one(collect_t *k, kafka_record_t *r)
+{
+    if (k->seen) {
+        int v = record_number(r);
+        assert_true(v >= 0 && v < k->seen_size);
+        k->seen[v]++;
+    }
+    if (k->keep) {
+        if (k->count == k->cap) {
+            k->cap = k->cap ? k->cap * 2 : 256;
+            k->recs = realloc(k->recs, k->cap * sizeof *k->recs);
+            assert_non_null(k->recs);
+        }
+        k->recs[k->count] = r;
+    } else {
+        kafka_consumer_done(k->c, r);
+    }
+    k->count++;
+}
+
+static bool collect_until_target(void *ctx)
+{
+    collect_t *k = ctx;
+    kafka_record_t *r = kafka_consumer_poll(k->c, 100);
+    if (r)
+        collect_one(k, r);
+    return k->count >= k->target;
+}
+
+static bool got_any(void *ctx)
+{
+    collect_t *k = ctx;
+    kafka_record_t *r = kafka_consumer_poll(k->c, 100);
+    if (r)
+        collect_one(k, r);
+    return k->count > 0;
+}
+
+static bool is_assigned(void *ctx)
+{
+    collect_t *k = ctx;
+    kafka_record_t *r = kafka_consumer_poll(k->c, 100);
+    if (r)
+        collect_one(k, r);
+    return kafka_consumer_assigned_count(k->c) > 0;
+}
+
+/* ---- topics ------------------------------------------------------------------------------- */
+
+typedef struct ensure_arg {
+    const char *prefix;
+    int rc;
+    char err[512];
+} ensure_arg_t;
+
+static void *ensure_thread(void *p)
+{
+    ensure_arg_t *a = p;
+    kafka_settings_t s = settings();
+    a->rc = kafka_topics_ensure(&s, a->prefix, 2, NULL, 0, 30000, a->err, sizeof a->err);
+    return NULL;
+}
+
+/* Two concurrent creators of the same five topics: both succeed (TOPIC_ALREADY_EXISTS is
+ * tolerated), the DLQ has unlimited retention, the others the requested partitions. */
+static void test_topics_ensure_creates_dlq_forever(void **state)
+{
+    (void)state;
+    char unique[80], prefix[96];
+    testenv_unique(unique, sizeof unique, "it-kafka-topics-");
+    snprintf(prefix, sizeof prefix, "%s.", unique);
+    ensure_arg_t a = {.prefix = prefix}, b = {.prefix = prefix};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, ensure_thread, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, ensure_thread, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    if (a.rc != 0 || b.rc != 0)
+        fail_msg("ensure: %d %s / %d %s", a.rc, a.err, b.rc, b.err);
+
+    kafka_settings_t s = settings();
+    char err[512] = "", topic[KAFKA_TOPIC_NAME_MAX], value[64];
+    for (int id = 0; id < KAFKA_TOPIC_COUNT; id++) {
+        assert_int_equal(kafka_topic_name(topic, sizeof topic, prefix, (kafka_topic_id_t)id), 0);
+        int n = kafka_topic_partition_count(&s, topic, 10000, err, sizeof err);
+        if (n != 2)
+            fail_msg("%s: %d partitions (%s)", topic, n, err);
+    }
+    assert_int_equal(kafka_topic_name(topic, sizeof topic, prefix, KAFKA_TOPIC_DLQ), 0);
+    int rc = kafka_topic_config_get(&s, topic, "retention.ms", value, sizeof value, 10000, err,
+                                    sizeof err);
+    if (rc != 0)
+        fail_msg("describe %s: %s", topic, err);
+    assert_string_equal(value, "-1");
+    assert_int_equal(kafka_topic_config_get(&s, topic, "retention.bytes", value, sizeof value,
+                                            10000, err, sizeof err),
+                     0);
+    assert_string_equal(value, "-1");
+    /* A non-DLQ topic keeps the broker default (finite). */
+    assert_int_equal(kafka_topic_name(topic, sizeof topic, prefix, KAFKA_TOPIC_PLOOMES_TASKS), 0);
+    assert_int_equal(kafka_topic_config_get(&s, topic, "retention.ms", value, sizeof value, 10000,
+                                            err, sizeof err),
+                     0);
+    assert_string_not_equal(value, "-1");
+
+    /* Again, everything exists: a no-op success. A subset works too. */
+    kafka_topic_id_t ids[] = {KAFKA_TOPIC_DLQ};
+    assert_int_equal(kafka_topics_ensure(&s, prefix, 2, ids, 1, 30000, err, sizeof err), 0);
+    /* Unreachable cluster: a clear error, no hang. */
+    kafka_settings_t bad = {.bootstrap_servers = "127.0.0.1:1"};
+    rc = kafka_topics_ensure(&bad, prefix, 2, NULL, 0, 2000, err, sizeof err);
+    assert_int_equal(rc, KAFKA_ERR_BROKER);
+    assert_non_null(strstr(err, "metadata"));
+}
+
+/* ---- producer ------------------------------------------------------------------------------ */
+
+typedef struct cb_count {
+    int ok, failed;
+} cb_count_t;
+
+static void count_cb(void *opaque, const kafka_delivery_t *d)
+{
+    cb_count_t *c = opaque;
+    if (d->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        assert_true(d->offset >= 0);
+        c->ok++;
+    } else {
+        c->failed++;
+    }
+}
+
+static void test_producer_batch_and_flush(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, PARTS);
+    kafka_settings_t s = settings();
+    char err[512] = "";
+    /* A tiny local queue forces ERR__QUEUE_FULL: send() must poll and retry. */
+    const char *names[] = {"queue.buffering.max.messages"};
+    const char *values[] = {"10"};
+    s.names = names;
+    s.values = values;
+    s.count = 1;
+    kafka_producer_t *p = kafka_producer_new(&s, "it_kafka", err, sizeof err);
+    assert_non_null(p);
+    kafka_batch_t *b = kafka_batch_new();
+    cb_count_t cc = {0};
+    for (int i = 0; i < 300; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        kafka_header_t h[] = {{"entity", "contact", 7}};
+        int rc = kafka_producer_send_raw(p, topic, num, strlen(num), num, strlen(num), h, 1, -1,
+                                         b, count_cb, &cc, err, sizeof err);
+        if (rc != 0)
+            fail_msg("send %d: %s", i, err);
+    }
+    assert_int_equal(kafka_batch_sent(b), 300);
+    assert_int_equal(kafka_batch_wait(p, b, 30000, err, sizeof err), 0);
+    assert_int_equal(kafka_batch_acked(b), 300);
+    assert_int_equal(kafka_batch_pending(b), 0);
+    assert_int_equal(cc.ok, 300);
+    assert_int_equal(kafka_batch_reset(b), 0);
+
+    /* A second page, then flush: everything acknowledged, counters agree. */
+    for (int i = 300; i < 350; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        assert_int_equal(kafka_producer_send(p, topic, num, num, NULL, NULL, 0, b, err, sizeof err),
+                         0);
+    }
+    assert_int_equal(kafka_producer_flush(p, 30000, err, sizeof err), 0);
+    assert_int_equal(kafka_batch_acked(b), 50);
+    assert_int_equal(kafka_batch_wait(p, b, 0, err, sizeof err), 0);
+    assert_int_equal(kafka_producer_outq_len(p), 0);
+    assert_int_equal(kafka_producer_failed_total(p), 0);
+
+    /* A batch freed with messages pending is freed by the last delivery report (ASan checks). */
+    kafka_batch_t *orphan = kafka_batch_new();
+    assert_int_equal(kafka_producer_send(p, topic, "k", "v", NULL, NULL, 0, orphan, err, sizeof err),
+                     0);
+    kafka_batch_free(orphan);
+    kafka_batch_free(b);
+    assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
+
+    /* Messages that cannot be delivered are reported failed at close, not lost silently. */
+    kafka_settings_t bad = {.bootstrap_servers = "127.0.0.1:1"};
+    p = kafka_producer_new(&bad, "it_kafka", err, sizeof err);
+    assert_non_null(p);
+    b = kafka_batch_new();
+    assert_int_equal(kafka_producer_send(p, "nowhere", "k", "v", NULL, NULL, 0, b, err, sizeof err),
+                     0);
+    assert_int_equal(kafka_batch_wait(p, b, 300, err, sizeof err), KAFKA_ERR_TIMEOUT);
+    assert_int_equal(kafka_producer_close(p, 300, err, sizeof err), KAFKA_ERR_DELIVERY);
+    assert_int_equal(kafka_batch_failed(b), 1);
+    assert_int_equal(kafka_batch_pending(b), 0);
+    kafka_batch_free(b);
+}
+
+static void test_producer_fatal_error_surfaces(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, 1);
+    kafka_settings_t s = settings();
+    char err[512] = "";
+    kafka_producer_t *p = kafka_producer_new(&s, "it_kafka", err, sizeof err);
+    assert_non_null(p);
+    kafka_batch_t *b = kafka_batch_new();
+    assert_int_equal(kafka_producer_send(p, topic, "1", "1", NULL, NULL, 0, b, err, sizeof err), 0);
+    assert_int_equal(kafka_batch_wait(p, b, 30000, err, sizeof err), 0);
+    assert_false(kafka_producer_fatal(p, err, sizeof err));
+    /* librdkafka's own fault injection: what a broken idempotent sequence raises. */
+    assert_int_equal(rd_kafka_test_fatal_error(kafka_producer_handle(p),
+                                               RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                               "it_kafka injected"),
+                     0);
+    assert_true(kafka_producer_fatal(p, err, sizeof err));
+    assert_non_null(strstr(err, "injected"));
+    assert_int_equal(kafka_producer_send(p, topic, "2", "2", NULL, NULL, 0, b, err, sizeof err),
+                     KAFKA_ERR_FATAL);
+    assert_int_equal(kafka_producer_poll(p, 0), KAFKA_ERR_FATAL);
+    assert_int_equal(kafka_producer_close(p, 1000, err, sizeof err), KAFKA_ERR_FATAL);
+    kafka_batch_free(b);
+}
+
+/* ---- consumer: gaps ------------------------------------------------------------------------ */
+
+#define GAP_N 200
+
+static bool leave_unfinished(int v) { return v % 23 == 7; }
+
+static void test_consumer_gap_clean_close(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, PARTS);
+    testenv_unique(group, sizeof group, "it-kafka-gap-");
+    produce_range(topic, 0, GAP_N);
+
+    int64_t first_gap[PARTS], offset_of[GAP_N];
+    int32_t part_of[GAP_N];
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    /* Finish everything but the gaps, out of order. */
+    collect_t k = {.c = c, .target = GAP_N, .keep = true};
+    assert_true(testenv_wait_until(collect_until_target, &k, 60000, 1));
+    assert_int_equal(kafka_consumer_in_flight(c), GAP_N);
+    for (int p = 0; p < PARTS; p++)
+        first_gap[p] = INT64_MAX;
+    for (size_t i = 0; i < k.count; i++) {
+        int v = record_number(k.recs[i]);
+        offset_of[v] = k.recs[i]->offset;
+        part_of[v] = k.recs[i]->partition;
+        if (leave_unfinished(v) && k.recs[i]->offset < first_gap[k.recs[i]->partition])
+            first_gap[k.recs[i]->partition] = k.recs[i]->offset;
+    }
+    for (size_t i = k.count; i > 0; i--) { /* reverse order: worst case for contiguity */
+        kafka_record_t *r = k.recs[i - 1];
+        if (leave_unfinished(record_number(r)))
+            kafka_consumer_release(c, r);
+        else
+            assert_int_equal(kafka_consumer_done(c, r), 0);
+    }
+    free(k.recs);
+    assert_int_equal(kafka_consumer_in_flight(c), 0);
+    assert_true(kafka_consumer_idle_ms(c) >= 0);
+    char err[512] = "";
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+
+    /* Restart: everything from each partition's first gap comes again; nothing before it. */
+    int seen[GAP_N] = {0};
+    size_t expect = 0;
+    for (int v = 0; v < GAP_N; v++) {
+        if (offset_of[v] >= first_gap[part_of[v]])
+            expect++;
+    }
+    c = consumer_new(group, topic, 0, NULL, NULL);
+    collect_t k2 = {.c = c, .target = expect, .seen = seen, .seen_size = GAP_N};
+    assert_true(testenv_wait_until(collect_until_target, &k2, 60000, 1));
+    /* Give a wrongly re-delivered record a chance to show up before judging. */
+    k2.target = expect + 1;
+    assert_false(testenv_wait_until(collect_until_target, &k2, 1500, 1));
+    for (int v = 0; v < GAP_N; v++) {
+        bool after_gap = offset_of[v] >= first_gap[part_of[v]];
+        if (leave_unfinished(v) && seen[v] != 1)
+            fail_msg("unfinished record %d seen %d times after restart", v, seen[v]);
+        if (!after_gap && seen[v] != 0)
+            fail_msg("record %d (finished, before the gap) re-delivered", v);
+        if (after_gap && seen[v] != 1)
+            fail_msg("record %d after the gap seen %d times", v, seen[v]);
+    }
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+}
+
+/* Child process for the SIGKILL test: consume, finish all but the gaps, commit, report the
+ * unfinished records on stdout, then keep polling until killed. */
+static int child_gap_main(const char *topic, const char *group)
+{
+    log_init("it_kafka_child", LOG_WARN);
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    collect_t k = {.c = c, .target = GAP_N, .keep = true};
+    if (!testenv_wait_until(collect_until_target, &k, 60000, 1))
+        return 2;
+    for (size_t i = k.count; i > 0; i--) {
+        kafka_record_t *r = k.recs[i - 1];
+        if (leave_unfinished(record_number(r)))
+            printf("unfinished %" PRId32 " %" PRId64 "\n", r->partition, r->offset);
+        else if (kafka_consumer_done(c, r) != 0)
+            return 3;
+    }
+    char err[256];
+    if (kafka_consumer_commit(c, err, sizeof err) != 0)
+        return 4;
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) { /* in flight forever, like a worker stuck mid-batch */
+        kafka_record_t *r = kafka_consumer_poll(c, 200);
+        if (r)
+            kafka_consumer_release(c, r);
+    }
+}
+
+static void test_consumer_gap_sigkill(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, PARTS);
+    testenv_unique(group, sizeof group, "it-kafka-kill-");
+    produce_range(topic, 0, GAP_N);
+
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = '\0';
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl(self, self, "--child-gap", topic, group, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *in = fdopen(fds[0], "r");
+    assert_non_null(in);
+    int64_t first_gap[PARTS] = {INT64_MAX, INT64_MAX, INT64_MAX};
+    int unfinished = 0;
+    bool ready = false;
+    char *line = NULL;
+    size_t cap = 0;
+    while (!ready && getline(&line, &cap, in) > 0) {
+        if (strncmp(line, "ready", 5) == 0) {
+            ready = true;
+        } else if (strncmp(line, "unfinished ", 11) == 0) {
+            char *end = NULL;
+            long p = strtol(line + 11, &end, 10);
+            long long off = strtoll(end, &end, 10);
+            assert_true(p >= 0 && p < PARTS);
+            if (off < first_gap[p])
+                first_gap[p] = off;
+            unfinished++;
+        }
+    }
+    free(line);
+    fclose(in);
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!ready)
+        fail_msg("child did not get ready (status %d)", status);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_true(unfinished > 0);
+
+    /* Restart with the same group (waits out the dead member's session): every record from the
+     * first gap on comes again, none skipped; nothing before it (it was committed). */
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    collect_t k = {.c = c, .keep = true, .target = (size_t)-1};
+    /* Count what must come: records per partition with offset >= first gap. We only know offsets
+     * from the child for gaps, so read until every partition reached its end offset. */
+    rd_kafka_t *rk = kafka_consumer_handle(c);
+    int64_t high[PARTS];
+    for (int p = 0; p < PARTS; p++) {
+        int64_t low = 0;
+        assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p], 10000), 0);
+    }
+    size_t must = 0;
+    for (int p = 0; p < PARTS; p++) {
+        if (first_gap[p] != INT64_MAX)
+            must += (size_t)(high[p] - first_gap[p]);
+    }
+    k.target = must;
+    assert_true(testenv_wait_until(collect_until_target, &k, 90000, 1));
+    k.target = must + 1;
+    assert_false(testenv_wait_until(collect_until_target, &k, 1500, 1));
+    assert_int_equal(k.count, must);
+    for (size_t i = 0; i < k.count; i++) {
+        kafka_record_t *r = k.recs[i];
+        if (r->offset < first_gap[r->partition])
+            fail_msg("offset %" PRId64 " of partition %" PRId32 " before the gap re-delivered",
+                     r->offset, r->partition);
+        assert_int_equal(kafka_consumer_done(c, r), 0);
+    }
+    free(k.recs);
+    char err[512] = "";
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+}
+
+/* ---- consumer: pause / resume --------------------------------------------------------------- */
+
+static void test_consumer_pause_resume(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, 1);
+    testenv_unique(group, sizeof group, "it-kafka-pause-");
+    produce_range(topic, 0, 20);
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    collect_t k = {.c = c, .keep = true, .target = 1};
+    assert_true(testenv_wait_until(collect_until_target, &k, 60000, 1));
+    kafka_record_t *first = k.recs[0];
+    assert_int_equal(first->offset, 0);
+    assert_int_equal(kafka_consumer_pause(c, topic, 0), 0);
+    assert_int_equal(kafka_consumer_pause(c, topic, 7), KAFKA_ERR_STATE);
+    /* Paused: polling keeps the member alive but hands nothing of that partition out. */
+    k.target = 2;
+    assert_false(testenv_wait_until(collect_until_target, &k, 1500, 1));
+    assert_int_equal(k.count, 1);
+    assert_int_equal(kafka_consumer_in_flight(c), 1);
+    assert_true(kafka_consumer_idle_ms(c) >= 1000);
+    assert_int_equal(kafka_consumer_resume(c, topic, 0), 0);
+    k.target = 20;
+    assert_true(testenv_wait_until(collect_until_target, &k, 30000, 1));
+    for (size_t i = 0; i < k.count; i++) {
+        assert_int_equal(k.recs[i]->offset, (int64_t)i); /* in order, none lost, no repeat */
+        assert_int_equal(kafka_consumer_done(c, k.recs[i]), 0);
+    }
+    free(k.recs);
+    assert_int_equal(kafka_consumer_pause_all(c), 0);
+    assert_int_equal(kafka_consumer_resume_all(c), 0);
+    char err[512] = "";
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+}
+
+/* ---- consumer: rebalance -------------------------------------------------------------------- */
+
+#define RB_N 400
+#define RB_PARTS 4
+#define RB_HOLD 6
+
+typedef struct member {
+    const char *name;
+    kafka_consumer_t *c;
+    kafka_record_t *held[RB_HOLD]; /* in flight, finished later in reverse order */
+    size_t nheld;
+    kafka_record_t *straggler; /* kept across a revoke on purpose */
+    bool want_straggler;
+    int revokes;
+    int *seen;
+} member_t;
+
+static void member_finish_held(member_t *m)
+{
+    while (m->nheld > 0) {
+        kafka_record_t *r = m->held[--m->nheld];
+        assert_int_equal(kafka_consumer_done(m->c, r), 0);
+    }
+}
+
+/* Single-threaded worker: on revoke, finish the held records (drives in-flight to zero) but
+ * keep one straggler, which must then be refused (stale) and re-delivered. */
+static void member_on_revoke(void *opaque, kafka_consumer_t *c,
+                             const rd_kafka_topic_partition_list_t *parts, bool lost)
+{
+    (void)c;
+    (void)parts;
+    (void)lost;
+    member_t *m = opaque;
+    m->revokes++;
+    if (m->want_straggler && !m->straggler && m->nheld > 0) {
+        m->straggler = m->held[--m->nheld];
+        m->want_straggler = false;
+    }
+    member_finish_held(m);
+}
+
+static void member_step(member_t *m)
+{
+    kafka_record_t *r = kafka_consumer_poll(m->c, 50);
+    if (!r) {
+        member_finish_held(m); /* idle: nothing left to reorder with */
+        return;
+    }
+    int v = record_number(r);
+    assert_true(v >= 0 && v < RB_N);
+    m->seen[v]++;
+    m->held[m->nheld++] = r;
+    if (m->nheld == RB_HOLD)
+        member_finish_held(m);
+}
+
+typedef struct rb_ctx {
+    member_t *a, *b;
+    int *seen;
+    size_t target_distinct;
+} rb_ctx_t;
+
+static size_t distinct(const int *seen)
+{
+    size_t n = 0;
+    for (int i = 0; i < RB_N; i++)
+        n += seen[i] > 0;
+    return n;
+}
+
+static bool rb_progress(void *ctx)
+{
+    rb_ctx_t *x = ctx;
+    member_step(x->a);
+    if (x->b && x->b->c)
+        member_step(x->b);
+    return distinct(x->seen) >= x->target_distinct;
+}
+
+static bool rb_settled(void *ctx)
+{
+    rb_ctx_t *x = ctx;
+    member_step(x->a);
+    member_step(x->b);
+    return distinct(x->seen) == RB_N && x->a->nheld == 0 && x->b->nheld == 0 &&
+           kafka_consumer_in_flight(x->a->c) == (x->a->straggler ? 1u : 0u) &&
+           kafka_consumer_in_flight(x->b->c) == 0 && kafka_consumer_assigned_count(x->b->c) > 0;
+}
+
+static void test_consumer_rebalance_second_member(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, RB_PARTS);
+    testenv_unique(group, sizeof group, "it-kafka-rb-");
+    produce_range(topic, 0, RB_N / 2);
+
+    int seen[RB_N] = {0};
+    member_t a = {.name = "a", .seen = seen, .want_straggler = true};
+    member_t b = {.name = "b", .seen = seen};
+    a.c = consumer_new(group, topic, 300, member_on_revoke, &a);
+    rb_ctx_t x = {.a = &a, .b = &b, .seen = seen, .target_distinct = RB_N / 4};
+    assert_true(testenv_wait_until(rb_progress, &x, 60000, 1));
+    assert_true(a.nheld > 0 || distinct(seen) > 0);
+
+    /* The second member joins mid-stream while more records arrive. */
+    b.c = consumer_new(group, topic, 300, member_on_revoke, &b);
+    produce_range(topic, RB_N / 2, RB_N);
+    x.target_distinct = RB_N;
+    assert_true(testenv_wait_until(rb_progress, &x, 120000, 1));
+    assert_true(testenv_wait_until(rb_settled, &x, 60000, 1));
+    assert_true(a.revokes >= 1);
+
+    /* The straggler outlived its partition's assignment: not stored, re-delivered. */
+    if (a.straggler) {
+        int v = record_number(a.straggler);
+        assert_int_equal(kafka_consumer_done(a.c, a.straggler), KAFKA_ERR_STATE);
+        a.straggler = NULL;
+        assert_true(seen[v] >= 2);
+    }
+    int dups = 0;
+    for (int i = 0; i < RB_N; i++) {
+        if (seen[i] == 0)
+            fail_msg("record %d lost", i);
+        dups += seen[i] - 1;
+    }
+    print_message("rebalance: %d records, %d re-deliveries, revokes a=%d b=%d\n", RB_N, dups,
+                  a.revokes, b.revokes);
+    char err[512] = "";
+    assert_int_equal(kafka_consumer_close(a.c, err, sizeof err), 0);
+    assert_int_equal(kafka_consumer_close(b.c, err, sizeof err), 0);
+
+    /* Everything was finished and committed: a new member of the group gets nothing. */
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    collect_t k = {.c = c};
+    assert_true(testenv_wait_until(is_assigned, &k, 60000, 1));
+    assert_false(testenv_wait_until(got_any, &k, 3000, 1));
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+}
+
+/* ---- consumer: revoke waits for worker threads ----------------------------------------------- */
+
+#define WT_N 120
+
+typedef struct wq {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    kafka_consumer_t *c;
+    kafka_record_t *items[WT_N * 2];
+    int64_t since[WT_N * 2];
+    size_t head, tail;
+    bool stop;
+    int *seen;
+} wq_t;
+
+/* A worker thread: finishes each record 1.5 s after it was queued (simulated slow work), so
+ * the revoke that follows the second member's join finds records in flight and must wait. */
+static void *wq_worker(void *arg)
+{
+    wq_t *q = arg;
+    pthread_mutex_lock(&q->lock);
+    while (!q->stop || q->head != q->tail) {
+        if (q->head != q->tail && testenv_now_ms() - q->since[q->head] >= 1500) {
+            kafka_record_t *r = q->items[q->head++];
+            pthread_mutex_unlock(&q->lock);
+            int rc = kafka_consumer_done(q->c, r);
+            assert_int_equal(rc, 0); /* never stale: the revoke waited for us */
+            pthread_mutex_lock(&q->lock);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 20 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&q->cond, &q->lock, &until);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+typedef struct wt_ctx {
+    wq_t *q;
+    kafka_consumer_t *b;
+    int *seen;
+    size_t target;
+} wt_ctx_t;
+
+static size_t wt_distinct(const int *seen)
+{
+    size_t n = 0;
+    for (int i = 0; i < WT_N; i++)
+        n += seen[i] > 0;
+    return n;
+}
+
+/* Records in flight at A's revokes (the wait must have had something to wait for). */
+static size_t wt_in_flight_at_revoke;
+
+static void wt_on_revoke(void *opaque, kafka_consumer_t *c,
+                         const rd_kafka_topic_partition_list_t *parts, bool lost)
+{
+    (void)opaque;
+    (void)parts;
+    (void)lost;
+    size_t n = kafka_consumer_in_flight(c);
+    if (n > wt_in_flight_at_revoke)
+        wt_in_flight_at_revoke = n;
+}
+
+static bool wt_progress(void *ctx)
+{
+    wt_ctx_t *x = ctx;
+    kafka_record_t *r = kafka_consumer_poll(x->q->c, 50);
+    if (r) {
+        x->seen[record_number(r)]++;
+        pthread_mutex_lock(&x->q->lock);
+        assert_true(x->q->tail < WT_N * 2);
+        x->q->since[x->q->tail] = testenv_now_ms();
+        x->q->items[x->q->tail++] = r;
+        pthread_cond_signal(&x->q->cond);
+        pthread_mutex_unlock(&x->q->lock);
+    }
+    if (x->b) {
+        r = kafka_consumer_poll(x->b, 50);
+        if (r) {
+            x->seen[record_number(r)]++;
+            assert_int_equal(kafka_consumer_done(x->b, r), 0);
+        }
+    }
+    if (x->target < WT_N)
+        return wt_distinct(x->seen) >= x->target;
+    return wt_distinct(x->seen) >= x->target && kafka_consumer_in_flight(x->q->c) == 0;
+}
+
+static void test_consumer_revoke_waits_for_worker_threads(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, 2);
+    testenv_unique(group, sizeof group, "it-kafka-wt-");
+    produce_range(topic, 0, WT_N);
+
+    static int seen[WT_N];
+    static wq_t q; /* static: outlives this frame even if an assertion jumps out */
+    memset(seen, 0, sizeof seen);
+    memset(&q, 0, sizeof q);
+    q.seen = seen;
+    pthread_mutex_init(&q.lock, NULL);
+    pthread_cond_init(&q.cond, NULL);
+    q.c = consumer_new(group, topic, 15000, wt_on_revoke, NULL);
+    pthread_t worker;
+    assert_int_equal(pthread_create(&worker, NULL, wq_worker, &q), 0);
+    wt_ctx_t x = {.q = &q, .seen = seen, .target = 10};
+    /* Let A take some records, then a second member joins while A's worker still has some. */
+    assert_true(testenv_wait_until(wt_progress, &x, 60000, 1));
+    x.b = consumer_new(group, topic, 15000, NULL, NULL);
+    x.target = WT_N;
+    assert_true(testenv_wait_until(wt_progress, &x, 120000, 1));
+
+    /* The revoke waited for the worker: every record finished exactly once, none re-seen. */
+    assert_true(wt_in_flight_at_revoke > 0);
+    for (int i = 0; i < WT_N; i++) {
+        if (seen[i] != 1)
+            fail_msg("record %d seen %d times", i, seen[i]);
+    }
+    pthread_mutex_lock(&q.lock);
+    q.stop = true;
+    pthread_cond_signal(&q.cond);
+    pthread_mutex_unlock(&q.lock);
+    pthread_join(worker, NULL);
+    char err[512] = "";
+    assert_int_equal(kafka_consumer_close(q.c, err, sizeof err), 0);
+    assert_int_equal(kafka_consumer_close(x.b, err, sizeof err), 0);
+    pthread_cond_destroy(&q.cond);
+    pthread_mutex_destroy(&q.lock);
+}
+
+/* ---- dead letters ----------------------------------------------------------------------------- */
+
+typedef struct dlq_result {
+    int calls;
+    bool ok;
+} dlq_result_t;
+
+static void dlq_cb(void *opaque, bool ok, const char *error)
+{
+    (void)error;
+    dlq_result_t *r = opaque;
+    r->calls++;
+    r->ok = ok;
+}
+
+typedef struct dlq_wait {
+    kafka_producer_t *p;
+    dlq_result_t *r;
+} dlq_wait_t;
+
+static bool dlq_done(void *ctx)
+{
+    dlq_wait_t *w = ctx;
+    kafka_producer_poll(w->p, 100);
+    return w->r->calls > 0;
+}
+
+static void test_dlq_headers_read_back(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], dlq_topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, 1);
+    assert_int_equal(kafka_topic_name(dlq_topic, sizeof dlq_topic, prefix, KAFKA_TOPIC_DLQ), 0);
+    testenv_unique(group, sizeof group, "it-kafka-dlq-");
+    kafka_settings_t s = settings();
+    char err[512] = "";
+
+    /* An original record with binary-safe headers and an explicit timestamp. */
+    kafka_producer_t *p = kafka_producer_new(&s, "it_kafka", err, sizeof err);
+    assert_non_null(p);
+    kafka_batch_t *b = kafka_batch_new();
+    const char *value = "{\"Id\":42,\"Name\":\"Açaí Ltda\"}";
+    kafka_header_t oh[] = {{"source", "ploomes", 7},
+                           {"entity", "contact", 7},
+                           {"fetched-at", "2024-05-01T12:00:00Z", 20},
+                           {"event-id", "abc123", 6}};
+    int64_t ts = 1714564800123LL;
+    assert_int_equal(kafka_producer_send_raw(p, topic, "42", 2, value, strlen(value), oh, 4, ts, b,
+                                             NULL, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(kafka_batch_wait(p, b, 30000, err, sizeof err), 0);
+    kafka_batch_free(b);
+
+    /* The worker side: consume it, dead-letter it, mark done only on confirmation. */
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    collect_t k = {.c = c, .keep = true, .target = 1};
+    assert_true(testenv_wait_until(collect_until_target, &k, 60000, 1));
+    kafka_record_t *rec = k.recs[0];
+    free(k.recs);
+    assert_int_equal(rec->timestamp_ms, ts);
+
+    const char *secrets[] = {"tok-SECRET-123"};
+    kafka_dlq_opts_t o = {.producer = p,
+                          .topic_prefix = prefix,
+                          .connector_name = "clients-to-milvus",
+                          .secrets = secrets,
+                          .secret_count = 1};
+    kafka_dlq_t *d = kafka_dlq_new(&o, err, sizeof err);
+    assert_non_null(d);
+    assert_string_equal(kafka_dlq_topic(d), dlq_topic);
+    const char *resp = "{\"message\":\"Serviço indisponível\",\"echo\":\"tok-SECRET-123\"}";
+    kafka_dlq_error_t e = {.class_name = "workers.clients_to_milvus",
+                           .exception_class = "HttpStatus503",
+                           .exception_message = "Milvus answered 503 after 3 attempts",
+                           .attempts = 3,
+                           .http_status = 503,
+                           .response = resp,
+                           .response_len = strlen(resp),
+                           .first_failure_ms = 1714564800000LL,
+                           .last_failure_ms = 1714564815250LL};
+    dlq_result_t res = {0};
+    assert_int_equal(kafka_dlq_send(d, rec, &e, dlq_cb, &res, err, sizeof err), 0);
+    dlq_wait_t w = {.p = p, .r = &res};
+    assert_true(testenv_wait_until(dlq_done, &w, 30000, 1));
+    assert_int_equal(res.calls, 1);
+    assert_true(res.ok);
+    assert_int_equal(kafka_consumer_done(c, rec), 0);
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+
+    /* Read the dead letter back and compare every header, in order. */
+    char group2[96];
+    testenv_unique(group2, sizeof group2, "it-kafka-dlqread-");
+    c = consumer_new(group2, dlq_topic, 0, NULL, NULL);
+    collect_t k2 = {.c = c, .keep = true, .target = 1};
+    assert_true(testenv_wait_until(collect_until_target, &k2, 60000, 1));
+    kafka_record_t *dl = k2.recs[0];
+    free(k2.recs);
+    assert_int_equal(dl->key_len, 2);
+    assert_memory_equal(dl->key, "42", 2);
+    assert_int_equal(dl->value_len, strlen(value));
+    assert_memory_equal(dl->value, value, strlen(value));
+    assert_int_equal(dl->timestamp_ms, ts);
+    char task[300], partition_text[16];
+    kafka_dlq_instance_id(task, sizeof task);
+    snprintf(partition_text, sizeof partition_text, "%d", 0);
+    const char *want[][2] = {
+        {"source", "ploomes"},
+        {"entity", "contact"},
+        {"fetched-at", "2024-05-01T12:00:00Z"},
+        {"event-id", "abc123"},
+        {"__connect.errors.topic", topic},
+        {"__connect.errors.partition", partition_text},
+        {"__connect.errors.offset", "0"},
+        {"__connect.errors.connector.name", "clients-to-milvus"},
+        {"__connect.errors.task.id", task},
+        {"__connect.errors.stage", "TASK_PUT"},
+        {"__connect.errors.class.name", "workers.clients_to_milvus"},
+        {"__connect.errors.exception.class.name", "HttpStatus503"},
+        {"__connect.errors.exception.message", "Milvus answered 503 after 3 attempts"},
+        {"x-dlq.attempts", "3"},
+        {"x-dlq.http-status", "503"},
+        {"x-dlq.response", "{\"message\":\"Serviço indisponível\",\"echo\":\"***\"}"},
+        {"x-dlq.first-failure", "2024-05-01T12:00:00.000Z"},
+        {"x-dlq.last-failure", "2024-05-01T12:00:15.250Z"},
+    };
+    size_t nwant = sizeof want / sizeof want[0];
+    if (dl->header_count != nwant)
+        fail_msg("dead letter has %zu headers, want %zu", dl->header_count, nwant);
+    for (size_t i = 0; i < nwant; i++) {
+        const kafka_header_t *h = &dl->headers[i];
+        if (strcmp(h->name, want[i][0]) != 0 || !h->value ||
+            h->value_len != strlen(want[i][1]) || memcmp(h->value, want[i][1], h->value_len) != 0)
+            fail_msg("header %zu: %s=%s, want %s=%s", i, h->name, h->value ? h->value : "(null)",
+                     want[i][0], want[i][1]);
+    }
+    assert_int_equal(kafka_consumer_done(c, dl), 0);
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+    kafka_dlq_free(d);
+    assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--child-gap") == 0)
+        return child_gap_main(argv[2], argv[3]);
+    log_level_t level = LOG_WARN;
+    if (getenv("LOG_LEVEL"))
+        log_level_parse(getenv("LOG_LEVEL"), &level);
+    log_init("it_kafka", level);
+    testenv_require("KAFKA_BOOTSTRAP_SERVERS");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_topics_ensure_creates_dlq_forever),
+        cmocka_unit_test(test_producer_batch_and_flush),
+        cmocka_unit_test(test_producer_fatal_error_surfaces),
+        cmocka_unit_test(test_consumer_gap_clean_close),
+        cmocka_unit_test(test_consumer_gap_sigkill),
+        cmocka_unit_test(test_consumer_pause_resume),
+        cmocka_unit_test(test_consumer_rebalance_second_member),
+        cmocka_unit_test(test_consumer_revoke_waits_for_worker_threads),
+        cmocka_unit_test(test_dlq_headers_read_back),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
