@@ -1,0 +1,264 @@
+/* ploomes_source: keyset scans of Contacts, Tasks and InteractionRecords. */
+#include "ploomes_source.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "log.h"
+#include "ploomes_pager.h"
+#include "publish.h"
+
+int ploomes_initial_stamp(const config_t *cfg, int entity, int64_t now_ms, char *out,
+                          size_t size)
+{
+    if (entity == PLOOMES_CONTACTS) {
+        int n = snprintf(out, size, "%s", cfg->sync_since ? cfg->sync_since : "");
+        return n < 0 || (size_t)n >= size ? -1 : 0;
+    }
+    return ploomes_format_utc_ms(now_ms - (int64_t)cfg->ticket_lookback_minutes * 60000, out,
+                                 size);
+}
+
+static size_t ploomes_topics(const config_t *cfg, kafka_topic_id_t *ids, size_t max)
+{
+    size_t n = 0;
+    for (int e = 0; e < PLOOMES_ENTITY_COUNT && n < max; e++) {
+        const ploomes_entity_info_t *info = ploomes_entity_info((ploomes_entity_t)e);
+        if (cfg->ploomes_entities & info->config_bit)
+            ids[n++] = info->topic;
+    }
+    return n;
+}
+
+/* Loads the cursor of `info` into stamp/id, creating the first-start one when there is none. */
+static producer_pass_t load_cursor(producer_ctx_t *ctx, const ploomes_entity_info_t *info,
+                                   char *stamp, size_t stamp_size, int64_t *id, char *err,
+                                   size_t errlen)
+{
+    store_cursor_t cur;
+    char serr[256];
+    int rc = store_cursor_get(ctx->store, info->cursor_key, &cur, serr, sizeof serr);
+    if (rc == STORE_OK && cur.has_position && cur.stamp[0] != '\0') {
+        snprintf(stamp, stamp_size, "%s", cur.stamp);
+        *id = cur.id;
+        return PRODUCER_PASS_OK;
+    }
+    if (rc != STORE_OK && rc != STORE_NOT_FOUND) {
+        snprintf(err, errlen, "cursor %s not readable: %s", info->cursor_key, serr);
+        return PRODUCER_PASS_FAILED;
+    }
+    if (ploomes_initial_stamp(ctx->cfg, (int)info->entity, publish_now_ms(), stamp,
+                              stamp_size) != 0) {
+        snprintf(err, errlen, "first-start stamp of %s does not fit", info->cursor_key);
+        return PRODUCER_PASS_FAILED;
+    }
+    *id = 0;
+    if (store_cursor_set(ctx->store, info->cursor_key, stamp, 0, serr, sizeof serr) !=
+        STORE_OK) {
+        snprintf(err, errlen, "cursor %s not saved: %s", info->cursor_key, serr);
+        return PRODUCER_PASS_FAILED;
+    }
+    log_msg(LOG_INFO, "cursor_initialised", "entity=%s stamp=%s", info->name, stamp);
+    return PRODUCER_PASS_OK;
+}
+
+/* Publishes the rows of one page that lie past the cursor; on success moves (stamp, id) to
+ * the greatest of them and saves it. *progress gets the number of such rows. */
+static producer_pass_t publish_page(producer_ctx_t *ctx, const ploomes_entity_info_t *info,
+                                    const char *topic, const cJSON *rows, char *stamp,
+                                    size_t stamp_size, int64_t *id, size_t *progress,
+                                    char *err, size_t errlen)
+{
+    char fetched_at[PUBLISH_TIME_SIZE];
+    publish_now_rfc3339(fetched_at, sizeof fetched_at);
+    ploomes_instant_t cur_inst;
+    bool have_cursor = ploomes_instant_parse(stamp, &cur_inst) == 0;
+    ploomes_instant_t best_inst = {0, 0};
+    const char *best_stamp = NULL;
+    int64_t best_id = 0;
+    size_t sent = 0, bad = 0;
+
+    if (kafka_batch_reset(ctx->batch) != KAFKA_OK) {
+        snprintf(err, errlen, "internal: delivery batch still has pending messages");
+        return PRODUCER_PASS_FAILED;
+    }
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows)
+    {
+        int64_t rid;
+        const char *rstamp;
+        ploomes_instant_t rinst;
+        if (json_get_int64(row, "Id", &rid) != JSON_OK ||
+            json_get_string(row, "LastUpdateDate", &rstamp) != JSON_OK ||
+            ploomes_instant_parse(rstamp, &rinst) != 0 || strlen(rstamp) >= STORE_STAMP_MAX) {
+            bad++;
+            continue;
+        }
+        /* The no-progress guard: rows at or before the cursor were delivered already. */
+        if (have_cursor && ploomes_position_cmp(&rinst, rid, &cur_inst, *id) <= 0)
+            continue;
+        char key[PUBLISH_KEY_SIZE];
+        publish_key(rid, key, sizeof key);
+        publish_headers_t h;
+        char *value = json_print(row, NULL);
+        if (value == NULL ||
+            publish_headers_build(&h, "ploomes", info->name, key, rstamp, fetched_at) != 0) {
+            free(value);
+            snprintf(err, errlen, "out of memory building a %s message", info->name);
+            producer_drain(ctx);
+            return PRODUCER_PASS_FAILED; /* the cursor stays */
+        }
+        char kerr[256];
+        int rc = publish_send(ctx->kafka, ctx->batch, topic, key, value, &h, kerr, sizeof kerr);
+        free(value);
+        if (rc != KAFKA_OK) {
+            snprintf(err, errlen, "produce to %s failed: %s", topic, kerr);
+            producer_drain(ctx);
+            return rc == KAFKA_ERR_FATAL ? PRODUCER_PASS_FATAL : PRODUCER_PASS_FAILED;
+        }
+        sent++;
+        if (best_stamp == NULL || ploomes_position_cmp(&rinst, rid, &best_inst, best_id) > 0) {
+            best_inst = rinst;
+            best_stamp = rstamp;
+            best_id = rid;
+        }
+        kafka_producer_poll(ctx->kafka, 0);
+    }
+    if (bad > 0)
+        log_msg(LOG_WARN, "rows_unusable",
+                "entity=%s count=%zu reason=\"no integer Id or no RFC 3339 LastUpdateDate\"",
+                info->name, bad);
+    *progress = sent;
+    if (sent == 0)
+        return PRODUCER_PASS_OK;
+
+    producer_pass_t r = producer_deliver(ctx, info->name, err, errlen);
+    if (r != PRODUCER_PASS_OK)
+        return r;
+    metrics_counter_add(ctx->m_published, PRODUCER_LABELS(ctx, info->name), (double)sent);
+
+    /* Every record of the page is acknowledged: only now may the cursor move. */
+    char serr[256];
+    if (store_cursor_set(ctx->store, info->cursor_key, best_stamp, best_id, serr,
+                         sizeof serr) != STORE_OK) {
+        snprintf(err, errlen, "cursor %s not saved: %s", info->cursor_key, serr);
+        return PRODUCER_PASS_FAILED;
+    }
+    snprintf(stamp, stamp_size, "%s", best_stamp);
+    *id = best_id;
+    return PRODUCER_PASS_OK;
+}
+
+static producer_pass_t scan_entity(producer_ctx_t *ctx, const ploomes_entity_info_t *info)
+{
+    char err[768] = "";
+    char q[800];
+    char topic[KAFKA_TOPIC_NAME_MAX];
+    char stamp[STORE_STAMP_MAX];
+    int64_t id = 0;
+    size_t pages = 0, published = 0;
+    int64_t t0 = publish_now_ms();
+    const char *end = "error";
+    producer_pass_t r;
+
+    if (kafka_topic_name(topic, sizeof topic, ctx->cfg->topic_prefix, info->topic) != 0) {
+        snprintf(err, sizeof err, "topic name for %s too long (TOPIC_PREFIX)", info->name);
+        r = PRODUCER_PASS_FAILED;
+        goto done;
+    }
+    r = load_cursor(ctx, info, stamp, sizeof stamp, &id, err, sizeof err);
+    if (r != PRODUCER_PASS_OK)
+        goto done;
+
+    for (;;) {
+        if (app_stop_requested()) {
+            r = PRODUCER_PASS_STOPPED;
+            end = "stopped";
+            break;
+        }
+        char path[1024];
+        if (ploomes_keyset_query(info, stamp, id, PLOOMES_PAGE_SIZE, path, sizeof path) < 0) {
+            snprintf(err, sizeof err, "cursor %s holds an unusable stamp", info->cursor_key);
+            r = PRODUCER_PASS_FAILED;
+            break;
+        }
+        cJSON *root = NULL;
+        r = producer_fetch(ctx, info->name, path, &root, err, sizeof err);
+        if (r != PRODUCER_PASS_OK) {
+            end = r == PRODUCER_PASS_STOPPED ? "stopped" : "fetch_failed";
+            break;
+        }
+        pages++;
+        const cJSON *rows = NULL;
+        if (json_get_array(root, "value", &rows) != JSON_OK) {
+            cJSON_Delete(root);
+            snprintf(err, sizeof err, "GET %s: answer has no \"value\" array", info->path);
+            log_msg(LOG_ERROR, "page_failed", "entity=%s error=%s", info->name,
+                    log_quote(q, sizeof q, err));
+            metrics_counter_add(ctx->m_failures, PRODUCER_LABELS(ctx, info->name), 1);
+            r = PRODUCER_PASS_FAILED;
+            end = "fetch_failed";
+            break;
+        }
+        int n = cJSON_GetArraySize(rows);
+        if (n == 0) {
+            cJSON_Delete(root);
+            end = "empty_page";
+            break;
+        }
+        size_t progress = 0;
+        r = publish_page(ctx, info, topic, rows, stamp, sizeof stamp, &id, &progress, err,
+                         sizeof err);
+        cJSON_Delete(root);
+        if (r != PRODUCER_PASS_OK) {
+            end = "delivery_failed";
+            break;
+        }
+        published += progress;
+        log_msg(LOG_DEBUG, "page_done", "entity=%s rows=%d published=%zu cursor_id=%" PRId64,
+                info->name, n, progress, id);
+        if (progress == 0) {
+            /* No row past the cursor: asking again would return the same page forever. */
+            end = "no_progress";
+            break;
+        }
+    }
+
+done:
+    if (r != PRODUCER_PASS_STOPPED)
+        producer_poll_done(ctx, info->cursor_key, info->name, r == PRODUCER_PASS_OK, err);
+    log_msg(r == PRODUCER_PASS_OK || r == PRODUCER_PASS_STOPPED ? LOG_INFO : LOG_WARN,
+            "scan_done",
+            "entity=%s outcome=%s end=%s pages=%zu published=%zu elapsed_ms=%" PRId64 "%s%s",
+            info->name, producer_pass_name(r), end, pages, published, publish_now_ms() - t0,
+            err[0] && r != PRODUCER_PASS_OK ? " error=" : "",
+            err[0] && r != PRODUCER_PASS_OK ? log_quote(q, sizeof q, err) : "");
+    return r;
+}
+
+static producer_pass_t ploomes_pass(producer_ctx_t *ctx)
+{
+    producer_pass_t worst = PRODUCER_PASS_OK;
+    for (int e = 0; e < PLOOMES_ENTITY_COUNT; e++) {
+        const ploomes_entity_info_t *info = ploomes_entity_info((ploomes_entity_t)e);
+        if (!(ctx->cfg->ploomes_entities & info->config_bit))
+            continue;
+        producer_pass_t r = scan_entity(ctx, info);
+        worst = producer_pass_worst(worst, r);
+        /* 401 means the key is wrong for every entity; a fatal Kafka error ends everything;
+         * a stop ends the pass. A failed page of one entity does not stop the others. */
+        if (r == PRODUCER_PASS_AUTH || r == PRODUCER_PASS_FATAL || r == PRODUCER_PASS_STOPPED)
+            break;
+    }
+    return worst;
+}
+
+const producer_source_t PLOOMES_SOURCE = {
+    .source = "ploomes",
+    .api_kind = API_PLOOMES,
+    .topics = ploomes_topics,
+    .pass = ploomes_pass,
+};

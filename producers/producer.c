@@ -1,0 +1,360 @@
+/* producer: the shared poll loop of ploomes-producer and milvus-producer. */
+#include "producer.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "log.h"
+#include "publish.h"
+
+/* Largest response body we accept for one page (300 expanded contacts stay far below). */
+#define PRODUCER_MAX_BODY (32u * 1024u * 1024u)
+/* Bounds at start and shutdown. */
+#define PRODUCER_TOPICS_TIMEOUT_MS 30000
+#define PRODUCER_CLOSE_TIMEOUT_MS 30000
+#define PRODUCER_STORE_PING_TRIES 5
+
+const char *producer_pass_name(producer_pass_t r)
+{
+    switch (r) {
+    case PRODUCER_PASS_OK: return "ok";
+    case PRODUCER_PASS_STOPPED: return "stopped";
+    case PRODUCER_PASS_FAILED: return "failed";
+    case PRODUCER_PASS_AUTH: return "auth";
+    case PRODUCER_PASS_FATAL: return "fatal";
+    }
+    return "unknown";
+}
+
+producer_pass_t producer_pass_worst(producer_pass_t a, producer_pass_t b)
+{
+    return a > b ? a : b;
+}
+
+/* api_ and ratelimit_ wait through this: serve delivery reports, keep /healthz fresh, and
+ * abandon the wait on SIGTERM/SIGINT. */
+static int wait_hook(void *opaque, int64_t remaining_ms)
+{
+    producer_ctx_t *ctx = opaque;
+    int slice = remaining_ms > 100 ? 100 : (int)(remaining_ms > 0 ? remaining_ms : 0);
+    metrics_heartbeat(ctx->metrics);
+    if (app_stop_requested())
+        return 1;
+    if (ctx->kafka != NULL)
+        kafka_producer_poll(ctx->kafka, slice);
+    else
+        app_sleep_ms(slice);
+    return app_stop_requested() ? 1 : 0;
+}
+
+static bool ready_cb(void *opaque, char *why, size_t whylen)
+{
+    producer_ctx_t *ctx = opaque;
+    if (atomic_load(&ctx->ready))
+        return true;
+    snprintf(why, whylen, "Kafka or MongoDB not reachable yet");
+    return false;
+}
+
+producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const char *path_or_url,
+                               cJSON **root, char *err, size_t errlen)
+{
+    *root = NULL;
+    api_result_t res;
+    memset(&res, 0, sizeof res);
+    api_outcome_t oc = api_request(ctx->api, HTTP_GET, path_or_url, NULL, &res);
+    producer_pass_t out = PRODUCER_PASS_OK;
+    char url[512];
+    http_redact_url(path_or_url, url, sizeof url);
+    char q[600];
+    if (oc == API_OK) {
+        char perr[256];
+        *root = json_parse_bounded(res.body, res.body_len, PRODUCER_MAX_BODY, perr, sizeof perr);
+        if (*root == NULL) {
+            snprintf(err, errlen, "GET %s: response is not JSON: %s", url, perr);
+            out = PRODUCER_PASS_FAILED;
+        }
+    } else if (oc == API_STOPPED) {
+        snprintf(err, errlen, "stopped while fetching");
+        api_result_clear(&res);
+        return PRODUCER_PASS_STOPPED;
+    } else {
+        snprintf(err, errlen, "GET %s: %s after %d attempt(s): %s", url, api_outcome_name(oc),
+                 res.attempts, res.message);
+        out = oc == API_AUTH ? PRODUCER_PASS_AUTH : PRODUCER_PASS_FAILED;
+    }
+    if (out == PRODUCER_PASS_OK) {
+        metrics_counter_add(ctx->m_pages, PRODUCER_LABELS(ctx, entity), 1);
+        log_msg(LOG_DEBUG, "page_fetched", "entity=%s url=%s status=%ld elapsed_ms=%" PRId64,
+                entity, log_quote(q, sizeof q, url), res.status, res.elapsed_ms);
+    } else {
+        metrics_counter_add(ctx->m_failures, PRODUCER_LABELS(ctx, entity), 1);
+        char m[600];
+        log_msg(LOG_ERROR, "page_failed",
+                "entity=%s url=%s outcome=%s status=%ld attempts=%d error_class=%s "
+                "elapsed_ms=%" PRId64 " error=%s",
+                entity, log_quote(q, sizeof q, url), api_outcome_name(oc), res.status,
+                res.attempts, res.error_class[0] ? res.error_class : "-", res.elapsed_ms,
+                log_quote(m, sizeof m, err));
+    }
+    api_result_clear(&res);
+    return out;
+}
+
+producer_pass_t producer_deliver(producer_ctx_t *ctx, const char *entity, char *err,
+                                 size_t errlen)
+{
+    char kerr[512];
+    kerr[0] = '\0';
+    int rc = kafka_batch_wait(ctx->kafka, ctx->batch, -1, kerr, sizeof kerr);
+    if (rc == KAFKA_OK)
+        return PRODUCER_PASS_OK;
+    char first[256];
+    kafka_batch_error(ctx->batch, first, sizeof first);
+    snprintf(err, errlen, "delivery of %zu of %zu records failed (%s): %s %s",
+             kafka_batch_failed(ctx->batch) + kafka_batch_pending(ctx->batch),
+             kafka_batch_sent(ctx->batch), kafka_status_name(rc), kerr, first);
+    char m[600];
+    log_msg(LOG_ERROR, "delivery_failed", "entity=%s error=%s", entity,
+            log_quote(m, sizeof m, err));
+    return rc == KAFKA_ERR_FATAL ? PRODUCER_PASS_FATAL : PRODUCER_PASS_FAILED;
+}
+
+void producer_drain(producer_ctx_t *ctx)
+{
+    char kerr[256];
+    kafka_batch_wait(ctx->kafka, ctx->batch, -1, kerr, sizeof kerr);
+}
+
+void producer_poll_done(producer_ctx_t *ctx, const char *key, const char *entity, bool ok,
+                        const char *error_text)
+{
+    char err[256];
+    if (store_cursor_poll_result(ctx->store, key, ok, ok ? "" : error_text, err, sizeof err) !=
+        STORE_OK) {
+        char m[300];
+        log_msg(LOG_WARN, "poll_result_not_saved", "cursor=%s error=%s", key,
+                log_quote(m, sizeof m, err));
+    }
+    if (ok)
+        metrics_gauge_set(ctx->m_last_ok, PRODUCER_LABELS(ctx, entity),
+                          (double)publish_now_ms() / 1000.0);
+}
+
+static bool register_metrics(producer_ctx_t *ctx)
+{
+    static const char *const labels[] = {"source", "entity", NULL};
+    metrics_t *m = ctx->metrics;
+    ctx->m_published = metrics_counter_new(m, "producer_records_published_total",
+                                           "Records published to Kafka (delivery confirmed).",
+                                           labels);
+    ctx->m_unchanged = metrics_counter_new(
+        m, "producer_records_unchanged_total",
+        "Records read but not published because their content did not change.", labels);
+    ctx->m_pages = metrics_counter_new(m, "producer_pages_fetched_total",
+                                       "Pages fetched from the source API.", labels);
+    ctx->m_failures = metrics_counter_new(m, "producer_fetch_failures_total",
+                                          "Pages that could not be fetched past the retries.",
+                                          labels);
+    ctx->m_truncations = metrics_counter_new(
+        m, "producer_truncation_warnings_total",
+        "Answers that looked truncated (a full page and no way to get more).", labels);
+    ctx->m_last_ok = metrics_gauge_new(m, "producer_last_success_timestamp_seconds",
+                                       "Unix time of the last poll that completed.", labels);
+    return ctx->m_published && ctx->m_unchanged && ctx->m_pages && ctx->m_failures &&
+           ctx->m_truncations && ctx->m_last_ok;
+}
+
+/* Sleeps the poll interval, serving delivery reports and the heartbeat. */
+static void idle(producer_ctx_t *ctx, int64_t ms)
+{
+    int64_t end = publish_now_ms() + ms;
+    while (!app_stop_requested()) {
+        int64_t left = end - publish_now_ms();
+        if (left <= 0)
+            break;
+        metrics_heartbeat(ctx->metrics);
+        kafka_producer_poll(ctx->kafka, left > 200 ? 200 : (int)left);
+    }
+}
+
+int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
+                 const producer_source_t *src)
+{
+    int exit_code = CONFIG_EXIT_FATAL;
+    char err[512];
+    char q[600];
+    producer_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    atomic_init(&ctx.ready, false);
+    ctx.cfg = cfg;
+    ctx.binary = binary;
+    ctx.source = src->source;
+    metrics_server_t *server = NULL;
+    const char **knames = NULL, **kvalues = NULL;
+
+    ctx.metrics = metrics_new();
+    if (ctx.metrics == NULL || !register_metrics(&ctx)) {
+        log_msg(LOG_ERROR, "startup_failed", "error=\"out of memory (metrics)\"");
+        goto out;
+    }
+    metrics_server_config_t mcfg = {.bind_address = NULL,
+                                    .port = cfg->metrics_port,
+                                    .stale_after_ms = 0,
+                                    .ready = ready_cb,
+                                    .ready_ctx = &ctx};
+    if (cfg->metrics_port != METRICS_PORT_OFF &&
+        metrics_server_start(ctx.metrics, &mcfg, &server, err, sizeof err) != 0) {
+        log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
+        goto out;
+    }
+
+    /* MongoDB: cursors, hashes, rate limit. */
+    ctx.store = store_open(cfg->mongodb_uri, err, sizeof err);
+    if (ctx.store == NULL) {
+        log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
+        exit_code = CONFIG_EXIT_USAGE;
+        goto out;
+    }
+    int src_rc = STORE_DOWN;
+    for (int i = 0; i < PRODUCER_STORE_PING_TRIES && !app_stop_requested(); i++) {
+        src_rc = store_ping(ctx.store, err, sizeof err);
+        if (src_rc == STORE_OK || src_rc == STORE_REJECTED)
+            break;
+        log_msg(LOG_WARN, "mongodb_unreachable", "attempt=%d error=%s", i + 1,
+                log_quote(q, sizeof q, err));
+        app_sleep_ms(1000);
+    }
+    if (src_rc != STORE_OK) {
+        if (app_stop_requested())
+            exit_code = CONFIG_EXIT_OK;
+        else
+            log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
+        goto out;
+    }
+    /* No store_ensure_indexes(): producers read cursors and milvus_hashes by _id only; the
+     * indexes it creates serve the workers' clients/tickets lookups. */
+
+    bool ploomes = src->api_kind == API_PLOOMES;
+    const char *base_url = ploomes ? cfg->ploomes_base_url : cfg->milvus_base_url;
+    const char *secret = ploomes ? cfg->ploomes_user_key : cfg->milvus_token;
+    ratelimit_options_t ro = {.pool = store_pool(ctx.store),
+                              .database = store_db_name(ctx.store),
+                              .collection = NULL,
+                              .base_url = base_url,
+                              .secret = secret,
+                              .limit = ploomes ? cfg->ploomes_rate_per_min
+                                               : cfg->milvus_rate_per_min,
+                              .window_ms = 60000,
+                              .margin_ms = -1,
+                              .name = src->source};
+    ctx.ratelimit = ratelimit_new(&ro, err, sizeof err);
+    if (ctx.ratelimit == NULL) {
+        log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
+        goto out;
+    }
+    api_options_t ao = {.kind = src->api_kind,
+                        .base_url = base_url,
+                        .secret = secret,
+                        .connect_timeout_ms = 10000,
+                        .total_timeout_ms = (long)cfg->http_timeout_ms,
+                        .max_body_bytes = PRODUCER_MAX_BODY,
+                        .max_attempts = cfg->max_attempts,
+                        .retry_base_ms = cfg->retry_base_ms,
+                        .retry_max_ms = cfg->retry_max_ms,
+                        .ratelimit = ctx.ratelimit,
+                        .stop = NULL,
+                        .wait_hook = wait_hook,
+                        .wait_ctx = &ctx};
+    ctx.api = api_new(&ao, err, sizeof err);
+    if (ctx.api == NULL) {
+        log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
+        exit_code = CONFIG_EXIT_USAGE;
+        goto out;
+    }
+
+    /* Kafka: topics, then the idempotent producer. */
+    if (cfg->kafka_prop_count > 0) {
+        knames = calloc(cfg->kafka_prop_count, sizeof *knames);
+        kvalues = calloc(cfg->kafka_prop_count, sizeof *kvalues);
+        if (knames == NULL || kvalues == NULL)
+            goto out;
+        for (size_t i = 0; i < cfg->kafka_prop_count; i++) {
+            knames[i] = cfg->kafka_props[i].name;
+            kvalues[i] = cfg->kafka_props[i].value;
+        }
+    }
+    kafka_settings_t ks = {.bootstrap_servers = cfg->kafka_bootstrap_servers,
+                           .names = knames,
+                           .values = kvalues,
+                           .count = cfg->kafka_prop_count};
+    kafka_topic_id_t ids[KAFKA_TOPIC_COUNT];
+    size_t nids = src->topics(cfg, ids, KAFKA_TOPIC_COUNT);
+    if (nids > 0 && kafka_topics_ensure(&ks, cfg->topic_prefix, cfg->topic_partitions, ids, nids,
+                                        PRODUCER_TOPICS_TIMEOUT_MS, err, sizeof err) != 0) {
+        log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
+        goto out;
+    }
+    ctx.kafka = kafka_producer_new(&ks, binary, err, sizeof err);
+    ctx.batch = kafka_batch_new();
+    if (ctx.kafka == NULL || ctx.batch == NULL) {
+        log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
+        goto out;
+    }
+    atomic_store(&ctx.ready, true);
+    log_msg(LOG_INFO, "producer_started",
+            "source=%s once=%s poll_interval_s=%d topic_prefix=%s", src->source,
+            cli->once ? "true" : "false", cfg->poll_interval_seconds,
+            log_quote(q, sizeof q, cfg->topic_prefix ? cfg->topic_prefix : ""));
+
+    producer_pass_t worst = PRODUCER_PASS_OK;
+    while (!app_stop_requested()) {
+        metrics_heartbeat(ctx.metrics);
+        int64_t t0 = publish_now_ms();
+        producer_pass_t r = src->pass(&ctx);
+        worst = producer_pass_worst(worst, r);
+        log_msg(r == PRODUCER_PASS_OK || r == PRODUCER_PASS_STOPPED ? LOG_INFO : LOG_WARN,
+                "pass_done", "source=%s outcome=%s elapsed_ms=%" PRId64, src->source,
+                producer_pass_name(r), publish_now_ms() - t0);
+        atomic_store(&ctx.ready, store_ping(ctx.store, err, sizeof err) == STORE_OK &&
+                                     !kafka_producer_fatal(ctx.kafka, NULL, 0));
+        if (r == PRODUCER_PASS_AUTH || r == PRODUCER_PASS_FATAL || cli->once)
+            break;
+        idle(&ctx, (int64_t)cfg->poll_interval_seconds * 1000);
+    }
+
+    if (worst == PRODUCER_PASS_AUTH) {
+        log_msg(LOG_ERROR, "credentials_rejected",
+                "source=%s error=\"the API answered 401: check the key/token\"", src->source);
+        exit_code = CONFIG_EXIT_CREDENTIALS;
+    } else if (worst == PRODUCER_PASS_FATAL) {
+        exit_code = CONFIG_EXIT_FATAL;
+    } else if (cli->once && worst == PRODUCER_PASS_FAILED) {
+        exit_code = CONFIG_EXIT_FATAL;
+    } else {
+        exit_code = CONFIG_EXIT_OK;
+    }
+
+out:
+    atomic_store(&ctx.ready, false);
+    if (ctx.kafka != NULL) {
+        if (kafka_producer_close(ctx.kafka, PRODUCER_CLOSE_TIMEOUT_MS, err, sizeof err) != 0) {
+            log_msg(LOG_ERROR, "kafka_close_failed", "error=%s", log_quote(q, sizeof q, err));
+            if (exit_code == CONFIG_EXIT_OK)
+                exit_code = CONFIG_EXIT_FATAL;
+        }
+    }
+    kafka_batch_free(ctx.batch);
+    api_free(ctx.api);
+    ratelimit_free(ctx.ratelimit);
+    store_close(ctx.store);
+    metrics_server_stop(server);
+    metrics_free(ctx.metrics);
+    free(knames);
+    free(kvalues);
+    log_msg(LOG_INFO, "producer_stopped", "source=%s exit_code=%d", src->source, exit_code);
+    return exit_code;
+}

@@ -1,0 +1,106 @@
+/* producer: the poll loop every producer shares (SPEC §3, §7). A source (Ploomes, Milvus)
+ * supplies only its topics and one `pass` function (one full scan); this module owns the rest:
+ * MongoDB store, shared rate limiter, API client, idempotent Kafka producer, topics check,
+ * metrics server, poll interval, --once, and the shutdown on SIGTERM/SIGINT.
+ *
+ * Exit codes (config_exit_t): 0 done / stopped by a signal / --once pass complete;
+ * 1 fatal (Kafka fatal error, MongoDB or Kafka unreachable at start, a page failed in --once,
+ * messages left undelivered at close); 3 the API rejected the credentials (401).
+ *
+ * Helpers for sources: producer_fetch() performs one page request and parses it;
+ * producer_deliver() waits for a page's delivery reports (the cursor may move only when it
+ * returns PRODUCER_PASS_OK).
+ *
+ * Ownership: producer_ctx_t is owned by producer_run(); sources borrow it during `pass`.
+ * Threads: single-threaded, except the metrics server thread (reads `ready` and metrics).
+ */
+#ifndef PRODUCERS_PRODUCER_H
+#define PRODUCERS_PRODUCER_H
+
+#include <cjson/cJSON.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api.h"
+#include "app.h"
+#include "config.h"
+#include "kafka.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "store.h"
+
+/* Outcome of a pass (or of one page / one entity inside it). Ordered by severity. */
+typedef enum {
+    PRODUCER_PASS_OK = 0,  /* every page fetched and delivered, cursors saved */
+    PRODUCER_PASS_STOPPED, /* stop requested: the pass ended early, nothing failed */
+    PRODUCER_PASS_FAILED,  /* a page could not be fetched or delivered, or MongoDB failed:
+                              logged; the cursor did not move past it; retried next poll */
+    PRODUCER_PASS_AUTH,    /* 401: exit 3 */
+    PRODUCER_PASS_FATAL    /* Kafka fatal error: exit 1 */
+} producer_pass_t;
+
+const char *producer_pass_name(producer_pass_t r);
+
+/* The worse of two outcomes. */
+producer_pass_t producer_pass_worst(producer_pass_t a, producer_pass_t b);
+
+typedef struct producer_ctx {
+    const config_t *cfg;           /* borrowed */
+    const char *binary;            /* "ploomes-producer" */
+    const char *source;            /* "ploomes" | "milvus": header `source`, metrics label */
+    store_t *store;
+    ratelimit_t *ratelimit;
+    api_t *api;
+    kafka_producer_t *kafka;
+    kafka_batch_t *batch;          /* one page's deliveries; reset by the source per page */
+    metrics_t *metrics;
+    metrics_family_t *m_published;   /* {source, entity} */
+    metrics_family_t *m_unchanged;   /* {source, entity} records skipped: content unchanged */
+    metrics_family_t *m_pages;       /* {source, entity} */
+    metrics_family_t *m_failures;    /* {source, entity} pages that could not be fetched */
+    metrics_family_t *m_truncations; /* {source, entity} */
+    metrics_family_t *m_last_ok;     /* {source, entity} unix seconds of the last good poll */
+    atomic_bool ready;
+} producer_ctx_t;
+
+typedef struct {
+    const char *source;   /* "ploomes" | "milvus" */
+    api_kind_t api_kind;
+    /* Writes the topics this source publishes to into ids (max entries); returns the count. */
+    size_t (*topics)(const config_t *cfg, kafka_topic_id_t *ids, size_t max);
+    /* One full pass over the source. */
+    producer_pass_t (*pass)(producer_ctx_t *ctx);
+} producer_source_t;
+
+/* Runs a producer until stopped (or one pass with --once). Returns the exit code. */
+int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
+                 const producer_source_t *src);
+
+/* GETs path_or_url through the API client (rate limit, retries, Retry-After) and parses the
+ * JSON body into *root (caller frees with cJSON_Delete). Counts the page (m_pages) or the
+ * failure (m_failures) under `entity`, and logs a failure at error level (event=page_failed,
+ * with the redacted URL). On failure the message goes to err (no secret, no personal data).
+ * Returns OK, FAILED, AUTH or STOPPED. */
+producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const char *path_or_url,
+                               cJSON **root, char *err, size_t errlen);
+
+/* Waits for every delivery report of ctx->batch. OK only when all were delivered; FAILED when
+ * some failed or timed out (logged, err filled); FATAL on a fatal producer error. */
+producer_pass_t producer_deliver(producer_ctx_t *ctx, const char *entity, char *err,
+                                 size_t errlen);
+
+/* Waits (unbounded but for librdkafka's message timeout) until ctx->batch has no pending
+ * message, ignoring the outcome: used when a page is abandoned half-sent, so the batch can be
+ * reset for the next page. */
+void producer_drain(producer_ctx_t *ctx);
+
+/* Records the end of a poll of cursor `key` (store_cursor_poll_result) and, when ok, sets the
+ * last-success gauge of `entity`. Failures to record are logged, not returned. */
+void producer_poll_done(producer_ctx_t *ctx, const char *key, const char *entity, bool ok,
+                        const char *error_text);
+
+/* Labels helper: {ctx->source, entity}. */
+#define PRODUCER_LABELS(ctx, entity) ((const char *[]){(ctx)->source, (entity)})
+
+#endif

@@ -1,0 +1,173 @@
+/* Integration test of milvus-producer against milvus-sim, the real Kafka and MongoDB (the
+ * producer runs as a subprocess, configured through the environment):
+ *   2,510 clients, MILVUS_MIN_ID=11 -> the 2,500 with id >= 11 published once over three
+ *   pages of 1,000 (past the seed's 1,000 cap) with the right key and headers; a second pass
+ *   publishes none; one changed client is republished alone; an answer capped below the page
+ *   size while the API reports more clients is warned about (answer_truncated).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "prodtest.h"
+#include "store.h"
+
+#define TOKEN "MILVUSTESTTOKEN12345"
+
+static cJSON *clients(int from, int to, const char *label)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = from; i <= to; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddNumberToObject(r, "id", i);
+        char name[64];
+        snprintf(name, sizeof name, "%s %d", label, i);
+        cJSON_AddStringToObject(r, "razao_social", name);
+        cJSON_AddStringToObject(r, "nome_fantasia", name);
+        cJSON_AddBoolToObject(r, "is_ativo", i % 10 != 0); /* blocked ones too (status=3) */
+        cJSON_AddItemToArray(arr, r);
+    }
+    return arr;
+}
+
+static void seed(const char *base, cJSON *arr)
+{
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddItemToObject(s, "clientes", arr);
+    assert_int_equal(pt_seed(base, s), 200);
+}
+
+static int run_once(const char *const *env, const char *log)
+{
+    char bin[512];
+    testenv_bin(bin, sizeof bin, "milvus-producer");
+    char *argv[] = {bin, "--once", NULL};
+    int rc = pt_run(argv, env, log, 120000);
+    if (rc != 0)
+        pt_dump_log(log, 4000);
+    return rc;
+}
+
+static void check_all(const pt_msgs_t *m, int from, int to, int min, int max)
+{
+    int span = to - from + 1;
+    int *count = calloc((size_t)span, sizeof *count);
+    for (size_t i = 0; i < m->n; i++) {
+        const char *why = pt_check_msg(&m->msgs[i], "milvus", "client", "id");
+        if (why)
+            fail_msg("client key=%s: %s", m->msgs[i].key, why);
+        long id = strtol(m->msgs[i].key, NULL, 10);
+        if (id < from || id > to)
+            fail_msg("unexpected client id %ld", id);
+        count[id - from]++;
+    }
+    for (int i = 0; i < span; i++)
+        if (count[i] < min || count[i] > max)
+            fail_msg("client %d published %d times (expected %d..%d)", from + i, count[i], min,
+                     max);
+    free(count);
+}
+
+static void clients_paged_and_deduplicated(void **state)
+{
+    (void)state;
+    int64_t t0 = testenv_now_ms();
+    char prefix[96], db[96], uri[512], log[256], sim_log[256];
+    testenv_unique(prefix, sizeof prefix, "itmp-");
+    size_t pl = strlen(prefix);
+    prefix[pl] = '.';
+    prefix[pl + 1] = '\0';
+    testenv_unique(db, sizeof db, "itmp_");
+    for (char *c = db; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    testenv_mongo_uri_for_db(uri, sizeof uri, db);
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(log, sizeof log, "%s/%sproducer.log", tmp, prefix);
+    snprintf(sim_log, sizeof sim_log, "%s/%ssim.log", tmp, prefix);
+
+    pt_sim_t sim;
+    assert_int_equal(pt_sim_start(&sim, "milvus-sim", "--token", TOKEN, sim_log), 0);
+    assert_int_equal(pt_admin(sim.base, "faults", "{\"rate_limit_per_min\":0}"), 200);
+    seed(sim.base, clients(1, 2510, "Cliente"));
+
+    char e_uri[600], e_prefix[128], e_base[200];
+    snprintf(e_uri, sizeof e_uri, "MONGODB_URI=%s", uri);
+    snprintf(e_prefix, sizeof e_prefix, "TOPIC_PREFIX=%s", prefix);
+    snprintf(e_base, sizeof e_base, "MILVUS_BASE_URL=%s/api", sim.base);
+    const char *env[] = {e_uri, e_prefix, e_base, "MILVUS_TOKEN=" TOKEN, "TOPIC_PARTITIONS=3",
+                         "MILVUS_RATE_PER_MIN=100000", "MILVUS_MIN_ID=11", "RETRY_BASE_MS=50",
+                         "RETRY_MAX_MS=500", "POLL_INTERVAL_SECONDS=1", "METRICS_PORT=0",
+                         "LOG_LEVEL=info", NULL};
+    char topic[256];
+    snprintf(topic, sizeof topic, "%smilvus.clients", prefix);
+
+    /* first pass: 2,500 clients over 3 pages */
+    assert_int_equal(run_once(env, log), 0);
+    pt_msgs_t m;
+    assert_int_equal(pt_consume(topic, &m, 60000), 0);
+    assert_int_equal(m.n, 2500);
+    check_all(&m, 11, 2510, 1, 1);
+    pt_msgs_free(&m);
+    assert_int_equal(pt_log_count(log, "event=scan_done entity=client outcome=ok end=short pages=3 "
+                                       "published=2500"),
+                     1);
+
+    /* second pass: nothing changed, nothing published */
+    assert_int_equal(run_once(env, log), 0);
+    assert_int_equal(pt_consume(topic, &m, 60000), 0);
+    assert_int_equal(m.n, 2500);
+    pt_msgs_free(&m);
+
+    /* one client changed: only it is published again */
+    seed(sim.base, clients(1500, 1500, "Cliente renomeado"));
+    assert_int_equal(run_once(env, log), 0);
+    assert_int_equal(pt_consume(topic, &m, 60000), 0);
+    assert_int_equal(m.n, 2501);
+    assert_int_equal(pt_count_key(&m, "1500"), 2);
+    check_all(&m, 11, 2510, 1, 2);
+    /* the partition of key 1500 holds the old version then the new one */
+    const char *last1500 = NULL;
+    for (size_t i = 0; i < m.n; i++)
+        if (strcmp(m.msgs[i].key, "1500") == 0)
+            last1500 = m.msgs[i].value;
+    assert_non_null(last1500);
+    assert_non_null(strstr(last1500, "Cliente renomeado 1500"));
+    pt_msgs_free(&m);
+
+    /* an answer capped below the page size while the API says there are more: warned */
+    int warned = pt_log_count(log, "event=answer_truncated");
+    assert_int_equal(pt_admin(sim.base, "faults", "{\"truncate_at\":500}"), 200);
+    assert_int_equal(run_once(env, log), 0);
+    assert_int_equal(pt_log_count(log, "event=answer_truncated"), warned + 1);
+    assert_int_equal(pt_consume(topic, &m, 60000), 0);
+    assert_int_equal(m.n, 2501);
+    pt_msgs_free(&m);
+
+    /* the poll result is recorded for pipeline-status */
+    char err[256];
+    store_t *st = store_open(uri, err, sizeof err);
+    assert_non_null(st);
+    store_cursor_t cur;
+    assert_int_equal(store_cursor_get(st, "milvus.client", &cur, err, sizeof err), STORE_OK);
+    assert_true(cur.last_ok_at_ms > 0);
+    store_close(st);
+
+    pt_sim_stop(&sim);
+    fprintf(stderr, "clients_paged_and_deduplicated: %lld ms\n",
+            (long long)(testenv_now_ms() - t0));
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(clients_paged_and_deduplicated),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    store_global_cleanup();
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,196 @@
+/* Unit tests for ploomes_pager: exact keyset queries, timestamp ordering, the no-progress
+ * guard. Expected strings are written out by hand (not produced by the encoder under test). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "ploomes_pager.h"
+
+typedef struct {
+    ploomes_entity_t entity;
+    const char *stamp;
+    int64_t id;
+    const char *expected;
+} query_case_t;
+
+static const query_case_t QUERIES[] = {
+    {PLOOMES_CONTACTS, "2024-02-24T00:00:00-03:00", 0,
+     "/Contacts?$filter=LastUpdateDate%20gt%202024-02-24T00%3A00%3A00-03%3A00%20or%20"
+     "%28LastUpdateDate%20eq%202024-02-24T00%3A00%3A00-03%3A00%20and%20Id%20gt%200%29"
+     "&$orderby=LastUpdateDate%2CId&$top=300&$expand=Phones%2CTags%2CCity%2CState%2CContacts"},
+    /* '+' in the offset must be encoded, or the server reads a space. */
+    {PLOOMES_TASKS, "2025-01-02T03:04:05.1234567+00:00", 105401839,
+     "/Tasks?$filter=LastUpdateDate%20gt%202025-01-02T03%3A04%3A05.1234567%2B00%3A00%20or%20"
+     "%28LastUpdateDate%20eq%202025-01-02T03%3A04%3A05.1234567%2B00%3A00%20and%20Id%20gt%20"
+     "105401839%29&$orderby=LastUpdateDate%2CId&$top=300&$expand=Tags"},
+    {PLOOMES_INTERACTIONS, "2024-06-01T12:00:00.5Z", 7,
+     "/InteractionRecords?$filter=LastUpdateDate%20gt%202024-06-01T12%3A00%3A00.5Z%20or%20"
+     "%28LastUpdateDate%20eq%202024-06-01T12%3A00%3A00.5Z%20and%20Id%20gt%207%29"
+     "&$orderby=LastUpdateDate%2CId&$top=300&$expand=Tags"},
+};
+
+static void test_keyset_queries(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof QUERIES / sizeof QUERIES[0]; i++) {
+        char out[1024];
+        const query_case_t *c = &QUERIES[i];
+        int n = ploomes_keyset_query(ploomes_entity_info(c->entity), c->stamp, c->id,
+                                     PLOOMES_PAGE_SIZE, out, sizeof out);
+        assert_string_equal(out, c->expected);
+        assert_int_equal(n, (int)strlen(c->expected));
+    }
+}
+
+static void test_keyset_query_rejects(void **state)
+{
+    (void)state;
+    char out[1024];
+    const ploomes_entity_info_t *info = ploomes_entity_info(PLOOMES_CONTACTS);
+    /* Not a timestamp: it is sent unquoted, so it could change the filter. */
+    assert_int_equal(ploomes_keyset_query(info, "2024-01-01 or 1 eq 1", 0, 300, out, sizeof out),
+                     -1);
+    assert_string_equal(out, "");
+    assert_int_equal(ploomes_keyset_query(info, "", 0, 300, out, sizeof out), -1);
+    assert_int_equal(ploomes_keyset_query(info, "2024-01-01T00:00:00Z", 0, 301, out, sizeof out),
+                     -1);
+    assert_int_equal(ploomes_keyset_query(info, "2024-01-01T00:00:00Z", 0, 0, out, sizeof out),
+                     -1);
+    assert_int_equal(ploomes_keyset_query(info, "2024-01-01T00:00:00Z", -1, 300, out, sizeof out),
+                     -1);
+    assert_int_equal(ploomes_keyset_query(NULL, "2024-01-01T00:00:00Z", 0, 300, out, sizeof out),
+                     -1);
+    /* Too small a buffer: -1 and "". */
+    char tiny[40];
+    assert_int_equal(ploomes_keyset_query(info, "2024-01-01T00:00:00Z", 0, 300, tiny, sizeof tiny),
+                     -1);
+    assert_string_equal(tiny, "");
+}
+
+static void test_entity_table(void **state)
+{
+    (void)state;
+    const ploomes_entity_info_t *c = ploomes_entity_info(PLOOMES_CONTACTS);
+    assert_string_equal(c->name, "contact");
+    assert_string_equal(c->expand, "Phones,Tags,City,State,Contacts");
+    assert_string_equal(c->cursor_key, "ploomes.contact");
+    assert_int_equal(c->topic, KAFKA_TOPIC_PLOOMES_CONTACTS);
+    assert_string_equal(ploomes_entity_info(PLOOMES_TASKS)->name, "task");
+    assert_string_equal(ploomes_entity_info(PLOOMES_TASKS)->expand, "Tags");
+    assert_string_equal(ploomes_entity_info(PLOOMES_INTERACTIONS)->path, "/InteractionRecords");
+    assert_string_equal(ploomes_entity_info(PLOOMES_INTERACTIONS)->name, "interaction");
+    assert_null(ploomes_entity_info(PLOOMES_ENTITY_COUNT));
+}
+
+typedef struct {
+    const char *text;
+    int rc;
+    int64_t seconds;
+    int32_t nanos;
+} instant_case_t;
+
+static const instant_case_t INSTANTS[] = {
+    {"1970-01-01T00:00:00Z", 0, 0, 0},
+    {"2022-12-15T14:59:45.13-03:00", 0, 1671127185, 130000000},
+    {"2022-12-15T17:59:45.13Z", 0, 1671127185, 130000000},
+    {"2024-02-29T23:59:59.1234567+00:00", 0, 1709251199, 123456700},
+    {"2024-02-24T00:00:00-03:00", 0, 1708743600, 0},
+    {"2024-02-24T00:00:00.123456789999Z", 0, 1708732800, 123456789}, /* extra digits ignored */
+    {"2023-02-29T00:00:00Z", -1, 0, 0}, /* not a leap year */
+    {"2024-13-01T00:00:00Z", -1, 0, 0},
+    {"2024-01-01T00:00:00", -1, 0, 0},  /* no offset */
+    {"2024-01-01T00:00:00.Z", -1, 0, 0},
+    {"2024-01-01T00:00:00Z junk", -1, 0, 0},
+    {"", -1, 0, 0},
+};
+
+static void test_instant_parse(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof INSTANTS / sizeof INSTANTS[0]; i++) {
+        ploomes_instant_t t = {0, 0};
+        int rc = ploomes_instant_parse(INSTANTS[i].text, &t);
+        if (rc != INSTANTS[i].rc)
+            print_error("case %zu: %s\n", i, INSTANTS[i].text);
+        assert_int_equal(rc, INSTANTS[i].rc);
+        if (rc == 0) {
+            assert_int_equal(t.seconds, INSTANTS[i].seconds);
+            assert_int_equal(t.nanos, INSTANTS[i].nanos);
+        }
+    }
+}
+
+typedef struct {
+    const char *row_stamp;
+    int64_t row_id;
+    const char *cur_stamp;
+    int64_t cur_id;
+    bool progress;
+} guard_case_t;
+
+static const guard_case_t GUARD[] = {
+    /* later instant */
+    {"2024-01-01T00:00:01-03:00", 1, "2024-01-01T00:00:00-03:00", 99, true},
+    /* same instant, higher id */
+    {"2024-01-01T00:00:00-03:00", 100, "2024-01-01T00:00:00-03:00", 99, true},
+    /* the cursor row itself: no progress */
+    {"2024-01-01T00:00:00-03:00", 99, "2024-01-01T00:00:00-03:00", 99, false},
+    /* same instant, lower id */
+    {"2024-01-01T00:00:00-03:00", 5, "2024-01-01T00:00:00-03:00", 99, false},
+    /* same instant written with another offset */
+    {"2024-01-01T03:00:00Z", 99, "2024-01-01T00:00:00-03:00", 99, false},
+    {"2024-01-01T03:00:00Z", 100, "2024-01-01T00:00:00-03:00", 99, true},
+    /* the server holds more precision than it printed: a row printed with the cursor's stamp */
+    {"2024-01-01T00:00:00.13-03:00", 7, "2024-01-01T00:00:00.13-03:00", 7, false},
+    {"2024-01-01T00:00:00.1300001-03:00", 7, "2024-01-01T00:00:00.13-03:00", 7, true},
+    /* earlier instant */
+    {"2023-12-31T23:59:59.999-03:00", 1000, "2024-01-01T00:00:00-03:00", 0, false},
+    /* unparseable row stamp: never progress (it could not be used as a cursor) */
+    {"yesterday", 1000, "2024-01-01T00:00:00-03:00", 0, false},
+};
+
+static void test_no_progress_guard(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof GUARD / sizeof GUARD[0]; i++) {
+        const guard_case_t *g = &GUARD[i];
+        bool p = ploomes_row_is_progress(g->row_stamp, g->row_id, g->cur_stamp, g->cur_id);
+        if (p != g->progress)
+            print_error("case %zu: %s/%lld vs %s/%lld\n", i, g->row_stamp,
+                        (long long)g->row_id, g->cur_stamp, (long long)g->cur_id);
+        assert_int_equal(p, g->progress);
+    }
+}
+
+static void test_format_utc(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_int_equal(ploomes_format_utc_ms(0, buf, sizeof buf), 0);
+    assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
+    assert_int_equal(ploomes_format_utc_ms(1708743600123LL, buf, sizeof buf), 0);
+    assert_string_equal(buf, "2024-02-24T03:00:00.123Z");
+    assert_int_equal(ploomes_format_utc_ms(1709251199999LL, buf, sizeof buf), 0);
+    assert_string_equal(buf, "2024-02-29T23:59:59.999Z");
+    assert_int_equal(ploomes_format_utc_ms(0, buf, 10), -1);
+    /* round trip */
+    ploomes_instant_t t;
+    assert_int_equal(ploomes_format_utc_ms(1708743600123LL, buf, sizeof buf), 0);
+    assert_int_equal(ploomes_instant_parse(buf, &t), 0);
+    assert_int_equal(t.seconds, 1708743600);
+    assert_int_equal(t.nanos, 123000000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_keyset_queries),   cmocka_unit_test(test_keyset_query_rejects),
+        cmocka_unit_test(test_entity_table),     cmocka_unit_test(test_instant_parse),
+        cmocka_unit_test(test_no_progress_guard), cmocka_unit_test(test_format_utc),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
