@@ -1,0 +1,449 @@
+/* api_: one SaaS account's client: auth header, retries, backoff, rate limit. See api.h. */
+#include "api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+
+#define API_SLICE_MS 100
+#define API_MSG_BODY 400
+
+struct api {
+    api_kind_t kind;
+    char *base_url;    /* no trailing '/' */
+    char *auth_header; /* "User-Key: <key>" / "Authorization: <token>": the ONLY place it exists */
+    char *origin;      /* "scheme://host:port", lowercase, explicit port */
+    http_client_t *http;
+    int max_attempts;
+    int64_t retry_base_ms;
+    int64_t retry_max_ms;
+    ratelimit_t *ratelimit;
+    volatile sig_atomic_t *stop;
+    api_wait_fn wait_hook;
+    void *wait_ctx;
+    bool forbidden_is_retriable;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void rfc3339_now(char *buf, size_t size)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char base[24];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    int ms = (int)((ts.tv_nsec / 1000000) % 1000);
+    snprintf(buf, size, "%s.%03dZ", base, ms < 0 ? 0 : ms);
+}
+
+const char *api_kind_name(api_kind_t kind) { return kind == API_MILVUS ? "milvus" : "ploomes"; }
+
+const char *api_outcome_name(api_outcome_t outcome)
+{
+    switch (outcome) {
+    case API_OK: return "ok";
+    case API_RETRIABLE_EXHAUSTED: return "retriable_exhausted";
+    case API_PERMANENT: return "permanent";
+    case API_AUTH: return "auth";
+    case API_STOPPED: return "stopped";
+    }
+    return "permanent";
+}
+
+/* "scheme://host:port" of an absolute URL (lowercase, default port explicit) into a new string,
+ * or NULL when the URL does not parse. */
+static char *origin_of(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *result = NULL;
+    if (!u)
+        return NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+        goto out;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    size_t n = strlen(scheme) + strlen(host) + strlen(port) + 5;
+    result = malloc(n);
+    if (!result)
+        goto out;
+    snprintf(result, n, "%s://%s:%s", scheme, host, port);
+    for (char *p = result; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return result;
+}
+
+static bool is_absolute(const char *s)
+{
+    return strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0;
+}
+
+api_t *api_new(const api_options_t *opts, char *err, size_t errlen)
+{
+    const char *name = opts ? api_kind_name(opts->kind) : "api";
+    if (!opts || !opts->base_url || !opts->base_url[0]) {
+        snprintf(err, errlen, "%s: base URL is empty (set %s_BASE_URL)", name,
+                 opts && opts->kind == API_MILVUS ? "MILVUS" : "PLOOMES");
+        return NULL;
+    }
+    if (!opts->secret || !opts->secret[0]) {
+        snprintf(err, errlen, "%s: credential is empty (set %s)", name,
+                 opts->kind == API_MILVUS ? "MILVUS_TOKEN" : "PLOOMES_USER_KEY");
+        return NULL;
+    }
+    for (const unsigned char *p = (const unsigned char *)opts->secret; *p; p++) {
+        if (*p < 0x20 || *p == 0x7F) {
+            snprintf(err, errlen, "%s: credential (%s) contains control characters", name,
+                     opts->kind == API_MILVUS ? "MILVUS_TOKEN" : "PLOOMES_USER_KEY");
+            return NULL;
+        }
+    }
+    if (!is_absolute(opts->base_url)) {
+        snprintf(err, errlen, "%s: base URL '%s' must start with http:// or https://", name,
+                 opts->base_url);
+        return NULL;
+    }
+    api_t *api = calloc(1, sizeof *api);
+    if (!api) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        return NULL;
+    }
+    api->kind = opts->kind;
+    api->base_url = strdup(opts->base_url);
+    if (!api->base_url)
+        goto oom;
+    size_t bl = strlen(api->base_url);
+    while (bl > 0 && api->base_url[bl - 1] == '/')
+        api->base_url[--bl] = '\0';
+    api->origin = origin_of(api->base_url);
+    if (!api->origin) {
+        snprintf(err, errlen, "%s: base URL '%s' is not a valid URL", name, api->base_url);
+        goto fail;
+    }
+    const char *hname = opts->kind == API_MILVUS ? "Authorization" : "User-Key";
+    size_t hl = strlen(hname) + strlen(opts->secret) + 3;
+    api->auth_header = malloc(hl);
+    if (!api->auth_header)
+        goto oom;
+    snprintf(api->auth_header, hl, "%s: %s", hname, opts->secret);
+
+    http_options_t ho = {.connect_timeout_ms = opts->connect_timeout_ms,
+                         .total_timeout_ms = opts->total_timeout_ms,
+                         .max_body_bytes = opts->max_body_bytes};
+    char herr[256];
+    api->http = http_client_new(&ho, herr, sizeof herr);
+    if (!api->http) {
+        snprintf(err, errlen, "%s: %s", name, herr);
+        goto fail;
+    }
+    api->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 3;
+    api->retry_base_ms = opts->retry_base_ms >= 0 ? opts->retry_base_ms : 5000;
+    api->retry_max_ms = opts->retry_max_ms > 0 ? opts->retry_max_ms : 60000;
+    api->ratelimit = opts->ratelimit;
+    api->stop = opts->stop;
+    api->wait_hook = opts->wait_hook;
+    api->wait_ctx = opts->wait_ctx;
+    api->forbidden_is_retriable =
+        opts->override_forbidden ? opts->forbidden_is_retriable : opts->kind == API_PLOOMES;
+    return api;
+
+oom:
+    snprintf(err, errlen, "%s: out of memory", name);
+fail:
+    api_free(api);
+    return NULL;
+}
+
+void api_free(api_t *api)
+{
+    if (!api)
+        return;
+    http_client_free(api->http);
+    if (api->auth_header) {
+        /* do not leave the credential in freed heap memory */
+        volatile char *p = api->auth_header;
+        while (*p)
+            *p++ = '\0';
+        free(api->auth_header);
+    }
+    free(api->base_url);
+    free(api->origin);
+    free(api);
+}
+
+const char *api_base_url(const api_t *api) { return api->base_url; }
+
+bool api_same_origin(const api_t *api, const char *url)
+{
+    if (!url || !is_absolute(url))
+        return false;
+    char *o = origin_of(url);
+    bool same = o && strcmp(o, api->origin) == 0;
+    free(o);
+    return same;
+}
+
+void api_result_clear(api_result_t *out)
+{
+    if (!out)
+        return;
+    free(out->body);
+    memset(out, 0, sizeof *out);
+}
+
+const char *api_result_excerpt(const api_result_t *res, size_t max_bytes, char *buf, size_t size)
+{
+    if (size == 0)
+        return buf;
+    size_t n = res && res->body ? res->body_len : 0;
+    if (n > max_bytes)
+        n = max_bytes;
+    if (n > size - 1)
+        n = size - 1;
+    if (res && res->body && n < res->body_len)
+        while (n > 0 && (((unsigned char)res->body[n]) & 0xC0) == 0x80)
+            n--;
+    if (n)
+        memcpy(buf, res->body, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Waits ms, through the hook or in slices; returns 1 when stopped early, else 0. */
+static int api_wait(api_t *api, int64_t ms)
+{
+    int64_t deadline = mono_ms() + ms;
+    for (;;) {
+        if (api->stop && *api->stop)
+            return 1;
+        int64_t remaining = deadline - mono_ms();
+        if (remaining <= 0)
+            return 0;
+        if (api->wait_hook) {
+            int64_t before = mono_ms();
+            if (api->wait_hook(api->wait_ctx, remaining) != 0)
+                return 1;
+            if (mono_ms() == before) {
+                /* a hook that returns at once would spin: give the CPU a break */
+                struct timespec ts = {0, 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        } else {
+            int64_t slice = remaining < API_SLICE_MS ? remaining : API_SLICE_MS;
+            struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static int api_ratelimit_hook(void *ctx, int64_t remaining_ms)
+{
+    api_t *api = ctx;
+    if (api->stop && *api->stop)
+        return 1;
+    if (api->wait_hook)
+        return api->wait_hook(api->wait_ctx, remaining_ms);
+    int64_t slice = remaining_ms < API_SLICE_MS ? remaining_ms : API_SLICE_MS;
+    struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static void record_failure(api_result_t *out)
+{
+    rfc3339_now(out->last_failure, sizeof out->last_failure);
+    if (!out->first_failure[0])
+        memcpy(out->first_failure, out->last_failure, sizeof out->first_failure);
+}
+
+api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_url,
+                          const char *json_body, api_result_t *out)
+{
+    api_result_clear(out);
+    int64_t start = mono_ms();
+    const char *mname = http_method_name(method);
+    const char *kname = api_kind_name(api->kind);
+    char *url = NULL;
+    char shown[512];
+    char q[600];
+    http_response_t resp = {.retry_after_ms = -1};
+
+    out->outcome = API_PERMANENT;
+    if (!path_or_url)
+        path_or_url = "";
+    if (is_absolute(path_or_url)) {
+        url = strdup(path_or_url);
+    } else {
+        size_t n = strlen(api->base_url) + strlen(path_or_url) + 2;
+        url = malloc(n);
+        if (url)
+            snprintf(url, n, "%s%s%s", api->base_url, path_or_url[0] == '/' ? "" : "/",
+                     path_or_url);
+    }
+    if (!url) {
+        snprintf(out->error_class, sizeof out->error_class, "OutOfMemory");
+        snprintf(out->message, sizeof out->message, "out of memory building the URL");
+        goto done;
+    }
+    http_redact_url(url, shown, sizeof shown);
+    log_quote(q, sizeof q, shown);
+
+    /* The credential goes only to the base URL's origin (SPEC §3). */
+    bool send_auth = api_same_origin(api, url);
+    if (!send_auth)
+        log_msg(LOG_DEBUG, "http_foreign_origin", "api=%s method=%s url=%s auth=omitted", kname,
+                mname, q);
+    const char *headers[4];
+    size_t h = 0;
+    headers[h++] = "Accept: application/json";
+    headers[h++] = "Content-Type: application/json";
+    if (send_auth)
+        headers[h++] = api->auth_header;
+    headers[h] = NULL;
+
+    for (int attempt = 1; attempt <= api->max_attempts; attempt++) {
+        http_class_t cls;
+        int64_t retry_after = -1;
+        char herr[384] = "";
+
+        if (api->ratelimit) {
+            int r = ratelimit_acquire(api->ratelimit, api->stop, api_ratelimit_hook, api, herr,
+                                      sizeof herr);
+            if (r == 1) {
+                out->outcome = API_STOPPED;
+                snprintf(out->error_class, sizeof out->error_class, "Stopped");
+                snprintf(out->message, sizeof out->message,
+                         "stopped while waiting for the rate limit");
+                goto done;
+            }
+            if (r < 0) {
+                out->attempts = attempt;
+                out->status = 0;
+                free(out->body);
+                out->body = NULL;
+                out->body_len = 0;
+                snprintf(out->error_class, sizeof out->error_class, "RateLimitUnavailable");
+                snprintf(out->message, sizeof out->message, "rate limiter: %s", herr);
+                record_failure(out);
+                cls = HTTP_CLASS_RETRIABLE;
+                goto decide;
+            }
+        }
+
+        out->attempts = attempt;
+        http_request(api->http, method, url, headers, json_body,
+                     json_body ? strlen(json_body) : 0, &resp, herr, sizeof herr);
+        cls = http_classify_response(&resp, api->forbidden_is_retriable);
+        http_error_class(resp.status, resp.transport, out->error_class, sizeof out->error_class);
+        out->status = resp.status;
+        free(out->body);
+        out->body = resp.body; /* moved */
+        out->body_len = resp.body_len;
+        resp.body = NULL;
+        resp.body_len = 0;
+        retry_after = resp.retry_after_ms;
+        log_msg(LOG_DEBUG, "http_attempt",
+                "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempt=%d class=%s", kname,
+                mname, q, resp.status, (long long)resp.elapsed_ms, attempt, http_class_name(cls));
+
+        if (cls == HTTP_CLASS_SUCCESS) {
+            out->outcome = API_OK;
+            out->error_class[0] = '\0';
+            out->message[0] = '\0';
+            goto done;
+        }
+        record_failure(out);
+        if (resp.transport != HTTP_TRANSPORT_OK) {
+            snprintf(out->message, sizeof out->message, "%s", resp.curl_error);
+        } else {
+            char m[API_MSG_BODY];
+            http_error_message(out->body, out->body_len, m, sizeof m);
+            if (m[0])
+                snprintf(out->message, sizeof out->message, "HTTP %ld: %s", resp.status, m);
+            else
+                snprintf(out->message, sizeof out->message, "HTTP %ld", resp.status);
+        }
+        if (resp.status == 429 && api->ratelimit) {
+            int64_t pen = retry_after >= 0 ? retry_after : api->retry_base_ms;
+            if (pen > api->retry_max_ms)
+                pen = api->retry_max_ms;
+            char perr[256];
+            if (pen > 0 && ratelimit_penalize(api->ratelimit, pen, perr, sizeof perr) != 0)
+                log_msg(LOG_WARN, "ratelimit_penalize_failed", "api=%s error=%s", kname,
+                        log_quote(q, sizeof q, perr));
+            log_quote(q, sizeof q, shown);
+        }
+
+    decide:
+        if (cls == HTTP_CLASS_AUTH) {
+            out->outcome = API_AUTH;
+            break;
+        }
+        if (cls == HTTP_CLASS_PERMANENT) {
+            out->outcome = API_PERMANENT;
+            break;
+        }
+        if (attempt >= api->max_attempts) {
+            out->outcome = API_RETRIABLE_EXHAUSTED;
+            break;
+        }
+        int64_t delay =
+            http_backoff_ms(attempt, api->retry_base_ms, api->retry_max_ms, http_random_u64());
+        if (retry_after >= 0) {
+            int64_t ra = retry_after < api->retry_max_ms ? retry_after : api->retry_max_ms;
+            if (ra > delay)
+                delay = ra;
+        }
+        char mq[600];
+        log_msg(LOG_WARN, "http_retry",
+                "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempt=%d error_class=%s "
+                "retry_in_ms=%lld message=%s",
+                kname, mname, q, out->status, (long long)resp.elapsed_ms, attempt,
+                out->error_class, (long long)delay, log_quote(mq, sizeof mq, out->message));
+        if (api_wait(api, delay) != 0) {
+            out->outcome = API_STOPPED;
+            log_msg(LOG_DEBUG, "http_stopped", "api=%s method=%s url=%s attempts=%d", kname,
+                    mname, q, out->attempts);
+            goto done;
+        }
+    }
+
+    {
+        char mq[600];
+        log_msg(LOG_WARN, "http_failed",
+                "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempts=%d outcome=%s "
+                "error_class=%s message=%s",
+                kname, mname, q, out->status, (long long)(mono_ms() - start), out->attempts,
+                api_outcome_name(out->outcome), out->error_class,
+                log_quote(mq, sizeof mq, out->message));
+    }
+
+done:
+    http_response_clear(&resp);
+    free(url);
+    if (!out->body)
+        out->body = calloc(1, 1);
+    out->elapsed_ms = mono_ms() - start;
+    return out->outcome;
+}

@@ -1,0 +1,134 @@
+/* api_: the client for one SaaS account (Ploomes or Milvus) used by producers and workers.
+ *
+ * It owns the one place where the credential is attached (Ploomes `User-Key: <key>`, Milvus
+ * `Authorization: <token>`), and applies SPEC §4's policy to every call: shared rate limit
+ * before every attempt, retries of retriable outcomes with full-jitter backoff that honours
+ * Retry-After, immediate stop on 401 and on permanent errors. The result carries what a dead
+ * letter needs (x-dlq.* headers, exception class and message).
+ *
+ * The secret is sent only to the base URL's origin: an absolute URL given to api_request()
+ * (an @odata.nextLink, say) whose scheme+host+port differ from the base URL's is requested
+ * WITHOUT the auth header (SPEC §3).
+ *
+ * Logs (logfmt): event=http_attempt at debug for every attempt; event=http_retry at warn for
+ * each retry, event=http_failed at warn for the final failure. Keys: api, method, url (query
+ * values replaced by '*', never personal data or the secret), status, elapsed_ms, attempt,
+ * error_class.
+ *
+ * Secrets: api_ never formats the credential into a log line, an error text or a result. It
+ * does not register it with log_add_secret() either (config_ does that once per process).
+ *
+ * Ownership: api_new() copies every string; the rate limiter and the stop flag are borrowed and
+ * must outlive the api_t. api_result_t owns its body (api_result_clear()).
+ * Threads: an api_t holds one http_client_t (one curl handle): NOT thread-safe; one per thread.
+ */
+#ifndef PIPELINE_API_H
+#define PIPELINE_API_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "ratelimit.h"
+
+typedef enum { API_PLOOMES = 0, API_MILVUS = 1 } api_kind_t;
+
+/* "ploomes" / "milvus". */
+const char *api_kind_name(api_kind_t kind);
+
+typedef enum {
+    API_OK = 0,              /* 2xx */
+    API_RETRIABLE_EXHAUSTED, /* every attempt failed retriably (or the rate limiter's MongoDB
+                                was unreachable: error_class "RateLimitUnavailable", status 0) */
+    API_PERMANENT,           /* other 4xx / status, bad URL, TLS, body too large: not retried */
+    API_AUTH,                /* 401: the credential is wrong (SPEC §4: exit 3, no dead letter) */
+    API_STOPPED              /* the stop flag (or the wait hook) ended a wait; nothing final:
+                                the caller must neither dead-letter nor store the offset. The
+                                result still describes the last failure, if there was one */
+} api_outcome_t;
+
+/* "ok", "retriable_exhausted", "permanent", "auth", "stopped". */
+const char *api_outcome_name(api_outcome_t outcome);
+
+/* Called repeatedly while a retry (or the rate limiter) waits, with the ms still to wait. It
+ * should return within remaining_ms (returning earlier is fine: it is called again). Workers
+ * poll Kafka in it (rd_kafka_poll / consumer poll with a timeout <= remaining_ms).
+ * Returning non-zero abandons the wait: api_request() returns API_STOPPED. */
+typedef int (*api_wait_fn)(void *ctx, int64_t remaining_ms);
+
+typedef struct {
+    api_kind_t kind;
+    const char *base_url;       /* required, e.g. "https://api2.ploomes.com" or
+                                   "https://apiintegracao.milvus.com.br/api"; a trailing '/' is
+                                   dropped */
+    const char *secret;         /* required: Ploomes User-Key / Milvus token (copied) */
+    long connect_timeout_ms;    /* <= 0: 10000 */
+    long total_timeout_ms;      /* <= 0: 60000 */
+    size_t max_body_bytes;      /* 0: 8 MiB */
+    int max_attempts;           /* <= 0: 3 (MAX_ATTEMPTS) */
+    int64_t retry_base_ms;      /* < 0: 5000 (RETRY_BASE_MS); 0 allowed (tests) */
+    int64_t retry_max_ms;       /* <= 0: 60000 (RETRY_MAX_MS); also caps Retry-After */
+    ratelimit_t *ratelimit;     /* borrowed, optional: acquired before every attempt */
+    volatile sig_atomic_t *stop;/* borrowed, optional: set -> waits end early (API_STOPPED) */
+    api_wait_fn wait_hook;      /* optional; NULL: sleep in slices of <= 100 ms */
+    void *wait_ctx;
+    /* Ploomes' 403 is retriable (it answers 403 under load); this is set from `kind`
+     * (PLOOMES: true, MILVUS: false) unless override_forbidden is set. */
+    bool override_forbidden;
+    bool forbidden_is_retriable;
+} api_options_t;
+
+typedef struct api api_t;
+
+typedef struct {
+    api_outcome_t outcome;
+    long status;              /* last HTTP status; 0 when none was received */
+    char *body;               /* last response body (owned, NUL-terminated, "" when none) */
+    size_t body_len;
+    char error_class[48];     /* "" on OK; "HttpStatus503", "CurlTimeout", "HttpStatus401",
+                                 "ResponseTooLarge", "RateLimitUnavailable" (see
+                                 http_error_class()); "Stopped" when stopped before any attempt
+                                 finished; else the last failure's class */
+    char message[512];        /* readable: "HTTP 503: <message from the body>" or curl's text */
+    int attempts;             /* HTTP attempts made (rate-limiter failures count as attempts) */
+    char first_failure[32];   /* RFC 3339 UTC with ms of the first failed attempt, "" if none */
+    char last_failure[32];    /* ... of the last failed attempt */
+    int64_t elapsed_ms;       /* whole call, waits included */
+} api_result_t;
+
+/* Creates a client (and its curl handle). Returns NULL and fills err (naming the bad option,
+ * never the secret) on failure. */
+api_t *api_new(const api_options_t *opts, char *err, size_t errlen);
+
+/* NULL is accepted. Does not free the borrowed rate limiter. */
+void api_free(api_t *api);
+
+/* The base URL as normalised (no trailing '/'). */
+const char *api_base_url(const api_t *api);
+
+/* Performs a request with the retry policy.
+ *   path_or_url  "/Contacts?$filter=..." (joined to the base URL; a missing leading '/' is
+ *                added) or an absolute "http(s)://" URL (auth header only for the base origin).
+ *                Query values must already be percent-encoded (http_percent_encode()).
+ *   json_body    NULL or a NUL-terminated JSON text (sent with Content-Type: application/json).
+ *   out          filled in every case (a previous body is freed first; zero it before first use);
+ *                clear with api_result_clear().
+ * Returns out->outcome. */
+api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_url,
+                          const char *json_body, api_result_t *out);
+
+/* Frees out->body and zeroes the struct. NULL is accepted. */
+void api_result_clear(api_result_t *out);
+
+/* Copies at most max_bytes of the response body (cut at a UTF-8 boundary) into buf (size must
+ * be > max_bytes for the whole excerpt to fit), for x-dlq.response (max_bytes = 1024).
+ * Returns buf. */
+const char *api_result_excerpt(const api_result_t *res, size_t max_bytes, char *buf, size_t size);
+
+/* True when `url` has the same scheme, host and port as the api's base URL (case-insensitive
+ * scheme and host; default ports 80/443 made explicit). Exposed for tests. */
+bool api_same_origin(const api_t *api, const char *url);
+
+#endif

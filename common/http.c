@@ -1,0 +1,699 @@
+/* http_: libcurl client with a body cap, plus classification/backoff/encoding helpers. See http.h. */
+#include "http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#ifndef PIPELINE_VERSION
+#define PIPELINE_VERSION "dev"
+#endif
+
+#define HTTP_DEFAULT_CONNECT_MS 10000L
+#define HTTP_DEFAULT_TOTAL_MS 60000L
+#define HTTP_DEFAULT_MAX_BODY ((size_t)8 * 1024 * 1024)
+#define HTTP_RETRY_AFTER_CAP_S 86400
+#define HTTP_RA_TEXT 128
+
+struct http_client {
+    CURL *curl;
+    long connect_timeout_ms;
+    long total_timeout_ms;
+    size_t max_body_bytes;
+    char *user_agent;
+};
+
+/* Per-request state handed to curl's callbacks. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t limit;
+    int too_large;
+    int oom;
+    char retry_after[HTTP_RA_TEXT];
+} http_sink_t;
+
+static pthread_once_t http_global_once = PTHREAD_ONCE_INIT;
+static CURLcode http_global_rc = CURLE_OK;
+
+static void http_global_init(void) { http_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *http_method_name(http_method_t method)
+{
+    switch (method) {
+    case HTTP_GET: return "GET";
+    case HTTP_POST: return "POST";
+    case HTTP_PATCH: return "PATCH";
+    case HTTP_PUT: return "PUT";
+    case HTTP_DELETE: return "DELETE";
+    }
+    return "GET";
+}
+
+const char *http_class_name(http_class_t cls)
+{
+    switch (cls) {
+    case HTTP_CLASS_SUCCESS: return "success";
+    case HTTP_CLASS_RETRIABLE: return "retriable";
+    case HTTP_CLASS_AUTH: return "auth";
+    case HTTP_CLASS_PERMANENT: return "permanent";
+    }
+    return "permanent";
+}
+
+/* ---- client ------------------------------------------------------------------------------- */
+
+http_client_t *http_client_new(const http_options_t *opts, char *err, size_t errlen)
+{
+    pthread_once(&http_global_once, http_global_init);
+    if (http_global_rc != CURLE_OK) {
+        snprintf(err, errlen, "libcurl global initialisation failed: %s",
+                 curl_easy_strerror(http_global_rc));
+        return NULL;
+    }
+    http_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory creating the HTTP client");
+        return NULL;
+    }
+    c->connect_timeout_ms =
+        opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : HTTP_DEFAULT_CONNECT_MS;
+    c->total_timeout_ms =
+        opts && opts->total_timeout_ms > 0 ? opts->total_timeout_ms : HTTP_DEFAULT_TOTAL_MS;
+    c->max_body_bytes =
+        opts && opts->max_body_bytes > 0 ? opts->max_body_bytes : HTTP_DEFAULT_MAX_BODY;
+    c->user_agent = strdup(opts && opts->user_agent ? opts->user_agent
+                                                    : "ploomes-milvus-pipeline/" PIPELINE_VERSION);
+    c->curl = curl_easy_init();
+    if (!c->user_agent || !c->curl) {
+        snprintf(err, errlen, "out of memory creating the HTTP client (curl_easy_init failed)");
+        http_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void http_client_free(http_client_t *client)
+{
+    if (!client)
+        return;
+    if (client->curl)
+        curl_easy_cleanup(client->curl);
+    free(client->user_agent);
+    free(client);
+}
+
+void http_response_clear(http_response_t *out)
+{
+    if (!out)
+        return;
+    free(out->body);
+    memset(out, 0, sizeof *out);
+    out->retry_after_ms = -1;
+}
+
+static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    http_sink_t *s = userdata;
+    size_t n = size * nmemb;
+    if (n == 0)
+        return 0;
+    if (n > s->limit - s->len) {
+        s->too_large = 1;
+        return 0; /* CURLE_WRITE_ERROR ends the transfer */
+    }
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n + 1)
+            cap *= 2;
+        if (cap > s->limit + 1)
+            cap = s->limit + 1;
+        char *grown = realloc(s->data, cap);
+        if (!grown) {
+            s->oom = 1;
+            return 0;
+        }
+        s->data = grown;
+        s->cap = cap;
+    }
+    memcpy(s->data + s->len, ptr, n);
+    s->len += n;
+    s->data[s->len] = '\0';
+    return n;
+}
+
+static size_t sink_header(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+    http_sink_t *s = userdata;
+    size_t n = size * nitems;
+    static const char name[] = "retry-after:";
+    if (n >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
+        s->retry_after[0] = '\0'; /* a new response (after 1xx): forget the previous headers */
+    } else if (n > sizeof name - 1 && strncasecmp(buffer, name, sizeof name - 1) == 0) {
+        const char *v = buffer + sizeof name - 1;
+        size_t vlen = n - (sizeof name - 1);
+        while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            vlen--;
+        }
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ' ||
+                            v[vlen - 1] == '\t'))
+            vlen--;
+        if (vlen >= sizeof s->retry_after)
+            vlen = sizeof s->retry_after - 1;
+        memcpy(s->retry_after, v, vlen);
+        s->retry_after[vlen] = '\0';
+    }
+    return n;
+}
+
+static http_transport_t transport_of(CURLcode rc, const http_sink_t *sink)
+{
+    if (sink->too_large)
+        return HTTP_TRANSPORT_TOO_LARGE;
+    switch (rc) {
+    case CURLE_OK: return HTTP_TRANSPORT_OK;
+    case CURLE_OPERATION_TIMEDOUT: return HTTP_TRANSPORT_TIMEOUT;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return HTTP_TRANSPORT_RESOLVE;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR: /* handshake cut short: usually a transient network problem */
+        return HTTP_TRANSPORT_CONNECT;
+    case CURLE_SEND_ERROR: return HTTP_TRANSPORT_SEND;
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM: return HTTP_TRANSPORT_RECV;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_USE_SSL_FAILED: return HTTP_TRANSPORT_TLS;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL: return HTTP_TRANSPORT_BAD_URL;
+    case CURLE_FILESIZE_EXCEEDED: return HTTP_TRANSPORT_TOO_LARGE;
+    default: return HTTP_TRANSPORT_OTHER;
+    }
+}
+
+int http_request(http_client_t *client, http_method_t method, const char *url,
+                 const char *const *headers, const char *body, size_t body_len,
+                 http_response_t *out, char *err, size_t errlen)
+{
+    http_response_clear(out);
+    int rc = -1;
+    struct curl_slist *list = NULL;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    char shown[512];
+    http_sink_t sink = {.limit = client->max_body_bytes};
+    int64_t start = mono_ms();
+
+    http_redact_url(url ? url : "", shown, sizeof shown);
+    if (!url || !url[0]) {
+        snprintf(err, errlen, "%s: empty URL", http_method_name(method));
+        out->transport = HTTP_TRANSPORT_BAD_URL;
+        goto out;
+    }
+
+    for (size_t i = 0; headers && headers[i]; i++) {
+        struct curl_slist *next = curl_slist_append(list, headers[i]);
+        if (!next) {
+            snprintf(err, errlen, "%s %s: out of memory building headers",
+                     http_method_name(method), shown);
+            out->transport = HTTP_TRANSPORT_OTHER;
+            goto out;
+        }
+        list = next;
+    }
+    struct curl_slist *next = curl_slist_append(list, "Expect:");
+    if (!next) {
+        snprintf(err, errlen, "%s %s: out of memory building headers", http_method_name(method),
+                 shown);
+        out->transport = HTTP_TRANSPORT_OTHER;
+        goto out;
+    }
+    list = next;
+
+    CURL *c = client->curl;
+    curl_easy_reset(c); /* keeps the connection cache: keep-alive across requests */
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, client->connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, client->total_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, client->user_agent);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, ""); /* the cap applies to decoded bytes */
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)client->max_body_bytes);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, sink_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    switch (method) {
+    case HTTP_GET:
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        break;
+    case HTTP_POST:
+    case HTTP_PATCH:
+    case HTTP_PUT:
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+        if (method != HTTP_POST)
+            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, http_method_name(method));
+        break;
+    case HTTP_DELETE:
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
+        if (body) {
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        }
+        break;
+    }
+
+    CURLcode cc = curl_easy_perform(c);
+    /* Headers must not outlive the call inside the handle: the slist is freed below. */
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    out->status = status;
+    out->curl_code = (int)cc;
+    out->transport = transport_of(cc, &sink);
+    if (sink.oom && out->transport == HTTP_TRANSPORT_OTHER) {
+        snprintf(err, errlen, "%s %s: out of memory reading the response", http_method_name(method),
+                 shown);
+        snprintf(out->curl_error, sizeof out->curl_error, "out of memory");
+        goto out;
+    }
+    if (sink.retry_after[0]) {
+        int64_t ms;
+        if (http_parse_retry_after(sink.retry_after, time(NULL), &ms) == 0)
+            out->retry_after_ms = ms;
+    }
+    if (out->transport != HTTP_TRANSPORT_OK) {
+        if (out->transport == HTTP_TRANSPORT_TOO_LARGE)
+            snprintf(out->curl_error, sizeof out->curl_error,
+                     "response body larger than %zu bytes", client->max_body_bytes);
+        else
+            snprintf(out->curl_error, sizeof out->curl_error, "%s",
+                     errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        size_t l = strlen(out->curl_error);
+        while (l > 0 && (out->curl_error[l - 1] == '\n' || out->curl_error[l - 1] == '\r'))
+            out->curl_error[--l] = '\0';
+        snprintf(err, errlen, "%s %s: %s", http_method_name(method), shown, out->curl_error);
+        goto out;
+    }
+    rc = 0;
+
+out:
+    curl_slist_free_all(list);
+    if (rc == 0 && sink.data) {
+        out->body = sink.data;
+        out->body_len = sink.len;
+        sink.data = NULL;
+    } else {
+        free(sink.data);
+        out->body = NULL;
+        out->body_len = 0;
+    }
+    if (!out->body)
+        out->body = calloc(1, 1); /* "" (NULL only if even this fails) */
+    out->elapsed_ms = mono_ms() - start;
+    return rc;
+}
+
+/* ---- classification ------------------------------------------------------------------------ */
+
+http_class_t http_classify(long status, http_transport_t transport, bool forbidden_is_retriable)
+{
+    switch (transport) {
+    case HTTP_TRANSPORT_OK: break;
+    case HTTP_TRANSPORT_TIMEOUT:
+    case HTTP_TRANSPORT_RESOLVE:
+    case HTTP_TRANSPORT_CONNECT:
+    case HTTP_TRANSPORT_SEND:
+    case HTTP_TRANSPORT_RECV: return HTTP_CLASS_RETRIABLE;
+    case HTTP_TRANSPORT_TLS:
+    case HTTP_TRANSPORT_BAD_URL:
+    case HTTP_TRANSPORT_TOO_LARGE:
+    case HTTP_TRANSPORT_OTHER: return HTTP_CLASS_PERMANENT;
+    }
+    if (status >= 200 && status <= 299)
+        return HTTP_CLASS_SUCCESS;
+    switch (status) {
+    case 401: return HTTP_CLASS_AUTH;
+    case 403: return forbidden_is_retriable ? HTTP_CLASS_RETRIABLE : HTTP_CLASS_PERMANENT;
+    case 408:
+    case 425:
+    case 429:
+    case 500:
+    case 502:
+    case 503:
+    case 504: return HTTP_CLASS_RETRIABLE;
+    default: return HTTP_CLASS_PERMANENT;
+    }
+}
+
+http_class_t http_classify_response(const http_response_t *resp, bool forbidden_is_retriable)
+{
+    return http_classify(resp->status, resp->transport, forbidden_is_retriable);
+}
+
+const char *http_error_class(long status, http_transport_t transport, char *buf, size_t size)
+{
+    const char *name = NULL;
+    switch (transport) {
+    case HTTP_TRANSPORT_OK: break;
+    case HTTP_TRANSPORT_TIMEOUT: name = "CurlTimeout"; break;
+    case HTTP_TRANSPORT_RESOLVE: name = "CurlResolve"; break;
+    case HTTP_TRANSPORT_CONNECT: name = "CurlConnect"; break;
+    case HTTP_TRANSPORT_SEND: name = "CurlSend"; break;
+    case HTTP_TRANSPORT_RECV: name = "CurlRecv"; break;
+    case HTTP_TRANSPORT_TLS: name = "CurlTls"; break;
+    case HTTP_TRANSPORT_BAD_URL: name = "CurlBadUrl"; break;
+    case HTTP_TRANSPORT_TOO_LARGE: name = "ResponseTooLarge"; break;
+    case HTTP_TRANSPORT_OTHER: name = "CurlError"; break;
+    }
+    if (name)
+        snprintf(buf, size, "%s", name);
+    else if (status >= 200 && status <= 299)
+        snprintf(buf, size, "%s", "");
+    else
+        snprintf(buf, size, "HttpStatus%ld", status);
+    return buf;
+}
+
+/* ---- Retry-After --------------------------------------------------------------------------- */
+
+int http_parse_retry_after(const char *value, time_t now, int64_t *ms)
+{
+    if (!value)
+        return -1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t len = strlen(value);
+    while (len > 0 && isspace((unsigned char)value[len - 1]))
+        len--;
+    if (len == 0)
+        return -1;
+    char text[HTTP_RA_TEXT];
+    if (len >= sizeof text)
+        return -1;
+    memcpy(text, value, len);
+    text[len] = '\0';
+
+    bool digits = true;
+    for (size_t i = 0; i < len; i++)
+        if (!isdigit((unsigned char)text[i]))
+            digits = false;
+    if (digits) {
+        errno = 0;
+        char *end = NULL;
+        long long secs = strtoll(text, &end, 10);
+        if (end == text || *end != '\0')
+            return -1;
+        if (errno == ERANGE || secs > HTTP_RETRY_AFTER_CAP_S)
+            secs = HTTP_RETRY_AFTER_CAP_S;
+        *ms = (int64_t)secs * 1000;
+        return 0;
+    }
+    /* HTTP-date: require a letter first (every HTTP-date form starts with a day name), so that
+     * curl_getdate's liberal parser does not take "5s" or "-1" for a date. */
+    if (!isalpha((unsigned char)text[0]))
+        return -1;
+    time_t when = curl_getdate(text, NULL);
+    if (when == (time_t)-1)
+        return -1;
+    int64_t delta = (int64_t)when - (int64_t)now;
+    if (delta < 0)
+        delta = 0;
+    if (delta > HTTP_RETRY_AFTER_CAP_S)
+        delta = HTTP_RETRY_AFTER_CAP_S;
+    *ms = delta * 1000;
+    return 0;
+}
+
+/* ---- readable error messages --------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 when invalid. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t need;
+    unsigned min;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+        cp = c & 0x1F;
+        min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        cp = c & 0x0F;
+        min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        cp = c & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < need)
+        return 0;
+    for (size_t i = 1; i < need; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return need;
+}
+
+/* Copies text into out as one clean line: control bytes -> space, whitespace runs collapsed,
+ * invalid UTF-8 -> '?', trimmed, cut at a character boundary with "..." when it does not fit. */
+static void clean_line(const char *text, size_t len, char *out, size_t size)
+{
+    if (size == 0)
+        return;
+    out[0] = '\0';
+    const unsigned char *s = (const unsigned char *)text;
+    size_t o = 0;
+    bool pending_space = false;
+    bool truncated = false;
+    size_t i = 0;
+    while (i < len) {
+        size_t n = utf8_seq_len(s + i, len - i);
+        const unsigned char *piece = s + i;
+        unsigned char repl;
+        if (n == 0) {
+            repl = '?';
+            piece = &repl;
+            n = 1;
+            i += 1;
+        } else {
+            i += n;
+        }
+        if (n == 1 && (piece[0] < 0x20 || piece[0] == 0x7F || piece[0] == ' ')) {
+            pending_space = o > 0;
+            continue;
+        }
+        size_t want = n + (pending_space ? 1 : 0);
+        if (o + want + 1 > size) {
+            truncated = true;
+            break;
+        }
+        if (pending_space)
+            out[o++] = ' ';
+        pending_space = false;
+        memcpy(out + o, piece, n);
+        o += n;
+    }
+    out[o] = '\0';
+    if (truncated) {
+        /* make room for "..." at a character boundary */
+        while (o > 0 && o + 4 > size) {
+            o--;
+            while (o > 0 && (((unsigned char)out[o]) & 0xC0) == 0x80)
+                o--;
+        }
+        if (o + 4 <= size) {
+            memcpy(out + o, "...", 4);
+        } else {
+            out[o] = '\0';
+        }
+    }
+}
+
+const char *http_error_message(const char *body, size_t body_len, char *out, size_t size)
+{
+    if (size == 0)
+        return out;
+    out[0] = '\0';
+    if (!body || body_len == 0)
+        return out;
+    cJSON *root = cJSON_ParseWithLength(body, body_len);
+    const char *msg = NULL;
+    if (root) {
+        if (cJSON_IsString(root)) {
+            msg = root->valuestring;
+        } else if (cJSON_IsObject(root)) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "value");
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+            const cJSON *m1 = cJSON_GetObjectItemCaseSensitive(root, "Message");
+            const cJSON *m2 = cJSON_GetObjectItemCaseSensitive(root, "message");
+            if (cJSON_IsString(v)) {
+                msg = v->valuestring;
+            } else if (cJSON_IsObject(e) &&
+                       cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "message"))) {
+                msg = cJSON_GetObjectItemCaseSensitive(e, "message")->valuestring;
+            } else if (cJSON_IsString(e)) {
+                msg = e->valuestring;
+            } else if (cJSON_IsString(m1)) {
+                msg = m1->valuestring;
+            } else if (cJSON_IsString(m2)) {
+                msg = m2->valuestring;
+            }
+        }
+    }
+    if (msg && msg[0])
+        clean_line(msg, strlen(msg), out, size);
+    else
+        clean_line(body, body_len, out, size);
+    cJSON_Delete(root);
+    return out;
+}
+
+/* ---- percent-encoding, backoff, random, redaction ------------------------------------------ */
+
+static bool unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+int http_percent_encode(const char *in, char *out, size_t size)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (size == 0)
+        return -1;
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p; p++) {
+        size_t need = unreserved(*p) ? 1 : 3;
+        if (o + need + 1 > size) {
+            out[0] = '\0';
+            return -1;
+        }
+        if (need == 1) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 0x0F];
+        }
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+char *http_percent_encode_dup(const char *in)
+{
+    size_t size = strlen(in ? in : "") * 3 + 1;
+    char *out = malloc(size);
+    if (!out)
+        return NULL;
+    if (http_percent_encode(in, out, size) < 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+int64_t http_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms, uint64_t random)
+{
+    if (attempt < 1)
+        attempt = 1;
+    if (base_ms <= 0 || max_ms <= 0)
+        return 0;
+    int shift = attempt - 1;
+    int64_t cap;
+    if (shift >= 62 || base_ms > (max_ms >> shift))
+        cap = max_ms;
+    else
+        cap = base_ms << shift;
+    if (cap > max_ms)
+        cap = max_ms;
+    return (int64_t)(random % ((uint64_t)cap + 1));
+}
+
+uint64_t http_random_u64(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v)
+        return v;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    v = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec ^ (uint64_t)&v;
+    v ^= v >> 31;
+    v *= 0xBF58476D1CE4E5B9ULL;
+    v ^= v >> 29;
+    return v;
+}
+
+const char *http_redact_url(const char *url, char *out, size_t size)
+{
+    if (size == 0)
+        return out;
+    size_t o = 0;
+    bool in_query = false;
+    bool in_value = false;
+    for (const char *p = url ? url : ""; *p && *p != '#'; p++) {
+        char c = *p;
+        if (!in_query && c == '?') {
+            in_query = true;
+        } else if (in_query && c == '&') {
+            in_value = false;
+        } else if (in_query && c == '=' && !in_value) {
+            in_value = true;
+            if (o + 2 < size) {
+                out[o++] = '=';
+                out[o++] = '*';
+            }
+            continue;
+        } else if (in_value) {
+            continue;
+        }
+        if (o + 1 < size)
+            out[o++] = c;
+    }
+    out[o] = '\0';
+    return out;
+}

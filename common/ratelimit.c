@@ -1,0 +1,427 @@
+/* ratelimit_: N requests per window across processes, tickets with unique _ids in MongoDB.
+ * See ratelimit.h for the design and the proof sketch. */
+#include "ratelimit.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hash.h"
+#include "log.h"
+
+#define RL_DEFAULT_WINDOW_MS 60000
+#define RL_DEFAULT_MARGIN_MS 500
+#define RL_INSERT_TRIES 32 /* lost races in one try_acquire before reporting "wait 1 ms" */
+#define RL_SLICE_MS 100
+#define RL_DUP_KEY 11000
+
+struct ratelimit {
+    mongoc_client_pool_t *pool;
+    char *database;
+    char *collection;
+    char *name;
+    char bucket[HASH_HEX_SIZE];
+    char pause_id[HASH_HEX_SIZE + 8];
+    int limit;
+    int64_t window_ms;
+    int64_t margin_ms;
+    pthread_mutex_t lock; /* guards hint */
+    int64_t hint;         /* highest ticket number seen; -1 = unknown */
+};
+
+typedef struct {
+    int64_t k;
+    int64_t t;
+} rl_ticket_t;
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t errlen)
+{
+    if (!opts || !opts->pool || !opts->database || !opts->database[0]) {
+        snprintf(err, errlen, "rate limiter: a MongoDB pool and database name are required");
+        return NULL;
+    }
+    const char *name = opts->name ? opts->name : "api";
+    if (!opts->base_url || !opts->base_url[0] || !opts->secret || !opts->secret[0]) {
+        snprintf(err, errlen, "rate limiter %s: base URL and credential are required", name);
+        return NULL;
+    }
+    if (opts->limit < 1) {
+        snprintf(err, errlen, "rate limiter %s: limit must be at least 1 request per window, got %d",
+                 name, opts->limit);
+        return NULL;
+    }
+    ratelimit_t *rl = calloc(1, sizeof *rl);
+    if (!rl) {
+        snprintf(err, errlen, "rate limiter %s: out of memory", name);
+        return NULL;
+    }
+    pthread_mutex_init(&rl->lock, NULL);
+    rl->pool = opts->pool;
+    rl->limit = opts->limit;
+    rl->window_ms = opts->window_ms > 0 ? opts->window_ms : RL_DEFAULT_WINDOW_MS;
+    rl->margin_ms = opts->margin_ms >= 0 ? opts->margin_ms : RL_DEFAULT_MARGIN_MS;
+    rl->hint = -1;
+    rl->database = strdup(opts->database);
+    rl->collection = strdup(opts->collection ? opts->collection : "ratelimits");
+    rl->name = dup_or_null(name);
+    if (!rl->database || !rl->collection || !rl->name) {
+        snprintf(err, errlen, "rate limiter %s: out of memory", name);
+        goto fail;
+    }
+
+    /* bucket = sha256("<base_url>|<secret>"): the secret itself never reaches the database */
+    size_t n = strlen(opts->base_url) + strlen(opts->secret) + 2;
+    char *material = malloc(n);
+    if (!material) {
+        snprintf(err, errlen, "rate limiter %s: out of memory", name);
+        goto fail;
+    }
+    snprintf(material, n, "%s|%s", opts->base_url, opts->secret);
+    int hrc = hash_sha256_hex(material, n - 1, rl->bucket);
+    memset(material, 0, n);
+    free(material);
+    if (hrc != 0) {
+        snprintf(err, errlen, "rate limiter %s: SHA-256 failed (libcrypto)", name);
+        goto fail;
+    }
+    snprintf(rl->pause_id, sizeof rl->pause_id, "%s:pause", rl->bucket);
+
+    /* fail early when MongoDB does not answer */
+    mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
+    bson_error_t error;
+    bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
+    bool ok = mongoc_client_command_simple(client, rl->database, ping, NULL, NULL, &error);
+    bson_destroy(ping);
+    mongoc_client_pool_push(rl->pool, client);
+    if (!ok) {
+        snprintf(err, errlen,
+                 "rate limiter %s: MongoDB check failed for database '%s' (check MONGODB_URI): %s",
+                 name, rl->database, error.message);
+        goto fail;
+    }
+    return rl;
+
+fail:
+    ratelimit_free(rl);
+    return NULL;
+}
+
+void ratelimit_free(ratelimit_t *rl)
+{
+    if (!rl)
+        return;
+    pthread_mutex_destroy(&rl->lock);
+    free(rl->database);
+    free(rl->collection);
+    free(rl->name);
+    free(rl);
+}
+
+const char *ratelimit_bucket(const ratelimit_t *rl) { return rl->bucket; }
+
+static int64_t get_hint(ratelimit_t *rl)
+{
+    pthread_mutex_lock(&rl->lock);
+    int64_t h = rl->hint;
+    pthread_mutex_unlock(&rl->lock);
+    return h;
+}
+
+static void raise_hint(ratelimit_t *rl, int64_t k)
+{
+    pthread_mutex_lock(&rl->lock);
+    if (k > rl->hint)
+        rl->hint = k;
+    pthread_mutex_unlock(&rl->lock);
+}
+
+/* Reads the tickets numbered >= lo (into a new array *out of *count entries) and the pause
+ * document (*pause_until, 0 when none). Returns 0, or -1 with err filled. */
+static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, rl_ticket_t **out,
+                      size_t *count, int64_t *pause_until, char *err, size_t errlen)
+{
+    bson_t *filter = BCON_NEW("$or", "[", "{", "_id", BCON_UTF8(rl->pause_id), "}", "{", "bucket",
+                              BCON_UTF8(rl->bucket), "k", "{", "$gte", BCON_INT64(lo), "}", "}",
+                              "]");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+    const bson_t *doc;
+    rl_ticket_t *arr = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1;
+    *pause_until = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "until")) {
+            *pause_until = bson_iter_as_int64(&it);
+            continue;
+        }
+        rl_ticket_t tk = {-1, 0};
+        if (bson_iter_init_find(&it, doc, "k"))
+            tk.k = bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, doc, "t"))
+            tk.t = bson_iter_as_int64(&it);
+        if (tk.k < 0)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            rl_ticket_t *grown = realloc(arr, ncap * sizeof *arr);
+            if (!grown) {
+                snprintf(err, errlen, "rate limiter %s: out of memory", rl->name);
+                goto out;
+            }
+            arr = grown;
+            cap = ncap;
+        }
+        arr[n++] = tk;
+    }
+    bson_error_t error;
+    if (mongoc_cursor_error(cur, &error)) {
+        snprintf(err, errlen, "rate limiter %s: reading %s.%s failed: %s", rl->name, rl->database,
+                 rl->collection, error.message);
+        goto out;
+    }
+    rc = 0;
+out:
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    if (rc == 0) {
+        *out = arr;
+        *count = n;
+    } else {
+        free(arr);
+    }
+    return rc;
+}
+
+/* Deletes tickets older than newest - 2N (best effort: a failure only leaves more documents). */
+static void collect_garbage(ratelimit_t *rl, mongoc_collection_t *coll, int64_t newest)
+{
+    int64_t below = newest - 2 * (int64_t)rl->limit;
+    if (below <= 0)
+        return;
+    bson_t *filter =
+        BCON_NEW("bucket", BCON_UTF8(rl->bucket), "k", "{", "$lt", BCON_INT64(below), "}");
+    bson_error_t error;
+    if (!mongoc_collection_delete_many(coll, filter, NULL, NULL, &error))
+        log_msg(LOG_DEBUG, "ratelimit_gc_failed", "limiter=%s error_code=%u", rl->name,
+                error.code);
+    bson_destroy(filter);
+}
+
+int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
+    int rc = -1;
+    rl_ticket_t *tickets = NULL;
+    *wait_ms = 1;
+
+    for (int tries = 0; tries < RL_INSERT_TRIES; tries++) {
+        int64_t read_start = mono_ms();
+        int64_t hint = get_hint(rl);
+        int64_t lo = hint - rl->limit;
+        if (lo < 0)
+            lo = 0;
+        size_t n = 0;
+        int64_t pause_until = 0;
+        free(tickets);
+        tickets = NULL;
+        if (read_state(rl, coll, lo, &tickets, &n, &pause_until, err, errlen) != 0)
+            goto out;
+
+        int64_t max_k = -1;
+        for (size_t i = 0; i < n; i++)
+            if (tickets[i].k > max_k)
+                max_k = tickets[i].k;
+        if (hint >= 0 && max_k < hint) {
+            /* the newest ticket we saw is gone (the collection was dropped or wiped): forget
+             * the hint and read everything again */
+            pthread_mutex_lock(&rl->lock);
+            rl->hint = -1;
+            pthread_mutex_unlock(&rl->lock);
+            continue;
+        }
+        int64_t next = max_k + 1;
+        int64_t pred = next - rl->limit;
+        int64_t free_at = 0; /* wall ms from which ticket `next` may be taken */
+        if (pred >= 0) {
+            bool found = false;
+            for (size_t i = 0; i < n; i++) {
+                if (tickets[i].k == pred) {
+                    free_at = tickets[i].t + rl->window_ms + rl->margin_ms;
+                    found = true;
+                    break;
+                }
+            }
+            if (!found)
+                log_msg(LOG_DEBUG, "ratelimit_missing_ticket", "limiter=%s ticket=%lld",
+                        rl->name, (long long)pred);
+        }
+        if (pause_until > free_at)
+            free_at = pause_until;
+        int64_t now = wall_ms();
+        if (now < free_at) {
+            raise_hint(rl, max_k);
+            *wait_ms = free_at - now;
+            rc = 0;
+            goto out;
+        }
+
+        char id[HASH_HEX_SIZE + 24];
+        snprintf(id, sizeof id, "%s:%lld", rl->bucket, (long long)next);
+        bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "bucket", BCON_UTF8(rl->bucket), "k",
+                               BCON_INT64(next), "t", BCON_INT64(wall_ms()));
+        bson_error_t error;
+        bool ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
+        bson_destroy(doc);
+        if (!ok) {
+            if (error.code == RL_DUP_KEY) {
+                raise_hint(rl, next); /* someone else took `next`: read again */
+                continue;
+            }
+            snprintf(err, errlen, "rate limiter %s: writing %s.%s failed: %s", rl->name,
+                     rl->database, rl->collection, error.message);
+            goto out;
+        }
+        raise_hint(rl, next);
+        if (next % rl->limit == 0)
+            collect_garbage(rl, coll, next);
+        int64_t took = mono_ms() - read_start;
+        if (took > rl->window_ms / 2) {
+            /* Our view may have been stale enough to race the clean-up: the ticket stays as a
+             * used slot (costs capacity, never safety), but no request is made on it. */
+            log_msg(LOG_WARN, "ratelimit_slow_acquire", "limiter=%s took_ms=%lld", rl->name,
+                    (long long)took);
+            continue;
+        }
+        rc = 1;
+        goto out;
+    }
+    *wait_ms = 1; /* lost every race this time: let the caller wait a moment */
+    rc = 0;
+
+out:
+    free(tickets);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(rl->pool, client);
+    return rc;
+}
+
+int ratelimit_acquire(ratelimit_t *rl, volatile sig_atomic_t *stop, ratelimit_wait_fn wait_hook,
+                      void *hook_ctx, char *err, size_t errlen)
+{
+    for (;;) {
+        if (stop && *stop)
+            return 1;
+        int64_t wait = 0;
+        int r = ratelimit_try_acquire(rl, &wait, err, errlen);
+        if (r < 0)
+            return -1;
+        if (r == 1)
+            return 0;
+        log_msg(LOG_DEBUG, "ratelimit_wait", "limiter=%s wait_ms=%lld", rl->name,
+                (long long)wait);
+        int64_t deadline = mono_ms() + wait;
+        for (;;) {
+            if (stop && *stop)
+                return 1;
+            int64_t remaining = deadline - mono_ms();
+            if (remaining <= 0)
+                break;
+            if (wait_hook) {
+                if (wait_hook(hook_ctx, remaining) != 0)
+                    return 1;
+            } else {
+                int64_t slice = remaining < RL_SLICE_MS ? remaining : RL_SLICE_MS;
+                struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        }
+    }
+}
+
+int ratelimit_penalize(ratelimit_t *rl, int64_t ms, char *err, size_t errlen)
+{
+    if (ms <= 0)
+        return 0;
+    int64_t until = wall_ms() + ms;
+    mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
+    bson_t *selector = BCON_NEW("_id", BCON_UTF8(rl->pause_id));
+    bson_t *update = BCON_NEW("$max", "{", "until", BCON_INT64(until), "}", "$set", "{",
+                              "bucket", BCON_UTF8(rl->bucket), "}");
+    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+    int rc = -1;
+    for (int tries = 0; tries < 3; tries++) {
+        bson_error_t error;
+        if (mongoc_collection_update_one(coll, selector, update, opts, NULL, &error)) {
+            rc = 0;
+            break;
+        }
+        if (error.code != RL_DUP_KEY) { /* a concurrent upsert created it: update again */
+            snprintf(err, errlen, "rate limiter %s: writing the pause failed: %s", rl->name,
+                     error.message);
+            break;
+        }
+    }
+    if (rc == 0)
+        log_msg(LOG_INFO, "ratelimit_penalized", "limiter=%s pause_ms=%lld", rl->name,
+                (long long)ms);
+    bson_destroy(opts);
+    bson_destroy(update);
+    bson_destroy(selector);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(rl->pool, client);
+    return rc;
+}
+
+int ratelimit_usage(ratelimit_t *rl, int *used, int *limit, char *err, size_t errlen)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
+    int64_t since = wall_ms() - rl->window_ms;
+    bson_t *filter = BCON_NEW("bucket", BCON_UTF8(rl->bucket), "t", "{", "$gt",
+                              BCON_INT64(since), "}");
+    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    const bson_t *doc;
+    int count = 0;
+    while (mongoc_cursor_next(cur, &doc))
+        count++;
+    bson_error_t error;
+    int rc = 0;
+    if (mongoc_cursor_error(cur, &error)) {
+        snprintf(err, errlen, "rate limiter %s: reading %s.%s failed: %s", rl->name, rl->database,
+                 rl->collection, error.message);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(rl->pool, client);
+    if (rc == 0) {
+        *used = count;
+        *limit = rl->limit;
+    }
+    return rc;
+}

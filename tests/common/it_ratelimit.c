@@ -1,0 +1,508 @@
+/* Integration test of ratelimit_ against the real MongoDB-wire database (FerretDB v1 in CI):
+ * the sliding-window guarantee across 4 processes, utilisation, penalize after a 429 through
+ * api_, usage, the bucket name (hash, never the secret), recovery after the collection is
+ * dropped, and a clear error when MongoDB does not answer. Unique database per run. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mongoc/mongoc.h>
+
+#include "api.h"
+#include "hash.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "testenv.h"
+
+#define SECRET "RL-SECRET-KEY-ABCDEF0123456789"
+#define BASE "https://api2.ploomes.example"
+
+/* multi-process run */
+#define PROCS 4
+#define MP_LIMIT 20
+#define MP_WINDOW_MS 3000
+#define MP_MARGIN_MS 200
+#define MP_DURATION_MS 10500
+#define MP_MAX_TS 4096
+
+static char g_db[96];
+static char g_uri[512];
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static mongoc_client_pool_t *pool_new(void)
+{
+    bson_error_t error;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(g_uri, &error);
+    if (!uri)
+        fail_msg("bad MongoDB URI %s: %s", g_uri, error.message);
+    mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
+    mongoc_uri_destroy(uri);
+    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    return pool;
+}
+
+static ratelimit_t *rl_new(mongoc_client_pool_t *pool, const char *collection, int limit,
+                           int64_t window_ms, int64_t margin_ms)
+{
+    ratelimit_options_t o = {.pool = pool,
+                             .database = g_db,
+                             .collection = collection,
+                             .base_url = BASE,
+                             .secret = SECRET,
+                             .limit = limit,
+                             .window_ms = window_ms,
+                             .margin_ms = margin_ms,
+                             .name = "test"};
+    char err[512];
+    ratelimit_t *rl = ratelimit_new(&o, err, sizeof err);
+    if (!rl)
+        fail_msg("ratelimit_new: %s", err);
+    return rl;
+}
+
+static int setup_all(void **state)
+{
+    (void)state;
+    log_init("it_ratelimit", LOG_WARN);
+    mongoc_init();
+    testenv_unique(g_db, sizeof g_db, "it_rl_");
+    /* database names: no '-' trouble, but keep them short and simple */
+    for (char *p = g_db; *p; p++)
+        if (*p == '-')
+            *p = '_';
+    testenv_mongo_uri_for_db(g_uri, sizeof g_uri, g_db);
+    return 0;
+}
+
+static int teardown_all(void **state)
+{
+    (void)state;
+    mongoc_client_pool_t *pool = pool_new();
+    mongoc_client_t *c = mongoc_client_pool_pop(pool);
+    mongoc_database_t *db = mongoc_client_get_database(c, g_db);
+    bson_error_t error;
+    mongoc_database_drop(db, &error);
+    mongoc_database_destroy(db);
+    mongoc_client_pool_push(pool, c);
+    mongoc_client_pool_destroy(pool);
+    mongoc_cleanup();
+    return 0;
+}
+
+/* ---- the guarantee across processes ------------------------------------------------------- */
+
+typedef struct {
+    int64_t end;
+} child_hook_t;
+
+static int child_hook(void *ctx, int64_t remaining_ms)
+{
+    child_hook_t *h = ctx;
+    int64_t now = wall_ms();
+    if (now >= h->end)
+        return 1;
+    int64_t slice = remaining_ms;
+    if (slice > 50)
+        slice = 50;
+    if (slice > h->end - now)
+        slice = h->end - now;
+    struct timespec ts = {0, (long)slice * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+/* Runs in a forked child: its own pool (libmongoc is not fork-safe), acquire until the end. */
+static int child_run(const char *out_path, int64_t start, int64_t end)
+{
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_options_t o = {.pool = pool, .database = g_db, .collection = "rl_mp",
+                             .base_url = BASE, .secret = SECRET, .limit = MP_LIMIT,
+                             .window_ms = MP_WINDOW_MS, .margin_ms = MP_MARGIN_MS,
+                             .name = "mp"};
+    char err[512];
+    ratelimit_t *rl = ratelimit_new(&o, err, sizeof err);
+    if (!rl) {
+        fprintf(stderr, "child: %s\n", err);
+        return 2;
+    }
+    while (wall_ms() < start) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    static int64_t stamps[MP_MAX_TS];
+    size_t n = 0;
+    int rc = 0;
+    child_hook_t hook = {.end = end};
+    while (wall_ms() < end && n < MP_MAX_TS) {
+        int r = ratelimit_acquire(rl, NULL, child_hook, &hook, err, sizeof err);
+        if (r == 1)
+            break;
+        if (r < 0) {
+            fprintf(stderr, "child: %s\n", err);
+            rc = 3;
+            break;
+        }
+        int64_t now = wall_ms();
+        if (now < end)
+            stamps[n++] = now;
+    }
+    FILE *f = fopen(out_path, "wb");
+    if (!f || fwrite(stamps, sizeof stamps[0], n, f) != n)
+        rc = 4;
+    if (f)
+        fclose(f);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+    return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_window_across_processes(void **state)
+{
+    (void)state;
+    char paths[PROCS][64];
+    pid_t pids[PROCS];
+    int64_t start = wall_ms() + 2000; /* time for every child to connect */
+    int64_t end = start + MP_DURATION_MS;
+    for (int i = 0; i < PROCS; i++) {
+        snprintf(paths[i], sizeof paths[i], "/tmp/it_rl_%d_%d.bin", (int)getpid(), i);
+        fflush(NULL);
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0)
+            _exit(child_run(paths[i], start, end));
+    }
+    int64_t *all = calloc(PROCS * MP_MAX_TS, sizeof *all);
+    assert_non_null(all);
+    size_t total = 0;
+    int per_proc[PROCS];
+    for (int i = 0; i < PROCS; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("child %d failed (status 0x%x)", i, status);
+        FILE *f = fopen(paths[i], "rb");
+        assert_non_null(f);
+        size_t n = fread(all + total, sizeof *all, MP_MAX_TS, f);
+        fclose(f);
+        unlink(paths[i]);
+        per_proc[i] = (int)n;
+        total += n;
+    }
+    qsort(all, total, sizeof *all, cmp_i64);
+
+    /* the guarantee: no window of MP_WINDOW_MS holds more than MP_LIMIT acquisitions */
+    size_t max_in_window = 0;
+    for (size_t i = 0, j = 0; i < total; i++) {
+        while (j < total && all[j] < all[i] + MP_WINDOW_MS)
+            j++;
+        if (j - i > max_in_window)
+            max_in_window = j - i;
+    }
+    /* utilisation: the most any schedule could do in the run is N per started window */
+    size_t windows = (MP_DURATION_MS + MP_WINDOW_MS - 1) / MP_WINDOW_MS;
+    size_t capacity = (size_t)MP_LIMIT * windows;
+    double util = (double)total / (double)capacity;
+    printf("ratelimit: %d processes, N=%d per %d ms (margin %d ms), run %d ms: %zu acquisitions "
+           "(per process %d/%d/%d/%d), max in any window %zu, capacity %zu, utilisation %.1f%%\n",
+           PROCS, MP_LIMIT, MP_WINDOW_MS, MP_MARGIN_MS, MP_DURATION_MS, total, per_proc[0],
+           per_proc[1], per_proc[2], per_proc[3], max_in_window, capacity, util * 100.0);
+    assert_true(max_in_window <= MP_LIMIT);
+    assert_true(util >= 0.90);
+    for (int i = 0; i < PROCS; i++)
+        assert_true(per_proc[i] > 0); /* everybody got a share */
+    free(all);
+}
+
+/* ---- single-process behaviour ------------------------------------------------------------- */
+
+static void test_basic_wait_and_usage(void **state)
+{
+    (void)state;
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_t *rl = rl_new(pool, "rl_basic", 3, 1000, 0);
+    char err[512];
+    int64_t wait = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 1);
+    int64_t t0 = wall_ms();
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
+    assert_true(wait >= 1 && wait <= 1000);
+    int used = -1, limit = -1;
+    assert_int_equal(ratelimit_usage(rl, &used, &limit, err, sizeof err), 0);
+    assert_int_equal(used, 3);
+    assert_int_equal(limit, 3);
+    /* blocking acquire returns once the first ticket is a window old */
+    assert_int_equal(ratelimit_acquire(rl, NULL, NULL, NULL, err, sizeof err), 0);
+    int64_t took = wall_ms() - t0;
+    if (took < wait - 5 || took > wait + 500)
+        fail_msg("acquire waited %lld ms, expected about %lld", (long long)took,
+                 (long long)wait);
+
+    /* the stop flag ends a wait */
+    volatile sig_atomic_t stop = 1;
+    assert_int_equal(ratelimit_acquire(rl, &stop, NULL, NULL, err, sizeof err), 1);
+
+    /* a second limiter on the same account shares the budget (same bucket); a long window so
+     * that nothing frees up while the test runs */
+    ratelimit_t *share1 = rl_new(pool, "rl_share", 3, 60000, 0);
+    ratelimit_t *share2 = rl_new(pool, "rl_share", 3, 60000, 0);
+    assert_string_equal(ratelimit_bucket(share1), ratelimit_bucket(share2));
+    assert_int_equal(ratelimit_try_acquire(share1, &wait, err, sizeof err), 1);
+    assert_int_equal(ratelimit_try_acquire(share2, &wait, err, sizeof err), 1);
+    assert_int_equal(ratelimit_try_acquire(share1, &wait, err, sizeof err), 1);
+    assert_int_equal(ratelimit_try_acquire(share2, &wait, err, sizeof err), 0);
+    assert_true(wait > 55000 && wait <= 60000);
+    assert_int_equal(ratelimit_try_acquire(share1, &wait, err, sizeof err), 0);
+    ratelimit_free(share1);
+    ratelimit_free(share2);
+
+    /* the collection disappears (an operator wiped it): the limiter starts over */
+    mongoc_client_t *c = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, g_db, "rl_basic");
+    bson_error_t error;
+    assert_true(mongoc_collection_drop(coll, &error));
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(pool, c);
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 1);
+
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+
+static void test_bucket_is_a_hash(void **state)
+{
+    (void)state;
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_t *rl = rl_new(pool, "rl_hash", 2, 1000, 0);
+    char want[HASH_HEX_SIZE];
+    const char material[] = BASE "|" SECRET;
+    assert_int_equal(hash_sha256_hex(material, strlen(material), want), 0);
+    assert_string_equal(ratelimit_bucket(rl), want);
+    char err[512];
+    int64_t wait;
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 1);
+    assert_int_equal(ratelimit_penalize(rl, 10, err, sizeof err), 0);
+
+    /* nothing stored anywhere holds the secret */
+    mongoc_client_t *c = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, g_db, "rl_hash");
+    bson_t *all = bson_new();
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, all, NULL, NULL);
+    const bson_t *doc;
+    int docs = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        char *json = bson_as_relaxed_extended_json(doc, NULL);
+        assert_null(strstr(json, SECRET));
+        assert_non_null(strstr(json, want));
+        bson_free(json);
+        docs++;
+    }
+    assert_int_equal(docs, 2); /* one ticket, one pause */
+    mongoc_cursor_destroy(cur);
+    bson_destroy(all);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(pool, c);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+
+static void test_penalize(void **state)
+{
+    (void)state;
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_t *rl = rl_new(pool, "rl_pen", 100, 60000, 0);
+    char err[512];
+    int64_t wait = 0;
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 1);
+    assert_int_equal(ratelimit_penalize(rl, 800, err, sizeof err), 0);
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
+    assert_true(wait > 600 && wait <= 800);
+    /* the pause only moves later */
+    assert_int_equal(ratelimit_penalize(rl, 100, err, sizeof err), 0);
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
+    assert_true(wait > 500);
+    int64_t t0 = wall_ms();
+    assert_int_equal(ratelimit_acquire(rl, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_true(wall_ms() - t0 >= wait - 5);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+
+/* ---- api_ + ratelimit_: a 429 slows everyone down ----------------------------------------- */
+
+static int g_hits;
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *upload_data,
+                               size_t *upload_data_size, void **con_cls)
+{
+    (void)cls;
+    (void)url;
+    (void)method;
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    if (!*con_cls) {
+        *con_cls = conn;
+        return MHD_YES;
+    }
+    int hit = __atomic_add_fetch(&g_hits, 1, __ATOMIC_SEQ_CST);
+    const char *body = hit == 1 ? "{\"value\":\"slow down\"}" : "{\"value\":[]}";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (hit == 1)
+        MHD_add_response_header(r, "Retry-After", "1");
+    enum MHD_Result rc = MHD_queue_response(conn, hit == 1 ? 429 : 200, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static void test_api_429_penalizes(void **state)
+{
+    (void)state;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL, handler,
+        NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_END);
+    assert_non_null(d);
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d",
+             MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_options_t ro = {.pool = pool, .database = g_db, .collection = "rl_api",
+                              .base_url = base, .secret = SECRET, .limit = 50,
+                              .window_ms = 60000, .margin_ms = 0, .name = "ploomes"};
+    char err[512];
+    ratelimit_t *rl = ratelimit_new(&ro, err, sizeof err);
+    assert_non_null(rl);
+    ratelimit_t *other = ratelimit_new(&ro, err, sizeof err); /* "another process" */
+    assert_non_null(other);
+    api_options_t ao = {.kind = API_PLOOMES, .base_url = base, .secret = SECRET,
+                        .max_attempts = 3, .retry_base_ms = 0, .retry_max_ms = 5000,
+                        .ratelimit = rl};
+    api_t *api = api_new(&ao, err, sizeof err);
+    assert_non_null(api);
+    api_result_t r = {0};
+    int64_t t0 = wall_ms();
+    assert_int_equal(api_request(api, HTTP_GET, "/Contacts", NULL, &r), API_OK);
+    assert_int_equal(r.attempts, 2);
+    assert_true(wall_ms() - t0 >= 950);
+    assert_int_equal(g_hits, 2);
+    int used = 0, limit = 0;
+    assert_int_equal(ratelimit_usage(other, &used, &limit, err, sizeof err), 0);
+    assert_int_equal(used, 2); /* one ticket per attempt */
+
+    /* the 429 paused the whole account: a fresh pause of 1 s was written, the other limiter
+     * would have waited. Push it again and check the other one sees it. */
+    assert_int_equal(ratelimit_penalize(rl, 700, err, sizeof err), 0);
+    int64_t wait = 0;
+    assert_int_equal(ratelimit_try_acquire(other, &wait, err, sizeof err), 0);
+    assert_true(wait > 500 && wait <= 700);
+
+    api_result_clear(&r);
+    api_free(api);
+    ratelimit_free(other);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+    MHD_stop_daemon(d);
+}
+
+/* The database fails after start (here: a collection name it refuses): try_acquire reports an
+ * error, and api_request treats it as retriable without sending anything. */
+static void test_database_error_is_retriable(void **state)
+{
+    (void)state;
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_t *rl = rl_new(pool, "bad$name", 5, 1000, 0);
+    char err[512];
+    int64_t wait;
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), -1);
+    assert_non_null(strstr(err, "bad$name"));
+    assert_int_equal(ratelimit_acquire(rl, NULL, NULL, NULL, err, sizeof err), -1);
+    int used, limit;
+    assert_int_equal(ratelimit_usage(rl, &used, &limit, err, sizeof err), -1);
+    assert_int_equal(ratelimit_penalize(rl, 100, err, sizeof err), -1);
+
+    /* nothing listens on port 1: an HTTP attempt would say CurlConnect */
+    api_options_t ao = {.kind = API_MILVUS, .base_url = "http://127.0.0.1:1/api",
+                        .secret = SECRET, .max_attempts = 2, .retry_base_ms = 1,
+                        .retry_max_ms = 10, .ratelimit = rl};
+    api_t *api = api_new(&ao, err, sizeof err);
+    assert_non_null(api);
+    api_result_t r = {0};
+    assert_int_equal(api_request(api, HTTP_GET, "/cliente/busca", NULL, &r),
+                     API_RETRIABLE_EXHAUSTED);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.error_class, "RateLimitUnavailable");
+    assert_non_null(strstr(r.message, "rate limiter"));
+    assert_true(r.first_failure[0] && r.last_failure[0]);
+    api_result_clear(&r);
+    api_free(api);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+
+static void test_mongo_unreachable(void **state)
+{
+    (void)state;
+    /* nothing listens on port 1 */
+    mongoc_uri_t *uri = mongoc_uri_new(
+        "mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=300&connectTimeoutMS=300");
+    assert_non_null(uri);
+    mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
+    mongoc_uri_destroy(uri);
+    ratelimit_options_t o = {.pool = pool, .database = "x", .base_url = BASE, .secret = SECRET,
+                             .limit = 5};
+    char err[512];
+    assert_null(ratelimit_new(&o, err, sizeof err));
+    assert_non_null(strstr(err, "MONGODB_URI"));
+    assert_null(strstr(err, SECRET));
+    o.limit = 0;
+    assert_null(ratelimit_new(&o, err, sizeof err));
+    assert_non_null(strstr(err, "limit"));
+    mongoc_client_pool_destroy(pool);
+}
+
+int main(void)
+{
+    testenv_require("MONGODB_URI");
+    const struct CMUnitTest tests[] = {
+        /* first: fork before this process has any MongoDB pool */
+        cmocka_unit_test(test_window_across_processes),
+        cmocka_unit_test(test_basic_wait_and_usage),
+        cmocka_unit_test(test_bucket_is_a_hash),
+        cmocka_unit_test(test_penalize),
+        cmocka_unit_test(test_api_429_penalizes),
+        cmocka_unit_test(test_database_error_is_retriable),
+        cmocka_unit_test(test_mongo_unreachable),
+    };
+    return cmocka_run_group_tests(tests, setup_all, teardown_all);
+}
