@@ -1,0 +1,906 @@
+/* milvus-sim: a faithful local fake of the Milvus help-desk API (milvus.com.br; reference/apis.md
+ * §2 and §4.2, SPEC §8): clients (/cliente/busca, /cliente/criar) and tickets (/chamado/criar,
+ * /chamado/listagem) under /api, raw-token Authorization, and the shared admin API and faults.
+ *
+ *   milvus-sim --port P --token T [--state FILE]
+ *
+ * Stored records keep every field the client sent (cliente_*, chamado_*) next to the fields the
+ * listings print; listings leave the request-only fields out.
+ */
+#include "simdoc.h"
+#include "simjson.h"
+#include "simsrv.h"
+#include "simstore.h"
+#include "simtime.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define LIST_DEFAULT 50
+#define LIST_MAX 1000
+
+typedef struct app {
+    const char *token;
+    simstore clients; /* by id */
+    simstore tickets; /* by id */
+    int64_t next_client_id;
+    int64_t next_ticket_id;
+    int64_t next_codigo;
+    uint64_t rng;
+} app;
+
+static void error_body(void *ctx, simsrv *srv, simsrv_resp *resp, int status, const char *message)
+{
+    (void)ctx;
+    (void)srv;
+    simsrv_resp_message(resp, status, "message", message);
+}
+
+static const char *auth_cb(void *ctx, simsrv *srv, const simsrv_req *req)
+{
+    app *a = ctx;
+    const char *h = simsrv_header(req, "Authorization");
+    if (!h)
+        return NULL;
+    if (strcmp(h, a->token) == 0)
+        return a->token;
+    if (simsrv_get_faults(srv)->accept_bearer && strncmp(h, "Bearer ", 7) == 0 &&
+        strcmp(h + 7, a->token) == 0)
+        return a->token;
+    return NULL;
+}
+
+static void bare_number(simsrv_resp *resp, int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    simsrv_resp_text(resp, 200, "application/json; charset=utf-8", buf);
+}
+
+static bool parse_i64_text(const char *s, int64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static uint64_t rnd(app *a)
+{
+    a->rng ^= a->rng << 13;
+    a->rng ^= a->rng >> 7;
+    a->rng ^= a->rng << 17;
+    return a->rng;
+}
+
+static const cJSON *client_by_token(const app *a, const char *token)
+{
+    for (size_t i = 0; i < a->clients.n; i++) {
+        const char *t = simjson_get_str(a->clients.items[i].obj, "token");
+        if (t && strcmp(t, token) == 0)
+            return a->clients.items[i].obj;
+    }
+    return NULL;
+}
+
+static cJSON *new_token(app *a)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    char tok[7];
+    do {
+        for (int i = 0; i < 6; i++)
+            tok[i] = alphabet[rnd(a) % 36];
+        tok[6] = '\0';
+    } while (client_by_token(a, tok));
+    return cJSON_CreateString(tok);
+}
+
+/* The comparable form of a document: normalised; a digits-only one shorter than a full
+ * document (a number that lost its leading zeros) is left-padded to `hint` (11 for a person,
+ * 14 for a company) or, without a hint, by length (<= 11 → 11, 12-13 → 14). */
+static bool doc_key(const cJSON *v, int hint, char *out, size_t size)
+{
+    char raw[64];
+    if (cJSON_IsString(v)) {
+        if (!simdoc_normalize(v->valuestring, raw, sizeof raw))
+            return false;
+    } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0 &&
+               v->valuedouble < 1e15 && floor(v->valuedouble) == v->valuedouble) {
+        snprintf(raw, sizeof raw, "%lld", (long long)v->valuedouble);
+    } else {
+        return false;
+    }
+    size_t n = strlen(raw);
+    bool digits = n > 0 && strspn(raw, "0123456789") == n;
+    size_t want = n;
+    if (digits && hint && n < (size_t)hint)
+        want = (size_t)hint;
+    else if (digits && n < 11)
+        want = 11;
+    else if (digits && n > 11 && n < 14)
+        want = 14;
+    if (want + 1 > size)
+        return false;
+    memset(out, '0', want - n);
+    memcpy(out + (want - n), raw, n + 1);
+    return true;
+}
+
+static bool stored_doc_key(const cJSON *client, char *out, size_t size)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(client, "cnpj_cpf");
+    const cJSON *pf = cJSON_GetObjectItemCaseSensitive(client, "is_fisica");
+    int hint = cJSON_IsBool(pf) ? (cJSON_IsTrue(pf) ? 11 : 14) : 0;
+    return d && doc_key(d, hint, out, size);
+}
+
+static const cJSON *client_by_doc(const app *a, const char *key)
+{
+    char k2[64];
+    for (size_t i = 0; i < a->clients.n; i++)
+        if (stored_doc_key(a->clients.items[i].obj, k2, sizeof k2) && strcmp(k2, key) == 0)
+            return a->clients.items[i].obj;
+    return NULL;
+}
+
+static bool nonempty(const cJSON *o, const char *key)
+{
+    const char *s = simjson_get_str(o, key);
+    if (!s)
+        return false;
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t')
+            return true;
+    return false;
+}
+
+static void copy_str(cJSON *dst, const char *dkey, const cJSON *src, const char *skey)
+{
+    const cJSON *v = src ? cJSON_GetObjectItemCaseSensitive(src, skey) : NULL;
+    if (cJSON_IsString(v))
+        simjson_set(dst, dkey, cJSON_CreateString(v->valuestring));
+    else if (!cJSON_GetObjectItemCaseSensitive(dst, dkey))
+        simjson_set(dst, dkey, cJSON_CreateNull());
+}
+
+static cJSON *public_view(const cJSON *rec, const char *hide_prefix, const char *hide2)
+{
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, rec)
+    {
+        if (strncmp(it->string, hide_prefix, strlen(hide_prefix)) == 0 ||
+            (hide2 && strcmp(it->string, hide2) == 0))
+            continue;
+        cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, true));
+    }
+    return out;
+}
+
+static bool is_active(const cJSON *c)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, "is_ativo");
+    return !v || cJSON_IsNull(v) || cJSON_IsTrue(v) || (cJSON_IsNumber(v) && v->valuedouble != 0);
+}
+
+/* ---- /cliente/busca -------------------------------------------------------------------------- */
+
+static bool ci_contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return n == 0;
+}
+
+static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    const char *status_s = simsrv_param_get(req, "status");
+    int64_t status = 1;
+    if (status_s && status_s[0] && (!parse_i64_text(status_s, &status) || status < 1 || status > 3))
+        return error_body(a, srv, resp, 400, "status inválido: use 1 (ativos), 2 (bloqueados) ou 3 (todos)");
+    const char *doc_s = simsrv_param_get(req, "documento");
+    char doc[64] = "";
+    if (doc_s && doc_s[0]) {
+        cJSON *tmp = cJSON_CreateString(doc_s);
+        bool ok = tmp && doc_key(tmp, 0, doc, sizeof doc);
+        cJSON_Delete(tmp);
+        if (!ok)
+            return error_body(a, srv, resp, 400, "documento inválido");
+    }
+    const char *nome = simsrv_param_get(req, "nome_fantasia");
+    const char *pag_s = simsrv_param_get(req, "pagina");
+    const char *tot_s = simsrv_param_get(req, "total_registros");
+    int64_t pagina = 1, per = INT64_MAX;
+    if ((pag_s && (!parse_i64_text(pag_s, &pagina) || pagina < 1)) ||
+        (tot_s && (!parse_i64_text(tot_s, &per) || per < 1)))
+        return error_body(a, srv, resp, 400, "pagina e total_registros devem ser inteiros positivos");
+    /* truncate_at (default 1000, the seed's blind spot) caps every answer; 0 = no cap */
+    int64_t cap = simsrv_get_faults(srv)->truncate_at;
+    if (cap > 0 && per > cap)
+        per = cap;
+
+    cJSON *out = cJSON_CreateObject();
+    cJSON *lista = cJSON_AddArrayToObject(out, "lista");
+    int64_t matched = 0, first = 0;
+    if (pagina > 1)
+        first = per > INT64_MAX / (pagina - 1) ? INT64_MAX : (pagina - 1) * per;
+    char k2[64];
+    for (size_t i = 0; i < a->clients.n; i++) {
+        const cJSON *c = a->clients.items[i].obj;
+        bool active = is_active(c);
+        if ((status == 1 && !active) || (status == 2 && active))
+            continue;
+        if (doc[0] && (!stored_doc_key(c, k2, sizeof k2) || strcmp(k2, doc) != 0))
+            continue;
+        if (nome && nome[0]) {
+            const char *nf = simjson_get_str(c, "nome_fantasia");
+            if (!nf || !ci_contains(nf, nome))
+                continue;
+        }
+        if (matched >= first && matched - first < per)
+            cJSON_AddItemToArray(lista, public_view(c, "cliente_", NULL));
+        matched++;
+    }
+    if (pag_s || tot_s) {
+        cJSON *meta = cJSON_AddObjectToObject(out, "meta");
+        cJSON *pg = cJSON_AddObjectToObject(meta, "paginate");
+        char cur[32];
+        snprintf(cur, sizeof cur, "%lld", (long long)pagina);
+        int64_t shown = cJSON_GetArraySize(lista);
+        cJSON_AddStringToObject(pg, "current_page", cur);
+        cJSON_AddNumberToObject(pg, "total", (double)matched);
+        cJSON_AddNumberToObject(pg, "from", shown ? (double)(first + 1) : 0);
+        cJSON_AddNumberToObject(pg, "to", shown ? (double)(first + shown) : 0);
+        cJSON_AddNumberToObject(pg, "last_page", matched ? (double)((matched - 1) / per + 1) : 1);
+        cJSON_AddNumberToObject(pg, "per_page", per == INT64_MAX ? (double)matched : (double)per);
+    }
+    simsrv_resp_json(resp, 200, out);
+}
+
+/* ---- /cliente/criar -------------------------------------------------------------------------- */
+
+static cJSON *parse_object(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp, bool empty_ok)
+{
+    if (empty_ok && req->body_len == 0)
+        return cJSON_CreateObject();
+    cJSON *body = simjson_parse(req->body, req->body_len);
+    if (!body) {
+        error_body(a, srv, resp, 400, "JSON inválido no corpo da requisição");
+        return NULL;
+    }
+    if (!cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        error_body(a, srv, resp, 400, "O corpo da requisição deve ser um objeto JSON");
+        return NULL;
+    }
+    return body;
+}
+
+static void handle_cliente_criar(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    cJSON *body = parse_object(a, srv, req, resp, false);
+    if (!body)
+        return;
+    const char *msg = NULL;
+    int status = 400;
+    const cJSON *docv = cJSON_GetObjectItemCaseSensitive(body, "cliente_documento");
+    const cJSON *pf = cJSON_GetObjectItemCaseSensitive(body, "cliente_pessoa_fisica");
+    const cJSON *pj = cJSON_GetObjectItemCaseSensitive(body, "cliente_pessoa_juridica");
+    bool has_pf = pf && !cJSON_IsNull(pf), has_pj = pj && !cJSON_IsNull(pj);
+    char key[64], stored[64];
+    if (!docv || cJSON_IsNull(docv) || (cJSON_IsString(docv) && !docv->valuestring[0])) {
+        msg = "cliente_documento é obrigatório";
+        goto fail;
+    }
+    if (!doc_key(docv, has_pf && !has_pj ? 11 : has_pj && !has_pf ? 14 : 0, key, sizeof key)) {
+        msg = "Documento inválido";
+        goto fail;
+    }
+    if (cJSON_IsString(docv)) {
+        if (!simdoc_normalize(docv->valuestring, stored, sizeof stored) ||
+            (strlen(stored) != 11 && strlen(stored) != 14)) {
+            msg = "Documento inválido";
+            goto fail;
+        }
+    } else {
+        snprintf(stored, sizeof stored, "%lld", (long long)docv->valuedouble);
+    }
+    if (!simdoc_valid(key)) {
+        msg = "Documento inválido: CPF/CNPJ com dígito verificador incorreto";
+        goto fail;
+    }
+    bool is_cpf = strlen(key) == 11;
+    if (has_pf == has_pj) {
+        msg = "Informe exatamente um entre cliente_pessoa_fisica e cliente_pessoa_juridica";
+        goto fail;
+    }
+    if ((has_pf && !cJSON_IsObject(pf)) || (has_pj && !cJSON_IsObject(pj))) {
+        msg = "cliente_pessoa_fisica / cliente_pessoa_juridica devem ser objetos";
+        goto fail;
+    }
+    if (has_pf != is_cpf) {
+        msg = has_pf ? "cliente_pessoa_fisica exige um CPF" : "cliente_pessoa_juridica exige um CNPJ";
+        goto fail;
+    }
+    if (has_pf && !nonempty(pf, "nome")) {
+        msg = "cliente_pessoa_fisica.nome é obrigatório";
+        goto fail;
+    }
+    if (has_pj && !nonempty(pj, "nome_fantasia") && !nonempty(pj, "razao_social")) {
+        msg = "cliente_pessoa_juridica.nome_fantasia ou razao_social é obrigatório";
+        goto fail;
+    }
+    const char *strs[] = {"cliente_site", "cliente_observacao", NULL};
+    for (int i = 0; strs[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, strs[i]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsString(v)) {
+            msg = "Campo inválido";
+            goto fail;
+        }
+    }
+    const cJSON *lists[] = {cJSON_GetObjectItemCaseSensitive(body, "cliente_enderecos"),
+                            cJSON_GetObjectItemCaseSensitive(body, "cliente_contatos")};
+    for (int i = 0; i < 2; i++) {
+        if (lists[i] && !cJSON_IsNull(lists[i]) && !cJSON_IsArray(lists[i])) {
+            msg = "cliente_enderecos e cliente_contatos devem ser listas";
+            goto fail;
+        }
+    }
+    const cJSON *ativo = cJSON_GetObjectItemCaseSensitive(body, "cliente_ativo");
+    if (ativo && !cJSON_IsNull(ativo) && !cJSON_IsBool(ativo)) {
+        msg = "cliente_ativo deve ser booleano";
+        goto fail;
+    }
+    if (client_by_doc(a, key)) {
+        status = simsrv_get_faults(srv)->duplicate_status;
+        msg = "Cliente já cadastrado";
+        goto fail;
+    }
+
+    int64_t id = a->next_client_id++;
+    cJSON *rec = body; /* every field sent is kept */
+    body = NULL;
+    simjson_set(rec, "id", simjson_num_i64(id));
+    simjson_set(rec, "token", new_token(a));
+    simjson_set(rec, "cnpj_cpf", cJSON_CreateString(stored));
+    if (has_pj) {
+        const char *nf = nonempty(pj, "nome_fantasia") ? "nome_fantasia" : "razao_social";
+        const char *rs = nonempty(pj, "razao_social") ? "razao_social" : "nome_fantasia";
+        copy_str(rec, "nome_fantasia", pj, nf);
+        copy_str(rec, "razao_social", pj, rs);
+        copy_str(rec, "inscricao_estadual", pj, "inscricao_estadual");
+        simjson_set(rec, "sexo", cJSON_CreateNull());
+        simjson_set(rec, "data_nascimento", cJSON_CreateNull());
+    } else {
+        copy_str(rec, "nome_fantasia", pf, "nome");
+        copy_str(rec, "razao_social", pf, "nome");
+        simjson_set(rec, "inscricao_estadual", cJSON_CreateNull());
+        copy_str(rec, "sexo", pf, "sexo");
+        copy_str(rec, "data_nascimento", pf, "data_nascimento");
+    }
+    copy_str(rec, "site", rec, "cliente_site");
+    copy_str(rec, "observacao", rec, "cliente_observacao");
+    simjson_set(rec, "is_fisica", cJSON_CreateBool(has_pf));
+    simjson_set(rec, "is_ativo", cJSON_CreateBool(!ativo || cJSON_IsNull(ativo) || cJSON_IsTrue(ativo)));
+    simjson_set(rec, "is_sla", cJSON_CreateFalse());
+    simjson_set(rec, "is_esporadico", cJSON_CreateFalse());
+    simjson_set(rec, "timezone", cJSON_CreateString("America/Sao_Paulo"));
+    simjson_set(rec, "idioma", cJSON_CreateNumber(1));
+    simjson_set(rec, "motivo_bloqueio", cJSON_CreateNull());
+    simjson_set(rec, "is_visivel", cJSON_CreateTrue());
+    cJSON *eq = cJSON_CreateArray();
+    cJSON_AddItemToArray(eq, cJSON_CreateString("EQUIPE PADRÃO"));
+    simjson_set(rec, "equipes", eq);
+    simjson_set(rec, "grupo_categorias", cJSON_CreateArray());
+    if (simstore_put(&a->clients, id, rec) < 0)
+        return error_body(a, srv, resp, 500, "out of memory");
+    return bare_number(resp, id);
+fail:
+    cJSON_Delete(body);
+    error_body(a, srv, resp, status, msg);
+}
+
+/* ---- /chamado/criar ------------------------------------------------------------------------- */
+
+static void handle_chamado_criar(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    cJSON *body = parse_object(a, srv, req, resp, false);
+    if (!body)
+        return;
+    const char *msg = NULL;
+    int status = 400;
+    const cJSON *cid = cJSON_GetObjectItemCaseSensitive(body, "cliente_id");
+    const cJSON *client = NULL;
+    if (!cid || cJSON_IsNull(cid) || (cJSON_IsString(cid) && !cid->valuestring[0])) {
+        msg = "cliente_id é obrigatório";
+        goto fail;
+    }
+    if (!cJSON_IsString(cid) || !(client = client_by_token(a, cid->valuestring))) {
+        status = 404;
+        msg = "Cliente não encontrado";
+        goto fail;
+    }
+    if (!nonempty(body, "chamado_assunto")) {
+        msg = "chamado_assunto é obrigatório";
+        goto fail;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, body)
+    {
+        if (strncmp(it->string, "chamado_", 8) == 0 && !cJSON_IsString(it) && !cJSON_IsNull(it) &&
+            !cJSON_IsBool(it)) {
+            msg = "Campo inválido";
+            goto fail;
+        }
+    }
+    int64_t id = a->next_ticket_id++;
+    int64_t codigo = a->next_codigo++;
+    cJSON *t = body;
+    body = NULL;
+    char when[32];
+    simjson_set(t, "id", simjson_num_i64(id));
+    simjson_set(t, "codigo", simjson_num_i64(codigo));
+    copy_str(t, "assunto", t, "chamado_assunto");
+    copy_str(t, "descricao", t, "chamado_descricao");
+    copy_str(t, "cliente", client, "nome_fantasia");
+    simjson_set(t, "cliente_token", cJSON_CreateString(simjson_get_str(client, "token")));
+    copy_str(t, "contato", t, "chamado_contato");
+    copy_str(t, "email_conferencia", t, "chamado_email");
+    copy_str(t, "telefone", t, "chamado_telefone");
+    copy_str(t, "tecnico", t, "chamado_tecnico");
+    copy_str(t, "mesa_trabalho", t, "chamado_mesa");
+    copy_str(t, "setor", t, "chamado_setor");
+    copy_str(t, "categoria_primaria", t, "chamado_categoria_primaria");
+    copy_str(t, "categoria_secundaria", t, "chamado_categoria_secundaria");
+    simjson_set(t, "prioridade", cJSON_CreateString("Normal"));
+    simjson_set(t, "status", cJSON_CreateString("AgAtendimento"));
+    simjson_set(t, "status_id", cJSON_CreateNumber(1));
+    simjson_set(t, "data_criacao", cJSON_CreateString(simtime_format_milvus(simtime_now_ms(), when, sizeof when)));
+    simjson_set(t, "data_solucao", cJSON_CreateNull());
+    simjson_set(t, "total_horas", cJSON_CreateString("00:00"));
+    simjson_set(t, "origem", cJSON_CreateString("API"));
+    if (simstore_put(&a->tickets, id, t) < 0)
+        return error_body(a, srv, resp, 500, "out of memory");
+    return bare_number(resp, codigo);
+fail:
+    cJSON_Delete(body);
+    error_body(a, srv, resp, status, msg);
+}
+
+/* ---- /chamado/listagem ---------------------------------------------------------------------- */
+
+static const char *STATUS_NAMES[] = {NULL, "AgAtendimento", "Atendendo", "Pausado", "Finalizado",
+                                     "Conferencia", "Agendado", "Expirado", NULL, "ChamadosAbertos",
+                                     "Todos", "AgSolucao"};
+
+static int64_t ticket_status_id(const cJSON *t)
+{
+    int64_t id;
+    if (simjson_get_i64(t, "status_id", &id))
+        return id;
+    const char *s = simjson_get_str(t, "status");
+    for (int i = 1; s && i < 12; i++)
+        if (STATUS_NAMES[i] && strcasecmp(STATUS_NAMES[i], s) == 0)
+            return i;
+    if (simjson_get_i64(t, "status", &id))
+        return id;
+    return 1;
+}
+
+/* A parameter from the body (wins) or the query string, as text. */
+static bool param_text(const cJSON *body, const simsrv_req *req, const char *key, char *out, size_t size)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
+    if (cJSON_IsString(v)) {
+        snprintf(out, size, "%s", v->valuestring);
+        return true;
+    }
+    if (cJSON_IsBool(v)) {
+        snprintf(out, size, "%s", cJSON_IsTrue(v) ? "true" : "false");
+        return true;
+    }
+    int64_t n;
+    if (simjson_i64(v, &n)) {
+        snprintf(out, size, "%lld", (long long)n);
+        return true;
+    }
+    if (v && !cJSON_IsNull(v)) {
+        snprintf(out, size, "?");
+        return true;
+    }
+    const char *q = simsrv_param_get(req, key);
+    if (q) {
+        snprintf(out, size, "%s", q);
+        return true;
+    }
+    return false;
+}
+
+typedef struct sortspec {
+    const char *field;
+    bool desc;
+} sortspec;
+
+static int cmp_tickets(const void *pa, const void *pb, void *ctx)
+{
+    const cJSON *a = *(const cJSON *const *)pa, *b = *(const cJSON *const *)pb;
+    const sortspec *s = ctx;
+    const cJSON *va = cJSON_GetObjectItemCaseSensitive(a, s->field);
+    const cJSON *vb = cJSON_GetObjectItemCaseSensitive(b, s->field);
+    int c = 0;
+    if (cJSON_IsNumber(va) && cJSON_IsNumber(vb))
+        c = va->valuedouble < vb->valuedouble ? -1 : va->valuedouble > vb->valuedouble;
+    else if (cJSON_IsString(va) && cJSON_IsString(vb))
+        c = strcmp(va->valuestring, vb->valuestring);
+    else
+        c = (va && !cJSON_IsNull(va)) - (vb && !cJSON_IsNull(vb));
+    if (!c) {
+        int64_t ia = 0, ib = 0;
+        simjson_get_i64(a, "id", &ia);
+        simjson_get_i64(b, "id", &ib);
+        c = ia < ib ? -1 : ia > ib;
+    }
+    return s->desc ? -c : c;
+}
+
+static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    cJSON *body = parse_object(a, srv, req, resp, true);
+    if (!body)
+        return;
+    char buf[128];
+    const char *msg = NULL;
+    int64_t pagina = 1, per = LIST_DEFAULT;
+    sortspec sort = {"codigo", true};
+    const cJSON **rows = NULL;
+    if (param_text(body, req, "pagina", buf, sizeof buf) && (!parse_i64_text(buf, &pagina) || pagina < 1)) {
+        msg = "pagina deve ser um inteiro positivo";
+        goto fail;
+    }
+    if (param_text(body, req, "total_registros", buf, sizeof buf) && (!parse_i64_text(buf, &per) || per < 1)) {
+        msg = "total_registros deve ser um inteiro positivo";
+        goto fail;
+    }
+    if (per > LIST_MAX)
+        per = LIST_MAX;
+    if (param_text(body, req, "is_descending", buf, sizeof buf)) {
+        if (strcmp(buf, "true") == 0 || strcmp(buf, "1") == 0)
+            sort.desc = true;
+        else if (strcmp(buf, "false") == 0 || strcmp(buf, "0") == 0)
+            sort.desc = false;
+        else {
+            msg = "is_descending deve ser true ou false";
+            goto fail;
+        }
+    }
+    if (param_text(body, req, "order_by", buf, sizeof buf)) {
+        static const char *map[][2] = {{"codigo", "codigo"}, {"assunto", "assunto"},
+                                       {"nome_contato", "contato"}, {"email_conferencia", "email_conferencia"},
+                                       {"id", "id"}, {"data_criacao", "data_criacao"}, {NULL, NULL}};
+        sort.field = NULL;
+        for (int i = 0; map[i][0]; i++)
+            if (strcmp(buf, map[i][0]) == 0)
+                sort.field = map[i][1];
+        if (!sort.field) {
+            msg = "order_by inválido (codigo, assunto, nome_contato, email_conferencia)";
+            goto fail;
+        }
+    }
+    const cJSON *filtro = cJSON_GetObjectItemCaseSensitive(body, "filtro_body");
+    if (filtro && !cJSON_IsNull(filtro) && !cJSON_IsObject(filtro)) {
+        msg = "filtro_body deve ser um objeto";
+        goto fail;
+    }
+    int64_t f_codigo = -1;
+    const cJSON *fc = cJSON_GetObjectItemCaseSensitive(filtro, "codigo");
+    if (fc && !cJSON_IsNull(fc) && !(cJSON_IsString(fc) && !fc->valuestring[0])) {
+        if (!simjson_i64(fc, &f_codigo) && !(cJSON_IsString(fc) && parse_i64_text(fc->valuestring, &f_codigo))) {
+            msg = "filtro_body.codigo inválido";
+            goto fail;
+        }
+    }
+    const char *f_token = simjson_get_str(filtro, "cliente_token");
+    if (f_token && !f_token[0])
+        f_token = NULL;
+    int64_t f_status = 10; /* Todos */
+    const cJSON *fs = cJSON_GetObjectItemCaseSensitive(filtro, "status");
+    if (fs && !cJSON_IsNull(fs) && !(cJSON_IsString(fs) && !fs->valuestring[0])) {
+        f_status = -1;
+        if (!simjson_i64(fs, &f_status) && cJSON_IsString(fs)) {
+            if (!parse_i64_text(fs->valuestring, &f_status))
+                for (int i = 1; i < 12; i++)
+                    if (STATUS_NAMES[i] && strcasecmp(STATUS_NAMES[i], fs->valuestring) == 0)
+                        f_status = i;
+        }
+        if (f_status < 1 || f_status > 23) {
+            msg = "filtro_body.status inválido";
+            goto fail;
+        }
+    }
+    rows = malloc((a->tickets.n ? a->tickets.n : 1) * sizeof *rows);
+    if (!rows) {
+        msg = "out of memory";
+        goto fail;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < a->tickets.n; i++) {
+        const cJSON *t = a->tickets.items[i].obj;
+        int64_t c;
+        if (f_codigo >= 0 && (!simjson_get_i64(t, "codigo", &c) || c != f_codigo))
+            continue;
+        const char *tok = simjson_get_str(t, "cliente_token");
+        if (f_token && (!tok || strcmp(tok, f_token) != 0))
+            continue;
+        int64_t st = ticket_status_id(t);
+        if (f_status == 9 || f_status == 13 || f_status == 14) {
+            if (st == 4 || st == 7)
+                continue;
+        } else if (f_status != 10 && st != f_status) {
+            continue;
+        }
+        rows[n++] = t;
+    }
+    qsort_r(rows, n, sizeof *rows, cmp_tickets, &sort);
+    cJSON *out = cJSON_CreateObject();
+    cJSON *pg = cJSON_AddObjectToObject(cJSON_AddObjectToObject(out, "meta"), "paginate");
+    cJSON *lista = cJSON_AddArrayToObject(out, "lista");
+    uint64_t first = (uint64_t)(pagina - 1) * (uint64_t)per;
+    if (pagina - 1 > (int64_t)(n / (size_t)per) + 1)
+        first = n;
+    size_t shown = 0;
+    for (uint64_t i = first; i < n && shown < (size_t)per; i++, shown++)
+        cJSON_AddItemToArray(lista, public_view(rows[i], "chamado_", "cliente_id"));
+    snprintf(buf, sizeof buf, "%lld", (long long)pagina);
+    cJSON_AddStringToObject(pg, "current_page", buf);
+    cJSON_AddNumberToObject(pg, "total", (double)n);
+    cJSON_AddNumberToObject(pg, "to", shown ? (double)(first + shown) : 0);
+    cJSON_AddNumberToObject(pg, "from", shown ? (double)(first + 1) : 0);
+    cJSON_AddNumberToObject(pg, "last_page", n ? (double)((n + (size_t)per - 1) / (size_t)per) : 1);
+    cJSON_AddNumberToObject(pg, "per_page", (double)per);
+    free(rows);
+    cJSON_Delete(body);
+    simsrv_resp_json(resp, 200, out);
+    return;
+fail:
+    free(rows);
+    cJSON_Delete(body);
+    error_body(a, srv, resp, 400, msg);
+}
+
+/* ---- admin callbacks ------------------------------------------------------------------------ */
+
+static void app_reset(void *ctx)
+{
+    app *a = ctx;
+    simstore_clear(&a->clients);
+    simstore_clear(&a->tickets);
+    a->next_client_id = 1001;
+    a->next_ticket_id = 5001;
+    a->next_codigo = 101;
+}
+
+static int seed_list(app *a, const cJSON *arr, bool clients, char *err, size_t errlen)
+{
+    const char *name = clients ? "clientes" : "chamados";
+    if (!cJSON_IsArray(arr)) {
+        snprintf(err, errlen, "seed: '%s' must be an array", name);
+        return -1;
+    }
+    size_t idx = 0;
+    const cJSON *rec;
+    cJSON_ArrayForEach(rec, arr)
+    {
+        if (!cJSON_IsObject(rec)) {
+            snprintf(err, errlen, "seed: %s[%zu] is not an object", name, idx);
+            return -1;
+        }
+        cJSON *copy = cJSON_Duplicate(rec, true);
+        if (!copy) {
+            snprintf(err, errlen, "seed: out of memory");
+            return -1;
+        }
+        int64_t *next = clients ? &a->next_client_id : &a->next_ticket_id;
+        int64_t id;
+        const cJSON *idit = cJSON_GetObjectItemCaseSensitive(copy, "id");
+        if (idit) {
+            if (!simjson_i64(idit, &id) || id <= 0) {
+                cJSON_Delete(copy);
+                snprintf(err, errlen, "seed: %s[%zu].id must be a positive integer", name, idx);
+                return -1;
+            }
+        } else {
+            id = (*next)++;
+            simjson_set(copy, "id", simjson_num_i64(id));
+        }
+        if (id >= *next)
+            *next = id + 1;
+        if (clients) {
+            simstore *st = &a->clients;
+            cJSON *old = simstore_get(st, id);
+            const char *tok = simjson_get_str(copy, "token");
+            if (!tok) {
+                const char *old_tok = old ? simjson_get_str(old, "token") : NULL;
+                simjson_set(copy, "token", old_tok ? cJSON_CreateString(old_tok) : new_token(a));
+            }
+        } else {
+            int64_t codigo;
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(copy, "codigo");
+            if (!c) {
+                simjson_set(copy, "codigo", simjson_num_i64(a->next_codigo++));
+            } else if (!simjson_i64(c, &codigo)) {
+                cJSON_Delete(copy);
+                snprintf(err, errlen, "seed: chamados[%zu].codigo must be an integer", idx);
+                return -1;
+            } else if (codigo >= a->next_codigo) {
+                a->next_codigo = codigo + 1;
+            }
+        }
+        if (simstore_put(clients ? &a->clients : &a->tickets, id, copy) < 0) {
+            snprintf(err, errlen, "seed: out of memory");
+            return -1;
+        }
+        idx++;
+    }
+    return 0;
+}
+
+static int app_seed(void *ctx, simsrv *srv, const cJSON *body, char *err, size_t errlen)
+{
+    (void)srv;
+    app *a = ctx;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, body)
+    {
+        if (strcmp(it->string, "clientes") != 0 && strcmp(it->string, "chamados") != 0) {
+            snprintf(err, errlen, "seed: unknown key '%.60s' (clientes, chamados)", it->string);
+            return -1;
+        }
+    }
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(body, "clientes");
+    if (c && seed_list(a, c, true, err, errlen) < 0)
+        return -1;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "chamados");
+    if (t && seed_list(a, t, false, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+static cJSON *app_state(void *ctx)
+{
+    app *a = ctx;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *c = cJSON_AddArrayToObject(o, "clientes");
+    for (size_t i = 0; c && i < a->clients.n; i++)
+        cJSON_AddItemToArray(c, cJSON_Duplicate(a->clients.items[i].obj, true));
+    cJSON *t = cJSON_AddArrayToObject(o, "chamados");
+    for (size_t i = 0; t && i < a->tickets.n; i++)
+        cJSON_AddItemToArray(t, cJSON_Duplicate(a->tickets.items[i].obj, true));
+    return o;
+}
+
+static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    app *a = ctx;
+    static const struct {
+        const char *method, *path;
+        void (*fn)(app *, simsrv *, const simsrv_req *, simsrv_resp *);
+    } routes[] = {
+        {"GET", "/api/cliente/busca", handle_busca},
+        {"POST", "/api/cliente/criar", handle_cliente_criar},
+        {"POST", "/api/chamado/criar", handle_chamado_criar},
+        {"POST", "/api/chamado/listagem", handle_listagem},
+    };
+    bool path_known = false;
+    size_t plen = strlen(req->path);
+    if (plen > 1 && req->path[plen - 1] == '/')
+        plen--;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strlen(routes[i].path) != plen || strncmp(routes[i].path, req->path, plen) != 0)
+            continue;
+        path_known = true;
+        if (strcmp(routes[i].method, req->method) == 0)
+            return routes[i].fn(a, srv, req, resp);
+    }
+    if (path_known)
+        return error_body(a, srv, resp, 405, "Método não permitido");
+    error_body(a, srv, resp, 404, "Rota não encontrada");
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: milvus-sim --port P --token T [--state FILE]\n"
+            "\n"
+            "A local fake of the Milvus help-desk API on http://127.0.0.1:P/api (port 0 = any\n"
+            "free port; the first stdout line is 'listening on http://127.0.0.1:PORT').\n"
+            "  --port P        TCP port on 127.0.0.1\n"
+            "  --token T       the raw token every API request must send as 'Authorization: T'\n"
+            "  --state FILE    seed file loaded at start ({\"clientes\":[...],\"chamados\":[...]})\n"
+            "Admin API (no auth): POST /_admin/seed, GET /_admin/state, GET|POST /_admin/faults,\n"
+            "GET /_admin/stats, POST /_admin/reset. SIGTERM/SIGINT stop it (exit 0).\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *port_s = NULL, *token = NULL, *state = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        const char **dst = strcmp(argv[i], "--port") == 0    ? &port_s
+                           : strcmp(argv[i], "--token") == 0 ? &token
+                           : strcmp(argv[i], "--state") == 0 ? &state
+                                                             : NULL;
+        if (!dst || i + 1 >= argc) {
+            fprintf(stderr, "milvus-sim: unknown or incomplete option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        *dst = argv[++i];
+    }
+    int64_t port = -1;
+    if (!port_s || !parse_i64_text(port_s, &port) || port > 65535) {
+        fprintf(stderr, "milvus-sim: --port needs a number 0-65535\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!token || !token[0]) {
+        fprintf(stderr, "milvus-sim: --token is required\n");
+        usage(stderr);
+        return 2;
+    }
+    app *a = calloc(1, sizeof *a);
+    if (!a)
+        return 1;
+    a->token = token;
+    a->rng = (uint64_t)simtime_now_ms() * 2654435761u | 1u;
+    app_reset(a);
+    simsrv_app def = {
+        .name = "milvus-sim",
+        .default_rate_per_min = 60,
+        .ctx = a,
+        .auth = auth_cb,
+        .error = error_body,
+        .handle = app_handle,
+        .seed = app_seed,
+        .state = app_state,
+        .reset = app_reset,
+    };
+    simsrv_block_signals();
+    char err[512];
+    int rc = 0;
+    simsrv *srv = simsrv_start(&def, (int)port, err, sizeof err);
+    if (!srv) {
+        fprintf(stderr, "milvus-sim: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    if (state && simsrv_load_state_file(srv, state, err, sizeof err) < 0) {
+        fprintf(stderr, "milvus-sim: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    printf("listening on http://127.0.0.1:%d\n", simsrv_port(srv));
+    fflush(stdout);
+    simsrv_wait_signal();
+out:
+    simsrv_stop(srv);
+    simstore_clear(&a->clients);
+    simstore_clear(&a->tickets);
+    free(a);
+    return rc;
+}

@@ -1,0 +1,93 @@
+/* odata_: the OData v4 query subset the Ploomes simulator understands (reference/apis.md §4.1).
+ *
+ *   $filter   eq ne gt ge lt le, and, or, not, parentheses; literals: 'strings' ('' escapes),
+ *             integers and decimals, true/false, null, unquoted DateTimeOffset
+ *             (2024-01-01T00:00:00.1234567-03:00, Z or any ±HH:MM; compared as instants);
+ *             contains/startswith/endswith(Field,'x') (ASCII case-insensitive);
+ *             Nav/any(x: <expr over x/...>), Nav/all(...); navigation paths (City/Id eq 1);
+ *             a bare boolean field (Finished) means "Finished eq true".
+ *   $orderby  Field [asc|desc][, ...]
+ *   $select / $expand lists, with nested "(...)" options accepted and ignored.
+ *
+ * Anything outside the subset, an unknown field, or a literal whose type cannot be compared with
+ * the field's declared type is a parse error, so the caller can answer 400 instead of a wrong
+ * result. Runtime type mismatches (an undeclared field holding a number compared with a string)
+ * are evaluation errors for the same reason.
+ *
+ * Ownership: parse functions return heap objects freed by their *_free. Thread-safe: no shared
+ * state; the schema callbacks are called on the caller's thread.
+ */
+#ifndef SIM_ODATA_H
+#define SIM_ODATA_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum odata_type {
+    ODATA_UNKNOWN = 0, /* not a field of this entity set: 400 */
+    ODATA_ANY,         /* present in data but undeclared: checked at run time */
+    ODATA_INT,
+    ODATA_NUM,
+    ODATA_STR,
+    ODATA_DATE, /* stored as an ISO 8601 string, compared as an instant */
+    ODATA_BOOL,
+    ODATA_NAV /* navigation property (object or collection) */
+} odata_type;
+
+typedef struct odata_schema {
+    /* Declared type of a top-level field of the entity set; ODATA_UNKNOWN when not a field. */
+    odata_type (*field_type)(void *ctx, const char *name);
+    /* Value of top-level member `name` of `record` (may compute navigation properties such as
+     * City from CityId). Return NULL when absent. When the returned value is newly allocated,
+     * also store it in *owned; the evaluator deletes it after use. NULL callback = plain
+     * object lookup. */
+    const cJSON *(*member)(void *ctx, const cJSON *record, const char *name, cJSON **owned);
+    void *ctx;
+} odata_schema;
+
+typedef struct odata_expr odata_expr;
+
+/* Parses a $filter expression. Returns NULL with a message in err on any error. */
+odata_expr *odata_filter_parse(const char *text, const odata_schema *schema, char *err,
+                               size_t errlen);
+
+/* Evaluates the filter against one record. Returns 0 and sets *match, or -1 with err filled
+ * (a type mismatch found at run time). */
+int odata_filter_eval(const odata_expr *expr, const cJSON *record, const odata_schema *schema,
+                      bool *match, char *err, size_t errlen);
+
+void odata_filter_free(odata_expr *expr);
+
+typedef struct odata_orderkey {
+    char *field;
+    bool desc;
+} odata_orderkey;
+
+typedef struct odata_orderby {
+    size_t n;
+    odata_orderkey *keys;
+} odata_orderby;
+
+/* Parses "$orderby". Returns 0, or -1 with err (unknown field, navigation, bad direction). */
+int odata_orderby_parse(const char *text, const odata_schema *schema, odata_orderby *out,
+                        char *err, size_t errlen);
+void odata_orderby_free(odata_orderby *ob);
+
+/* Total order used for sorting: missing/null < false < true < numbers < strings. Two strings
+ * that both parse as DateTimeOffset compare as instants; other strings byte-wise. */
+int odata_compare_values(const cJSON *a, const cJSON *b);
+
+typedef struct odata_list {
+    size_t n;
+    char **names;
+} odata_list;
+
+/* Parses a comma-separated $select / $expand list. Each item is an identifier (or "*"), may
+ * be a path "A/B" (only "A" is kept) and may carry "(...)" nested options, which are skipped.
+ * Returns 0, or -1 with err (empty item, bad identifier, unbalanced parentheses). */
+int odata_list_parse(const char *text, odata_list *out, char *err, size_t errlen);
+void odata_list_free(odata_list *list);
+bool odata_list_has(const odata_list *list, const char *name);
+
+#endif

@@ -1,0 +1,1153 @@
+/* ploomes-sim: a faithful local fake of the Ploomes CRM API (reference/apis.md §1 and §4.1,
+ * SPEC §8). Entity sets with an OData query subset, User-Key auth, a 300-row page cap with
+ * @odata.nextLink, creates/updates/deletes, and the shared admin API and faults of simsrv.
+ *
+ *   ploomes-sim --port P --user-key K [--state FILE]
+ *
+ * Storage: one simstore per entity set. Navigation properties (Tags, Phones, OtherProperties,
+ * ...) are stored inside the record and only printed when $expand names them; City, State,
+ * Country, Company, Owner, Contact, Creator, Type and a company's Contacts are computed from
+ * the foreign keys at read time.
+ */
+#include "odata.h"
+#include "simjson.h"
+#include "simsrv.h"
+#include "simstore.h"
+#include "simtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PAGE_CAP 300
+#define ACCOUNT_USER_ID 10000001
+
+/* ---- schema -------------------------------------------------------------------------------- */
+
+enum { S_ACCOUNT, S_CONTACTS, S_TASKS, S_INTERACTIONS, S_TAGS, S_CITIES, S_STATES, S_COUNTRIES,
+       S_USERS, S_CONTACT_TYPES, S_PHONE_TYPES, S_COUNT };
+
+typedef struct fielddef {
+    const char *name;
+    odata_type type;
+} fielddef;
+
+typedef enum { NAV_MANY, NAV_ONE, NAV_LOOKUP, NAV_REVERSE } navkind;
+
+typedef struct navdef {
+    const char *name;
+    navkind kind;
+    int target;     /* NAV_LOOKUP / NAV_REVERSE: entity set */
+    const char *fk; /* LOOKUP: our field holding the target id; REVERSE: target's field = our Id */
+} navdef;
+
+#define I ODATA_INT
+#define S ODATA_STR
+#define D ODATA_DATE
+#define B ODATA_BOOL
+#define N ODATA_NUM
+
+static const fielddef contact_fields[] = {
+    {"Id", I}, {"TypeId", I}, {"Name", S}, {"LegalName", S}, {"Register", S}, {"CNPJ", S},
+    {"CPF", S}, {"IdentityDocument", S}, {"StatusId", I}, {"ClassId", I}, {"OriginId", I},
+    {"RelationshipId", I}, {"LineOfBusinessId", I}, {"NumberOfEmployeesId", I}, {"RoleId", I},
+    {"DepartmentId", I}, {"CurrencyId", I}, {"OwnerId", I}, {"CompanyId", I},
+    {"LastCompanyId", I}, {"Email", S}, {"Website", S}, {"Skype", S}, {"Facebook", S},
+    {"Note", S}, {"Birthday", D}, {"NextAnniversary", D}, {"PreviousAnniversary", D},
+    {"StreetAddress", S}, {"StreetAddressNumber", S}, {"StreetAddressLine2", S},
+    {"Neighborhood", S}, {"ZipCode", I}, {"ForeignZipCode", S}, {"CityId", I}, {"StateId", I},
+    {"CountryId", I}, {"CNAECode", S}, {"CNAEName", S}, {"CNAESecondary", S}, {"Latitude", N},
+    {"Longitude", N}, {"EmailMarketing", B}, {"HasConsent", B}, {"Editable", B},
+    {"Deletable", B}, {"HasScheduledTasks", B}, {"CreatorId", I}, {"UpdaterId", I},
+    {"CreateDate", D}, {"LastUpdateDate", D}, {"Key", S}, {"AvatarUrl", S}, {"ImportId", I},
+    {"LeadId", I}, {"FirstTaskId", I}, {"FirstTaskDate", D}, {"LastInteractionRecordId", I},
+    {"LastDealId", I}, {"LastOrderId", I}, {"LastDocumentId", I}, {NULL, 0}};
+
+static const navdef contact_navs[] = {
+    {"Tags", NAV_MANY, 0, NULL}, {"Phones", NAV_MANY, 0, NULL},
+    {"OtherProperties", NAV_MANY, 0, NULL}, {"CollaboratingUsers", NAV_MANY, 0, NULL},
+    {"Attachments", NAV_MANY, 0, NULL},
+    {"City", NAV_LOOKUP, S_CITIES, "CityId"}, {"State", NAV_LOOKUP, S_STATES, "StateId"},
+    {"Country", NAV_LOOKUP, S_COUNTRIES, "CountryId"},
+    {"Company", NAV_LOOKUP, S_CONTACTS, "CompanyId"}, {"Owner", NAV_LOOKUP, S_USERS, "OwnerId"},
+    {"Creator", NAV_LOOKUP, S_USERS, "CreatorId"}, {"Updater", NAV_LOOKUP, S_USERS, "UpdaterId"},
+    {"Type", NAV_LOOKUP, S_CONTACT_TYPES, "TypeId"},
+    {"Contacts", NAV_REVERSE, S_CONTACTS, "CompanyId"},
+    {"Status", NAV_ONE, 0, NULL}, {"Class", NAV_ONE, 0, NULL}, {"Origin", NAV_ONE, 0, NULL},
+    {"Currency", NAV_ONE, 0, NULL}, {"Department", NAV_ONE, 0, NULL},
+    {"Relationship", NAV_ONE, 0, NULL}, {"LineOfBusiness", NAV_ONE, 0, NULL},
+    {"Role", NAV_ONE, 0, NULL}, {"NumberOfEmployees", NAV_ONE, 0, NULL}, {NULL, 0, 0, NULL}};
+
+static const fielddef task_fields[] = {
+    {"Id", I}, {"Title", S}, {"Description", S}, {"TypeId", I}, {"ContactId", I},
+    {"ContactName", S}, {"DealId", I}, {"DateTime", D}, {"EndTime", D}, {"NoTime", B},
+    {"Length", N}, {"Finished", B}, {"Finishable", B}, {"FinishDate", D}, {"FinisherId", I},
+    {"Editable", B}, {"CreatesGoogleCalendarEvent", B}, {"Address", S}, {"Latitude", N},
+    {"Longitude", N}, {"InteractionRecordId", I}, {"OriginTaskId", I},
+    {"RepeatIntervalLength", I}, {"RepeatIntervalUnitId", I}, {"EmailReminderId", I},
+    {"OwnerId", I}, {"CreatorId", I}, {"UpdaterId", I}, {"CreateDate", D},
+    {"LastUpdateDate", D}, {NULL, 0}};
+
+static const navdef task_navs[] = {
+    {"Tags", NAV_MANY, 0, NULL}, {"Contacts", NAV_MANY, 0, NULL}, {"Users", NAV_MANY, 0, NULL},
+    {"OtherProperties", NAV_MANY, 0, NULL},
+    {"Contact", NAV_LOOKUP, S_CONTACTS, "ContactId"}, {"Owner", NAV_LOOKUP, S_USERS, "OwnerId"},
+    {"Creator", NAV_LOOKUP, S_USERS, "CreatorId"}, {"Updater", NAV_LOOKUP, S_USERS, "UpdaterId"},
+    {"Finisher", NAV_LOOKUP, S_USERS, "FinisherId"}, {"Deal", NAV_ONE, 0, NULL},
+    {"Type", NAV_ONE, 0, NULL}, {"OriginTask", NAV_ONE, 0, NULL},
+    {"RepeatIntervalUnit", NAV_ONE, 0, NULL}, {"EmailReminder", NAV_ONE, 0, NULL},
+    {NULL, 0, 0, NULL}};
+
+static const fielddef interaction_fields[] = {
+    {"Id", I}, {"ContactId", I}, {"DealId", I}, {"Date", D}, {"Length", N}, {"TypeId", I},
+    {"Content", S}, {"Latitude", N}, {"Longitude", N}, {"VerifiedCheckIn", B},
+    {"OriginalTaskId", I}, {"TotalVoiceCallId", I}, {"CreatorId", I}, {"UpdaterId", I},
+    {"LastUpdateDate", D}, {"CreateDate", D}, {"Editable", B}, {NULL, 0}};
+
+static const navdef interaction_navs[] = {
+    {"Tags", NAV_MANY, 0, NULL}, {"NotifiedUsers", NAV_MANY, 0, NULL},
+    {"Comments", NAV_MANY, 0, NULL}, {"OtherProperties", NAV_MANY, 0, NULL},
+    {"Contact", NAV_LOOKUP, S_CONTACTS, "ContactId"},
+    {"Creator", NAV_LOOKUP, S_USERS, "CreatorId"}, {"Type", NAV_ONE, 0, NULL},
+    {NULL, 0, 0, NULL}};
+
+static const fielddef tag_fields[] = {{"Id", I}, {"Name", S}, {"Color", S}, {"EntityId", I}, {NULL, 0}};
+static const fielddef city_fields[] = {{"Id", I}, {"Name", S}, {"CountryId", I}, {"StateId", I},
+                                       {"IBGECode", I}, {"LastUpdateDate", D}, {"Editable", B},
+                                       {NULL, 0}};
+static const navdef city_navs[] = {{"State", NAV_LOOKUP, S_STATES, "StateId"},
+                                   {"Country", NAV_LOOKUP, S_COUNTRIES, "CountryId"},
+                                   {NULL, 0, 0, NULL}};
+static const fielddef state_fields[] = {{"Id", I}, {"Name", S}, {"CountryId", I}, {"Short", S}, {NULL, 0}};
+static const navdef state_navs[] = {{"Country", NAV_LOOKUP, S_COUNTRIES, "CountryId"}, {NULL, 0, 0, NULL}};
+static const fielddef country_fields[] = {{"Id", I}, {"Name", S}, {"Short", S}, {NULL, 0}};
+static const fielddef user_fields[] = {{"Id", I}, {"Name", S}, {"Email", S}, {NULL, 0}};
+static const fielddef account_fields[] = {{"Id", I}, {"Name", S}, {"Email", S}, {NULL, 0}};
+static const fielddef lookup_fields[] = {{"Id", I}, {"Name", S}, {NULL, 0}};
+static const navdef no_navs[] = {{NULL, 0, 0, NULL}};
+
+#undef I
+#undef S
+#undef D
+#undef B
+#undef N
+
+typedef struct entset_def {
+    const char *path;      /* URL segment */
+    const char *seed_key;  /* key in /_admin/seed and /_admin/state; NULL = not seedable */
+    const fielddef *fields;
+    const navdef *navs;
+    int64_t first_id;
+    const char *owner_key; /* relation rows (Tags, Phones) point back with this key */
+    bool has_dates;        /* CreateDate / LastUpdateDate maintained */
+    bool writable;         /* POST / PATCH / DELETE */
+} entset_def;
+
+static const entset_def SETS[S_COUNT] = {
+    [S_ACCOUNT] = {"Account", "Account", account_fields, no_navs, 1, NULL, false, false},
+    [S_CONTACTS] = {"Contacts", "Contacts", contact_fields, contact_navs, 100000001, "ContactId", true, true},
+    [S_TASKS] = {"Tasks", "Tasks", task_fields, task_navs, 200000001, "TaskId", true, true},
+    [S_INTERACTIONS] = {"InteractionRecords", "InteractionRecords", interaction_fields, interaction_navs, 300000001, "InteractionRecordId", true, true},
+    [S_TAGS] = {"Tags", "Tags", tag_fields, no_navs, 40000001, NULL, false, false},
+    [S_CITIES] = {"Cities", "Cities", city_fields, city_navs, 1000001, NULL, false, false},
+    [S_STATES] = {"Cities@Countries@States", "States", state_fields, state_navs, 101, NULL, false, false},
+    [S_COUNTRIES] = {"Cities@Countries", "Countries", country_fields, no_navs, 1001, NULL, false, false},
+    [S_USERS] = {"Users", "Users", user_fields, no_navs, 10000101, NULL, false, false},
+    [S_CONTACT_TYPES] = {"Contacts@Types", NULL, lookup_fields, no_navs, 1, NULL, false, false},
+    [S_PHONE_TYPES] = {"PhoneTypes", NULL, lookup_fields, no_navs, 1, NULL, false, false},
+};
+
+typedef struct app {
+    const char *user_key;
+    simstore sets[S_COUNT];
+    int64_t next_id[S_COUNT];
+    int64_t next_rel_id;
+    int64_t last_stamp_ms;
+} app;
+
+typedef struct schema_ctx {
+    app *a;
+    int set;
+} schema_ctx;
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static const fielddef *find_field(int set, const char *name)
+{
+    for (const fielddef *f = SETS[set].fields; f->name; f++)
+        if (strcmp(f->name, name) == 0)
+            return f;
+    return NULL;
+}
+
+static const navdef *find_nav(int set, const char *name)
+{
+    for (const navdef *n = SETS[set].navs; n->name; n++)
+        if (strcmp(n->name, name) == 0)
+            return n;
+    return NULL;
+}
+
+/* Navigation-like: a declared navigation, or any stored array/object value. */
+static bool is_nav_item(int set, const cJSON *item)
+{
+    return find_nav(set, item->string) || cJSON_IsArray(item) || cJSON_IsObject(item);
+}
+
+static odata_type field_type_cb(void *ctx, const char *name)
+{
+    schema_ctx *sc = ctx;
+    const fielddef *f = find_field(sc->set, name);
+    if (f)
+        return f->type;
+    if (find_nav(sc->set, name))
+        return ODATA_NAV;
+    const simstore *st = &sc->a->sets[sc->set];
+    for (size_t i = 0; i < st->n; i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(st->items[i].obj, name);
+        if (it)
+            return cJSON_IsArray(it) || cJSON_IsObject(it) ? ODATA_NAV : ODATA_ANY;
+    }
+    return ODATA_UNKNOWN;
+}
+
+/* Value of a navigation property; computed ones are returned in *owned (references, no
+ * copies) and must be deleted by the caller. */
+static const cJSON *nav_value(app *a, int set, const cJSON *rec, const navdef *nd, cJSON **owned)
+{
+    *owned = NULL;
+    if (nd->kind == NAV_LOOKUP) {
+        int64_t fk;
+        if (!simjson_get_i64(rec, nd->fk, &fk))
+            return NULL;
+        return simstore_get(&a->sets[nd->target], fk);
+    }
+    if (nd->kind == NAV_REVERSE) {
+        int64_t id;
+        if (!simjson_get_i64(rec, "Id", &id))
+            return NULL;
+        cJSON *arr = cJSON_CreateArray();
+        const simstore *st = &a->sets[nd->target];
+        for (size_t i = 0; arr && i < st->n; i++) {
+            int64_t fk;
+            if (simjson_get_i64(st->items[i].obj, nd->fk, &fk) && fk == id &&
+                st->items[i].obj != rec)
+                cJSON_AddItemReferenceToArray(arr, st->items[i].obj);
+        }
+        *owned = arr;
+        return arr;
+    }
+    (void)set;
+    return cJSON_GetObjectItemCaseSensitive(rec, nd->name);
+}
+
+static const cJSON *member_cb(void *ctx, const cJSON *rec, const char *name, cJSON **owned)
+{
+    schema_ctx *sc = ctx;
+    *owned = NULL;
+    const navdef *nd = find_nav(sc->set, name);
+    if (nd)
+        return nav_value(sc->a, sc->set, rec, nd, owned);
+    return cJSON_GetObjectItemCaseSensitive(rec, name);
+}
+
+/* A copy of a related record without its own navigation properties. */
+static cJSON *plain_copy(int set, const cJSON *rec)
+{
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, rec)
+    {
+        if (set >= 0 && is_nav_item(set, it))
+            continue;
+        cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, true));
+    }
+    return out;
+}
+
+static cJSON *render(app *a, int set, const cJSON *rec, const odata_list *select,
+                     const odata_list *expand)
+{
+    cJSON *out = cJSON_CreateObject();
+    if (!out)
+        return NULL;
+    bool all = !select || select->n == 0 || odata_list_has(select, "*");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, rec)
+    {
+        if (is_nav_item(set, it))
+            continue;
+        if (!all && !odata_list_has(select, it->string))
+            continue;
+        cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, true));
+    }
+    for (size_t i = 0; expand && i < expand->n; i++) {
+        const char *name = expand->names[i];
+        if (cJSON_GetObjectItemCaseSensitive(out, name))
+            continue;
+        const navdef *nd = find_nav(set, name);
+        cJSON *owned = NULL;
+        const cJSON *v = nd ? nav_value(a, set, rec, nd, &owned) : cJSON_GetObjectItemCaseSensitive(rec, name);
+        cJSON *copy;
+        if (nd && (nd->kind == NAV_LOOKUP || nd->kind == NAV_REVERSE)) {
+            if (cJSON_IsArray(v)) {
+                copy = cJSON_CreateArray();
+                const cJSON *el;
+                cJSON_ArrayForEach(el, v) cJSON_AddItemToArray(copy, plain_copy(nd->target, el));
+            } else if (cJSON_IsObject(v)) {
+                copy = plain_copy(nd->target, v);
+            } else {
+                copy = cJSON_CreateNull();
+            }
+        } else if (v) {
+            copy = cJSON_Duplicate(v, true);
+        } else {
+            copy = (nd && nd->kind == NAV_ONE) ? cJSON_CreateNull() : cJSON_CreateArray();
+        }
+        cJSON_Delete(owned);
+        cJSON_AddItemToObject(out, name, copy);
+    }
+    return out;
+}
+
+static void error_body(void *ctx, simsrv *srv, simsrv_resp *resp, int status, const char *message)
+{
+    (void)ctx;
+    if (simsrv_get_faults(srv)->error_odata) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        char code[16];
+        snprintf(code, sizeof code, "%d", status);
+        cJSON_AddStringToObject(e, "code", code);
+        cJSON_AddStringToObject(e, "message", message);
+        simsrv_resp_json(resp, status, o);
+    } else {
+        simsrv_resp_message(resp, status, "value", message);
+    }
+}
+
+static const char *auth_cb(void *ctx, simsrv *srv, const simsrv_req *req)
+{
+    (void)srv;
+    app *a = ctx;
+    const char *k = simsrv_header(req, "User-Key");
+    return k && strcmp(k, a->user_key) == 0 ? a->user_key : NULL;
+}
+
+static int64_t next_stamp(app *a)
+{
+    int64_t now = simtime_now_ms();
+    if (now <= a->last_stamp_ms)
+        now = a->last_stamp_ms + 1;
+    a->last_stamp_ms = now;
+    return now;
+}
+
+static cJSON *stamp_item(app *a)
+{
+    char buf[40];
+    return cJSON_CreateString(simtime_format_ploomes(next_stamp(a), buf, sizeof buf));
+}
+
+static bool parse_i64_text(const char *s, int64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Makes relation rows of a nav array complete: Id and the back-pointer to the owner. */
+static int normalize_rows(app *a, int set, cJSON *rec, const char *nav, int64_t owner_id,
+                          char *err, size_t errlen)
+{
+    cJSON *arr = cJSON_GetObjectItemCaseSensitive(rec, nav);
+    if (!arr || cJSON_IsNull(arr))
+        return 0;
+    if (!cJSON_IsArray(arr)) {
+        snprintf(err, errlen, "%s must be an array", nav);
+        return -1;
+    }
+    cJSON *row;
+    cJSON_ArrayForEach(row, arr)
+    {
+        if (!cJSON_IsObject(row)) {
+            snprintf(err, errlen, "%s must be an array of objects", nav);
+            return -1;
+        }
+        if (strcmp(nav, "Tags") == 0) {
+            int64_t tag;
+            if (!simjson_get_i64(row, "TagId", &tag)) {
+                snprintf(err, errlen, "Tags[].TagId must be an integer");
+                return -1;
+            }
+        }
+        int64_t id;
+        if (!simjson_get_i64(row, "Id", &id))
+            simjson_set(row, "Id", simjson_num_i64(a->next_rel_id++));
+        if (SETS[set].owner_key && (strcmp(nav, "Tags") == 0 || strcmp(nav, "Phones") == 0) &&
+            !cJSON_GetObjectItemCaseSensitive(row, SETS[set].owner_key))
+            simjson_set(row, SETS[set].owner_key, simjson_num_i64(owner_id));
+    }
+    return 0;
+}
+
+/* Checks declared field types of a write body: 400 rather than storing nonsense. */
+static int check_types(int set, const cJSON *body, char *err, size_t errlen)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, body)
+    {
+        const fielddef *f = find_field(set, it->string);
+        if (!f || cJSON_IsNull(it))
+            continue;
+        bool ok = true;
+        int64_t v;
+        switch (f->type) {
+        case ODATA_INT: ok = simjson_i64(it, &v); break;
+        case ODATA_NUM: ok = cJSON_IsNumber(it); break;
+        case ODATA_STR: ok = cJSON_IsString(it); break;
+        case ODATA_BOOL: ok = cJSON_IsBool(it); break;
+        case ODATA_DATE: {
+            simtime_instant t;
+            ok = cJSON_IsString(it) && simtime_parse_iso(it->valuestring, strlen(it->valuestring), &t);
+            break;
+        }
+        default: break;
+        }
+        if (!ok) {
+            snprintf(err, errlen, "The field '%.60s' has an invalid value for its type", it->string);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ZipCode is numeric in Ploomes: digits in a string are converted (leading zeros lost). */
+static int fix_zipcode(cJSON *rec, char *err, size_t errlen)
+{
+    cJSON *z = cJSON_GetObjectItemCaseSensitive(rec, "ZipCode");
+    if (!z || cJSON_IsNull(z) || cJSON_IsNumber(z))
+        return 0;
+    if (cJSON_IsString(z)) {
+        int64_t v = 0;
+        size_t nd = 0;
+        for (const char *p = z->valuestring; *p; p++) {
+            if (*p >= '0' && *p <= '9') {
+                if (++nd > 15)
+                    break;
+                v = v * 10 + (*p - '0');
+            } else if (*p != '-' && *p != '.' && *p != ' ') {
+                nd = 0;
+                break;
+            }
+        }
+        if (nd > 0 && nd <= 15) {
+            simjson_set(rec, "ZipCode", simjson_num_i64(v));
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "ZipCode must be a number");
+    return -1;
+}
+
+static void derive_documents(cJSON *rec)
+{
+    const char *reg = simjson_get_str(rec, "Register");
+    if (!reg)
+        return;
+    int64_t type = 1;
+    simjson_get_i64(rec, "TypeId", &type);
+    simjson_set(rec, "CNPJ", type == 1 ? cJSON_CreateString(reg) : cJSON_CreateNull());
+    simjson_set(rec, "CPF", type == 2 ? cJSON_CreateString(reg) : cJSON_CreateNull());
+}
+
+/* ---- seed / state / reset ------------------------------------------------------------------ */
+
+static void static_records(app *a)
+{
+    cJSON *acc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(acc, "Id", 1);
+    cJSON_AddStringToObject(acc, "Name", "Conta Simulada");
+    cJSON_AddStringToObject(acc, "Email", "admin@simulada.example");
+    simstore_put(&a->sets[S_ACCOUNT], 1, acc);
+    static const char *types[] = {"Empresa", "Pessoa"};
+    for (int i = 0; i < 2; i++) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddNumberToObject(t, "Id", i + 1);
+        cJSON_AddStringToObject(t, "Name", types[i]);
+        simstore_put(&a->sets[S_CONTACT_TYPES], i + 1, t);
+    }
+    static const char *phones[] = {"Comercial", "Celular", "Residencial", "Fax"};
+    for (int i = 0; i < 4; i++) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddNumberToObject(t, "Id", i + 1);
+        cJSON_AddStringToObject(t, "Name", phones[i]);
+        simstore_put(&a->sets[S_PHONE_TYPES], i + 1, t);
+    }
+    cJSON *user = cJSON_CreateObject();
+    cJSON_AddNumberToObject(user, "Id", ACCOUNT_USER_ID);
+    cJSON_AddStringToObject(user, "Name", "Usuário Integração");
+    cJSON_AddStringToObject(user, "Email", "integracao@simulada.example");
+    simstore_put(&a->sets[S_USERS], ACCOUNT_USER_ID, user);
+}
+
+static void app_reset(void *ctx)
+{
+    app *a = ctx;
+    for (int s = 0; s < S_COUNT; s++) {
+        simstore_clear(&a->sets[s]);
+        a->next_id[s] = SETS[s].first_id;
+    }
+    a->next_rel_id = 500000001;
+    static_records(a);
+}
+
+static int app_seed(void *ctx, simsrv *srv, const cJSON *body, char *err, size_t errlen)
+{
+    (void)srv;
+    app *a = ctx;
+    const cJSON *key;
+    cJSON_ArrayForEach(key, body)
+    {
+        int set = -1;
+        for (int s = 0; s < S_COUNT; s++)
+            if (SETS[s].seed_key && strcmp(SETS[s].seed_key, key->string) == 0)
+                set = s;
+        if (set < 0) {
+            snprintf(err, errlen, "seed: unknown key '%.60s' (Contacts, Tasks, InteractionRecords, "
+                                  "Tags, Cities, States, Countries, Users, Account)",
+                     key->string);
+            return -1;
+        }
+        if (!cJSON_IsArray(key)) {
+            snprintf(err, errlen, "seed: '%s' must be an array of records", key->string);
+            return -1;
+        }
+        const cJSON *rec;
+        size_t idx = 0;
+        cJSON_ArrayForEach(rec, key)
+        {
+            if (!cJSON_IsObject(rec)) {
+                snprintf(err, errlen, "seed: %s[%zu] is not an object", key->string, idx);
+                return -1;
+            }
+            cJSON *copy = cJSON_Duplicate(rec, true);
+            if (!copy) {
+                snprintf(err, errlen, "seed: out of memory");
+                return -1;
+            }
+            int64_t id;
+            cJSON *idit = cJSON_GetObjectItemCaseSensitive(copy, "Id");
+            if (idit) {
+                if (!simjson_i64(idit, &id) || id <= 0) {
+                    cJSON_Delete(copy);
+                    snprintf(err, errlen, "seed: %s[%zu].Id must be a positive integer", key->string, idx);
+                    return -1;
+                }
+            } else {
+                id = a->next_id[set]++;
+                simjson_set(copy, "Id", simjson_num_i64(id));
+            }
+            if (id >= a->next_id[set])
+                a->next_id[set] = id + 1;
+            if (SETS[set].has_dates) {
+                if (!cJSON_GetObjectItemCaseSensitive(copy, "CreateDate"))
+                    simjson_set(copy, "CreateDate", stamp_item(a));
+                if (!cJSON_GetObjectItemCaseSensitive(copy, "LastUpdateDate"))
+                    simjson_set(copy, "LastUpdateDate", stamp_item(a));
+            }
+            if (SETS[set].owner_key &&
+                (normalize_rows(a, set, copy, "Tags", id, err, errlen) < 0 ||
+                 normalize_rows(a, set, copy, "Phones", id, err, errlen) < 0)) {
+                cJSON_Delete(copy);
+                return -1;
+            }
+            if (simstore_put(&a->sets[set], id, copy) < 0) {
+                snprintf(err, errlen, "seed: out of memory");
+                return -1;
+            }
+            idx++;
+        }
+    }
+    return 0;
+}
+
+static cJSON *app_state(void *ctx)
+{
+    app *a = ctx;
+    cJSON *o = cJSON_CreateObject();
+    for (int s = 0; o && s < S_COUNT; s++) {
+        if (!SETS[s].seed_key)
+            continue;
+        cJSON *arr = cJSON_AddArrayToObject(o, SETS[s].seed_key);
+        for (size_t i = 0; arr && i < a->sets[s].n; i++)
+            cJSON_AddItemToArray(arr, cJSON_Duplicate(a->sets[s].items[i].obj, true));
+    }
+    return o;
+}
+
+/* ---- GET: the OData query ------------------------------------------------------------------ */
+
+typedef struct sortctx {
+    const odata_orderby *ob;
+} sortctx;
+
+static int cmp_records(const void *pa, const void *pb, void *ctx)
+{
+    const cJSON *a = *(const cJSON *const *)pa;
+    const cJSON *b = *(const cJSON *const *)pb;
+    const sortctx *sc = ctx;
+    for (size_t i = 0; i < sc->ob->n; i++) {
+        const char *f = sc->ob->keys[i].field;
+        int c = odata_compare_values(cJSON_GetObjectItemCaseSensitive(a, f),
+                                     cJSON_GetObjectItemCaseSensitive(b, f));
+        if (c)
+            return sc->ob->keys[i].desc ? -c : c;
+    }
+    return odata_compare_values(cJSON_GetObjectItemCaseSensitive(a, "Id"),
+                                cJSON_GetObjectItemCaseSensitive(b, "Id"));
+}
+
+static bool known_option(const char *k)
+{
+    static const char *opts[] = {"$filter", "$orderby", "$top", "$skip", "$select", "$expand",
+                                 "$count", "$inlinecount", "$format", NULL};
+    for (int i = 0; opts[i]; i++)
+        if (strcmp(opts[i], k) == 0)
+            return true;
+    return false;
+}
+
+typedef struct query {
+    odata_expr *filter;
+    odata_orderby orderby;
+    odata_list select, expand;
+    bool has_top;
+    int64_t top, skip;
+    bool count;
+} query;
+
+static void query_free(query *q)
+{
+    odata_filter_free(q->filter);
+    odata_orderby_free(&q->orderby);
+    odata_list_free(&q->select);
+    odata_list_free(&q->expand);
+}
+
+static int query_parse(app *a, int set, const simsrv_req *req, query *q, char *err, size_t errlen)
+{
+    memset(q, 0, sizeof *q);
+    schema_ctx sc = {a, set};
+    odata_schema schema = {field_type_cb, member_cb, &sc};
+    char e2[300] = "";
+    for (size_t i = 0; i < req->nparams; i++) {
+        const char *k = req->params[i].key;
+        if (k[0] != '$')
+            continue;
+        if (!known_option(k)) {
+            snprintf(err, errlen, "The query parameter '%.40s' is not supported.", k);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(req->params[j].key, k) == 0) {
+                snprintf(err, errlen, "The query parameter '%.40s' is specified more than once.", k);
+                return -1;
+            }
+        }
+    }
+    const char *v;
+    if ((v = simsrv_param_get(req, "$filter"))) {
+        q->filter = odata_filter_parse(v, &schema, e2, sizeof e2);
+        if (!q->filter) {
+            snprintf(err, errlen, "The query specified in the URI is not valid. %s", e2);
+            return -1;
+        }
+    }
+    if ((v = simsrv_param_get(req, "$orderby")) &&
+        odata_orderby_parse(v, &schema, &q->orderby, e2, sizeof e2) < 0) {
+        snprintf(err, errlen, "The query specified in the URI is not valid. %s", e2);
+        return -1;
+    }
+    if ((v = simsrv_param_get(req, "$select"))) {
+        if (odata_list_parse(v, &q->select, e2, sizeof e2) < 0) {
+            snprintf(err, errlen, "$select: %s", e2);
+            return -1;
+        }
+        for (size_t i = 0; i < q->select.n; i++) {
+            if (strcmp(q->select.names[i], "*") != 0 &&
+                field_type_cb(&sc, q->select.names[i]) == ODATA_UNKNOWN) {
+                snprintf(err, errlen, "Could not find a property named '%.60s' on type '%s'.",
+                         q->select.names[i], SETS[set].path);
+                return -1;
+            }
+        }
+    }
+    if ((v = simsrv_param_get(req, "$expand"))) {
+        if (odata_list_parse(v, &q->expand, e2, sizeof e2) < 0) {
+            snprintf(err, errlen, "$expand: %s", e2);
+            return -1;
+        }
+        for (size_t i = 0; i < q->expand.n; i++) {
+            if (field_type_cb(&sc, q->expand.names[i]) != ODATA_NAV) {
+                snprintf(err, errlen,
+                         "Could not find a navigation property named '%.60s' on type '%s'.",
+                         q->expand.names[i], SETS[set].path);
+                return -1;
+            }
+        }
+    }
+    if ((v = simsrv_param_get(req, "$top"))) {
+        if (!parse_i64_text(v, &q->top)) {
+            snprintf(err, errlen, "Invalid value '%.30s' for $top: a non-negative integer is required.", v);
+            return -1;
+        }
+        q->has_top = true;
+    }
+    if ((v = simsrv_param_get(req, "$skip")) && !parse_i64_text(v, &q->skip)) {
+        snprintf(err, errlen, "Invalid value '%.30s' for $skip: a non-negative integer is required.", v);
+        return -1;
+    }
+    v = simsrv_param_get(req, "$count");
+    if (!v)
+        v = simsrv_param_get(req, "$inlinecount");
+    if (v) {
+        if (strcmp(v, "true") == 0 || strcmp(v, "allpages") == 0)
+            q->count = true;
+        else if (strcmp(v, "false") != 0 && strcmp(v, "none") != 0) {
+            snprintf(err, errlen, "Invalid value '%.30s' for $count.", v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static cJSON *envelope(simsrv *srv, const simsrv_req *req, int set)
+{
+    char base[300], ctx[400];
+    simsrv_base_url(srv, req, base, sizeof base);
+    snprintf(ctx, sizeof ctx, "%s/$metadata#%s", base, SETS[set].path);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "@odata.context", ctx);
+    return o;
+}
+
+static char *next_link(simsrv *srv, const simsrv_req *req, int64_t skip, bool has_top, int64_t top)
+{
+    simbuf b = {0};
+    char base[300];
+    const char *host = simsrv_get_faults(srv)->nextlink_host;
+    simbuf_puts(&b, host[0] ? host : simsrv_base_url(srv, req, base, sizeof base));
+    simbuf_puts(&b, req->path);
+    char sep = '?';
+    for (size_t i = 0; i < req->nparams; i++) {
+        const char *k = req->params[i].key;
+        if (strcmp(k, "$skip") == 0 || strcmp(k, "$top") == 0)
+            continue;
+        simbuf_append(&b, &sep, 1);
+        sep = '&';
+        simbuf_urlencode(&b, k);
+        simbuf_puts(&b, "=");
+        simbuf_urlencode(&b, req->params[i].value);
+    }
+    if (has_top)
+        simbuf_printf(&b, "%c$top=%lld", sep, (long long)top), sep = '&';
+    simbuf_printf(&b, "%c$skip=%lld", sep, (long long)skip);
+    if (b.failed) {
+        simbuf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, simsrv_resp *resp)
+{
+    char err[600] = "";
+    query q;
+    if (query_parse(a, set, req, &q, err, sizeof err) < 0) {
+        query_free(&q);
+        return error_body(a, srv, resp, 400, err);
+    }
+    if (q.has_top && q.top > PAGE_CAP && simsrv_get_faults(srv)->top_cap_error) {
+        query_free(&q);
+        return error_body(a, srv, resp, 400, "The limit of '300' for Top query has been exceeded.");
+    }
+    schema_ctx sc = {a, set};
+    odata_schema schema = {field_type_cb, member_cb, &sc};
+    const simstore *st = &a->sets[set];
+    const cJSON **rows = malloc((st->n ? st->n : 1) * sizeof *rows);
+    if (!rows) {
+        query_free(&q);
+        return error_body(a, srv, resp, 500, "out of memory");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        bool match = true;
+        if (q.filter && odata_filter_eval(q.filter, st->items[i].obj, &schema, &match, err, sizeof err) < 0) {
+            free(rows);
+            query_free(&q);
+            char msg[700];
+            snprintf(msg, sizeof msg, "The query specified in the URI is not valid. %s", err);
+            return error_body(a, srv, resp, 400, msg);
+        }
+        if (match)
+            rows[n++] = st->items[i].obj;
+    }
+    if (q.orderby.n) {
+        sortctx sctx = {&q.orderby};
+        qsort_r(rows, n, sizeof *rows, cmp_records, &sctx);
+    }
+    size_t total = n;
+    size_t skip = q.skip > (int64_t)total ? total : (size_t)q.skip;
+    size_t remaining = total - skip;
+    bool server_paged = !q.has_top || q.top > PAGE_CAP;
+    size_t page = q.has_top && q.top < PAGE_CAP ? (size_t)q.top : PAGE_CAP;
+    size_t take = remaining < page ? remaining : page;
+    if (take < remaining) /* mid-scan: more rows follow this page */
+        take = simsrv_short_page(srv, take);
+    size_t wanted = q.has_top && (uint64_t)q.top < remaining ? (size_t)q.top : remaining;
+
+    cJSON *env = envelope(srv, req, set);
+    if (q.count)
+        cJSON_AddNumberToObject(env, "@odata.count", (double)total);
+    cJSON *arr = cJSON_AddArrayToObject(env, "value");
+    for (size_t i = 0; arr && i < take; i++)
+        cJSON_AddItemToArray(arr, render(a, set, rows[skip + i], &q.select, &q.expand));
+    if (server_paged && take < wanted) {
+        char *link = next_link(srv, req, (int64_t)(skip + take), q.has_top,
+                               q.has_top ? q.top - (int64_t)take : 0);
+        if (link)
+            cJSON_AddStringToObject(env, "@odata.nextLink", link);
+        free(link);
+    }
+    free(rows);
+    simsrv_resp_json(resp, 200, env);
+    query_free(&q);
+}
+
+/* ---- writes -------------------------------------------------------------------------------- */
+
+static void respond_one(app *a, simsrv *srv, int set, const simsrv_req *req, simsrv_resp *resp,
+                        const cJSON *rec)
+{
+    char err[400] = "";
+    query q;
+    if (query_parse(a, set, req, &q, err, sizeof err) < 0) {
+        query_free(&q);
+        return error_body(a, srv, resp, 400, err);
+    }
+    cJSON *env = envelope(srv, req, set);
+    cJSON *arr = cJSON_AddArrayToObject(env, "value");
+    cJSON_AddItemToArray(arr, render(a, set, rec, &q.select, &q.expand));
+    query_free(&q);
+    simsrv_resp_json(resp, 200, env);
+}
+
+static cJSON *parse_body_object(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    cJSON *body = simjson_parse(req->body, req->body_len);
+    if (!body) {
+        error_body(a, srv, resp, 400, "The request body is not valid JSON.");
+        return NULL;
+    }
+    if (!cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        error_body(a, srv, resp, 400, "The request body must be a JSON object.");
+        return NULL;
+    }
+    return body;
+}
+
+static bool nonempty_string(const cJSON *rec, const char *key)
+{
+    const char *s = simjson_get_str(rec, key);
+    if (!s)
+        return false;
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t')
+            return true;
+    return false;
+}
+
+static void handle_create(app *a, simsrv *srv, int set, const simsrv_req *req, simsrv_resp *resp)
+{
+    char err[300] = "";
+    cJSON *rec = parse_body_object(a, srv, req, resp);
+    if (!rec)
+        return;
+    if ((set == S_CONTACTS && fix_zipcode(rec, err, sizeof err) < 0) ||
+        check_types(set, rec, err, sizeof err) < 0)
+        goto bad;
+    if (set == S_CONTACTS && !nonempty_string(rec, "Name")) {
+        snprintf(err, sizeof err, "Name is required.");
+        goto bad;
+    }
+    if (set == S_TASKS && !nonempty_string(rec, "Title")) {
+        snprintf(err, sizeof err, "Title is required.");
+        goto bad;
+    }
+    if (set == S_INTERACTIONS && !nonempty_string(rec, "Content")) {
+        snprintf(err, sizeof err, "Content is required.");
+        goto bad;
+    }
+    int64_t id = a->next_id[set]++;
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, "Id");
+    cJSON_AddItemToObject(rec, "Id", simjson_num_i64(id));
+    if (normalize_rows(a, set, rec, "Tags", id, err, sizeof err) < 0 ||
+        normalize_rows(a, set, rec, "Phones", id, err, sizeof err) < 0)
+        goto bad;
+    cJSON *stamp = stamp_item(a);
+    simjson_set(rec, "CreateDate", cJSON_Duplicate(stamp, true));
+    simjson_set(rec, "LastUpdateDate", stamp);
+    simjson_set(rec, "CreatorId", simjson_num_i64(ACCOUNT_USER_ID));
+    simjson_set(rec, "UpdaterId", simjson_num_i64(ACCOUNT_USER_ID));
+    if (!cJSON_GetObjectItemCaseSensitive(rec, "Editable"))
+        cJSON_AddBoolToObject(rec, "Editable", true);
+    if (set == S_CONTACTS) {
+        if (!cJSON_GetObjectItemCaseSensitive(rec, "TypeId"))
+            cJSON_AddNumberToObject(rec, "TypeId", 1);
+        derive_documents(rec);
+        if (!cJSON_GetObjectItemCaseSensitive(rec, "Deletable"))
+            cJSON_AddBoolToObject(rec, "Deletable", true);
+    } else if (set == S_TASKS) {
+        if (!cJSON_GetObjectItemCaseSensitive(rec, "Finished"))
+            cJSON_AddBoolToObject(rec, "Finished", false);
+    } else if (set == S_INTERACTIONS) {
+        if (!cJSON_GetObjectItemCaseSensitive(rec, "Date"))
+            simjson_set(rec, "Date", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "CreateDate"), true));
+    }
+    if (simstore_put(&a->sets[set], id, rec) < 0)
+        return error_body(a, srv, resp, 500, "out of memory");
+    return respond_one(a, srv, set, req, resp, rec);
+bad:
+    cJSON_Delete(rec);
+    error_body(a, srv, resp, 400, err);
+}
+
+static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_req *req,
+                         simsrv_resp *resp)
+{
+    char err[300] = "";
+    cJSON *rec = simstore_get(&a->sets[set], id);
+    if (!rec)
+        return error_body(a, srv, resp, 404, "The record was not found.");
+    cJSON *body = parse_body_object(a, srv, req, resp);
+    if (!body)
+        return;
+    if ((set == S_CONTACTS && fix_zipcode(body, err, sizeof err) < 0) ||
+        check_types(set, body, err, sizeof err) < 0 ||
+        normalize_rows(a, set, body, "Tags", id, err, sizeof err) < 0 ||
+        normalize_rows(a, set, body, "Phones", id, err, sizeof err) < 0) {
+        cJSON_Delete(body);
+        return error_body(a, srv, resp, 400, err);
+    }
+    if (set == S_CONTACTS && cJSON_GetObjectItemCaseSensitive(body, "Name") && !nonempty_string(body, "Name")) {
+        cJSON_Delete(body);
+        return error_body(a, srv, resp, 400, "Name cannot be empty.");
+    }
+    cJSON *it = body->child;
+    while (it) {
+        cJSON *next = it->next;
+        const char *k = it->string;
+        if (strcmp(k, "Id") != 0 && strcmp(k, "CreateDate") != 0 && strcmp(k, "CreatorId") != 0 &&
+            strcmp(k, "LastUpdateDate") != 0) {
+            cJSON_DetachItemViaPointer(body, it);
+            simjson_set(rec, k, it);
+        }
+        it = next;
+    }
+    cJSON_Delete(body);
+    if (set == S_CONTACTS)
+        derive_documents(rec);
+    simjson_set(rec, "LastUpdateDate", stamp_item(a));
+    simjson_set(rec, "UpdaterId", simjson_num_i64(ACCOUNT_USER_ID));
+    if (simsrv_get_faults(srv)->patch_204)
+        return simsrv_resp_text(resp, 204, NULL, NULL);
+    respond_one(a, srv, set, req, resp, rec);
+}
+
+static void handle_finish(app *a, simsrv *srv, int64_t id, const simsrv_req *req, simsrv_resp *resp)
+{
+    cJSON *rec = simstore_get(&a->sets[S_TASKS], id);
+    if (!rec)
+        return error_body(a, srv, resp, 404, "The task was not found.");
+    cJSON *stamp = stamp_item(a);
+    simjson_set(rec, "Finished", cJSON_CreateTrue());
+    simjson_set(rec, "FinishDate", cJSON_Duplicate(stamp, true));
+    simjson_set(rec, "FinisherId", simjson_num_i64(ACCOUNT_USER_ID));
+    simjson_set(rec, "LastUpdateDate", stamp);
+    respond_one(a, srv, S_TASKS, req, resp, rec);
+}
+
+/* ---- routing -------------------------------------------------------------------------------- */
+
+/* "/Set", "/Set(123)", "/Set(123)/Action" */
+static bool route(const char *path, int *set, bool *has_id, int64_t *id, char *action, size_t alen)
+{
+    *has_id = false;
+    action[0] = '\0';
+    if (path[0] != '/')
+        return false;
+    const char *p = path + 1;
+    size_t n = strcspn(p, "(/");
+    *set = -1;
+    for (int s = 0; s < S_COUNT; s++)
+        if (strlen(SETS[s].path) == n && strncasecmp(SETS[s].path, p, n) == 0)
+            *set = s;
+    if (*set < 0)
+        return false;
+    p += n;
+    if (*p == '(') {
+        p++;
+        char digits[24];
+        size_t d = 0;
+        while (*p >= '0' && *p <= '9' && d < sizeof digits - 1)
+            digits[d++] = *p++;
+        digits[d] = '\0';
+        if (*p != ')' || !parse_i64_text(digits, id))
+            return false;
+        *has_id = true;
+        p++;
+    }
+    if (*p == '/' && p[1] == '\0')
+        p++;
+    if (*p == '/') {
+        if (!*has_id || strlen(p + 1) >= alen)
+            return false;
+        snprintf(action, alen, "%s", p + 1);
+        return true;
+    }
+    return *p == '\0';
+}
+
+static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    app *a = ctx;
+    int set;
+    bool has_id;
+    int64_t id = 0;
+    char action[32];
+    if (!route(req->path, &set, &has_id, &id, action, sizeof action))
+        return error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI.");
+    const char *m = req->method;
+    if (action[0]) {
+        if (set == S_TASKS && strcasecmp(action, "Finish") == 0 && strcmp(m, "POST") == 0)
+            return handle_finish(a, srv, id, req, resp);
+        return error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI.");
+    }
+    if (strcmp(m, "GET") == 0) {
+        if (!has_id)
+            return handle_list(a, srv, set, req, resp);
+        const cJSON *rec = simstore_get(&a->sets[set], id);
+        if (!rec)
+            return error_body(a, srv, resp, 404, "The record was not found.");
+        return respond_one(a, srv, set, req, resp, rec);
+    }
+    if (!SETS[set].writable)
+        return error_body(a, srv, resp, 405, "The requested resource does not support this HTTP method.");
+    if (strcmp(m, "POST") == 0 && !has_id)
+        return handle_create(a, srv, set, req, resp);
+    if ((strcmp(m, "PATCH") == 0 || strcmp(m, "PUT") == 0) && has_id)
+        return handle_patch(a, srv, set, id, req, resp);
+    if (strcmp(m, "DELETE") == 0 && has_id) {
+        if (!simstore_remove(&a->sets[set], id))
+            return error_body(a, srv, resp, 404, "The record was not found.");
+        return simsrv_resp_text(resp, 204, NULL, NULL);
+    }
+    error_body(a, srv, resp, 405, "The requested resource does not support this HTTP method.");
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ploomes-sim --port P --user-key K [--state FILE]\n"
+            "\n"
+            "A local fake of the Ploomes CRM API on http://127.0.0.1:P (port 0 = any free port;\n"
+            "the first stdout line is 'listening on http://127.0.0.1:PORT').\n"
+            "  --port P        TCP port on 127.0.0.1\n"
+            "  --user-key K    the User-Key every API request must carry\n"
+            "  --state FILE    seed file loaded at start (same shape as POST /_admin/seed)\n"
+            "Admin API (no auth): POST /_admin/seed, GET /_admin/state, GET|POST /_admin/faults,\n"
+            "GET /_admin/stats, POST /_admin/reset. SIGTERM/SIGINT stop it (exit 0).\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *port_s = NULL, *key = NULL, *state = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        const char **dst = strcmp(argv[i], "--port") == 0       ? &port_s
+                           : strcmp(argv[i], "--user-key") == 0 ? &key
+                           : strcmp(argv[i], "--state") == 0    ? &state
+                                                                : NULL;
+        if (!dst || i + 1 >= argc) {
+            fprintf(stderr, "ploomes-sim: unknown or incomplete option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        *dst = argv[++i];
+    }
+    int64_t port = -1;
+    if (!port_s || !parse_i64_text(port_s, &port) || port > 65535) {
+        fprintf(stderr, "ploomes-sim: --port needs a number 0-65535\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!key || !key[0]) {
+        fprintf(stderr, "ploomes-sim: --user-key is required\n");
+        usage(stderr);
+        return 2;
+    }
+    app *a = calloc(1, sizeof *a);
+    if (!a)
+        return 1;
+    a->user_key = key;
+    app_reset(a);
+    simsrv_app def = {
+        .name = "ploomes-sim",
+        .default_rate_per_min = 120,
+        .ctx = a,
+        .auth = auth_cb,
+        .error = error_body,
+        .handle = app_handle,
+        .seed = app_seed,
+        .state = app_state,
+        .reset = app_reset,
+    };
+    simsrv_block_signals();
+    char err[512];
+    simsrv *srv = simsrv_start(&def, (int)port, err, sizeof err);
+    int rc = 0;
+    if (!srv) {
+        fprintf(stderr, "ploomes-sim: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    if (state && simsrv_load_state_file(srv, state, err, sizeof err) < 0) {
+        fprintf(stderr, "ploomes-sim: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    printf("listening on http://127.0.0.1:%d\n", simsrv_port(srv));
+    fflush(stdout);
+    simsrv_wait_signal();
+out:
+    simsrv_stop(srv);
+    for (int s = 0; s < S_COUNT; s++)
+        simstore_clear(&a->sets[s]);
+    free(a);
+    return rc;
+}

@@ -1,0 +1,898 @@
+/* simsrv_: see simsrv.h. */
+#include "simsrv.h"
+
+#include "simjson.h"
+#include "simtime.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_STATS 2000
+#define RATE_WINDOW_MS 60000
+
+typedef struct stat_entry {
+    char method[16];
+    char path[128];
+    int status;
+    int64_t count;
+} stat_entry;
+
+typedef struct ratewin {
+    char *key;
+    int64_t *ts;
+    size_t cap, head, count;
+} ratewin;
+
+struct simsrv {
+    simsrv_app app;
+    struct MHD_Daemon *daemon;
+    int listen_fd;
+    int port;
+    pthread_mutex_t lock;
+    volatile int stopping;
+    simsrv_faults faults;
+    uint64_t rng;
+    stat_entry *stats;
+    size_t nstats;
+    int64_t total_requests;
+    ratewin *windows;
+    size_t nwindows;
+};
+
+typedef struct conn_state {
+    char *uri;
+    bool started;
+    bool too_large;
+    size_t cap;
+    simbuf body;
+} conn_state;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+void simsrv_resp_json(simsrv_resp *resp, int status, cJSON *json)
+{
+    free(resp->body);
+    resp->body = NULL;
+    resp->status = status;
+    resp->content_type = "application/json; charset=utf-8";
+    if (json) {
+        resp->body = cJSON_PrintUnformatted(json);
+        cJSON_Delete(json);
+    }
+    if (!resp->body) {
+        resp->status = 500;
+        resp->body = strdup("{\"message\":\"out of memory\"}");
+    }
+}
+
+void simsrv_resp_text(simsrv_resp *resp, int status, const char *content_type, const char *text)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->body = text ? strdup(text) : NULL;
+}
+
+void simsrv_resp_message(simsrv_resp *resp, int status, const char *key, const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o)
+        cJSON_AddStringToObject(o, key, message);
+    simsrv_resp_json(resp, status, o);
+}
+
+const char *simsrv_header(const simsrv_req *req, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *simsrv_param_get(const simsrv_req *req, const char *key)
+{
+    for (size_t i = 0; i < req->nparams; i++)
+        if (strcmp(req->params[i].key, key) == 0)
+            return req->params[i].value;
+    return NULL;
+}
+
+const simsrv_faults *simsrv_get_faults(const simsrv *srv)
+{
+    return &srv->faults;
+}
+
+uint64_t simsrv_rand(simsrv *srv)
+{
+    /* splitmix64: tiny, good enough, and deterministic for a given seed */
+    uint64_t z = (srv->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+size_t simsrv_short_page(simsrv *srv, size_t asked)
+{
+    if (!srv->faults.short_pages || asked == 0)
+        return asked;
+    unsigned pct = 40 + (unsigned)(simsrv_rand(srv) % 51); /* 40..90 */
+    size_t n = asked * pct / 100;
+    return n ? n : 1;
+}
+
+const char *simsrv_base_url(const simsrv *srv, const simsrv_req *req, char *buf, size_t size)
+{
+    const char *host = simsrv_header(req, MHD_HTTP_HEADER_HOST);
+    bool ok = host && host[0] && strlen(host) < 200;
+    for (const char *p = host; ok && *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == ':' || *p == '-' || *p == '[' || *p == ']'))
+            ok = false;
+    if (ok)
+        snprintf(buf, size, "http://%s", host);
+    else
+        snprintf(buf, size, "http://127.0.0.1:%d", srv->port);
+    return buf;
+}
+
+static void faults_default(simsrv *srv)
+{
+    memset(&srv->faults, 0, sizeof srv->faults);
+    srv->faults.error_status = 503;
+    srv->faults.rate_limit_per_min = srv->app.default_rate_per_min;
+    srv->faults.retry_after = true;
+    srv->faults.truncate_at = 1000;
+    srv->faults.seed = 42;
+    srv->faults.duplicate_status = 409;
+    srv->rng = srv->faults.seed;
+}
+
+static cJSON *faults_json(const simsrv *srv)
+{
+    const simsrv_faults *f = &srv->faults;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "latency_ms", (double)f->latency_ms);
+    cJSON_AddNumberToObject(o, "error_rate", f->error_rate);
+    cJSON_AddNumberToObject(o, "error_status", f->error_status);
+    cJSON_AddNumberToObject(o, "rate_limit_per_min", (double)f->rate_limit_per_min);
+    cJSON_AddBoolToObject(o, "retry_after", f->retry_after);
+    bool down = f->down && (f->down_until_ms == 0 || simtime_mono_ms() < f->down_until_ms);
+    cJSON_AddBoolToObject(o, "down", down);
+    int64_t left = down && f->down_until_ms ? f->down_until_ms - simtime_mono_ms() : 0;
+    cJSON_AddNumberToObject(o, "down_for_ms", (double)left);
+    cJSON_AddBoolToObject(o, "short_pages", f->short_pages);
+    cJSON_AddNumberToObject(o, "truncate_at", (double)f->truncate_at);
+    cJSON_AddNumberToObject(o, "seed", (double)f->seed);
+    cJSON_AddBoolToObject(o, "top_cap_error", f->top_cap_error);
+    cJSON_AddBoolToObject(o, "patch_204", f->patch_204);
+    cJSON_AddStringToObject(o, "error_style", f->error_odata ? "odata" : "value");
+    cJSON_AddStringToObject(o, "nextlink_host", f->nextlink_host);
+    cJSON_AddBoolToObject(o, "accept_bearer", f->accept_bearer);
+    cJSON_AddNumberToObject(o, "duplicate_status", f->duplicate_status);
+    return o;
+}
+
+static int want_num(const cJSON *it, const char *key, double lo, double hi, double *out, char *err,
+                    size_t errlen)
+{
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= lo && it->valuedouble <= hi)) {
+        snprintf(err, errlen, "faults: '%s' must be a number in [%g, %g]", key, lo, hi);
+        return -1;
+    }
+    *out = it->valuedouble;
+    return 0;
+}
+
+static int want_bool(const cJSON *it, const char *key, bool *out, char *err, size_t errlen)
+{
+    if (!cJSON_IsBool(it)) {
+        snprintf(err, errlen, "faults: '%s' must be true or false", key);
+        return -1;
+    }
+    *out = cJSON_IsTrue(it);
+    return 0;
+}
+
+/* Validates every key first into a copy, so a bad body changes nothing. */
+static int faults_apply(simsrv *srv, const cJSON *body, char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(body)) {
+        snprintf(err, errlen, "faults: body must be a JSON object");
+        return -1;
+    }
+    simsrv_faults f = srv->faults;
+    bool reseed = false;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, body)
+    {
+        const char *k = it->string;
+        double d = 0;
+        if (strcmp(k, "latency_ms") == 0) {
+            if (want_num(it, k, 0, 600000, &d, err, errlen) < 0)
+                return -1;
+            f.latency_ms = (int64_t)d;
+        } else if (strcmp(k, "error_rate") == 0) {
+            if (want_num(it, k, 0, 1, &d, err, errlen) < 0)
+                return -1;
+            f.error_rate = d;
+        } else if (strcmp(k, "error_status") == 0) {
+            if (want_num(it, k, 100, 599, &d, err, errlen) < 0)
+                return -1;
+            f.error_status = (int)d;
+        } else if (strcmp(k, "rate_limit_per_min") == 0) {
+            if (want_num(it, k, 0, 100000000, &d, err, errlen) < 0)
+                return -1;
+            f.rate_limit_per_min = (int64_t)d;
+        } else if (strcmp(k, "retry_after") == 0) {
+            if (want_bool(it, k, &f.retry_after, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "down") == 0) {
+            if (want_bool(it, k, &f.down, err, errlen) < 0)
+                return -1;
+            if (!f.down)
+                f.down_until_ms = 0;
+        } else if (strcmp(k, "down_for_ms") == 0) {
+            if (want_num(it, k, 0, 86400000, &d, err, errlen) < 0)
+                return -1;
+            if (d > 0) {
+                f.down = true;
+                f.down_until_ms = simtime_mono_ms() + (int64_t)d;
+            } else {
+                f.down_until_ms = 0;
+            }
+        } else if (strcmp(k, "short_pages") == 0) {
+            if (want_bool(it, k, &f.short_pages, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "truncate_at") == 0) {
+            if (want_num(it, k, 0, 1e9, &d, err, errlen) < 0)
+                return -1;
+            f.truncate_at = (int64_t)d;
+        } else if (strcmp(k, "seed") == 0) {
+            if (want_num(it, k, 0, 9007199254740992.0, &d, err, errlen) < 0)
+                return -1;
+            f.seed = (uint64_t)d;
+            reseed = true;
+        } else if (strcmp(k, "top_cap_error") == 0) {
+            if (want_bool(it, k, &f.top_cap_error, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "patch_204") == 0) {
+            if (want_bool(it, k, &f.patch_204, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "error_style") == 0) {
+            if (!cJSON_IsString(it) ||
+                (strcmp(it->valuestring, "value") != 0 && strcmp(it->valuestring, "odata") != 0)) {
+                snprintf(err, errlen, "faults: 'error_style' must be \"value\" or \"odata\"");
+                return -1;
+            }
+            f.error_odata = strcmp(it->valuestring, "odata") == 0;
+        } else if (strcmp(k, "nextlink_host") == 0) {
+            if (!cJSON_IsString(it) || strlen(it->valuestring) >= sizeof f.nextlink_host) {
+                snprintf(err, errlen, "faults: 'nextlink_host' must be a short string");
+                return -1;
+            }
+            snprintf(f.nextlink_host, sizeof f.nextlink_host, "%s", it->valuestring);
+        } else if (strcmp(k, "accept_bearer") == 0) {
+            if (want_bool(it, k, &f.accept_bearer, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "duplicate_status") == 0) {
+            if (want_num(it, k, 400, 499, &d, err, errlen) < 0)
+                return -1;
+            f.duplicate_status = (int)d;
+        } else {
+            snprintf(err, errlen, "faults: unknown key '%.60s'", k);
+            return -1;
+        }
+    }
+    srv->faults = f;
+    if (reseed)
+        srv->rng = f.seed;
+    return 0;
+}
+
+static bool is_down(simsrv *srv)
+{
+    if (!srv->faults.down)
+        return false;
+    if (srv->faults.down_until_ms && simtime_mono_ms() >= srv->faults.down_until_ms) {
+        srv->faults.down = false;
+        srv->faults.down_until_ms = 0;
+        return false;
+    }
+    return true;
+}
+
+/* ---- rate limit -------------------------------------------------------------------------- */
+
+static ratewin *window_for(simsrv *srv, const char *key)
+{
+    for (size_t i = 0; i < srv->nwindows; i++)
+        if (strcmp(srv->windows[i].key, key) == 0)
+            return &srv->windows[i];
+    if (srv->nwindows >= 1000) /* wrong keys never get here (401 first); stay bounded anyway */
+        return &srv->windows[0];
+    ratewin *w = realloc(srv->windows, (srv->nwindows + 1) * sizeof *w);
+    if (!w)
+        return NULL;
+    srv->windows = w;
+    ratewin *nw = &w[srv->nwindows];
+    memset(nw, 0, sizeof *nw);
+    nw->key = strdup(key);
+    if (!nw->key)
+        return NULL;
+    srv->nwindows++;
+    return nw;
+}
+
+/* true = allowed (and counted); false = over the limit, *retry_s = seconds until a slot frees. */
+static bool rate_allow(simsrv *srv, const char *key, int *retry_s)
+{
+    int64_t limit = srv->faults.rate_limit_per_min;
+    if (limit <= 0)
+        return true;
+    ratewin *w = window_for(srv, key);
+    if (!w)
+        return true;
+    int64_t now = simtime_mono_ms();
+    while (w->count && w->ts[w->head] <= now - RATE_WINDOW_MS) {
+        w->head = (w->head + 1) % w->cap;
+        w->count--;
+    }
+    if ((int64_t)w->count >= limit) {
+        int64_t wait = w->ts[w->head] + RATE_WINDOW_MS - now;
+        *retry_s = (int)((wait + 999) / 1000);
+        if (*retry_s < 1)
+            *retry_s = 1;
+        return false;
+    }
+    if (w->count == w->cap) {
+        size_t ncap = w->cap ? w->cap * 2 : 16;
+        int64_t *ts = malloc(ncap * sizeof *ts);
+        if (!ts)
+            return true;
+        for (size_t i = 0; i < w->count; i++)
+            ts[i] = w->ts[(w->head + i) % w->cap];
+        free(w->ts);
+        w->ts = ts;
+        w->cap = ncap;
+        w->head = 0;
+    }
+    w->ts[(w->head + w->count) % w->cap] = now;
+    w->count++;
+    return true;
+}
+
+static void windows_clear(simsrv *srv)
+{
+    for (size_t i = 0; i < srv->nwindows; i++) {
+        free(srv->windows[i].key);
+        free(srv->windows[i].ts);
+    }
+    free(srv->windows);
+    srv->windows = NULL;
+    srv->nwindows = 0;
+}
+
+/* ---- stats ------------------------------------------------------------------------------ */
+
+static void stats_record(simsrv *srv, const char *method, const char *path, int status)
+{
+    char norm[128];
+    size_t o = 0;
+    for (const char *p = path; *p && o + 5 < sizeof norm; p++) {
+        if (*p == '(' && p[1] >= '0' && p[1] <= '9') {
+            const char *q = p + 1;
+            while (*q >= '0' && *q <= '9')
+                q++;
+            if (*q == ')') {
+                memcpy(norm + o, "(id)", 4);
+                o += 4;
+                p = q;
+                continue;
+            }
+        }
+        unsigned char c = (unsigned char)*p;
+        norm[o++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+    }
+    norm[o] = '\0';
+    srv->total_requests++;
+    for (size_t i = 0; i < srv->nstats; i++) {
+        stat_entry *s = &srv->stats[i];
+        if (s->status == status && strcmp(s->method, method) == 0 && strcmp(s->path, norm) == 0) {
+            s->count++;
+            return;
+        }
+    }
+    if (srv->nstats >= MAX_STATS)
+        snprintf(norm, sizeof norm, "(other)");
+    for (size_t i = 0; i < srv->nstats; i++) {
+        stat_entry *s = &srv->stats[i];
+        if (s->status == status && strcmp(s->method, method) == 0 && strcmp(s->path, norm) == 0) {
+            s->count++;
+            return;
+        }
+    }
+    stat_entry *ns = realloc(srv->stats, (srv->nstats + 1) * sizeof *ns);
+    if (!ns)
+        return;
+    srv->stats = ns;
+    stat_entry *s = &ns[srv->nstats++];
+    snprintf(s->method, sizeof s->method, "%s", method);
+    snprintf(s->path, sizeof s->path, "%s", norm);
+    s->status = status;
+    s->count = 1;
+}
+
+static cJSON *stats_json(const simsrv *srv)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "requests");
+    cJSON_AddNumberToObject(o, "total", (double)srv->total_requests);
+    for (size_t i = 0; arr && i < srv->nstats; i++) {
+        cJSON *e = cJSON_CreateObject();
+        if (!e)
+            break;
+        cJSON_AddStringToObject(e, "method", srv->stats[i].method);
+        cJSON_AddStringToObject(e, "path", srv->stats[i].path);
+        cJSON_AddNumberToObject(e, "status", srv->stats[i].status);
+        cJSON_AddNumberToObject(e, "count", (double)srv->stats[i].count);
+        cJSON_AddItemToArray(arr, e);
+    }
+    return o;
+}
+
+/* ---- request parsing --------------------------------------------------------------------- */
+
+static void params_free(simsrv_param *params, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(params[i].key);
+        free(params[i].value);
+    }
+    free(params);
+}
+
+static int params_parse(const char *q, simsrv_param **out, size_t *nout)
+{
+    simsrv_param *params = NULL;
+    size_t n = 0;
+    const char *p = q;
+    while (*p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0) {
+            const char *eq = memchr(p, '=', len);
+            size_t klen = eq ? (size_t)(eq - p) : len;
+            simsrv_param *np = realloc(params, (n + 1) * sizeof *np);
+            if (!np)
+                goto fail;
+            params = np;
+            params[n].key = simjson_urldecode(p, klen, true);
+            params[n].value = eq ? simjson_urldecode(eq + 1, len - klen - 1, true) : strdup("");
+            n++;
+            if (!params[n - 1].key || !params[n - 1].value)
+                goto fail;
+            if (n > 1000)
+                goto fail;
+        }
+        p += len;
+        if (*p == '&')
+            p++;
+    }
+    *out = params;
+    *nout = n;
+    return 0;
+fail:
+    params_free(params, n);
+    return -1;
+}
+
+/* ---- admin ------------------------------------------------------------------------------ */
+
+static void admin_error(simsrv_resp *resp, int status, const char *msg)
+{
+    simsrv_resp_message(resp, status, "error", msg);
+}
+
+static void handle_admin(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    const char *what = req->path + strlen("/_admin");
+    bool post = strcmp(req->method, "POST") == 0;
+    bool get = strcmp(req->method, "GET") == 0;
+    char err[512] = "";
+    if (strcmp(what, "/seed") == 0) {
+        if (!post)
+            return admin_error(resp, 405, "use POST /_admin/seed");
+        cJSON *body = simjson_parse(req->body, req->body_len);
+        if (!body)
+            return admin_error(resp, 400, "seed: body is not valid JSON (or nested too deeply)");
+        if (!cJSON_IsObject(body)) {
+            cJSON_Delete(body);
+            return admin_error(resp, 400, "seed: body must be a JSON object");
+        }
+        int rc = srv->app.seed(srv->app.ctx, srv, body, err, sizeof err);
+        cJSON_Delete(body);
+        if (rc < 0)
+            return admin_error(resp, 400, err);
+        cJSON *ok = cJSON_CreateObject();
+        cJSON_AddBoolToObject(ok, "ok", true);
+        return simsrv_resp_json(resp, 200, ok);
+    }
+    if (strcmp(what, "/state") == 0) {
+        if (!get)
+            return admin_error(resp, 405, "use GET /_admin/state");
+        return simsrv_resp_json(resp, 200, srv->app.state(srv->app.ctx));
+    }
+    if (strcmp(what, "/faults") == 0) {
+        if (post) {
+            cJSON *body = simjson_parse(req->body, req->body_len);
+            if (!body)
+                return admin_error(resp, 400, "faults: body is not valid JSON");
+            int rc = faults_apply(srv, body, err, sizeof err);
+            cJSON_Delete(body);
+            if (rc < 0)
+                return admin_error(resp, 400, err);
+        } else if (!get) {
+            return admin_error(resp, 405, "use GET or POST /_admin/faults");
+        }
+        return simsrv_resp_json(resp, 200, faults_json(srv));
+    }
+    if (strcmp(what, "/stats") == 0) {
+        if (!get)
+            return admin_error(resp, 405, "use GET /_admin/stats");
+        return simsrv_resp_json(resp, 200, stats_json(srv));
+    }
+    if (strcmp(what, "/reset") == 0) {
+        if (!post)
+            return admin_error(resp, 405, "use POST /_admin/reset");
+        srv->app.reset(srv->app.ctx);
+        faults_default(srv);
+        windows_clear(srv);
+        free(srv->stats);
+        srv->stats = NULL;
+        srv->nstats = 0;
+        srv->total_requests = 0;
+        cJSON *ok = cJSON_CreateObject();
+        cJSON_AddBoolToObject(ok, "ok", true);
+        return simsrv_resp_json(resp, 200, ok);
+    }
+    admin_error(resp, 404, "unknown admin endpoint (seed, state, faults, stats, reset)");
+}
+
+/* ---- API pipeline ------------------------------------------------------------------------ */
+
+static void sleep_ms_interruptible(simsrv *srv, int64_t ms)
+{
+    int64_t deadline = simtime_mono_ms() + ms;
+    while (!srv->stopping) {
+        int64_t left = deadline - simtime_mono_ms();
+        if (left <= 0)
+            break;
+        if (left > 50)
+            left = 50;
+        struct timespec ts = {0, (long)left * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void handle_api(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    pthread_mutex_lock(&srv->lock);
+    int64_t latency = srv->faults.latency_ms;
+    pthread_mutex_unlock(&srv->lock);
+    if (latency > 0)
+        sleep_ms_interruptible(srv, latency);
+
+    pthread_mutex_lock(&srv->lock);
+    if (is_down(srv)) {
+        srv->app.error(srv->app.ctx, srv, resp, 503, "Service Unavailable (simulated outage)");
+        goto out;
+    }
+    const char *key = srv->app.auth(srv->app.ctx, srv, req);
+    if (!key) {
+        srv->app.error(srv->app.ctx, srv, resp, 401, "Unauthorized: missing or invalid credentials");
+        goto out;
+    }
+    int retry_s = 0;
+    if (!rate_allow(srv, key, &retry_s)) {
+        srv->app.error(srv->app.ctx, srv, resp, 429, "Too Many Requests: rate limit exceeded");
+        resp->retry_after = srv->faults.retry_after ? retry_s : -1;
+        goto out;
+    }
+    if (srv->faults.error_rate > 0) {
+        double draw = (double)(simsrv_rand(srv) >> 11) / 9007199254740992.0;
+        if (draw < srv->faults.error_rate) {
+            srv->app.error(srv->app.ctx, srv, resp, srv->faults.error_status,
+                           "Simulated failure (error_rate fault)");
+            goto out;
+        }
+    }
+    srv->app.handle(srv->app.ctx, srv, req, resp);
+out:
+    stats_record(srv, req->method, req->path, resp->status);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *conn, simsrv_resp *resp)
+{
+    struct MHD_Response *r;
+    if (resp->body) {
+        r = MHD_create_response_from_buffer(strlen(resp->body), resp->body, MHD_RESPMEM_MUST_FREE);
+        if (r)
+            resp->body = NULL;
+    } else {
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    free(resp->body);
+    resp->body = NULL;
+    if (!r)
+        return MHD_NO;
+    if (resp->content_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    if (resp->retry_after >= 0) {
+        char ra[32];
+        snprintf(ra, sizeof ra, "%d", resp->retry_after);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static bool is_admin_path(const char *path)
+{
+    return strncmp(path, "/_admin/", 8) == 0 || strcmp(path, "/_admin") == 0;
+}
+
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
+{
+    (void)cls;
+    (void)con;
+    conn_state *cs = calloc(1, sizeof *cs);
+    if (cs)
+        cs->uri = strdup(uri ? uri : "/");
+    return cs;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    conn_state *cs = *con_cls;
+    if (!cs)
+        return;
+    free(cs->uri);
+    simbuf_free(&cs->body);
+    free(cs);
+    *con_cls = NULL;
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    (void)version;
+    simsrv *srv = cls;
+    conn_state *cs = *con_cls;
+    if (!cs) {
+        cs = uri_logger(NULL, url, conn);
+        if (!cs)
+            return MHD_NO;
+        *con_cls = cs;
+    }
+    if (!cs->uri)
+        return MHD_NO;
+    if (!cs->started) {
+        cs->started = true;
+        cs->cap = strncmp(cs->uri, "/_admin/seed", 12) == 0 ? SIMSRV_MAX_SEED : SIMSRV_MAX_BODY;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno || end == cl || v > cs->cap)
+                cs->too_large = true;
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!cs->too_large) {
+            if (cs->body.len + *upload_data_size > cs->cap) {
+                cs->too_large = true;
+                simbuf_free(&cs->body);
+            } else {
+                simbuf_append(&cs->body, upload_data, *upload_data_size);
+                if (cs->body.failed) {
+                    cs->too_large = true;
+                    simbuf_free(&cs->body);
+                }
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    simsrv_resp resp = {.status = 500, .retry_after = -1};
+    if (cs->too_large) {
+        simsrv_resp_message(&resp, 413, "message", "Request body too large");
+        return send_resp(conn, &resp);
+    }
+    const char *q = strchr(cs->uri, '?');
+    size_t plen = q ? (size_t)(q - cs->uri) : strlen(cs->uri);
+    char *path = simjson_urldecode(cs->uri, plen, false);
+    simsrv_param *params = NULL;
+    size_t nparams = 0;
+    if (!path || params_parse(q ? q + 1 : "", &params, &nparams) < 0) {
+        free(path);
+        simsrv_resp_message(&resp, 400, "message", "Bad request: malformed or oversized query string");
+        return send_resp(conn, &resp);
+    }
+    simsrv_req req = {
+        .method = method,
+        .path = path,
+        .raw_query = q ? q + 1 : "",
+        .params = params,
+        .nparams = nparams,
+        .body = cs->body.data ? cs->body.data : "",
+        .body_len = cs->body.len,
+        .conn = conn,
+    };
+    if (is_admin_path(path)) {
+        pthread_mutex_lock(&srv->lock);
+        handle_admin(srv, &req, &resp);
+        pthread_mutex_unlock(&srv->lock);
+    } else {
+        handle_api(srv, &req, &resp);
+    }
+    free(path);
+    params_free(params, nparams);
+    return send_resp(conn, &resp);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+void simsrv_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int simsrv_wait_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0)
+        ;
+    return sig;
+}
+
+simsrv *simsrv_start(const simsrv_app *app, int port, char *err, size_t errlen)
+{
+    simsrv *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->app = *app;
+    srv->listen_fd = -1;
+    pthread_mutex_init(&srv->lock, NULL);
+    faults_default(srv);
+
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        goto fail;
+    }
+    srv->listen_fd = fd;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        snprintf(err, errlen, "cannot bind 127.0.0.1:%d: %s", port, strerror(errno));
+        goto fail;
+    }
+    if (listen(fd, 128) < 0) {
+        snprintf(err, errlen, "listen: %s", strerror(errno));
+        goto fail;
+    }
+    socklen_t alen = sizeof addr;
+    if (getsockname(fd, (struct sockaddr *)&addr, &alen) < 0) {
+        snprintf(err, errlen, "getsockname: %s", strerror(errno));
+        goto fail;
+    }
+    srv->port = ntohs(addr.sin_port);
+    srv->daemon = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
+        NULL, access_handler, srv, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, srv, MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(256 * 1024), MHD_OPTION_END);
+    if (!srv->daemon) {
+        snprintf(err, errlen, "cannot start the HTTP server (libmicrohttpd)");
+        goto fail;
+    }
+    return srv;
+fail:
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+    return NULL;
+}
+
+int simsrv_port(const simsrv *srv)
+{
+    return srv->port;
+}
+
+void simsrv_stop(simsrv *srv)
+{
+    if (!srv)
+        return;
+    srv->stopping = 1;
+    if (srv->daemon)
+        MHD_stop_daemon(srv->daemon); /* also closes the listen socket it was given */
+    windows_clear(srv);
+    free(srv->stats);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}
+
+int simsrv_load_state_file(simsrv *srv, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "--state %s: %s", path, strerror(errno));
+        return -1;
+    }
+    simbuf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        simbuf_append(&b, chunk, n);
+        if (b.failed || b.len > SIMSRV_MAX_SEED)
+            break;
+    }
+    bool read_err = ferror(f) != 0;
+    fclose(f);
+    if (read_err || b.failed || b.len > SIMSRV_MAX_SEED) {
+        simbuf_free(&b);
+        snprintf(err, errlen, "--state %s: unreadable or larger than %u bytes", path, SIMSRV_MAX_SEED);
+        return -1;
+    }
+    cJSON *json = simjson_parse(b.data ? b.data : "", b.len);
+    simbuf_free(&b);
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        snprintf(err, errlen, "--state %s: not a JSON object", path);
+        return -1;
+    }
+    char e2[400] = "";
+    pthread_mutex_lock(&srv->lock);
+    int rc = srv->app.seed(srv->app.ctx, srv, json, e2, sizeof e2);
+    pthread_mutex_unlock(&srv->lock);
+    cJSON_Delete(json);
+    if (rc < 0)
+        snprintf(err, errlen, "--state %s: %s", path, e2);
+    return rc;
+}

@@ -1,0 +1,139 @@
+/* simsrv_: the HTTP plumbing both simulators share (libmicrohttpd), with the admin API of
+ * SPEC §8 (/_admin/seed|state|faults|stats|reset), fault injection (latency, error rate, down,
+ * short pages, truncation), a per-key sliding 60-second rate-limit window and request stats.
+ *
+ * An application (Ploomes or Milvus) plugs in through simsrv_app: an auth check, its error body
+ * shape, its request handler and seed/state/reset. Every application callback runs with the
+ * server's single state mutex held, so applications need no locking of their own.
+ *
+ * Requests: bodies are capped (SIMSRV_MAX_BODY for the API, SIMSRV_MAX_SEED for
+ * /_admin/seed; 413 past it). Query strings are decoded like ASP.NET does (form encoding:
+ * '+' becomes a space, %XX decoded). Binds 127.0.0.1 only; one thread per connection.
+ *
+ * Ownership: simsrv_start returns a server freed by simsrv_stop. Response bodies set through
+ * simsrv_resp_* are owned by the response and freed by the server.
+ */
+#ifndef SIM_SIMSRV_H
+#define SIM_SIMSRV_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SIMSRV_MAX_BODY (4u * 1024u * 1024u)
+#define SIMSRV_MAX_SEED (64u * 1024u * 1024u)
+
+typedef struct simsrv simsrv;
+
+typedef struct simsrv_param {
+    char *key;
+    char *value;
+} simsrv_param;
+
+typedef struct simsrv_req {
+    const char *method;
+    const char *path;      /* percent-decoded path, without the query */
+    const char *raw_query; /* undecoded text after '?', "" when none */
+    const simsrv_param *params;
+    size_t nparams;
+    const char *body; /* NUL-terminated, body_len bytes (may contain NULs) */
+    size_t body_len;
+    void *conn; /* internal */
+} simsrv_req;
+
+typedef struct simsrv_resp {
+    int status;
+    char *body; /* malloc'd, may be NULL (empty body) */
+    const char *content_type;
+    int retry_after; /* seconds for a Retry-After header; < 0 none */
+} simsrv_resp;
+
+/* Runtime-adjustable behaviour (POST /_admin/faults). Defaults in brackets. */
+typedef struct simsrv_faults {
+    int64_t latency_ms;         /* [0] delay before answering each API request */
+    double error_rate;          /* [0] probability of answering error_status instead */
+    int error_status;           /* [503] */
+    int64_t rate_limit_per_min; /* [app default] requests per key per sliding 60 s; <= 0 off */
+    bool retry_after;           /* [true] send Retry-After on 429 */
+    bool down;                  /* [false] 503 on every API path */
+    int64_t down_until_ms;      /* monotonic deadline for down, 0 = until cleared */
+    bool short_pages;           /* [false] cut pages mid-scan to 40-90% of what was asked */
+    int64_t truncate_at;        /* [1000] cap of Milvus /cliente/busca answers */
+    uint64_t seed;              /* [42] PRNG seed for error_rate and short_pages */
+    /* Ploomes only */
+    bool top_cap_error;    /* [false] $top > 300 answers 400 instead of a silent cap */
+    bool patch_204;        /* [false] PATCH answers 204 instead of 200 + envelope */
+    bool error_odata;      /* [false] error body {"error":{"code","message"}} ("error_style") */
+    char nextlink_host[256]; /* [""] base URL put in @odata.nextLink instead of our own */
+    /* Milvus only */
+    bool accept_bearer;   /* [false] also accept "Authorization: Bearer <token>" */
+    int duplicate_status; /* [409] status for a duplicate document (409 or 400) */
+} simsrv_faults;
+
+typedef struct simsrv_app {
+    const char *name;         /* program name for messages */
+    int64_t default_rate_per_min;
+    void *ctx;
+    /* Returns the caller's key (used for rate limiting) when authorised, NULL for 401. */
+    const char *(*auth)(void *ctx, simsrv *srv, const simsrv_req *req);
+    /* Fills resp with the application's error shape. */
+    void (*error)(void *ctx, simsrv *srv, simsrv_resp *resp, int status, const char *message);
+    /* Handles an authorised, rate-allowed API request. */
+    void (*handle)(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_resp *resp);
+    /* Adds records from a seed body; 0, or -1 with err for a 400. */
+    int (*seed)(void *ctx, simsrv *srv, const cJSON *body, char *err, size_t errlen);
+    /* Everything stored, same keys as the seed; NULL on allocation failure. */
+    cJSON *(*state)(void *ctx);
+    /* Empties the state. */
+    void (*reset)(void *ctx);
+} simsrv_app;
+
+/* Blocks SIGTERM, SIGINT (and ignores SIGPIPE) in the calling thread; call before
+ * simsrv_start so server threads inherit the mask. */
+void simsrv_block_signals(void);
+
+/* Waits for SIGTERM or SIGINT (blocked with simsrv_block_signals). Returns the signal. */
+int simsrv_wait_signal(void);
+
+/* Binds 127.0.0.1:port (0 = any free port) and starts serving. NULL with err on failure. */
+simsrv *simsrv_start(const simsrv_app *app, int port, char *err, size_t errlen);
+
+/* The bound port. */
+int simsrv_port(const simsrv *srv);
+
+/* Stops serving, joins every thread and frees the server (not the application). */
+void simsrv_stop(simsrv *srv);
+
+/* Loads a seed file into the application under the lock (for --state). 0, or -1 with err. */
+int simsrv_load_state_file(simsrv *srv, const char *path, char *err, size_t errlen);
+
+/* --- for application callbacks (state lock held) ----------------------------------------- */
+
+const simsrv_faults *simsrv_get_faults(const simsrv *srv);
+
+/* Next value of the deterministic fault PRNG. */
+uint64_t simsrv_rand(simsrv *srv);
+
+/* With short_pages on, a random count in [40%, 90%] of `asked` (at least 1); else `asked`. */
+size_t simsrv_short_page(simsrv *srv, size_t asked);
+
+/* "http://<Host header or 127.0.0.1:port>" into buf. */
+const char *simsrv_base_url(const simsrv *srv, const simsrv_req *req, char *buf, size_t size);
+
+/* Request header value or NULL (case-insensitive name). */
+const char *simsrv_header(const simsrv_req *req, const char *name);
+
+/* First query parameter named key (decoded) or NULL. */
+const char *simsrv_param_get(const simsrv_req *req, const char *key);
+
+/* Sets a JSON body (takes ownership of json and deletes it). */
+void simsrv_resp_json(simsrv_resp *resp, int status, cJSON *json);
+
+/* Sets a body from text (copied) with the given content type. */
+void simsrv_resp_text(simsrv_resp *resp, int status, const char *content_type, const char *text);
+
+/* Sets {"<key>":"<message>"}. */
+void simsrv_resp_message(simsrv_resp *resp, int status, const char *key, const char *message);
+
+#endif

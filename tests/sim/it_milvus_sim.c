@@ -1,0 +1,407 @@
+/* Integration tests of milvus-sim: the real binary as a subprocess (simproc), over HTTP.
+ * Auth, /cliente/criar validation (CPF, numeric and alphanumeric CNPJ, duplicates, person
+ * objects), /cliente/busca filters, status and the 1000-row cap, /chamado/criar validation and
+ * /chamado/listagem filters, paging and shape. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "simproc.h"
+#include "testenv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN "milvus-test-token"
+static const char *const AUTH[] = {"Authorization: " TOKEN, NULL};
+
+static simproc *start(void)
+{
+    char err[256];
+    simproc *p = simproc_start_milvus(TOKEN, err, sizeof err);
+    if (!p)
+        fprintf(stderr, "%s\n", err);
+    assert_non_null(p);
+    assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":0}"), 0);
+    return p;
+}
+
+/* POST; returns the status, *text the body (free it). */
+static long post(simproc *p, const char *path, const char *body, char **text)
+{
+    long st = 0;
+    char *t = NULL;
+    assert_int_equal(simproc_request(p, "POST", path, AUTH, body, &st, &t, NULL), 0);
+    if (text)
+        *text = t;
+    else
+        free(t);
+    return st;
+}
+
+static void test_auth(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    long st;
+    cJSON *r = simproc_request_json(p, "GET", "/api/cliente/busca", NULL, NULL, &st);
+    assert_int_equal(st, 401);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "message")));
+    cJSON_Delete(r);
+    const char *const bearer[] = {"Authorization: Bearer " TOKEN, NULL};
+    assert_int_equal(simproc_request(p, "GET", "/api/cliente/busca", bearer, NULL, &st, NULL, NULL), 0);
+    assert_int_equal(st, 401);
+    assert_int_equal(simproc_faults(p, "{\"accept_bearer\":true}"), 0);
+    assert_int_equal(simproc_request(p, "GET", "/api/cliente/busca", bearer, NULL, &st, NULL, NULL), 0);
+    assert_int_equal(st, 200);
+    r = simproc_request_json(p, "GET", "/api/cliente/busca", AUTH, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista")), 0);
+    cJSON_Delete(r);
+    assert_int_equal(simproc_request(p, "GET", "/api/nada", AUTH, NULL, &st, NULL, NULL), 0);
+    assert_int_equal(st, 404);
+    assert_int_equal(simproc_request(p, "GET", "/api/cliente/criar", AUTH, NULL, &st, NULL, NULL), 0);
+    assert_int_equal(st, 405);
+    assert_int_equal(simproc_stop(p), 0);
+}
+
+#define PJ ",\"cliente_pessoa_juridica\":{\"nome_fantasia\":\"ACME\",\"razao_social\":\"ACME LTDA\",\"inscricao_estadual\":\"\"}"
+#define PF ",\"cliente_pessoa_fisica\":{\"nome\":\"Maria\",\"data_nascimento\":\"1990-01-31\",\"sexo\":\"F\"}"
+
+static void test_cliente_criar(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    static const struct {
+        const char *body;
+        long status;
+    } cases[] = {
+        {"{\"cliente_documento\":\"11222333000181\"" PJ "}", 200},
+        {"{\"cliente_documento\":\"11.222.333/0001-81\"" PJ "}", 409}, /* same document, masked */
+        {"{\"cliente_documento\":11222333000181" PJ "}", 409},         /* same document, number */
+        {"{\"cliente_documento\":\"12ABC34501DE35\"" PJ "}", 200},     /* 2026 alphanumeric CNPJ */
+        {"{\"cliente_documento\":\"12.abc.345/01de-35\"" PJ "}", 409},
+        {"{\"cliente_documento\":\"52998224725\"" PF "}", 200},
+        {"{\"cliente_documento\":11144477735" PF "}", 200},            /* number accepted */
+        {"{\"cliente_documento\":191" PJ "}", 200},                    /* 00000000000191 lost its zeros */
+        {"{\"cliente_documento\":\"00000000000191\"" PJ "}", 409},
+        {"{\"cliente_documento\":\"52998224724\"" PF "}", 400},       /* bad check digit */
+        {"{\"cliente_documento\":\"11222333000182\"" PJ "}", 400},
+        {"{\"cliente_documento\":\"12ABC34501DE36\"" PJ "}", 400},
+        {"{\"cliente_documento\":\"11111111111\"" PF "}", 400},       /* all equal */
+        {"{\"cliente_documento\":\"1234567890\"" PF "}", 400},        /* length */
+        {"{\"cliente_documento\":\"\"" PF "}", 400},
+        {"{" PF + 1, 400},                                             /* no document */
+        {"{\"cliente_documento\":\"12345678909\"}", 400},              /* no person object */
+        {"{\"cliente_documento\":\"12345678909\"" PF PJ "}", 400},     /* both */
+        {"{\"cliente_documento\":\"12345678909\"" PJ "}", 400},        /* CPF with company object */
+        {"{\"cliente_documento\":\"45723174000110\"" PF "}", 400},     /* CNPJ with person object */
+        {"{\"cliente_documento\":\"12345678909\",\"cliente_pessoa_fisica\":{}}", 400},
+        {"{\"cliente_documento\":\"12345678909\",\"cliente_pessoa_fisica\":\"x\"}", 400},
+        {"{\"cliente_documento\":1e300" PF "}", 400},
+        {"{\"cliente_documento\":true" PF "}", 400},
+        {"{\"cliente_documento\":\"12345678909\"" PF ",\"cliente_ativo\":\"sim\"}", 400},
+        {"{\"cliente_documento\":\"12345678909\"" PF ",\"cliente_enderecos\":{}}", 400},
+        {"not json", 400},
+        {"[]", 400},
+        {"{\"cliente_documento\":\"12345678909\"" PF ",\"cliente_ativo\":false,\"cliente_site\":\"s\","
+         "\"cliente_id_integracao\":77,\"cliente_enderecos\":[{\"endereco_padrao\":true,\"endereco_cep\":\"01310100\","
+         "\"endereco_cidade\":\"São Paulo\",\"endereco_estado\":\"SP\"}],\"cliente_contatos\":[{\"contato_email\":\"m@x\"}]}", 200},
+    };
+    int failures = 0;
+    long last_id = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = NULL;
+        long st = post(p, "/api/cliente/criar", cases[i].body, &text);
+        if (st != cases[i].status) {
+            fprintf(stderr, "criar %s: expected %ld, got %ld %s\n", cases[i].body, cases[i].status, st, text);
+            failures++;
+        } else if (st == 200) {
+            char *end = NULL;
+            long id = strtol(text, &end, 10);
+            assert_true(end != text && *end == '\0'); /* bare number */
+            assert_true(id > last_id);
+            last_id = id;
+        } else {
+            cJSON *j = cJSON_Parse(text);
+            const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+            assert_true(cJSON_IsString(m));
+            if (st == 409)
+                assert_string_equal(m->valuestring, "Cliente já cadastrado");
+            cJSON_Delete(j);
+        }
+        free(text);
+    }
+    assert_int_equal(failures, 0);
+
+    /* stored with every field sent, token of 6 uppercase alphanumerics */
+    cJSON *s = simproc_state(p);
+    const cJSON *c, *maria = NULL;
+    int n = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(s, "clientes"))
+    {
+        const char *tok = cJSON_GetObjectItemCaseSensitive(c, "token")->valuestring;
+        assert_int_equal(strlen(tok), 6);
+        for (int k = 0; k < 6; k++)
+            assert_true((tok[k] >= 'A' && tok[k] <= 'Z') || (tok[k] >= '0' && tok[k] <= '9'));
+        if (cJSON_GetObjectItemCaseSensitive(c, "cliente_enderecos"))
+            maria = c;
+        n++;
+    }
+    assert_int_equal(n, 6);
+    assert_non_null(maria);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(maria, "cliente_id_integracao")->valuedouble, 77);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(maria, "cnpj_cpf")->valuestring, "12345678909");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(maria, "is_ativo")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(maria, "is_fisica")));
+    cJSON_Delete(s);
+
+    /* duplicate answer configurable */
+    assert_int_equal(simproc_faults(p, "{\"duplicate_status\":400}"), 0);
+    assert_int_equal(post(p, "/api/cliente/criar", "{\"cliente_documento\":\"52998224725\"" PF "}", NULL), 400);
+    assert_int_equal(simproc_stop(p), 0);
+}
+
+static cJSON *busca(simproc *p, const char *query, long *st)
+{
+    char path[512];
+    snprintf(path, sizeof path, "/api/cliente/busca%s", query);
+    return simproc_request_json(p, "GET", path, AUTH, NULL, st);
+}
+
+static int lista_size(const cJSON *r)
+{
+    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista"));
+}
+
+static void test_busca(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    assert_int_equal(simproc_seed(p, "{\"clientes\":["
+                                     "{\"id\":10,\"nome_fantasia\":\"ACME\",\"cnpj_cpf\":\"11222333000181\",\"is_ativo\":true},"
+                                     "{\"id\":11,\"nome_fantasia\":\"Blocked Co\",\"cnpj_cpf\":\"12ABC34501DE35\",\"is_ativo\":false},"
+                                     "{\"id\":12,\"nome_fantasia\":\"Zero\",\"cnpj_cpf\":191,\"is_fisica\":false,\"is_ativo\":true,\"token\":\"ZERO01\"},"
+                                     "{\"nome_fantasia\":\"No id\",\"cnpj_cpf\":\"52998224725\"}]}"),
+                     0);
+    long st;
+    cJSON *r = busca(p, "", &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(lista_size(r), 3); /* status 1 by default */
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0);
+    const char *fields[] = {"id", "nome_fantasia", "cnpj_cpf", "token", NULL};
+    for (int i = 0; fields[i]; i++)
+        assert_non_null(cJSON_GetObjectItemCaseSensitive(c, fields[i]));
+    cJSON_Delete(r);
+    r = busca(p, "?status=2", &st);
+    assert_int_equal(lista_size(r), 1);
+    cJSON_Delete(r);
+    r = busca(p, "?status=3", &st);
+    assert_int_equal(lista_size(r), 4);
+    cJSON_Delete(r);
+    r = busca(p, "?status=9", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+    r = busca(p, "?documento=11222333000181", &st);
+    assert_int_equal(lista_size(r), 1);
+    cJSON_Delete(r);
+    r = busca(p, "?documento=11.222.333%2F0001-81", &st);
+    assert_int_equal(lista_size(r), 1);
+    cJSON_Delete(r);
+    r = busca(p, "?documento=12ABC34501DE35", &st);
+    assert_int_equal(lista_size(r), 0); /* blocked: status 1 */
+    cJSON_Delete(r);
+    r = busca(p, "?documento=12ABC34501DE35&status=3", &st);
+    assert_int_equal(lista_size(r), 1);
+    cJSON_Delete(r);
+    r = busca(p, "?documento=00000000000191", &st);
+    assert_int_equal(lista_size(r), 1);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0), "token")->valuestring, "ZERO01");
+    cJSON_Delete(r);
+    r = busca(p, "?nome_fantasia=acm", &st);
+    assert_int_equal(lista_size(r), 1);
+    cJSON_Delete(r);
+    r = busca(p, "?documento=%27%3B--", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+
+    /* 1,500 clients: one answer holds at most 1000; pagina/total_registros page through */
+    assert_int_equal(simproc_reset(p), 0);
+    assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":0}"), 0);
+    size_t cap = 1500 * 80 + 64;
+    char *seed = malloc(cap);
+    size_t o = (size_t)snprintf(seed, cap, "{\"clientes\":[");
+    for (int i = 0; i < 1500; i++)
+        o += (size_t)snprintf(seed + o, cap - o, "%s{\"id\":%d,\"nome_fantasia\":\"C%d\",\"cnpj_cpf\":\"%d\"}",
+                              i ? "," : "", i + 1, i, 100000 + i);
+    snprintf(seed + o, cap - o, "]}");
+    assert_int_equal(simproc_seed(p, seed), 0);
+    free(seed);
+    r = busca(p, "?status=3", &st);
+    assert_int_equal(lista_size(r), 1000);
+    cJSON_Delete(r);
+    r = busca(p, "?status=3&pagina=2&total_registros=1000", &st);
+    assert_int_equal(lista_size(r), 500);
+    const cJSON *pg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "meta"), "paginate");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(pg, "current_page")->valuestring, "2");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(pg, "total")->valuedouble, 1500);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0), "id")->valuedouble, 1001);
+    cJSON_Delete(r);
+    r = busca(p, "?status=3&pagina=1&total_registros=5000", &st);
+    assert_int_equal(lista_size(r), 1000);
+    cJSON_Delete(r);
+    r = busca(p, "?status=3&pagina=0", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+    assert_int_equal(simproc_faults(p, "{\"truncate_at\":100}"), 0);
+    r = busca(p, "?status=3", &st);
+    assert_int_equal(lista_size(r), 100);
+    cJSON_Delete(r);
+    assert_int_equal(simproc_stop(p), 0);
+}
+
+static void test_chamados(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    assert_int_equal(simproc_seed(p, "{\"clientes\":[{\"id\":1,\"token\":\"AAA111\",\"nome_fantasia\":\"ACME\",\"cnpj_cpf\":\"11222333000181\"},"
+                                     "{\"id\":2,\"token\":\"BBB222\",\"nome_fantasia\":\"Beta\",\"cnpj_cpf\":\"52998224725\"}]}"),
+                     0);
+    static const struct {
+        const char *body;
+        long status;
+    } cases[] = {
+        {"{\"cliente_id\":\"AAA111\",\"chamado_assunto\":\"Instalação\",\"chamado_descricao\":\"d1 [ploomes:task:1]\","
+         "\"chamado_email\":\"a@b\",\"chamado_categoria_primaria\":\"Instalação\",\"chamado_mesa\":\"Mesa padrão\",\"categoria_id\":1}", 200},
+        {"{\"cliente_id\":\"AAA111\",\"chamado_assunto\":\"Entrega\",\"chamado_descricao\":\"d2\"}", 200},
+        {"{\"cliente_id\":\"BBB222\",\"chamado_assunto\":\"Outro\"}", 200},
+        {"{\"cliente_id\":\"ZZZ999\",\"chamado_assunto\":\"x\"}", 404},
+        {"{\"cliente_id\":1,\"chamado_assunto\":\"x\"}", 404},
+        {"{\"chamado_assunto\":\"x\"}", 400},
+        {"{\"cliente_id\":\"AAA111\"}", 400},
+        {"{\"cliente_id\":\"AAA111\",\"chamado_assunto\":\"  \"}", 400},
+        {"{\"cliente_id\":\"AAA111\",\"chamado_assunto\":\"x\",\"chamado_mesa\":{}}", 400},
+        {"{", 400},
+    };
+    long codigo = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = NULL;
+        long st = post(p, "/api/chamado/criar", cases[i].body, &text);
+        if (st != cases[i].status)
+            fprintf(stderr, "chamado %s: %ld %s\n", cases[i].body, st, text);
+        assert_int_equal(st, cases[i].status);
+        if (st == 200) {
+            long c = strtol(text, NULL, 10);
+            if (codigo)
+                assert_int_equal(c, codigo + 1); /* sequential */
+            codigo = c;
+        }
+        free(text);
+    }
+    char *text = NULL;
+    assert_int_equal(post(p, "/api/chamado/listagem", "{\"filtro_body\":{\"cliente_token\":\"AAA111\"}}", &text), 200);
+    cJSON *r = cJSON_Parse(text);
+    free(text);
+    const cJSON *lista = cJSON_GetObjectItemCaseSensitive(r, "lista");
+    assert_int_equal(cJSON_GetArraySize(lista), 2);
+    const cJSON *first = cJSON_GetArrayItem(lista, 0); /* codigo desc by default */
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(first, "descricao")->valuestring, "d2");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(first, "cliente_token")->valuestring, "AAA111");
+    assert_null(cJSON_GetObjectItemCaseSensitive(first, "chamado_assunto"));
+    const cJSON *pg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "meta"), "paginate");
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(pg, "current_page")));
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(pg, "total")->valuedouble, 2);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(pg, "per_page")->valuedouble, 50);
+    cJSON_Delete(r);
+
+    char body[256];
+    snprintf(body, sizeof body, "{\"filtro_body\":{\"codigo\":%ld}}", codigo);
+    assert_int_equal(post(p, "/api/chamado/listagem", body, &text), 200);
+    r = cJSON_Parse(text);
+    free(text);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista")), 1);
+    cJSON_Delete(r);
+    assert_int_equal(post(p, "/api/chamado/listagem", "{\"filtro_body\":{\"status\":4}}", &text), 200);
+    r = cJSON_Parse(text);
+    free(text);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista")), 0);
+    cJSON_Delete(r);
+    assert_int_equal(post(p, "/api/chamado/listagem", "{\"filtro_body\":{\"status\":\"AgAtendimento\"}}", &text), 200);
+    r = cJSON_Parse(text);
+    free(text);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista")), 3);
+    cJSON_Delete(r);
+    /* paging in the query string or in the body; ascending order */
+    assert_int_equal(post(p, "/api/chamado/listagem?total_registros=2&pagina=2&is_descending=false", "{}", &text), 200);
+    r = cJSON_Parse(text);
+    free(text);
+    lista = cJSON_GetObjectItemCaseSensitive(r, "lista");
+    assert_int_equal(cJSON_GetArraySize(lista), 1);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(lista, 0), "codigo")->valuedouble, codigo);
+    pg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "meta"), "paginate");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(pg, "current_page")->valuestring, "2");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(pg, "last_page")->valuedouble, 2);
+    cJSON_Delete(r);
+    assert_int_equal(post(p, "/api/chamado/listagem", "{\"pagina\":1,\"total_registros\":5000,\"order_by\":\"assunto\",\"is_descending\":false}", &text), 200);
+    r = cJSON_Parse(text);
+    free(text);
+    pg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "meta"), "paginate");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(pg, "per_page")->valuedouble, 1000);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0), "assunto")->valuestring, "Entrega");
+    cJSON_Delete(r);
+    const char *bad[] = {"{\"order_by\":\"nope\"}", "{\"pagina\":0}", "{\"total_registros\":\"x\"}",
+                         "{\"is_descending\":\"maybe\"}", "{\"filtro_body\":[]}", "{\"filtro_body\":{\"codigo\":\"x\"}}",
+                         "{\"filtro_body\":{\"status\":\"Nope\"}}", "[", NULL};
+    for (int i = 0; bad[i]; i++) {
+        long st = post(p, "/api/chamado/listagem", bad[i], NULL);
+        if (st != 400)
+            fprintf(stderr, "listagem %s: %ld\n", bad[i], st);
+        assert_int_equal(st, 400);
+    }
+    /* the state keeps every field sent */
+    cJSON *s = simproc_state(p);
+    const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s, "chamados"), 0);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(t, "chamado_mesa")->valuestring, "Mesa padrão");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(t, "categoria_id")->valuedouble, 1);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(t, "cliente_id")->valuestring, "AAA111");
+    cJSON_Delete(s);
+    assert_int_equal(simproc_stop(p), 0);
+}
+
+static void test_rate_limit(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":5}"), 0);
+    long st, ra;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(simproc_request(p, "GET", "/api/cliente/busca", AUTH, NULL, &st, NULL, NULL), 0);
+        assert_int_equal(st, 200);
+    }
+    char *text = NULL;
+    assert_int_equal(simproc_request(p, "POST", "/api/chamado/listagem", AUTH, "{}", &st, &text, &ra), 0);
+    assert_int_equal(st, 429);
+    assert_true(ra >= 1);
+    cJSON *j = cJSON_Parse(text);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "message")));
+    cJSON_Delete(j);
+    free(text);
+    assert_int_equal(simproc_reset(p), 0);
+    cJSON *f = simproc_request_json(p, "GET", "/_admin/faults", NULL, NULL, &st);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(f, "rate_limit_per_min")->valuedouble, 60);
+    cJSON_Delete(f);
+    assert_int_equal(simproc_stop(p), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auth),   cmocka_unit_test(test_cliente_criar),
+        cmocka_unit_test(test_busca),  cmocka_unit_test(test_chamados),
+        cmocka_unit_test(test_rate_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,641 @@
+/* Integration tests of ploomes-sim: the real binary as a subprocess (simproc), over HTTP.
+ * Auth, the OData subset against seeded data, keyset paging over 1,000+ records (with and
+ * without short pages: nothing skipped, nothing repeated), nextLink paging, $select/$expand,
+ * writes and their validation, '+' encoding, rate limiting and body limits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "simproc.h"
+#include "testenv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY "TESTKEY0123456789ABCDEF"
+static const char *const AUTH[] = {"User-Key: " KEY, NULL};
+
+static simproc *start(void)
+{
+    char err[256];
+    simproc *p = simproc_start_ploomes(KEY, err, sizeof err);
+    if (!p)
+        fprintf(stderr, "%s\n", err);
+    assert_non_null(p);
+    assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":0}"), 0);
+    return p;
+}
+
+static void stop(simproc *p)
+{
+    assert_int_equal(simproc_stop(p), 0);
+}
+
+/* Percent-encodes a query value (everything but unreserved characters). */
+static void enc(char *out, size_t size, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 4 < size; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+static cJSON *get(simproc *p, const char *path, long *status)
+{
+    return simproc_request_json(p, "GET", path, AUTH, NULL, status);
+}
+
+/* "1,2,3" of value[].Id */
+static void ids_of(const cJSON *resp, char *out, size_t size)
+{
+    out[0] = '\0';
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(resp, "value"))
+    {
+        size_t n = strlen(out);
+        snprintf(out + n, size - n, "%s%.0f", n ? "," : "", cJSON_GetObjectItemCaseSensitive(row, "Id")->valuedouble);
+    }
+}
+
+static void test_auth_and_account(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    long st;
+    cJSON *r = simproc_request_json(p, "GET", "/Contacts", NULL, NULL, &st);
+    assert_int_equal(st, 401);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "value")));
+    cJSON_Delete(r);
+    const char *const wrong[] = {"User-Key: nope", NULL};
+    r = simproc_request_json(p, "GET", "/Account?$top=1&$select=Id", wrong, NULL, &st);
+    assert_int_equal(st, 401);
+    cJSON_Delete(r);
+    r = get(p, "/Account?$top=1&$select=Id", &st);
+    assert_int_equal(st, 200);
+    const cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(v, "Id"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(v, "Name"));
+    assert_non_null(strstr(cJSON_GetObjectItemCaseSensitive(r, "@odata.context")->valuestring, "$metadata#Account"));
+    cJSON_Delete(r);
+    /* error style switch */
+    assert_int_equal(simproc_faults(p, "{\"error_style\":\"odata\"}"), 0);
+    r = simproc_request_json(p, "GET", "/Contacts", NULL, NULL, &st);
+    assert_int_equal(st, 401);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "error"), "message")));
+    cJSON_Delete(r);
+    stop(p);
+}
+
+static const char *SEED =
+    "{\"Contacts\":["
+    "{\"Id\":1,\"Name\":\"ACME O'Brien\",\"TypeId\":1,\"Register\":\"11222333000181\",\"CityId\":7,\"StateId\":25,"
+    " \"LastUpdateDate\":\"2024-01-01T10:00:00-03:00\",\"CreateDate\":\"2024-01-01T09:00:00-03:00\","
+    " \"Tags\":[{\"TagId\":40006184}],\"Phones\":[{\"PhoneNumber\":\"(11) 99999-0000\",\"TypeId\":1}],"
+    " \"OtherProperties\":[{\"FieldKey\":\"contact_X\",\"StringValue\":\"v\"}]},"
+    "{\"Id\":2,\"Name\":\"Beta\",\"TypeId\":2,\"CompanyId\":1,\"LastUpdateDate\":\"2024-01-01T13:00:00.0000001Z\"},"
+    "{\"Id\":3,\"Name\":\"gamma\",\"TypeId\":2,\"CompanyId\":1,\"LastUpdateDate\":\"2024-01-01T13:00:00+00:00\",\"Tags\":[]},"
+    "{\"Id\":4,\"Name\":\"Delta\",\"TypeId\":1,\"LastUpdateDate\":\"2023-12-31T23:59:59.999-03:00\"}],"
+    "\"Cities\":[{\"Id\":7,\"Name\":\"São Paulo\",\"StateId\":25}],"
+    "\"States\":[{\"Id\":25,\"Name\":\"São Paulo\",\"Short\":\"SP\"}],"
+    "\"Tags\":[{\"Id\":40006184,\"Name\":\"INSTALAÇÃO\",\"EntityId\":1}],"
+    "\"Users\":[{\"Id\":5,\"Name\":\"Ana\"}]}";
+
+static void test_odata_table(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    assert_int_equal(simproc_seed(p, SEED), 0);
+    static const struct {
+        const char *query; /* unencoded; encoded by the test */
+        long status;
+        const char *ids;
+    } cases[] = {
+        {"$filter=Id eq 1", 200, "1"},
+        {"$filter=Id ne 1&$orderby=Id desc", 200, "4,3,2"},
+        {"$filter=Name eq 'ACME O''Brien'", 200, "1"},
+        {"$filter=contains(Name,'et')", 200, "2"},
+        {"$filter=CompanyId eq 1 and TypeId eq 2", 200, "2,3"},
+        {"$filter=CompanyId eq null", 200, "1,4"},
+        {"$filter=LastUpdateDate eq 2024-01-01T10:00:00-03:00", 200, "1,3"},
+        {"$filter=LastUpdateDate gt 2024-01-01T13:00:00Z", 200, "2"},
+        {"$filter=LastUpdateDate gt 2024-01-01T10:00:00-03:00 or (LastUpdateDate eq 2024-01-01T10:00:00-03:00 and Id gt 1)", 200, "2,3"},
+        {"$filter=Tags/any(t: t/TagId eq 40006184)", 200, "1"},
+        {"$filter=Phones/any(p: contains(p/PhoneNumber,'99999'))", 200, "1"},
+        {"$filter=OtherProperties/any(o: o/FieldKey eq 'contact_X' and o/StringValue eq 'v')", 200, "1"},
+        {"$filter=City/Id eq 7", 200, "1"},
+        {"$filter=Register eq '11222333000181'", 200, "1"},
+        {"$orderby=LastUpdateDate,Id", 200, "4,1,3,2"},
+        {"$orderby=LastUpdateDate desc,Id desc&$top=2", 200, "2,3"},
+        {"$orderby=Id&$skip=1&$top=2", 200, "2,3"},
+        {"$orderby=Id&$skip=10", 200, ""},
+        {"$top=0", 200, ""},
+        {"$filter=Nope eq 1", 400, NULL},
+        {"$filter=Id eq 'x'", 400, NULL},
+        {"$filter=Id eq", 400, NULL},
+        {"$filter=LastUpdateDate gt '2024-01-01'", 400, NULL},
+        {"$orderby=Nope", 400, NULL},
+        {"$select=Nope", 400, NULL},
+        {"$expand=Nope", 400, NULL},
+        {"$top=-1", 400, NULL},
+        {"$top=abc", 400, NULL},
+        {"$skip=1.5", 400, NULL},
+        {"$count=maybe", 400, NULL},
+        {"$apply=groupby", 400, NULL},
+    };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* encode each value, keep '&' and '=' */
+        char path[2048] = "/Contacts?";
+        const char *part = cases[i].query;
+        while (*part) {
+            const char *amp = strchr(part, '&');
+            size_t len = amp ? (size_t)(amp - part) : strlen(part);
+            const char *eq = memchr(part, '=', len);
+            char name[64], val[1024], ev[1024];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - part), part);
+            snprintf(val, sizeof val, "%.*s", (int)(len - (size_t)(eq - part) - 1), eq + 1);
+            enc(ev, sizeof ev, val);
+            size_t n = strlen(path);
+            snprintf(path + n, sizeof path - n, "%s%s=%s", path[n - 1] == '?' ? "" : "&", name, ev);
+            part += len;
+            if (*part == '&')
+                part++;
+        }
+        long st;
+        cJSON *r = get(p, path, &st);
+        char got[256] = "";
+        if (r)
+            ids_of(r, got, sizeof got);
+        if (st != cases[i].status || (cases[i].ids && strcmp(got, cases[i].ids) != 0)) {
+            fprintf(stderr, "[%s]: expected %ld [%s], got %ld [%s]\n", cases[i].query, cases[i].status,
+                    cases[i].ids ? cases[i].ids : "", st, got);
+            failures++;
+        }
+        if (st == 400 && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "value"))) {
+            fprintf(stderr, "[%s]: 400 without {\"value\":...}\n", cases[i].query);
+            failures++;
+        }
+        cJSON_Delete(r);
+    }
+    assert_int_equal(failures, 0);
+    stop(p);
+}
+
+static void test_plus_encoding(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    assert_int_equal(simproc_seed(p, SEED), 0);
+    long st;
+    /* '+' sent raw is a space (form encoding): 400, the bug a client must avoid */
+    cJSON *r = get(p, "/Contacts?$filter=LastUpdateDate%20gt%202024-01-01T13:00:00+00:00", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+    r = get(p, "/Contacts?$filter=LastUpdateDate%20gt%202024-01-01T13:00:00%2B00:00", &st);
+    assert_int_equal(st, 200);
+    char ids[64];
+    ids_of(r, ids, sizeof ids);
+    assert_string_equal(ids, "2");
+    cJSON_Delete(r);
+    /* an unencoded '-03:00' works; '+' as a separator between words works too */
+    r = get(p, "/Contacts?$filter=LastUpdateDate+eq+2024-01-01T10:00:00-03:00", &st);
+    assert_int_equal(st, 200);
+    ids_of(r, ids, sizeof ids);
+    assert_string_equal(ids, "1,3");
+    cJSON_Delete(r);
+    stop(p);
+}
+
+static void test_select_expand(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    assert_int_equal(simproc_seed(p, SEED), 0);
+    long st;
+    cJSON *r = get(p, "/Contacts?$filter=Id%20eq%201", &st);
+    assert_int_equal(st, 200);
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(c, "Name"));
+    const char *navs[] = {"Tags", "Phones", "City", "State", "Contacts", "OtherProperties", NULL};
+    for (int i = 0; navs[i]; i++)
+        assert_null(cJSON_GetObjectItemCaseSensitive(c, navs[i]));
+    cJSON_Delete(r);
+
+    r = get(p, "/Contacts?$filter=Id%20eq%201&$expand=Tags($select=TagId),Phones,City,State,Contacts,OtherProperties", &st);
+    assert_int_equal(st, 200);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    const cJSON *tag = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "Tags"), 0);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(tag, "TagId")->valuedouble, 40006184);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(tag, "ContactId")->valuedouble, 1);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(tag, "Id"));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "City"), "Name")->valuestring, "São Paulo");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "State"), "Short")->valuestring, "SP");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "Contacts")), 2);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "Phones")), 1);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "OtherProperties")), 1);
+    cJSON_Delete(r);
+
+    /* a record without the relation: empty collection / null, never absent when expanded */
+    r = get(p, "/Contacts?$filter=Id%20eq%204&$expand=Tags,City,Contacts", &st);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "Tags")), 0);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(c, "City")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "Contacts")), 0);
+    cJSON_Delete(r);
+
+    r = get(p, "/Contacts?$select=Id,Name&$orderby=Id&$expand=Tags", &st);
+    assert_int_equal(st, 200);
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "value"))
+    {
+        assert_int_equal(cJSON_GetArraySize(row), 3); /* Id, Name, Tags */
+        assert_null(cJSON_GetObjectItemCaseSensitive(row, "TypeId"));
+    }
+    cJSON_Delete(r);
+
+    r = get(p, "/Cities?$expand=State", &st);
+    assert_int_equal(st, 200);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(c, "State"));
+    cJSON_Delete(r);
+    r = get(p, "/Cities@Countries@States?$filter=Short%20eq%20'SP'", &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "value")), 1);
+    cJSON_Delete(r);
+    const char *sets[] = {"/Tags", "/Users", "/Tasks", "/InteractionRecords", "/Contacts@Types", NULL};
+    for (int i = 0; sets[i]; i++) {
+        r = get(p, sets[i], &st);
+        assert_int_equal(st, 200);
+        cJSON_Delete(r);
+    }
+    r = get(p, "/Nowhere", &st);
+    assert_int_equal(st, 404);
+    cJSON_Delete(r);
+    stop(p);
+}
+
+/* Seeds n contacts whose LastUpdateDate values collide a lot and are written in mixed forms. */
+static void seed_many(simproc *p, int n)
+{
+    size_t cap = (size_t)n * 160 + 64;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t o = (size_t)snprintf(buf, cap, "{\"Contacts\":[");
+    static const char *forms[] = {"2024-03-01T%02d:%02d:00-03:00", "2024-03-01T%02d:%02d:00.000+00:00",
+                                  "2024-03-01T%02d:%02d:00.5-03:00", "2024-03-01T%02d:%02d:00.50000Z"};
+    for (int i = 0; i < n; i++) {
+        int slot = (i * 7919) % 97; /* ~13 records per instant, ids not in date order */
+        int form = i % 4;
+        int hour = 10 + slot / 60, minute = slot % 60;
+        if (form == 1 || form == 3)
+            hour += 3; /* the same instants written in UTC */
+        char date[64];
+        snprintf(date, sizeof date, forms[form], hour, minute);
+        o += (size_t)snprintf(buf + o, cap - o, "%s{\"Id\":%d,\"Name\":\"C%d\",\"LastUpdateDate\":\"%s\"}",
+                              i ? "," : "", 1000 + i * 3, i, date);
+    }
+    snprintf(buf + o, cap - o, "]}");
+    assert_int_equal(simproc_seed(p, buf), 0);
+    free(buf);
+}
+
+/* Keyset scan as the producer does it; returns the number of rows, checks no duplicates. */
+static int keyset_scan(simproc *p, int n, int *short_pages)
+{
+    char *seen = calloc((size_t)n * 3 + 1000, 1);
+    assert_non_null(seen);
+    char cursor_date[64] = "2000-01-01T00:00:00-03:00";
+    long long cursor_id = 0;
+    int rows = 0, pages = 0;
+    *short_pages = 0;
+    for (;;) {
+        char filter[512], ef[1024], path[1400];
+        snprintf(filter, sizeof filter, "LastUpdateDate gt %s or (LastUpdateDate eq %s and Id gt %lld)",
+                 cursor_date, cursor_date, cursor_id);
+        enc(ef, sizeof ef, filter);
+        snprintf(path, sizeof path, "/Contacts?$filter=%s&$orderby=LastUpdateDate,Id&$top=300", ef);
+        long st;
+        cJSON *r = get(p, path, &st);
+        assert_int_equal(st, 200);
+        const cJSON *value = cJSON_GetObjectItemCaseSensitive(r, "value");
+        int got = cJSON_GetArraySize(value);
+        assert_true(got <= 300);
+        assert_null(cJSON_GetObjectItemCaseSensitive(r, "@odata.nextLink"));
+        if (got == 0) {
+            cJSON_Delete(r);
+            break;
+        }
+        if (got < 300)
+            (*short_pages)++;
+        const cJSON *row;
+        cJSON_ArrayForEach(row, value)
+        {
+            int id = (int)cJSON_GetObjectItemCaseSensitive(row, "Id")->valuedouble;
+            assert_true(id >= 1000 && id < 1000 + n * 3);
+            assert_int_equal(seen[id - 1000], 0); /* nothing repeated */
+            seen[id - 1000] = 1;
+            rows++;
+        }
+        const cJSON *last = cJSON_GetArrayItem(value, got - 1);
+        snprintf(cursor_date, sizeof cursor_date, "%s", cJSON_GetObjectItemCaseSensitive(last, "LastUpdateDate")->valuestring);
+        cursor_id = (long long)cJSON_GetObjectItemCaseSensitive(last, "Id")->valuedouble;
+        cJSON_Delete(r);
+        assert_true(++pages < 1000);
+    }
+    free(seen);
+    return rows;
+}
+
+static void test_keyset_paging(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    const int n = 1234;
+    seed_many(p, n);
+    int shorts;
+    int64_t t0 = testenv_now_ms();
+    assert_int_equal(keyset_scan(p, n, &shorts), n); /* nothing skipped */
+    fprintf(stderr, "keyset scan of %d records: %lld ms\n", n, (long long)(testenv_now_ms() - t0));
+    assert_int_equal(shorts, 1); /* only the last page */
+
+    assert_int_equal(simproc_faults(p, "{\"short_pages\":true,\"seed\":7}"), 0);
+    assert_int_equal(keyset_scan(p, n, &shorts), n);
+    assert_true(shorts >= 3); /* pages were cut mid-scan */
+    stop(p);
+}
+
+static void test_nextlink_paging(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    seed_many(p, 700);
+    long st;
+    cJSON *r = get(p, "/Contacts?$count=true&$orderby=Id", &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(r, "@odata.count")->valuedouble, 700);
+    int total = 0, pages = 0;
+    char *seen = calloc(3000, 1);
+    while (r) {
+        const cJSON *row;
+        cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "value"))
+        {
+            int id = (int)cJSON_GetObjectItemCaseSensitive(row, "Id")->valuedouble;
+            assert_int_equal(seen[id - 1000], 0);
+            seen[id - 1000] = 1;
+            total++;
+        }
+        pages++;
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(r, "@odata.nextLink");
+        cJSON *nr = NULL;
+        if (next) {
+            const char *url = next->valuestring;
+            assert_int_equal(strncmp(url, simproc_base_url(p), strlen(simproc_base_url(p))), 0);
+            assert_non_null(strstr(url, "$skip="));
+            nr = get(p, url + strlen(simproc_base_url(p)), &st);
+            assert_int_equal(st, 200);
+        }
+        cJSON_Delete(r);
+        r = nr;
+    }
+    free(seen);
+    assert_int_equal(total, 700);
+    assert_int_equal(pages, 3);
+
+    /* $top above the cap: capped silently, nextLink carries the rest of $top */
+    r = get(p, "/Contacts?$top=1000&$orderby=Id", &st);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "value")), 300);
+    const char *next = cJSON_GetObjectItemCaseSensitive(r, "@odata.nextLink")->valuestring;
+    assert_non_null(strstr(next, "$top=700"));
+    assert_non_null(strstr(next, "$skip=300"));
+    cJSON_Delete(r);
+    /* a client $top within the cap: no nextLink */
+    r = get(p, "/Contacts?$top=5", &st);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "value")), 5);
+    assert_null(cJSON_GetObjectItemCaseSensitive(r, "@odata.nextLink"));
+    cJSON_Delete(r);
+    /* optional behaviours */
+    assert_int_equal(simproc_faults(p, "{\"top_cap_error\":true,\"nextlink_host\":\"http://other.example:1\"}"), 0);
+    r = get(p, "/Contacts?$top=301", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+    r = get(p, "/Contacts", &st);
+    assert_int_equal(strncmp(cJSON_GetObjectItemCaseSensitive(r, "@odata.nextLink")->valuestring, "http://other.example:1/Contacts?", 32), 0);
+    cJSON_Delete(r);
+    stop(p);
+}
+
+static bool is_ploomes_date(const char *s)
+{
+    /* 2026-11-29T14:03:05.123-03:00 */
+    return s && strlen(s) == 29 && s[4] == '-' && s[10] == 'T' && s[19] == '.' && strcmp(s + 23, "-03:00") == 0;
+}
+
+static void test_writes(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    long st;
+    cJSON *r = simproc_request_json(p, "POST", "/Contacts", AUTH, "{\"TypeId\":1}", &st);
+    assert_int_equal(st, 400);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "value")));
+    cJSON_Delete(r);
+    const char *bad[] = {"{\"Name\":\"\"}", "{\"Name\":5}", "not json", "[1]", "{\"Name\":\"X\",\"ZipCode\":\"abc\"}",
+                         "{\"Name\":\"X\",\"TypeId\":\"1\"}", "{\"Name\":\"X\",\"Tags\":[{\"TagId\":\"a\"}]}",
+                         "{\"Name\":\"X\",\"Tags\":5}", "", NULL};
+    for (int i = 0; bad[i]; i++) {
+        r = simproc_request_json(p, "POST", "/Contacts", AUTH, bad[i], &st);
+        if (st != 400)
+            fprintf(stderr, "POST /Contacts %s: %ld\n", bad[i], st);
+        assert_int_equal(st, 400);
+        cJSON_Delete(r);
+    }
+    r = simproc_request_json(p, "POST", "/Contacts", AUTH,
+                             "{\"Name\":\"ACME LTDA\",\"TypeId\":1,\"Register\":\"11222333000181\",\"ZipCode\":\"01310-100\","
+                             "\"CityId\":3941,\"Custom\":\"kept\",\"Phones\":[{\"PhoneNumber\":\"(11) 99999-0000\",\"TypeId\":1}],"
+                             "\"Tags\":[{\"TagId\":40006184}]}",
+                             &st);
+    assert_int_equal(st, 200);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(r, "@odata.context"));
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    double id = cJSON_GetObjectItemCaseSensitive(c, "Id")->valuedouble;
+    assert_true(id > 0);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(c, "CNPJ")->valuestring, "11222333000181");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(c, "CPF")));
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(c, "ZipCode")->valuedouble, 1310100);
+    char created[40];
+    snprintf(created, sizeof created, "%s", cJSON_GetObjectItemCaseSensitive(c, "LastUpdateDate")->valuestring);
+    assert_true(is_ploomes_date(created));
+    assert_true(is_ploomes_date(cJSON_GetObjectItemCaseSensitive(c, "CreateDate")->valuestring));
+    assert_null(cJSON_GetObjectItemCaseSensitive(c, "Tags")); /* navigation: only when expanded */
+    cJSON_Delete(r);
+
+    char path[128];
+    snprintf(path, sizeof path, "/Contacts(%.0f)", id);
+    r = simproc_request_json(p, "PATCH", path, AUTH, "{\"Email\":\"x@acme.com.br\",\"Id\":1}", &st);
+    assert_int_equal(st, 200);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(c, "Email")->valuestring, "x@acme.com.br");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(c, "Name")->valuestring, "ACME LTDA");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(c, "Id")->valuedouble, id);
+    const char *updated = cJSON_GetObjectItemCaseSensitive(c, "LastUpdateDate")->valuestring;
+    assert_true(strcmp(updated, created) > 0); /* moved forward */
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "PATCH", "/Contacts(999999)", AUTH, "{\"Email\":\"a\"}", &st);
+    assert_int_equal(st, 404);
+    cJSON_Delete(r);
+
+    cJSON *s = simproc_state(p);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s, "Contacts"), 0);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(c, "Custom")->valuestring, "kept");
+    const cJSON *tag = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "Tags"), 0);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(tag, "ContactId")->valuedouble, id);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "Phones")), 1);
+    cJSON_Delete(s);
+
+    char *body = NULL;
+    assert_int_equal(simproc_request(p, "DELETE", path, AUTH, NULL, &st, &body, NULL), 0);
+    assert_int_equal(st, 204);
+    free(body);
+    assert_int_equal(simproc_request(p, "DELETE", path, AUTH, NULL, &st, NULL, NULL), 0);
+    assert_int_equal(st, 404);
+
+    /* Tasks: create, Finish; InteractionRecords: create */
+    r = simproc_request_json(p, "POST", "/Tasks", AUTH, "{\"Description\":\"no title\"}", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "POST", "/Tasks", AUTH,
+                             "{\"Title\":\"Instalar\",\"ContactId\":1,\"DateTime\":\"2026-12-01T10:00:00-03:00\","
+                             "\"Tags\":[{\"TagId\":40049716}]}",
+                             &st);
+    assert_int_equal(st, 200);
+    double tid = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0), "Id")->valuedouble;
+    cJSON_Delete(r);
+    snprintf(path, sizeof path, "/Tasks(%.0f)/Finish", tid);
+    r = simproc_request_json(p, "POST", path, AUTH, NULL, &st);
+    assert_int_equal(st, 200);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "Finished")));
+    assert_true(is_ploomes_date(cJSON_GetObjectItemCaseSensitive(c, "FinishDate")->valuestring));
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "POST", "/Tasks(1)/Finish", AUTH, NULL, &st);
+    assert_int_equal(st, 404);
+    cJSON_Delete(r);
+    r = get(p, "/Tasks?$expand=Tags&$filter=Tags/any(t:%20t/TagId%20eq%2040049716)", &st);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    tag = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "Tags"), 0);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(tag, "TaskId")->valuedouble, tid);
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "POST", "/InteractionRecords", AUTH, "{\"ContactId\":1,\"Content\":\"texto\"}", &st);
+    assert_int_equal(st, 200);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
+    assert_true(is_ploomes_date(cJSON_GetObjectItemCaseSensitive(c, "Date")->valuestring));
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "POST", "/InteractionRecords", AUTH, "{\"ContactId\":1}", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "POST", "/Tags", AUTH, "{\"Name\":\"x\"}", &st);
+    assert_int_equal(st, 405);
+    cJSON_Delete(r);
+    /* PATCH answering 204 when configured */
+    assert_int_equal(simproc_faults(p, "{\"patch_204\":true}"), 0);
+    snprintf(path, sizeof path, "/Tasks(%.0f)", tid);
+    assert_int_equal(simproc_request(p, "PATCH", path, AUTH, "{\"Description\":\"d\"}", &st, NULL, NULL), 0);
+    assert_int_equal(st, 204);
+    stop(p);
+}
+
+static void test_rate_limit(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":5}"), 0);
+    long st, ra;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(simproc_request(p, "GET", "/Contacts", AUTH, NULL, &st, NULL, &ra), 0);
+        assert_int_equal(st, 200);
+    }
+    char *body = NULL;
+    assert_int_equal(simproc_request(p, "GET", "/Contacts", AUTH, NULL, &st, &body, &ra), 0);
+    assert_int_equal(st, 429);
+    assert_true(ra >= 1 && ra <= 60);
+    cJSON *j = cJSON_Parse(body);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "value")));
+    cJSON_Delete(j);
+    free(body);
+    /* wrong keys get 401, not 429, and do not use the window */
+    const char *const wrong[] = {"User-Key: other", NULL};
+    assert_int_equal(simproc_request(p, "GET", "/Contacts", wrong, NULL, &st, NULL, NULL), 0);
+    assert_int_equal(st, 401);
+    /* admin answers whatever the limit */
+    cJSON *s = simproc_stats(p);
+    assert_non_null(s);
+    cJSON_Delete(s);
+    assert_int_equal(simproc_faults(p, "{\"retry_after\":false}"), 0);
+    assert_int_equal(simproc_request(p, "GET", "/Contacts", AUTH, NULL, &st, NULL, &ra), 0);
+    assert_int_equal(st, 429);
+    assert_int_equal(ra, -1);
+    /* reset restores the default (120/min): allowed again */
+    assert_int_equal(simproc_reset(p), 0);
+    assert_int_equal(simproc_request(p, "GET", "/Contacts", AUTH, NULL, &st, NULL, NULL), 0);
+    assert_int_equal(st, 200);
+    cJSON *f = simproc_request_json(p, "GET", "/_admin/faults", NULL, NULL, &st);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(f, "rate_limit_per_min")->valuedouble, 120);
+    cJSON_Delete(f);
+    stop(p);
+}
+
+static void test_body_limits(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    size_t big = 5u * 1024u * 1024u;
+    char *body = malloc(big + 1);
+    memset(body, ' ', big);
+    body[0] = '{';
+    body[big - 1] = '}';
+    body[big] = '\0';
+    long st;
+    assert_int_equal(simproc_request(p, "POST", "/Contacts", AUTH, body, &st, NULL, NULL), 0);
+    assert_int_equal(st, 413);
+    free(body);
+    /* a seed of 5,000 records fits the seed cap */
+    seed_many(p, 5000);
+    cJSON *r = get(p, "/Contacts?$top=0&$count=true", &st);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(r, "@odata.count")->valuedouble, 5000);
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "POST", "/_admin/seed", NULL, "{\"Contacts\":[1]}", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "POST", "/_admin/seed", NULL, "{\"Nope\":[]}", &st);
+    assert_int_equal(st, 400);
+    cJSON_Delete(r);
+    r = simproc_request_json(p, "POST", "/_admin/seed", NULL, "{bad", &st);
+    assert_int_equal(st, 400);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "error")));
+    cJSON_Delete(r);
+    stop(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auth_and_account), cmocka_unit_test(test_odata_table),
+        cmocka_unit_test(test_plus_encoding),    cmocka_unit_test(test_select_expand),
+        cmocka_unit_test(test_keyset_paging),    cmocka_unit_test(test_nextlink_paging),
+        cmocka_unit_test(test_writes),           cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_body_limits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,353 @@
+/* simproc_: see simproc.h. */
+#include "simproc.h"
+
+#include "testenv.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct simproc {
+    pid_t pid;
+    char base_url[128];
+    char api_url[160];
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Reads one line (without '\n') from fd within timeout_ms. */
+static int read_line(int fd, char *buf, size_t size, int timeout_ms)
+{
+    size_t n = 0;
+    int64_t deadline = testenv_now_ms() + timeout_ms;
+    while (n + 1 < size) {
+        int left = (int)(deadline - testenv_now_ms());
+        if (left <= 0)
+            return -1;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int rc = poll(&pfd, 1, left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            return -1;
+        char c;
+        ssize_t r = read(fd, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        if (c == '\n')
+            break;
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return 0;
+}
+
+simproc *simproc_start(const char *binary, const char *const *args, char *err, size_t errlen)
+{
+    pthread_once(&curl_once, curl_init_once);
+    char path[1024];
+    testenv_bin(path, sizeof path, binary);
+    size_t nargs = 0;
+    while (args && args[nargs])
+        nargs++;
+    char **argv = calloc(nargs + 2, sizeof *argv);
+    if (!argv) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    argv[0] = path;
+    for (size_t i = 0; i < nargs; i++)
+        argv[i + 1] = (char *)args[i];
+
+    int fds[2];
+    if (pipe(fds) < 0) {
+        free(argv);
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return NULL;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        free(argv);
+        close(fds[0]);
+        close(fds[1]);
+        snprintf(err, errlen, "fork: %s", strerror(e));
+        return NULL;
+    }
+    if (pid == 0) {
+        /* the simulator must not outlive a test that failed before stopping it */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execv(path, argv);
+        _exit(127);
+    }
+    free(argv);
+    close(fds[1]);
+    int rc;
+    char line[256];
+    rc = read_line(fds[0], line, sizeof line, 15000);
+    close(fds[0]); /* the simulators print nothing else on stdout */
+    const char *prefix = "listening on ";
+    if (rc < 0 || strncmp(line, prefix, strlen(prefix)) != 0 ||
+        strlen(line + strlen(prefix)) >= 100) {
+        kill_and_reap(pid);
+        snprintf(err, errlen, "%s did not print 'listening on http://127.0.0.1:PORT' in time", path);
+        return NULL;
+    }
+    simproc *p = calloc(1, sizeof *p);
+    if (!p) {
+        kill_and_reap(pid);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->pid = pid;
+    snprintf(p->base_url, sizeof p->base_url, "%s", line + strlen(prefix));
+    if (strstr(binary, "milvus"))
+        snprintf(p->api_url, sizeof p->api_url, "%s/api", p->base_url);
+    else
+        snprintf(p->api_url, sizeof p->api_url, "%s", p->base_url);
+    return p;
+}
+
+simproc *simproc_start_ploomes(const char *user_key, char *err, size_t errlen)
+{
+    const char *args[] = {"--port", "0", "--user-key", user_key, NULL};
+    return simproc_start("ploomes-sim", args, err, errlen);
+}
+
+simproc *simproc_start_milvus(const char *token, char *err, size_t errlen)
+{
+    const char *args[] = {"--port", "0", "--token", token, NULL};
+    return simproc_start("milvus-sim", args, err, errlen);
+}
+
+const char *simproc_base_url(const simproc *p)
+{
+    return p->base_url;
+}
+
+const char *simproc_api_url(const simproc *p)
+{
+    return p->api_url;
+}
+
+pid_t simproc_pid(const simproc *p)
+{
+    return p->pid;
+}
+
+typedef struct growbuf {
+    char *data;
+    size_t len;
+    long retry_after;
+} growbuf;
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    growbuf *b = ud;
+    size_t n = size * nmemb;
+    char *d = realloc(b->data, b->len + n + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, ptr, n);
+    b->len += n;
+    d[b->len] = '\0';
+    b->data = d;
+    return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    growbuf *b = ud;
+    size_t n = size * nmemb;
+    const char *name = "retry-after:";
+    size_t nl = strlen(name);
+    if (n > nl && strncasecmp(ptr, name, nl) == 0) {
+        char tmp[32];
+        size_t vl = n - nl < sizeof tmp - 1 ? n - nl : sizeof tmp - 1;
+        memcpy(tmp, ptr + nl, vl);
+        tmp[vl] = '\0';
+        char *end = NULL;
+        long v = strtol(tmp, &end, 10);
+        if (end != tmp)
+            b->retry_after = v;
+    }
+    return n;
+}
+
+int simproc_request(const simproc *p, const char *method, const char *path_and_query,
+                    const char *const *headers, const char *body, long *status, char **body_out,
+                    long *retry_after)
+{
+    pthread_once(&curl_once, curl_init_once);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return -1;
+    size_t ulen = strlen(p->base_url) + strlen(path_and_query) + 1;
+    char *url = malloc(ulen);
+    if (!url) {
+        curl_easy_cleanup(c);
+        return -1;
+    }
+    snprintf(url, ulen, "%s%s", p->base_url, path_and_query);
+    struct curl_slist *hl = NULL;
+    for (size_t i = 0; headers && headers[i]; i++)
+        hl = curl_slist_append(hl, headers[i]);
+    if (body)
+        hl = curl_slist_append(hl, "Content-Type: application/json");
+    hl = curl_slist_append(hl, "Expect:");
+    growbuf b = {NULL, 0, -1};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    } else if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
+    }
+    CURLcode cc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    free(url);
+    if (cc != CURLE_OK) {
+        free(b.data);
+        return -1;
+    }
+    if (status)
+        *status = code;
+    if (retry_after)
+        *retry_after = b.retry_after;
+    if (body_out)
+        *body_out = b.data ? b.data : strdup("");
+    else
+        free(b.data);
+    return 0;
+}
+
+cJSON *simproc_request_json(const simproc *p, const char *method, const char *path_and_query,
+                           const char *const *headers, const char *body, long *status)
+{
+    char *text = NULL;
+    long st = 0;
+    if (simproc_request(p, method, path_and_query, headers, body, &st, &text, NULL) < 0) {
+        if (status)
+            *status = -1;
+        return NULL;
+    }
+    if (status)
+        *status = st;
+    cJSON *json = cJSON_Parse(text);
+    free(text);
+    return json;
+}
+
+long simproc_admin_post(const simproc *p, const char *what, const char *json)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/_admin/%s", what);
+    long status = 0;
+    if (simproc_request(p, "POST", path, NULL, json ? json : "{}", &status, NULL, NULL) < 0)
+        return -1;
+    return status;
+}
+
+int simproc_seed(const simproc *p, const char *json)
+{
+    return simproc_admin_post(p, "seed", json) == 200 ? 0 : -1;
+}
+
+int simproc_faults(const simproc *p, const char *json)
+{
+    return simproc_admin_post(p, "faults", json) == 200 ? 0 : -1;
+}
+
+int simproc_reset(const simproc *p)
+{
+    return simproc_admin_post(p, "reset", NULL) == 200 ? 0 : -1;
+}
+
+static cJSON *admin_get(const simproc *p, const char *path)
+{
+    long status = 0;
+    char *body = NULL;
+    if (simproc_request(p, "GET", path, NULL, NULL, &status, &body, NULL) < 0)
+        return NULL;
+    cJSON *json = status == 200 ? cJSON_Parse(body) : NULL;
+    free(body);
+    return json;
+}
+
+cJSON *simproc_state(const simproc *p)
+{
+    return admin_get(p, "/_admin/state");
+}
+
+cJSON *simproc_stats(const simproc *p)
+{
+    return admin_get(p, "/_admin/stats");
+}
+
+int simproc_stop(simproc *p)
+{
+    if (!p)
+        return -1;
+    pid_t pid = p->pid;
+    free(p);
+    kill(pid, SIGTERM);
+    int64_t deadline = testenv_now_ms() + 15000;
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (testenv_now_ms() > deadline) {
+            kill_and_reap(pid);
+            return -1;
+        }
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

@@ -1,0 +1,83 @@
+/* simproc_: run a simulator (ploomes-sim, milvus-sim) as a child process for a test, and talk
+ * to it over HTTP.
+ *
+ *   char err[256];
+ *   simproc *p = simproc_start_ploomes("KEY", err, sizeof err);   // --port 0 --user-key KEY
+ *   assert_non_null(p);
+ *   simproc_seed(p, "{\"Contacts\":[{\"Name\":\"ACME\"}]}");
+ *   setenv("PLOOMES_BASE_URL", simproc_base_url(p), 1);   // "http://127.0.0.1:PORT"
+ *   ...
+ *   cJSON *state = simproc_state(p);  ...  cJSON_Delete(state);
+ *   assert_int_equal(simproc_stop(p), 0);                 // SIGTERM; 0 = exited 0 (no leaks)
+ *
+ * The binary is found through testenv_bin() (PIPELINE_BIN_DIR). The child's stderr is inherited
+ * (its sanitizer reports show up in the test log); its stdout is read only for the first line,
+ * "listening on http://127.0.0.1:PORT". Milvus' API lives under "<base>/api":
+ * simproc_api_url() gives that for milvus-sim and the base for ploomes-sim.
+ *
+ * Ownership: a simproc is freed by simproc_stop (always, whatever it returns). Returned cJSON
+ * and response bodies belong to the caller. Not thread-safe per handle; distinct handles are
+ * independent. Uses libcurl (curl_global_init is called once, lazily).
+ */
+#ifndef PIPELINE_SIMPROC_H
+#define PIPELINE_SIMPROC_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct simproc simproc;
+
+/* Starts <PIPELINE_BIN_DIR>/<binary> with argv = binary + args (NULL-terminated, may be NULL)
+ * and waits (up to 15 s) for its first stdout line. NULL with err on failure (the child, if
+ * any, is killed and reaped). Pass "--port", "0" yourself in args. */
+simproc *simproc_start(const char *binary, const char *const *args, char *err, size_t errlen);
+
+/* ploomes-sim --port 0 --user-key <user_key> */
+simproc *simproc_start_ploomes(const char *user_key, char *err, size_t errlen);
+
+/* milvus-sim --port 0 --token <token> */
+simproc *simproc_start_milvus(const char *token, char *err, size_t errlen);
+
+/* "http://127.0.0.1:PORT" (no trailing slash). Valid until simproc_stop. */
+const char *simproc_base_url(const simproc *p);
+
+/* The API root a client should be configured with: base for Ploomes, base + "/api" for Milvus. */
+const char *simproc_api_url(const simproc *p);
+
+/* The child's pid. */
+pid_t simproc_pid(const simproc *p);
+
+/* One HTTP request to the simulator. path_and_query starts with '/' and is sent verbatim (encode
+ * it yourself). headers: NULL-terminated "Name: value" strings or NULL. body: NULL for none.
+ * On success returns 0, sets *status and, when body_out is not NULL, *body_out (malloc'd,
+ * NUL-terminated; free() it) and, when retry_after is not NULL, the Retry-After header value
+ * in seconds (-1 when absent). Returns -1 on a transport error (nothing to free). */
+int simproc_request(const simproc *p, const char *method, const char *path_and_query,
+                    const char *const *headers, const char *body, long *status, char **body_out,
+                    long *retry_after);
+
+/* simproc_request, with the answer parsed as JSON (NULL when the body is not JSON or on a
+ * transport error, then *status is -1). cJSON_Delete the result. */
+cJSON *simproc_request_json(const simproc *p, const char *method, const char *path_and_query,
+                           const char *const *headers, const char *body, long *status);
+
+/* POST /_admin/<what> (seed, faults, reset) with a JSON body ("{}" when json is NULL).
+ * Returns the HTTP status (200 on success), or -1 on a transport error. */
+long simproc_admin_post(const simproc *p, const char *what, const char *json);
+
+/* Shorthands; each returns 0 when the simulator answered 200, -1 otherwise. */
+int simproc_seed(const simproc *p, const char *json);
+int simproc_faults(const simproc *p, const char *json);
+int simproc_reset(const simproc *p);
+
+/* GET /_admin/state (or stats), parsed; NULL on any failure. cJSON_Delete it. */
+cJSON *simproc_state(const simproc *p);
+cJSON *simproc_stats(const simproc *p);
+
+/* SIGTERM, then waits up to 15 s (SIGKILL after that). Returns the exit status when the child
+ * exited normally (0 = clean, what tests should assert), or -1 when it was killed by a signal
+ * or did not stop. Frees p. NULL p returns -1. */
+int simproc_stop(simproc *p);
+
+#endif
