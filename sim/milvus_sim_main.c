@@ -208,7 +208,7 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
     const char *status_s = simsrv_param_get(req, "status");
     int64_t status = 1;
     if (status_s && status_s[0] && (!parse_i64_text(status_s, &status) || status < 1 || status > 3))
-        return error_body(a, srv, resp, 400, "status inválido: use 1 (ativos), 2 (bloqueados) ou 3 (todos)");
+        { error_body(a, srv, resp, 400, "status inválido: use 1 (ativos), 2 (bloqueados) ou 3 (todos)"); return; }
     const char *doc_s = simsrv_param_get(req, "documento");
     char doc[64] = "";
     if (doc_s && doc_s[0]) {
@@ -216,7 +216,7 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
         bool ok = tmp && doc_key(tmp, 0, doc, sizeof doc);
         cJSON_Delete(tmp);
         if (!ok)
-            return error_body(a, srv, resp, 400, "documento inválido");
+            { error_body(a, srv, resp, 400, "documento inválido"); return; }
     }
     const char *nome = simsrv_param_get(req, "nome_fantasia");
     const char *pag_s = simsrv_param_get(req, "pagina");
@@ -224,7 +224,7 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
     int64_t pagina = 1, per = INT64_MAX;
     if ((pag_s && (!parse_i64_text(pag_s, &pagina) || pagina < 1)) ||
         (tot_s && (!parse_i64_text(tot_s, &per) || per < 1)))
-        return error_body(a, srv, resp, 400, "pagina e total_registros devem ser inteiros positivos");
+        { error_body(a, srv, resp, 400, "pagina e total_registros devem ser inteiros positivos"); return; }
     /* truncate_at (default 1000, the seed's blind spot) caps every answer; 0 = no cap */
     int64_t cap = simsrv_get_faults(srv)->truncate_at;
     if (cap > 0 && per > cap)
@@ -404,8 +404,8 @@ static void handle_cliente_criar(app *a, simsrv *srv, const simsrv_req *req, sim
     simjson_set(rec, "equipes", eq);
     simjson_set(rec, "grupo_categorias", cJSON_CreateArray());
     if (simstore_put(&a->clients, id, rec) < 0)
-        return error_body(a, srv, resp, 500, "out of memory");
-    return bare_number(resp, id);
+        { error_body(a, srv, resp, 500, "out of memory"); return; }
+    { bare_number(resp, id); return; }
 fail:
     cJSON_Delete(body);
     error_body(a, srv, resp, status, msg);
@@ -471,8 +471,8 @@ static void handle_chamado_criar(app *a, simsrv *srv, const simsrv_req *req, sim
     simjson_set(t, "total_horas", cJSON_CreateString("00:00"));
     simjson_set(t, "origem", cJSON_CreateString("API"));
     if (simstore_put(&a->tickets, id, t) < 0)
-        return error_body(a, srv, resp, 500, "out of memory");
-    return bare_number(resp, codigo);
+        { error_body(a, srv, resp, 500, "out of memory"); return; }
+    { bare_number(resp, codigo); return; }
 fail:
     cJSON_Delete(body);
     error_body(a, srv, resp, status, msg);
@@ -810,10 +810,10 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
             continue;
         path_known = true;
         if (strcmp(routes[i].method, req->method) == 0)
-            return routes[i].fn(a, srv, req, resp);
+            { routes[i].fn(a, srv, req, resp); return; }
     }
     if (path_known)
-        return error_body(a, srv, resp, 405, "Método não permitido");
+        { error_body(a, srv, resp, 405, "Método não permitido"); return; }
     error_body(a, srv, resp, 404, "Rota não encontrada");
 }
 

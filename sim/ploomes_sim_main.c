@@ -774,11 +774,11 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
     query q;
     if (query_parse(a, set, req, &q, err, sizeof err) < 0) {
         query_free(&q);
-        return error_body(a, srv, resp, 400, err);
+        { error_body(a, srv, resp, 400, err); return; }
     }
     if (q.has_top && q.top > PAGE_CAP && simsrv_get_faults(srv)->top_cap_error) {
         query_free(&q);
-        return error_body(a, srv, resp, 400, "The limit of '300' for Top query has been exceeded.");
+        { error_body(a, srv, resp, 400, "The limit of '300' for Top query has been exceeded."); return; }
     }
     schema_ctx sc = {a, set};
     odata_schema schema = {field_type_cb, member_cb, &sc};
@@ -786,7 +786,7 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
     const cJSON **rows = malloc((st->n ? st->n : 1) * sizeof *rows);
     if (!rows) {
         query_free(&q);
-        return error_body(a, srv, resp, 500, "out of memory");
+        { error_body(a, srv, resp, 500, "out of memory"); return; }
     }
     size_t n = 0;
     for (size_t i = 0; i < st->n; i++) {
@@ -796,7 +796,7 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
             query_free(&q);
             char msg[700];
             snprintf(msg, sizeof msg, "The query specified in the URI is not valid. %s", err);
-            return error_body(a, srv, resp, 400, msg);
+            { error_body(a, srv, resp, 400, msg); return; }
         }
         if (match)
             rows[n++] = st->items[i].obj;
@@ -842,7 +842,7 @@ static void respond_one(app *a, simsrv *srv, int set, const simsrv_req *req, sim
     query q;
     if (query_parse(a, set, req, &q, err, sizeof err) < 0) {
         query_free(&q);
-        return error_body(a, srv, resp, 400, err);
+        { error_body(a, srv, resp, 400, err); return; }
     }
     cJSON *env = envelope(srv, req, set);
     cJSON *arr = cJSON_AddArrayToObject(env, "value");
@@ -925,8 +925,8 @@ static void handle_create(app *a, simsrv *srv, int set, const simsrv_req *req, s
             simjson_set(rec, "Date", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "CreateDate"), true));
     }
     if (simstore_put(&a->sets[set], id, rec) < 0)
-        return error_body(a, srv, resp, 500, "out of memory");
-    return respond_one(a, srv, set, req, resp, rec);
+        { error_body(a, srv, resp, 500, "out of memory"); return; }
+    { respond_one(a, srv, set, req, resp, rec); return; }
 bad:
     cJSON_Delete(rec);
     error_body(a, srv, resp, 400, err);
@@ -938,7 +938,7 @@ static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_
     char err[300] = "";
     cJSON *rec = simstore_get(&a->sets[set], id);
     if (!rec)
-        return error_body(a, srv, resp, 404, "The record was not found.");
+        { error_body(a, srv, resp, 404, "The record was not found."); return; }
     cJSON *body = parse_body_object(a, srv, req, resp);
     if (!body)
         return;
@@ -947,11 +947,11 @@ static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_
         normalize_rows(a, set, body, "Tags", id, err, sizeof err) < 0 ||
         normalize_rows(a, set, body, "Phones", id, err, sizeof err) < 0) {
         cJSON_Delete(body);
-        return error_body(a, srv, resp, 400, err);
+        { error_body(a, srv, resp, 400, err); return; }
     }
     if (set == S_CONTACTS && cJSON_GetObjectItemCaseSensitive(body, "Name") && !nonempty_string(body, "Name")) {
         cJSON_Delete(body);
-        return error_body(a, srv, resp, 400, "Name cannot be empty.");
+        { error_body(a, srv, resp, 400, "Name cannot be empty."); return; }
     }
     cJSON *it = body->child;
     while (it) {
@@ -970,7 +970,7 @@ static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_
     simjson_set(rec, "LastUpdateDate", stamp_item(a));
     simjson_set(rec, "UpdaterId", simjson_num_i64(ACCOUNT_USER_ID));
     if (simsrv_get_faults(srv)->patch_204)
-        return simsrv_resp_text(resp, 204, NULL, NULL);
+        { simsrv_resp_text(resp, 204, NULL, NULL); return; }
     respond_one(a, srv, set, req, resp, rec);
 }
 
@@ -978,7 +978,7 @@ static void handle_finish(app *a, simsrv *srv, int64_t id, const simsrv_req *req
 {
     cJSON *rec = simstore_get(&a->sets[S_TASKS], id);
     if (!rec)
-        return error_body(a, srv, resp, 404, "The task was not found.");
+        { error_body(a, srv, resp, 404, "The task was not found."); return; }
     cJSON *stamp = stamp_item(a);
     simjson_set(rec, "Finished", cJSON_CreateTrue());
     simjson_set(rec, "FinishDate", cJSON_Duplicate(stamp, true));
@@ -1036,31 +1036,31 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
     int64_t id = 0;
     char action[32];
     if (!route(req->path, &set, &has_id, &id, action, sizeof action))
-        return error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI.");
+        { error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI."); return; }
     const char *m = req->method;
     if (action[0]) {
         if (set == S_TASKS && strcasecmp(action, "Finish") == 0 && strcmp(m, "POST") == 0)
-            return handle_finish(a, srv, id, req, resp);
-        return error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI.");
+            { handle_finish(a, srv, id, req, resp); return; }
+        { error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI."); return; }
     }
     if (strcmp(m, "GET") == 0) {
         if (!has_id)
-            return handle_list(a, srv, set, req, resp);
+            { handle_list(a, srv, set, req, resp); return; }
         const cJSON *rec = simstore_get(&a->sets[set], id);
         if (!rec)
-            return error_body(a, srv, resp, 404, "The record was not found.");
-        return respond_one(a, srv, set, req, resp, rec);
+            { error_body(a, srv, resp, 404, "The record was not found."); return; }
+        { respond_one(a, srv, set, req, resp, rec); return; }
     }
     if (!SETS[set].writable)
-        return error_body(a, srv, resp, 405, "The requested resource does not support this HTTP method.");
+        { error_body(a, srv, resp, 405, "The requested resource does not support this HTTP method."); return; }
     if (strcmp(m, "POST") == 0 && !has_id)
-        return handle_create(a, srv, set, req, resp);
+        { handle_create(a, srv, set, req, resp); return; }
     if ((strcmp(m, "PATCH") == 0 || strcmp(m, "PUT") == 0) && has_id)
-        return handle_patch(a, srv, set, id, req, resp);
+        { handle_patch(a, srv, set, id, req, resp); return; }
     if (strcmp(m, "DELETE") == 0 && has_id) {
         if (!simstore_remove(&a->sets[set], id))
-            return error_body(a, srv, resp, 404, "The record was not found.");
-        return simsrv_resp_text(resp, 204, NULL, NULL);
+            { error_body(a, srv, resp, 404, "The record was not found."); return; }
+        { simsrv_resp_text(resp, 204, NULL, NULL); return; }
     }
     error_body(a, srv, resp, 405, "The requested resource does not support this HTTP method.");
 }

@@ -511,49 +511,49 @@ static void handle_admin(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
     char err[512] = "";
     if (strcmp(what, "/seed") == 0) {
         if (!post)
-            return admin_error(resp, 405, "use POST /_admin/seed");
+            { admin_error(resp, 405, "use POST /_admin/seed"); return; }
         cJSON *body = simjson_parse(req->body, req->body_len);
         if (!body)
-            return admin_error(resp, 400, "seed: body is not valid JSON (or nested too deeply)");
+            { admin_error(resp, 400, "seed: body is not valid JSON (or nested too deeply)"); return; }
         if (!cJSON_IsObject(body)) {
             cJSON_Delete(body);
-            return admin_error(resp, 400, "seed: body must be a JSON object");
+            { admin_error(resp, 400, "seed: body must be a JSON object"); return; }
         }
         int rc = srv->app.seed(srv->app.ctx, srv, body, err, sizeof err);
         cJSON_Delete(body);
         if (rc < 0)
-            return admin_error(resp, 400, err);
+            { admin_error(resp, 400, err); return; }
         cJSON *ok = cJSON_CreateObject();
         cJSON_AddBoolToObject(ok, "ok", true);
-        return simsrv_resp_json(resp, 200, ok);
+        { simsrv_resp_json(resp, 200, ok); return; }
     }
     if (strcmp(what, "/state") == 0) {
         if (!get)
-            return admin_error(resp, 405, "use GET /_admin/state");
-        return simsrv_resp_json(resp, 200, srv->app.state(srv->app.ctx));
+            { admin_error(resp, 405, "use GET /_admin/state"); return; }
+        { simsrv_resp_json(resp, 200, srv->app.state(srv->app.ctx)); return; }
     }
     if (strcmp(what, "/faults") == 0) {
         if (post) {
             cJSON *body = simjson_parse(req->body, req->body_len);
             if (!body)
-                return admin_error(resp, 400, "faults: body is not valid JSON");
+                { admin_error(resp, 400, "faults: body is not valid JSON"); return; }
             int rc = faults_apply(srv, body, err, sizeof err);
             cJSON_Delete(body);
             if (rc < 0)
-                return admin_error(resp, 400, err);
+                { admin_error(resp, 400, err); return; }
         } else if (!get) {
-            return admin_error(resp, 405, "use GET or POST /_admin/faults");
+            { admin_error(resp, 405, "use GET or POST /_admin/faults"); return; }
         }
-        return simsrv_resp_json(resp, 200, faults_json(srv));
+        { simsrv_resp_json(resp, 200, faults_json(srv)); return; }
     }
     if (strcmp(what, "/stats") == 0) {
         if (!get)
-            return admin_error(resp, 405, "use GET /_admin/stats");
-        return simsrv_resp_json(resp, 200, stats_json(srv));
+            { admin_error(resp, 405, "use GET /_admin/stats"); return; }
+        { simsrv_resp_json(resp, 200, stats_json(srv)); return; }
     }
     if (strcmp(what, "/reset") == 0) {
         if (!post)
-            return admin_error(resp, 405, "use POST /_admin/reset");
+            { admin_error(resp, 405, "use POST /_admin/reset"); return; }
         srv->app.reset(srv->app.ctx);
         faults_default(srv);
         windows_clear(srv);
@@ -563,7 +563,7 @@ static void handle_admin(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
         srv->total_requests = 0;
         cJSON *ok = cJSON_CreateObject();
         cJSON_AddBoolToObject(ok, "ok", true);
-        return simsrv_resp_json(resp, 200, ok);
+        { simsrv_resp_json(resp, 200, ok); return; }
     }
     admin_error(resp, 404, "unknown admin endpoint (seed, state, faults, stats, reset)");
 }
