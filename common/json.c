@@ -278,6 +278,109 @@ cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err
     return root;
 }
 
+/* Value of 4 hex digits at p (p[0..3] must be readable), or -1. */
+static long hex4(const char *p)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* Copies buf[0..len) into a new buffer, lone-surrogate escapes inside strings replaced by the
+ * surrogate's raw 3-byte form; *count gets how many, *out_len the new length. NULL when there
+ * was none, or on out of memory. */
+static char *mark_lone_surrogates(const char *buf, size_t len, size_t *count, size_t *out_len)
+{
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0, i = 0;
+    bool in_string = false;
+    *count = 0;
+    while (i < len) {
+        char c = buf[i];
+        if (!in_string) {
+            in_string = c == '"';
+            out[o++] = buf[i++];
+            continue;
+        }
+        if (c == '"') {
+            in_string = false;
+            out[o++] = buf[i++];
+            continue;
+        }
+        if (c != '\\' || i + 1 >= len) {
+            out[o++] = buf[i++];
+            continue;
+        }
+        if (buf[i + 1] != 'u' || i + 6 > len) {
+            out[o++] = buf[i++]; /* an escape pair: copy both, so "\\" is not re-read */
+            out[o++] = buf[i++];
+            continue;
+        }
+        long u = hex4(buf + i + 2);
+        if (u >= 0xD800 && u <= 0xDBFF && i + 12 <= len && buf[i + 6] == '\\' &&
+            buf[i + 7] == 'u') {
+            long lo = hex4(buf + i + 8);
+            if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                memcpy(out + o, buf + i, 12); /* a valid pair */
+                o += 12;
+                i += 12;
+                continue;
+            }
+        }
+        if (u >= 0xD800 && u <= 0xDFFF) {
+            out[o++] = (char)0xED;
+            out[o++] = (char)(0x80 | ((u >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (u & 0x3F));
+            i += 6;
+            (*count)++;
+            continue;
+        }
+        out[o++] = buf[i++];
+        out[o++] = buf[i++];
+    }
+    out[o] = '\0'; /* never longer than the input: a 6-byte escape becomes 3 bytes */
+    if (*count == 0) {
+        free(out);
+        return NULL;
+    }
+    *out_len = o;
+    return out;
+}
+
+cJSON *json_parse_bounded_lenient(const char *buf, size_t len, size_t max_len, size_t *repaired,
+                                  char *err, size_t errlen)
+{
+    if (repaired)
+        *repaired = 0;
+    cJSON *root = json_parse_bounded(buf, len, max_len, err, errlen);
+    if (root || !buf || len == 0 || len > max_len)
+        return root;
+    size_t count = 0, flen = 0;
+    char *fixed = mark_lone_surrogates(buf, len, &count, &flen);
+    if (!fixed)
+        return NULL; /* nothing to repair (or no memory): the strict error stands */
+    cJSON *again = json_parse_bounded(fixed, flen, max_len, NULL, 0);
+    free(fixed);
+    if (again) {
+        if (err && errlen > 0)
+            err[0] = '\0';
+        if (repaired)
+            *repaired = count;
+    }
+    return again;
+}
+
 char *json_print(const cJSON *item, size_t *len_out)
 {
     if (len_out)

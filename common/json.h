@@ -80,6 +80,18 @@ int json_validate_utf8(const cJSON *root, char *path, size_t pathlen);
  * json_validate_utf8() before sending anything on. err may be NULL. */
 cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err, size_t errlen);
 
+/* Like json_parse_bounded(), for API pages where one bad record must not block the rest:
+ * cJSON rejects the whole document when a string holds a \uXXXX escape of a lone UTF-16
+ * surrogate (U+D800..U+DFFF not forming a pair), which .NET and JavaScript servers emit for a
+ * string cut inside a surrogate pair. When the strict parse fails and the text holds such
+ * escapes, each is replaced by the 3-byte encoding of the surrogate (0xED 0xA0..0xBF 0x80..0xBF)
+ * and the text parsed again: those bytes are NOT valid UTF-8, so json_validate_utf8() flags
+ * exactly the strings that held one. Any other error is reported as by
+ * json_parse_bounded() (offsets refer to the original text). *repaired (may be NULL) gets the
+ * number of escapes replaced. */
+cJSON *json_parse_bounded_lenient(const char *buf, size_t len, size_t max_len, size_t *repaired,
+                                  char *err, size_t errlen);
+
 /* cJSON_PrintUnformatted() of item as a new string the caller frees with free(); *len_out (when
  * not NULL) gets its strlen. Returns NULL when item is NULL or memory runs out. */
 char *json_print(const cJSON *item, size_t *len_out);

@@ -70,29 +70,14 @@ static producer_pass_t publish_changed(producer_ctx_t *ctx, const char *topic, c
     for (size_t i = 0; i < n; i++) {
         if (strcmp(items[i].hash, c[i].hash) == 0)
             continue;
-        char key[PUBLISH_KEY_SIZE];
-        publish_key(c[i].id, key, sizeof key);
-        publish_headers_t h;
-        if (publish_headers_build(&h, "milvus", ENTITY, key, c[i].hash, fetched_at) != 0) {
-            snprintf(err, errlen, "could not build the headers of a client message");
-            producer_drain(ctx);
-            r = PRODUCER_PASS_FAILED;
-            goto out;
-        }
-        char kerr[256];
-        int rc = publish_send(ctx->kafka, ctx->batch, topic, key, c[i].value, &h, kerr,
-                              sizeof kerr);
-        if (rc != KAFKA_OK) {
-            snprintf(err, errlen, "produce to %s failed: %s", topic, kerr);
-            producer_drain(ctx);
-            r = rc == KAFKA_ERR_FATAL ? PRODUCER_PASS_FATAL : PRODUCER_PASS_FAILED;
-            goto out;
-        }
+        r = producer_publish(ctx, topic, ENTITY, c[i].id, c[i].value, c[i].hash, fetched_at,
+                             err, errlen);
+        if (r != PRODUCER_PASS_OK)
+            goto out; /* no hash saved: the whole page is tried again next poll */
         /* Reuse items[] for the hashes to save: the changed ones, compacted to the front. */
         items[changed].id = c[i].id;
         memcpy(items[changed].hash, c[i].hash, HASH_HEX_SIZE);
         changed++;
-        kafka_producer_poll(ctx->kafka, 0);
     }
     if (n > changed)
         metrics_counter_add(ctx->m_unchanged, PRODUCER_LABELS(ctx, ENTITY), (double)(n - changed));
@@ -153,11 +138,8 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
             const char *msg = NULL;
             if (json_get_string(root, "message", &msg) != JSON_OK) {
                 cJSON_Delete(root);
-                snprintf(err, sizeof err, "GET %s: answer has no \"lista\" array", path);
-                log_msg(LOG_ERROR, "page_failed", "entity=" ENTITY " error=%s",
-                        log_quote(q, sizeof q, err));
-                metrics_counter_add(ctx->m_failures, PRODUCER_LABELS(ctx, ENTITY), 1);
-                r = PRODUCER_PASS_FAILED;
+                r = producer_page_unusable(ctx, ENTITY, path, "no \"lista\" array", err,
+                                           sizeof err);
                 end = "fetch_failed";
                 break;
             }
@@ -172,7 +154,7 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
             json_get_object(meta, "paginate", &paginate) == JSON_OK &&
             json_get_int64(paginate, "total", &total) != JSON_OK)
             total = -1;
-        size_t new_rows = 0, bad = 0, below_min = 0, ncand = 0;
+        size_t new_rows = 0, below_min = 0, ncand = 0;
         candidate_t *cand = nrows ? calloc(nrows, sizeof *cand) : NULL;
         if (nrows > 0 && cand == NULL) {
             cJSON_Delete(root);
@@ -182,13 +164,13 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
         }
         const cJSON *row;
         bool oom = false;
+        int index = -1;
         cJSON_ArrayForEach(row, rows)
         {
+            index++;
             int64_t cid;
-            if (json_get_int64(row, "id", &cid) != JSON_OK) {
-                bad++;
+            if (!producer_record_id(ctx, ENTITY, row, "id", index, &cid))
                 continue;
-            }
             if (milvus_seen_has(&seen, cid))
                 continue;
             if (milvus_seen_add(&seen, cid) != 0) {
@@ -200,6 +182,9 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
                 below_min++;
                 continue;
             }
+            /* Skipped without saving a hash: once fixed at the source it is published. */
+            if (!producer_record_utf8(ctx, ENTITY, row, cid))
+                continue;
             candidate_t *c = &cand[ncand];
             c->id = cid;
             c->value = json_print(row, NULL);
@@ -219,9 +204,6 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
             r = PRODUCER_PASS_FAILED;
             break;
         }
-        if (bad > 0)
-            log_msg(LOG_WARN, "rows_unusable", "entity=" ENTITY " count=%zu reason=\"no integer id\"",
-                    bad);
         milvus_verdict_t v = milvus_page_verdict(nrows, new_rows, MILVUS_PAGE_SIZE);
         if (milvus_page_truncated(v, nrows, prev_rows, MILVUS_PAGE_SIZE)) {
             metrics_counter_add(ctx->m_truncations, PRODUCER_LABELS(ctx, ENTITY), 1);
@@ -258,15 +240,7 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
 
 done:
     milvus_seen_free(&seen);
-    if (r != PRODUCER_PASS_STOPPED)
-        producer_poll_done(ctx, MILVUS_CURSOR_KEY, ENTITY, r == PRODUCER_PASS_OK, err);
-    log_msg(r == PRODUCER_PASS_OK || r == PRODUCER_PASS_STOPPED ? LOG_INFO : LOG_WARN,
-            "scan_done",
-            "entity=" ENTITY " outcome=%s end=%s pages=%zu published=%zu elapsed_ms=%" PRId64
-            "%s%s",
-            producer_pass_name(r), end, pages, published, publish_now_ms() - t0,
-            err[0] && r != PRODUCER_PASS_OK ? " error=" : "",
-            err[0] && r != PRODUCER_PASS_OK ? log_quote(q, sizeof q, err) : "");
+    producer_scan_done(ctx, MILVUS_CURSOR_KEY, ENTITY, r, end, pages, published, t0, err);
     return r;
 }
 

@@ -57,10 +57,20 @@ int ploomes_keyset_query(const ploomes_entity_info_t *info, const char *stamp, i
         top > PLOOMES_PAGE_SIZE || id < 0)
         return -1;
 
+    /* The literal goes unquoted into the filter: RFC 3339's lowercase 't'/'z' and the space
+     * separator (accepted in SYNC_SINCE) are not OData DateTimeOffset syntax. */
+    char lit[64];
+    size_t sl = strlen(stamp);
+    if (sl >= sizeof lit)
+        return -1;
+    for (size_t i = 0; i <= sl; i++) {
+        char c = stamp[i];
+        lit[i] = (c == ' ' || c == 't') ? 'T' : c == 'z' ? 'Z' : c;
+    }
     char filter[256];
     int fn = snprintf(filter, sizeof filter,
                       "LastUpdateDate gt %s or (LastUpdateDate eq %s and Id gt %" PRId64 ")",
-                      stamp, stamp, id);
+                      lit, lit, id);
     if (fn < 0 || (size_t)fn >= sizeof filter)
         return -1;
     char topbuf[16];

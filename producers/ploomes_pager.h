@@ -54,7 +54,8 @@ const ploomes_entity_info_t *ploomes_entity_info(ploomes_entity_t e);
  * where <enc> is the percent-encoded value (http_percent_encode: every byte outside
  * A-Z a-z 0-9 - . _ ~ becomes %XX, so ' ' -> %20, '+' -> %2B, ':' -> %3A, ',' -> %2C).
  * `stamp` is the cursor's LastUpdateDate exactly as Ploomes printed it (an unquoted
- * DateTimeOffset literal); id 0 with the start instant means "everything from stamp on".
+ * DateTimeOffset literal; a ' ' or 't' separator and a 'z' are written as 'T' and 'Z');
+ * id 0 with the start instant means "everything from stamp on".
  * Returns the length written, or -1 when the stamp is not an RFC 3339 timestamp (it is sent
  * unquoted, so anything else could change the filter's meaning), top is not 1..300, or out
  * is too small (out then holds ""). */

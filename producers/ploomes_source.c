@@ -66,11 +66,14 @@ static producer_pass_t load_cursor(producer_ctx_t *ctx, const ploomes_entity_inf
 }
 
 /* Publishes the rows of one page that lie past the cursor; on success moves (stamp, id) to
- * the greatest of them and saves it. *progress gets the number of such rows. */
+ * the greatest of them and saves it. A row past the cursor that cannot be sent (invalid UTF-8)
+ * is skipped (logged, counted) and still moves the cursor: skipping it is its final outcome.
+ * Rows without a usable position (no id, no LastUpdateDate) are skipped without moving it.
+ * *progress gets the number of rows past the cursor. */
 static producer_pass_t publish_page(producer_ctx_t *ctx, const ploomes_entity_info_t *info,
                                     const char *topic, const cJSON *rows, char *stamp,
                                     size_t stamp_size, int64_t *id, size_t *progress,
-                                    char *err, size_t errlen)
+                                    size_t *published, char *err, size_t errlen)
 {
     char fetched_at[PUBLISH_TIME_SIZE];
     publish_now_rfc3339(fetched_at, sizeof fetched_at);
@@ -79,68 +82,66 @@ static producer_pass_t publish_page(producer_ctx_t *ctx, const ploomes_entity_in
     ploomes_instant_t best_inst = {0, 0};
     const char *best_stamp = NULL;
     int64_t best_id = 0;
-    size_t sent = 0, bad = 0;
+    size_t sent = 0, past = 0;
+    *progress = 0;
+    *published = 0;
 
     if (kafka_batch_reset(ctx->batch) != KAFKA_OK) {
         snprintf(err, errlen, "internal: delivery batch still has pending messages");
         return PRODUCER_PASS_FAILED;
     }
     const cJSON *row;
+    int index = -1;
     cJSON_ArrayForEach(row, rows)
     {
+        index++;
         int64_t rid;
-        const char *rstamp;
+        const char *rstamp = NULL;
         ploomes_instant_t rinst;
-        if (json_get_int64(row, "Id", &rid) != JSON_OK ||
-            json_get_string(row, "LastUpdateDate", &rstamp) != JSON_OK ||
-            ploomes_instant_parse(rstamp, &rinst) != 0 || strlen(rstamp) >= STORE_STAMP_MAX) {
-            bad++;
+        if (!producer_record_id(ctx, info->name, row, "Id", index, &rid))
+            continue;
+        json_status_t st = json_get_string(row, "LastUpdateDate", &rstamp);
+        if (st != JSON_OK || ploomes_instant_parse(rstamp, &rinst) != 0 ||
+            strlen(rstamp) >= STORE_STAMP_MAX) {
+            char key[PUBLISH_KEY_SIZE];
+            producer_skip(ctx, info->name, PRODUCER_SKIP_BAD_STAMP,
+                          publish_key(rid, key, sizeof key),
+                          st == JSON_OK ? "LastUpdateDate: not an RFC 3339 timestamp"
+                                        : "LastUpdateDate: missing, null or not a string");
             continue;
         }
         /* The no-progress guard: rows at or before the cursor were delivered already. */
         if (have_cursor && ploomes_position_cmp(&rinst, rid, &cur_inst, *id) <= 0)
             continue;
-        char key[PUBLISH_KEY_SIZE];
-        publish_key(rid, key, sizeof key);
-        publish_headers_t h;
-        char *value = json_print(row, NULL);
-        if (value == NULL ||
-            publish_headers_build(&h, "ploomes", info->name, key, rstamp, fetched_at) != 0) {
-            free(value);
-            snprintf(err, errlen, "out of memory building a %s message", info->name);
-            producer_drain(ctx);
-            return PRODUCER_PASS_FAILED; /* the cursor stays */
-        }
-        char kerr[256];
-        int rc = publish_send(ctx->kafka, ctx->batch, topic, key, value, &h, kerr, sizeof kerr);
-        free(value);
-        if (rc != KAFKA_OK) {
-            snprintf(err, errlen, "produce to %s failed: %s", topic, kerr);
-            producer_drain(ctx);
-            return rc == KAFKA_ERR_FATAL ? PRODUCER_PASS_FATAL : PRODUCER_PASS_FAILED;
-        }
-        sent++;
+        past++;
         if (best_stamp == NULL || ploomes_position_cmp(&rinst, rid, &best_inst, best_id) > 0) {
             best_inst = rinst;
             best_stamp = rstamp;
             best_id = rid;
         }
-        kafka_producer_poll(ctx->kafka, 0);
+        if (!producer_record_utf8(ctx, info->name, row, rid))
+            continue;
+        char *value = json_print(row, NULL);
+        producer_pass_t r = producer_publish(ctx, topic, info->name, rid, value, rstamp,
+                                             fetched_at, err, errlen);
+        free(value);
+        if (r != PRODUCER_PASS_OK)
+            return r; /* the cursor stays */
+        sent++;
     }
-    if (bad > 0)
-        log_msg(LOG_WARN, "rows_unusable",
-                "entity=%s count=%zu reason=\"no integer Id or no RFC 3339 LastUpdateDate\"",
-                info->name, bad);
-    *progress = sent;
-    if (sent == 0)
+    *progress = past;
+    if (past == 0)
         return PRODUCER_PASS_OK;
 
-    producer_pass_t r = producer_deliver(ctx, info->name, err, errlen);
-    if (r != PRODUCER_PASS_OK)
-        return r;
-    metrics_counter_add(ctx->m_published, PRODUCER_LABELS(ctx, info->name), (double)sent);
+    if (sent > 0) {
+        producer_pass_t r = producer_deliver(ctx, info->name, err, errlen);
+        if (r != PRODUCER_PASS_OK)
+            return r;
+        metrics_counter_add(ctx->m_published, PRODUCER_LABELS(ctx, info->name), (double)sent);
+        *published = sent;
+    }
 
-    /* Every record of the page is acknowledged: only now may the cursor move. */
+    /* Every record of the page is acknowledged (or skipped): only now may the cursor move. */
     char serr[256];
     if (store_cursor_set(ctx->store, info->cursor_key, best_stamp, best_id, serr,
                          sizeof serr) != STORE_OK) {
@@ -155,7 +156,6 @@ static producer_pass_t publish_page(producer_ctx_t *ctx, const ploomes_entity_in
 static producer_pass_t scan_entity(producer_ctx_t *ctx, const ploomes_entity_info_t *info)
 {
     char err[768] = "";
-    char q[800];
     char topic[KAFKA_TOPIC_NAME_MAX];
     char stamp[STORE_STAMP_MAX];
     int64_t id = 0;
@@ -195,11 +195,8 @@ static producer_pass_t scan_entity(producer_ctx_t *ctx, const ploomes_entity_inf
         const cJSON *rows = NULL;
         if (json_get_array(root, "value", &rows) != JSON_OK) {
             cJSON_Delete(root);
-            snprintf(err, sizeof err, "GET %s: answer has no \"value\" array", info->path);
-            log_msg(LOG_ERROR, "page_failed", "entity=%s error=%s", info->name,
-                    log_quote(q, sizeof q, err));
-            metrics_counter_add(ctx->m_failures, PRODUCER_LABELS(ctx, info->name), 1);
-            r = PRODUCER_PASS_FAILED;
+            r = producer_page_unusable(ctx, info->name, path, "no \"value\" array", err,
+                                       sizeof err);
             end = "fetch_failed";
             break;
         }
@@ -209,17 +206,18 @@ static producer_pass_t scan_entity(producer_ctx_t *ctx, const ploomes_entity_inf
             end = "empty_page";
             break;
         }
-        size_t progress = 0;
-        r = publish_page(ctx, info, topic, rows, stamp, sizeof stamp, &id, &progress, err,
-                         sizeof err);
+        size_t progress = 0, page_published = 0;
+        r = publish_page(ctx, info, topic, rows, stamp, sizeof stamp, &id, &progress,
+                         &page_published, err, sizeof err);
         cJSON_Delete(root);
         if (r != PRODUCER_PASS_OK) {
             end = "delivery_failed";
             break;
         }
-        published += progress;
-        log_msg(LOG_DEBUG, "page_done", "entity=%s rows=%d published=%zu cursor_id=%" PRId64,
-                info->name, n, progress, id);
+        published += page_published;
+        log_msg(LOG_DEBUG, "page_done",
+                "entity=%s rows=%d past_cursor=%zu published=%zu cursor_id=%" PRId64,
+                info->name, n, progress, page_published, id);
         if (progress == 0) {
             /* No row past the cursor: asking again would return the same page forever. */
             end = "no_progress";
@@ -228,14 +226,7 @@ static producer_pass_t scan_entity(producer_ctx_t *ctx, const ploomes_entity_inf
     }
 
 done:
-    if (r != PRODUCER_PASS_STOPPED)
-        producer_poll_done(ctx, info->cursor_key, info->name, r == PRODUCER_PASS_OK, err);
-    log_msg(r == PRODUCER_PASS_OK || r == PRODUCER_PASS_STOPPED ? LOG_INFO : LOG_WARN,
-            "scan_done",
-            "entity=%s outcome=%s end=%s pages=%zu published=%zu elapsed_ms=%" PRId64 "%s%s",
-            info->name, producer_pass_name(r), end, pages, published, publish_now_ms() - t0,
-            err[0] && r != PRODUCER_PASS_OK ? " error=" : "",
-            err[0] && r != PRODUCER_PASS_OK ? log_quote(q, sizeof q, err) : "");
+    producer_scan_done(ctx, info->cursor_key, info->name, r, end, pages, published, t0, err);
     return r;
 }
 

@@ -72,7 +72,14 @@ producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const ch
     char q[600];
     if (oc == API_OK) {
         char perr[256];
-        *root = json_parse_bounded(res.body, res.body_len, PRODUCER_MAX_BODY, perr, sizeof perr);
+        size_t repaired = 0;
+        /* Lenient: a lone-surrogate escape in one record must not block the whole page
+         * forever; the record is then skipped as invalid UTF-8 (producer_record_utf8). */
+        *root = json_parse_bounded_lenient(res.body, res.body_len, PRODUCER_MAX_BODY,
+                                           &repaired, perr, sizeof perr);
+        if (repaired > 0)
+            log_msg(LOG_WARN, "lone_surrogates", "entity=%s url=%s count=%zu",
+                    entity, log_quote(q, sizeof q, url), repaired);
         if (*root == NULL) {
             snprintf(err, errlen, "GET %s: response is not JSON: %s", url, perr);
             out = PRODUCER_PASS_FAILED;
@@ -129,19 +136,106 @@ void producer_drain(producer_ctx_t *ctx)
     kafka_batch_wait(ctx->kafka, ctx->batch, -1, kerr, sizeof kerr);
 }
 
-void producer_poll_done(producer_ctx_t *ctx, const char *key, const char *entity, bool ok,
-                        const char *error_text)
+void producer_scan_done(producer_ctx_t *ctx, const char *key, const char *entity,
+                        producer_pass_t r, const char *end, size_t pages, size_t published,
+                        int64_t t0_ms, const char *err)
 {
-    char err[256];
-    if (store_cursor_poll_result(ctx->store, key, ok, ok ? "" : error_text, err, sizeof err) !=
-        STORE_OK) {
-        char m[300];
-        log_msg(LOG_WARN, "poll_result_not_saved", "cursor=%s error=%s", key,
-                log_quote(m, sizeof m, err));
+    bool ok = r == PRODUCER_PASS_OK;
+    bool show_err = !ok && err != NULL && err[0] != '\0';
+    if (r != PRODUCER_PASS_STOPPED) {
+        char serr[256];
+        if (store_cursor_poll_result(ctx->store, key, ok, ok ? "" : (err ? err : ""), serr,
+                                     sizeof serr) != STORE_OK) {
+            char m[300];
+            log_msg(LOG_WARN, "poll_result_not_saved", "cursor=%s error=%s", key,
+                    log_quote(m, sizeof m, serr));
+        }
+        if (ok)
+            metrics_gauge_set(ctx->m_last_ok, PRODUCER_LABELS(ctx, entity),
+                              (double)publish_now_ms() / 1000.0);
     }
-    if (ok)
-        metrics_gauge_set(ctx->m_last_ok, PRODUCER_LABELS(ctx, entity),
-                          (double)publish_now_ms() / 1000.0);
+    char q[800];
+    log_msg(ok || r == PRODUCER_PASS_STOPPED ? LOG_INFO : LOG_WARN, "scan_done",
+            "entity=%s outcome=%s end=%s pages=%zu published=%zu elapsed_ms=%" PRId64 "%s%s",
+            entity, producer_pass_name(r), end, pages, published, publish_now_ms() - t0_ms,
+            show_err ? " error=" : "", show_err ? log_quote(q, sizeof q, err) : "");
+}
+
+void producer_skip(producer_ctx_t *ctx, const char *entity, const char *reason, const char *id,
+                   const char *detail)
+{
+    metrics_counter_add(ctx->m_skipped, (const char *[]){ctx->source, entity, reason}, 1);
+    char qi[64], qd[300];
+    log_msg(LOG_WARN, "record_skipped", "source=%s entity=%s id=%s reason=%s%s%s", ctx->source,
+            entity, log_quote(qi, sizeof qi, id), reason, detail ? " detail=" : "",
+            detail ? log_quote(qd, sizeof qd, detail) : "");
+}
+
+bool producer_record_id(producer_ctx_t *ctx, const char *entity, const cJSON *row,
+                        const char *field, int index, int64_t *id)
+{
+    int64_t v = 0;
+    json_status_t st = json_get_int64(row, field, &v);
+    if (st == JSON_OK && v >= 1) {
+        *id = v;
+        return true;
+    }
+    char where[32], detail[96];
+    snprintf(where, sizeof where, "#%d", index);
+    snprintf(detail, sizeof detail, "%s: %s", field,
+             st == JSON_OK ? "not a positive integer" : json_status_name(st));
+    producer_skip(ctx, entity, PRODUCER_SKIP_BAD_ID, where, detail);
+    return false;
+}
+
+bool producer_record_utf8(producer_ctx_t *ctx, const char *entity, const cJSON *row,
+                          int64_t id)
+{
+    char path[256];
+    if (json_validate_utf8(row, path, sizeof path) == 0)
+        return true;
+    char key[PUBLISH_KEY_SIZE];
+    producer_skip(ctx, entity, PRODUCER_SKIP_INVALID_UTF8, publish_key(id, key, sizeof key),
+                  path);
+    return false;
+}
+
+producer_pass_t producer_publish(producer_ctx_t *ctx, const char *topic, const char *entity,
+                                 int64_t id, const char *value, const char *stamp,
+                                 const char *fetched_at, char *err, size_t errlen)
+{
+    char key[PUBLISH_KEY_SIZE];
+    publish_key(id, key, sizeof key);
+    publish_headers_t h;
+    int rc = KAFKA_ERR_NOMEM;
+    if (value == NULL) {
+        snprintf(err, errlen, "out of memory printing %s %s", entity, key);
+    } else if (publish_headers_build(&h, ctx->source, entity, key, stamp, fetched_at) != 0) {
+        snprintf(err, errlen, "could not build the headers of %s %s", entity, key);
+    } else {
+        char kerr[256];
+        rc = publish_send(ctx->kafka, ctx->batch, topic, key, value, &h, kerr, sizeof kerr);
+        if (rc == KAFKA_OK) {
+            kafka_producer_poll(ctx->kafka, 0);
+            return PRODUCER_PASS_OK;
+        }
+        snprintf(err, errlen, "produce to %s failed: %s", topic, kerr);
+    }
+    producer_drain(ctx); /* the page is abandoned; the cursor stays */
+    return rc == KAFKA_ERR_FATAL ? PRODUCER_PASS_FATAL : PRODUCER_PASS_FAILED;
+}
+
+producer_pass_t producer_page_unusable(producer_ctx_t *ctx, const char *entity,
+                                       const char *path, const char *what, char *err,
+                                       size_t errlen)
+{
+    char url[512], q[800];
+    http_redact_url(path, url, sizeof url);
+    snprintf(err, errlen, "GET %s: answer has %s", url, what);
+    log_msg(LOG_ERROR, "page_failed", "entity=%s error=%s", entity,
+            log_quote(q, sizeof q, err));
+    metrics_counter_add(ctx->m_failures, PRODUCER_LABELS(ctx, entity), 1);
+    return PRODUCER_PASS_FAILED;
 }
 
 static bool register_metrics(producer_ctx_t *ctx)
@@ -164,8 +258,14 @@ static bool register_metrics(producer_ctx_t *ctx)
         "Answers that looked truncated (a full page and no way to get more).", labels);
     ctx->m_last_ok = metrics_gauge_new(m, "producer_last_success_timestamp_seconds",
                                        "Unix time of the last poll that completed.", labels);
+    static const char *const skip_labels[] = {"source", "entity", "reason", NULL};
+    ctx->m_skipped = metrics_counter_new(
+        m, "producer_records_skipped_total",
+        "Rows not published because they are unusable (no positive integer id, no usable "
+        "LastUpdateDate, invalid UTF-8); each is logged as event=record_skipped.",
+        skip_labels);
     return ctx->m_published && ctx->m_unchanged && ctx->m_pages && ctx->m_failures &&
-           ctx->m_truncations && ctx->m_last_ok;
+           ctx->m_truncations && ctx->m_last_ok && ctx->m_skipped;
 }
 
 /* Sleeps the poll interval, serving delivery reports and the heartbeat. */

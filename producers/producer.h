@@ -8,8 +8,12 @@
  * messages left undelivered at close); 3 the API rejected the credentials (401).
  *
  * Helpers for sources: producer_fetch() performs one page request and parses it;
- * producer_deliver() waits for a page's delivery reports (the cursor may move only when it
- * returns PRODUCER_PASS_OK).
+ * producer_record_id() / producer_record_utf8() vet a row before anything is sent (a row that
+ * fails is skipped, logged at warn with its id and reason, and counted in
+ * producer_records_skipped_total{reason}: never silently dropped, never sent with invalid
+ * UTF-8); producer_publish() enqueues one record; producer_deliver() waits for a page's
+ * delivery reports (the cursor may move only when it returns PRODUCER_PASS_OK);
+ * producer_scan_done() records and logs the end of a scan.
  *
  * Ownership: producer_ctx_t is owned by producer_run(); sources borrow it during `pass`.
  * Threads: single-threaded, except the metrics server thread (reads `ready` and metrics).
@@ -21,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "api.h"
 #include "app.h"
@@ -60,6 +65,7 @@ typedef struct producer_ctx {
     metrics_family_t *m_pages;       /* {source, entity} */
     metrics_family_t *m_failures;    /* {source, entity} pages that could not be fetched */
     metrics_family_t *m_truncations; /* {source, entity} */
+    metrics_family_t *m_skipped;     /* {source, entity, reason} rows not published: unusable */
     metrics_family_t *m_last_ok;     /* {source, entity} unix seconds of the last good poll */
     atomic_bool ready;
 } producer_ctx_t;
@@ -85,6 +91,42 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
 producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const char *path_or_url,
                                cJSON **root, char *err, size_t errlen);
 
+/* Skip reasons (label `reason` of producer_records_skipped_total). */
+#define PRODUCER_SKIP_BAD_ID "bad_id"             /* no id, or not an integer >= 1 */
+#define PRODUCER_SKIP_BAD_STAMP "bad_stamp"       /* Ploomes: LastUpdateDate unusable */
+#define PRODUCER_SKIP_INVALID_UTF8 "invalid_utf8" /* a string or key is not valid UTF-8 */
+
+/* Counts (m_skipped) and logs at warn (event=record_skipped) one row that will not be
+ * published. `id` names the record (its decimal id, or "#<index>" when it has none); `detail`
+ * (may be NULL) is a non-personal hint such as a JSON path. */
+void producer_skip(producer_ctx_t *ctx, const char *entity, const char *reason, const char *id,
+                   const char *detail);
+
+/* Reads row[field] as a record id: a JSON integer or decimal string, >= 1 (ids are positive;
+ * a negative one would poison the Ploomes cursor). On failure skips the row (bad_id, named by
+ * its 0-based index in the page) and returns false. */
+bool producer_record_id(producer_ctx_t *ctx, const char *entity, const cJSON *row,
+                        const char *field, int index, int64_t *id);
+
+/* True when every string and key of row is valid UTF-8 (SPEC §5: checked before it is sent
+ * anywhere); otherwise skips the row (invalid_utf8, with the JSON path, never the text). */
+bool producer_record_utf8(producer_ctx_t *ctx, const char *entity, const cJSON *row,
+                          int64_t id);
+
+/* Enqueues one record (value: unformatted JSON, NULL = printing it ran out of memory) on
+ * `topic` with SPEC §2's key and headers, counted by ctx->batch. On failure fills err, waits
+ * for the page's pending reports (producer_drain) so the batch can be reused, and returns
+ * FAILED or FATAL: the caller must not move its cursor. */
+producer_pass_t producer_publish(producer_ctx_t *ctx, const char *topic, const char *entity,
+                                 int64_t id, const char *value, const char *stamp,
+                                 const char *fetched_at, char *err, size_t errlen);
+
+/* A fetched page whose envelope is unusable (`what`: e.g. "no \"value\" array"): fills err,
+ * logs event=page_failed, counts m_failures. Returns PRODUCER_PASS_FAILED. */
+producer_pass_t producer_page_unusable(producer_ctx_t *ctx, const char *entity,
+                                       const char *path, const char *what, char *err,
+                                       size_t errlen);
+
 /* Waits for every delivery report of ctx->batch. OK only when all were delivered; FAILED when
  * some failed or timed out (logged, err filled); FATAL on a fatal producer error. */
 producer_pass_t producer_deliver(producer_ctx_t *ctx, const char *entity, char *err,
@@ -95,10 +137,13 @@ producer_pass_t producer_deliver(producer_ctx_t *ctx, const char *entity, char *
  * reset for the next page. */
 void producer_drain(producer_ctx_t *ctx);
 
-/* Records the end of a poll of cursor `key` (store_cursor_poll_result) and, when ok, sets the
- * last-success gauge of `entity`. Failures to record are logged, not returned. */
-void producer_poll_done(producer_ctx_t *ctx, const char *key, const char *entity, bool ok,
-                        const char *error_text);
+/* The end of one scan: unless it was stopped, records the poll result of cursor `key`
+ * (store_cursor_poll_result; ok when r is OK) and, when ok, sets the last-success gauge of
+ * `entity`; then logs event=scan_done (with err when r is not OK). Failures to record are
+ * logged, not returned. */
+void producer_scan_done(producer_ctx_t *ctx, const char *key, const char *entity,
+                        producer_pass_t r, const char *end, size_t pages, size_t published,
+                        int64_t t0_ms, const char *err);
 
 /* Labels helper: {ctx->source, entity}. */
 #define PRODUCER_LABELS(ctx, entity) ((const char *[]){(ctx)->source, (entity)})

@@ -285,6 +285,46 @@ static void test_print(void **state)
     cJSON_Delete(o);
 }
 
+/* A lone surrogate escape makes cJSON reject the whole document; the lenient parse keeps the
+ * document and leaves exactly the affected string flagged as invalid UTF-8. */
+static void test_parse_lenient_lone_surrogates(void **state)
+{
+    (void)state;
+    char err[128];
+    size_t fixed = 99;
+    const char *page = "{\"value\":[{\"Id\":1,\"Name\":\"ok \\ud83d\\ude00\"},"
+                       "{\"Id\":2,\"Name\":\"cut \\ud83d\"},"
+                       "{\"Id\":3,\"Name\":\"low \\uDC00 and \\\\ud800 text\"}]}";
+    assert_null(json_parse_bounded(page, strlen(page), 1 << 20, err, sizeof err));
+    cJSON *root = json_parse_bounded_lenient(page, strlen(page), 1 << 20, &fixed, err, sizeof err);
+    assert_non_null(root);
+    assert_int_equal(fixed, 2);
+    assert_string_equal(err, "");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "value");
+    char path[64];
+    assert_int_equal(json_validate_utf8(cJSON_GetArrayItem(rows, 0), path, sizeof path), 0);
+    assert_int_equal(json_validate_utf8(cJSON_GetArrayItem(rows, 1), path, sizeof path), -1);
+    assert_string_equal(path, "$.Name");
+    assert_int_equal(json_validate_utf8(cJSON_GetArrayItem(rows, 2), path, sizeof path), -1);
+    /* the escaped backslash before "ud800" is text, not an escape */
+    const char *name = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rows, 2), "Name")
+                           ->valuestring;
+    assert_non_null(strstr(name, "\\ud800 text"));
+    cJSON_Delete(root);
+
+    /* Valid text: same as the strict parse, nothing repaired. */
+    root = json_parse_bounded_lenient("[\"\\u00e7\"]", 10, 100, &fixed, err, sizeof err);
+    assert_non_null(root);
+    assert_int_equal(fixed, 0);
+    cJSON_Delete(root);
+    /* Other errors stay errors, with the strict parse's message. */
+    const char *bad = "{\"a\":\"\\ud800\",}";
+    assert_null(json_parse_bounded_lenient(bad, strlen(bad), 100, &fixed, err, sizeof err));
+    assert_non_null(strstr(err, "invalid JSON at byte"));
+    assert_null(json_parse_bounded_lenient("{\"a\":1}", 7, 3, &fixed, err, sizeof err));
+    assert_non_null(strstr(err, "exceeds"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_int64_table),         cmocka_unit_test(test_object_array),
         cmocka_unit_test(test_utf8_table),          cmocka_unit_test(test_validate_tree),
         cmocka_unit_test(test_parse_bounded),       cmocka_unit_test(test_print),
+        cmocka_unit_test(test_parse_lenient_lone_surrogates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * producer runs as a subprocess, configured through the environment):
  *   2,510 clients, MILVUS_MIN_ID=11 -> the 2,500 with id >= 11 published once over three
  *   pages of 1,000 (past the seed's 1,000 cap) with the right key and headers; a second pass
- *   publishes none; one changed client is republished alone; an answer capped below the page
+ *   publishes none; one changed client is republished alone; a client with invalid UTF-8 is
+ *   skipped (logged, counted) until fixed at the source; an answer capped below the page
  *   size while the API reports more clients is warned about (answer_truncated).
  */
 #include <setjmp.h>
@@ -144,6 +145,27 @@ static void clients_paged_and_deduplicated(void **state)
     assert_int_equal(pt_log_count(log, "event=answer_truncated"), warned + 1);
     assert_int_equal(pt_consume(topic, &m, 60000), 0);
     assert_int_equal(m.n, 2501);
+    pt_msgs_free(&m);
+
+    /* a client with invalid UTF-8 is skipped (logged with its id), never published raw and
+     * its hash not saved: once fixed at the source it is published */
+    cJSON *broken = clients(2600, 2600, "Cliente");
+    cJSON_ReplaceItemInObject(cJSON_GetArrayItem(broken, 0), "razao_social",
+                              cJSON_CreateString("Jo\xE3o"));
+    assert_int_equal(pt_admin(sim.base, "faults", "{\"truncate_at\":100000}"), 200);
+    seed(sim.base, broken);
+    assert_int_equal(run_once(env, log), 0);
+    assert_int_equal(pt_log_count(log, "event=record_skipped source=milvus entity=client id=2600 "
+                                       "reason=invalid_utf8 detail=$.razao_social"),
+                     1);
+    assert_int_equal(pt_consume(topic, &m, 60000), 0);
+    assert_int_equal(m.n, 2501);
+    pt_msgs_free(&m);
+    seed(sim.base, clients(2600, 2600, "Cliente"));
+    assert_int_equal(run_once(env, log), 0);
+    assert_int_equal(pt_consume(topic, &m, 60000), 0);
+    assert_int_equal(m.n, 2502);
+    assert_int_equal(pt_count_key(&m, "2600"), 1);
     pt_msgs_free(&m);
 
     /* the poll result is recorded for pipeline-status */

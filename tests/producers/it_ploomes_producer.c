@@ -12,6 +12,10 @@
  *   throttling_and_outage   429 bursts and an outage: --once during the outage exits 1, a later
  *                           pass catches up; the daemon rides out the next outage and finishes;
  *                           SIGTERM exits 0; a wrong key exits 3
+ *   unusable_rows           a record with invalid UTF-8 is skipped (logged with its id,
+ *                           counted), never published raw, the cursor moves past it, and it
+ *                           is published once fixed at the source (ids that are not positive
+ *                           integers: test_producer_rows.c, the simulator refuses them)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -491,6 +495,57 @@ static void throttling_and_outage(void **state)
     fx_teardown(&f);
 }
 
+/* ---- 5 ---------------------------------------------------------------------------------------- */
+
+static void unusable_rows(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_setup(&f, "unusable", "contacts");
+    cJSON *arr = records(1, 5, "Name", "Contact", 0);
+    /* contact 2: "José" with a broken byte sequence (0xC3 0x28) */
+    cJSON_ReplaceItemInObject(cJSON_GetArrayItem(arr, 1), "Name", cJSON_CreateString("Jos\xC3("));
+    seed(&f, "Contacts", arr);
+
+    int rc = run_once(&f, 60000);
+    if (rc != 0)
+        pt_dump_log(f.log, 4000);
+    assert_int_equal(rc, 0);
+    pt_msgs_t c;
+    consume(&f, "ploomes.contacts", &c);
+    assert_int_equal(c.n, 4);
+    assert_int_equal(pt_count_key(&c, "2"), 0);
+    check_topic(&c, "contact", 1, 5, 0, 1);
+    pt_msgs_free(&c);
+    assert_int_equal(
+        pt_log_count(f.log, "event=record_skipped source=ploomes entity=contact id=2 "
+                            "reason=invalid_utf8 detail=$.Name"),
+        1);
+    store_cursor_t cur;
+    char err[256];
+    assert_int_equal(store_cursor_get(f.store, "ploomes.contact", &cur, err, sizeof err), STORE_OK);
+    assert_int_equal(cur.id, 5);
+
+    /* The next pass publishes nothing: the skipped row is behind the cursor. */
+    rc = run_once(&f, 60000);
+    if (rc != 0)
+        pt_dump_log(f.log, 4000);
+    assert_int_equal(rc, 0);
+    consume(&f, "ploomes.contacts", &c);
+    assert_int_equal(c.n, 4);
+    pt_msgs_free(&c);
+
+    /* Fixed at the source (a new LastUpdateDate): published. */
+    seed(&f, "Contacts", records(2, 2, "Name", "Contact", 0));
+    assert_int_equal(run_once(&f, 60000), 0);
+    consume(&f, "ploomes.contacts", &c);
+    assert_int_equal(c.n, 5);
+    assert_int_equal(pt_count_key(&c, "2"), 1);
+    check_topic(&c, "contact", 1, 5, 1, 1);
+    pt_msgs_free(&c);
+    fx_teardown(&f);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -499,6 +554,7 @@ int main(void)
         cmocka_unit_test(record_moves_mid_scan),
         cmocka_unit_test(kill_and_restart),
         cmocka_unit_test(throttling_and_outage),
+        cmocka_unit_test(unusable_rows),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     store_global_cleanup();

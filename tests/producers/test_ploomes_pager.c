@@ -31,6 +31,12 @@ static const query_case_t QUERIES[] = {
      "/InteractionRecords?$filter=LastUpdateDate%20gt%202024-06-01T12%3A00%3A00.5Z%20or%20"
      "%28LastUpdateDate%20eq%202024-06-01T12%3A00%3A00.5Z%20and%20Id%20gt%207%29"
      "&$orderby=LastUpdateDate%2CId&$top=300&$expand=Tags"},
+    /* SYNC_SINCE may use RFC 3339's space separator and lowercase 'z'; OData's literal may
+     * not (Ploomes would answer 400 on every poll, with the cursor already saved). */
+    {PLOOMES_CONTACTS, "2024-02-24 00:00:00z", 0,
+     "/Contacts?$filter=LastUpdateDate%20gt%202024-02-24T00%3A00%3A00Z%20or%20"
+     "%28LastUpdateDate%20eq%202024-02-24T00%3A00%3A00Z%20and%20Id%20gt%200%29"
+     "&$orderby=LastUpdateDate%2CId&$top=300&$expand=Phones%2CTags%2CCity%2CState%2CContacts"},
 };
 
 static void test_keyset_queries(void **state)
