@@ -33,19 +33,15 @@ static cJSON *clients(int from, int to, const char *label)
     return arr;
 }
 
-static void seed(const char *base, cJSON *arr)
+static void seed(const simproc *sim, cJSON *arr)
 {
-    cJSON *s = cJSON_CreateObject();
-    cJSON_AddItemToObject(s, "clientes", arr);
-    assert_int_equal(pt_seed(base, s), 200);
+    assert_int_equal(pt_seed_set(sim, "clientes", arr), 0);
 }
 
 static int run_once(const char *const *env, const char *log)
 {
-    char bin[512];
-    testenv_bin(bin, sizeof bin, "milvus-producer");
-    char *argv[] = {bin, "--once", NULL};
-    int rc = pt_run(argv, env, log, 120000);
+    const char *const args[] = {"--once", NULL};
+    int rc = pt_run("milvus-producer", args, env, log, 120000);
     if (rc != 0)
         pt_dump_log(log, 4000);
     return rc;
@@ -75,7 +71,7 @@ static void clients_paged_and_deduplicated(void **state)
 {
     (void)state;
     int64_t t0 = testenv_now_ms();
-    char prefix[96], db[96], uri[512], log[256], sim_log[256];
+    char prefix[96], db[96], uri[512], log[256];
     testenv_unique(prefix, sizeof prefix, "itmp-");
     size_t pl = strlen(prefix);
     prefix[pl] = '.';
@@ -87,17 +83,18 @@ static void clients_paged_and_deduplicated(void **state)
     testenv_mongo_uri_for_db(uri, sizeof uri, db);
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(log, sizeof log, "%s/%sproducer.log", tmp, prefix);
-    snprintf(sim_log, sizeof sim_log, "%s/%ssim.log", tmp, prefix);
 
-    pt_sim_t sim;
-    assert_int_equal(pt_sim_start(&sim, "milvus-sim", "--token", TOKEN, sim_log), 0);
-    assert_int_equal(pt_admin(sim.base, "faults", "{\"rate_limit_per_min\":0}"), 200);
-    seed(sim.base, clients(1, 2510, "Cliente"));
+    char err[256];
+    simproc *sim = simproc_start_milvus(TOKEN, err, sizeof err);
+    if (!sim)
+        fail_msg("%s", err);
+    assert_int_equal(simproc_faults(sim, "{\"rate_limit_per_min\":0}"), 0);
+    seed(sim, clients(1, 2510, "Cliente"));
 
     char e_uri[600], e_prefix[128], e_base[200];
     snprintf(e_uri, sizeof e_uri, "MONGODB_URI=%s", uri);
     snprintf(e_prefix, sizeof e_prefix, "TOPIC_PREFIX=%s", prefix);
-    snprintf(e_base, sizeof e_base, "MILVUS_BASE_URL=%s/api", sim.base);
+    snprintf(e_base, sizeof e_base, "MILVUS_BASE_URL=%s", simproc_api_url(sim));
     const char *env[] = {e_uri, e_prefix, e_base, "MILVUS_TOKEN=" TOKEN, "TOPIC_PARTITIONS=3",
                          "MILVUS_RATE_PER_MIN=100000", "MILVUS_MIN_ID=11", "RETRY_BASE_MS=50",
                          "RETRY_MAX_MS=500", "POLL_INTERVAL_SECONDS=1", "METRICS_PORT=0",
@@ -123,7 +120,7 @@ static void clients_paged_and_deduplicated(void **state)
     pt_msgs_free(&m);
 
     /* one client changed: only it is published again */
-    seed(sim.base, clients(1500, 1500, "Cliente renomeado"));
+    seed(sim, clients(1500, 1500, "Cliente renomeado"));
     assert_int_equal(run_once(env, log), 0);
     assert_int_equal(pt_consume(topic, &m, 60000), 0);
     assert_int_equal(m.n, 2501);
@@ -140,7 +137,7 @@ static void clients_paged_and_deduplicated(void **state)
 
     /* an answer capped below the page size while the API says there are more: warned */
     int warned = pt_log_count(log, "event=answer_truncated");
-    assert_int_equal(pt_admin(sim.base, "faults", "{\"truncate_at\":500}"), 200);
+    assert_int_equal(simproc_faults(sim, "{\"truncate_at\":500}"), 0);
     assert_int_equal(run_once(env, log), 0);
     assert_int_equal(pt_log_count(log, "event=answer_truncated"), warned + 1);
     assert_int_equal(pt_consume(topic, &m, 60000), 0);
@@ -152,8 +149,8 @@ static void clients_paged_and_deduplicated(void **state)
     cJSON *broken = clients(2600, 2600, "Cliente");
     cJSON_ReplaceItemInObject(cJSON_GetArrayItem(broken, 0), "razao_social",
                               cJSON_CreateString("Jo\xE3o"));
-    assert_int_equal(pt_admin(sim.base, "faults", "{\"truncate_at\":100000}"), 200);
-    seed(sim.base, broken);
+    assert_int_equal(simproc_faults(sim, "{\"truncate_at\":100000}"), 0);
+    seed(sim, broken);
     assert_int_equal(run_once(env, log), 0);
     assert_int_equal(pt_log_count(log, "event=record_skipped source=milvus entity=client id=2600 "
                                        "reason=invalid_utf8 detail=$.razao_social"),
@@ -161,7 +158,7 @@ static void clients_paged_and_deduplicated(void **state)
     assert_int_equal(pt_consume(topic, &m, 60000), 0);
     assert_int_equal(m.n, 2501);
     pt_msgs_free(&m);
-    seed(sim.base, clients(2600, 2600, "Cliente"));
+    seed(sim, clients(2600, 2600, "Cliente"));
     assert_int_equal(run_once(env, log), 0);
     assert_int_equal(pt_consume(topic, &m, 60000), 0);
     assert_int_equal(m.n, 2502);
@@ -169,7 +166,6 @@ static void clients_paged_and_deduplicated(void **state)
     pt_msgs_free(&m);
 
     /* the poll result is recorded for pipeline-status */
-    char err[256];
     store_t *st = store_open(uri, err, sizeof err);
     assert_non_null(st);
     store_cursor_t cur;
@@ -177,19 +173,18 @@ static void clients_paged_and_deduplicated(void **state)
     assert_true(cur.last_ok_at_ms > 0);
     store_close(st);
 
-    pt_sim_stop(&sim);
+    if (simproc_stop(sim) != 0)
+        fprintf(stderr, "milvus-sim did not stop cleanly on SIGTERM\n");
     fprintf(stderr, "clients_paged_and_deduplicated: %lld ms\n",
             (long long)(testenv_now_ms() - t0));
 }
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clients_paged_and_deduplicated),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     store_global_cleanup();
-    curl_global_cleanup();
     return rc;
 }

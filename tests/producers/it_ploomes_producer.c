@@ -18,6 +18,7 @@
  *                           integers: test_producer_rows.c, the simulator refuses them)
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,8 +34,7 @@ typedef struct {
     char db[96];
     char mongo_uri[512];
     char log[256];
-    char sim_log[256];
-    pt_sim_t sim;
+    simproc *sim;
     /* environment for the producer */
     char e_uri[600], e_prefix[128], e_base[200], e_key[128], e_entities[128], e_log[64];
     const char *env[24];
@@ -62,14 +62,16 @@ static void fx_setup(fx_t *f, const char *name, const char *entities)
     testenv_mongo_uri_for_db(f->mongo_uri, sizeof f->mongo_uri, f->db);
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(f->log, sizeof f->log, "%s/%s%s.log", tmp, f->prefix, name);
-    snprintf(f->sim_log, sizeof f->sim_log, "%s/%ssim.log", tmp, f->prefix);
-    assert_int_equal(pt_sim_start(&f->sim, "ploomes-sim", "--user-key", KEY, f->sim_log), 0);
+    char err[256];
+    f->sim = simproc_start_ploomes(KEY, err, sizeof err);
+    if (!f->sim)
+        fail_msg("%s", err);
     /* no simulator rate limit unless a test sets one */
-    assert_int_equal(pt_admin(f->sim.base, "faults", "{\"rate_limit_per_min\":0}"), 200);
+    assert_int_equal(simproc_faults(f->sim, "{\"rate_limit_per_min\":0}"), 0);
 
     snprintf(f->e_uri, sizeof f->e_uri, "MONGODB_URI=%s", f->mongo_uri);
     snprintf(f->e_prefix, sizeof f->e_prefix, "TOPIC_PREFIX=%s", f->prefix);
-    snprintf(f->e_base, sizeof f->e_base, "PLOOMES_BASE_URL=%s", f->sim.base);
+    snprintf(f->e_base, sizeof f->e_base, "PLOOMES_BASE_URL=%s", simproc_api_url(f->sim));
     snprintf(f->e_key, sizeof f->e_key, "PLOOMES_USER_KEY=%s", KEY);
     snprintf(f->e_entities, sizeof f->e_entities, "PLOOMES_ENTITIES=%s", entities);
     fx_env(f, f->e_uri);
@@ -88,32 +90,32 @@ static void fx_setup(fx_t *f, const char *name, const char *entities)
     fx_env(f, "LOG_LEVEL=info");
     fx_env(f, "METRICS_PORT=0");
 
-    char err[256];
     f->store = store_open(f->mongo_uri, err, sizeof err);
     assert_non_null(f->store);
 }
 
 static void fx_teardown(fx_t *f)
 {
-    pt_sim_stop(&f->sim);
+    if (simproc_stop(f->sim) != 0)
+        fprintf(stderr, "ploomes-sim did not stop cleanly on SIGTERM\n");
     store_close(f->store);
 }
 
+static const char *const once_args[] = {"--once", NULL};
+
 static int run_once(fx_t *f, int timeout_ms)
 {
-    char bin[512];
-    testenv_bin(bin, sizeof bin, "ploomes-producer");
-    char *argv[] = {bin, "--once", NULL};
-    int rc = pt_run(argv, f->env, f->log, timeout_ms);
-    return rc;
+    return pt_run("ploomes-producer", once_args, f->env, f->log, timeout_ms);
 }
 
-static void start_daemon(fx_t *f, pt_proc_t *p)
+/* Starts ploomes-producer (with `args`, may be NULL: the daemon); returns its pid. */
+static pid_t start_producer(fx_t *f, const char *const *args)
 {
-    char bin[512];
-    testenv_bin(bin, sizeof bin, "ploomes-producer");
-    char *argv[] = {bin, NULL};
-    assert_int_equal(pt_proc_start(p, argv, f->env, f->log), 0);
+    char err[512];
+    pid_t pid = simproc_spawn("ploomes-producer", args, f->env, f->log, err, sizeof err);
+    if (pid < 0)
+        fail_msg("%s", err);
+    return pid;
 }
 
 /* Records ids [from, to] of a set: {"Id":i, <name_field>:"<label> i"}; optionally an explicit
@@ -137,9 +139,7 @@ static cJSON *records(int from, int to, const char *name_field, const char *labe
 
 static void seed(fx_t *f, const char *set, cJSON *arr)
 {
-    cJSON *s = cJSON_CreateObject();
-    cJSON_AddItemToObject(s, set, arr);
-    assert_int_equal(pt_seed(f->sim.base, s), 200);
+    assert_int_equal(pt_seed_set(f->sim, set, arr), 0);
 }
 
 static void consume(fx_t *f, const char *base, pt_msgs_t *m)
@@ -193,7 +193,7 @@ static void full_scan_and_updates(void **state)
     seed(&f, "Contacts", records(1, 1000, "Name", "Contact", 60));
     seed(&f, "Tasks", records(1, 700, "Title", "Task", 0));
     seed(&f, "InteractionRecords", records(1, 700, "Content", "Interaction", 0));
-    assert_int_equal(pt_admin(f.sim.base, "faults", "{\"short_pages\":true,\"seed\":7}"), 200);
+    assert_int_equal(simproc_faults(f.sim, "{\"short_pages\":true,\"seed\":7}"), 0);
 
     int rc = run_once(&f, 180000);
     if (rc != 0)
@@ -295,12 +295,8 @@ static void record_moves_mid_scan(void **state)
     int64_t t0 = testenv_now_ms();
     seed(&f, "Contacts", records(1, 1500, "Name", "Contact", 0));
     /* slow pages, so the scan is surely under way when the records move */
-    assert_int_equal(pt_admin(f.sim.base, "faults", "{\"latency_ms\":400}"), 200);
-    pt_proc_t p;
-    char bin[512];
-    testenv_bin(bin, sizeof bin, "ploomes-producer");
-    char *argv[] = {bin, "--once", NULL};
-    assert_int_equal(pt_proc_start(&p, argv, f.env, f.log), 0);
+    assert_int_equal(simproc_faults(f.sim, "{\"latency_ms\":400}"), 0);
+    pid_t pid = start_producer(&f, once_args);
 
     /* First page delivered (rows 1..300): move row 1 (already read) and row 1200 (not yet
      * read) to the end of the order. A $skip scan would now lose the row after 1200's old
@@ -317,7 +313,7 @@ static void record_moves_mid_scan(void **state)
     }
     seed(&f, "Contacts", upd);
 
-    int rc = pt_proc_wait(&p, 120000);
+    int rc = simproc_wait(pid, 120000);
     if (rc != 0)
         pt_dump_log(f.log, 4000);
     assert_int_equal(rc, 0);
@@ -344,19 +340,18 @@ static void kill_and_restart(void **state)
     fx_setup(&f, "kill", "contacts");
     int64_t t0 = testenv_now_ms();
     seed(&f, "Contacts", records(1, 2400, "Name", "Contact", 0));
-    assert_int_equal(pt_admin(f.sim.base, "faults", "{\"latency_ms\":300}"), 200);
-    pt_proc_t p;
-    start_daemon(&f, &p);
+    assert_int_equal(simproc_faults(f.sim, "{\"latency_ms\":300}"), 0);
+    pid_t pid = start_producer(&f, NULL);
     cursor_wait_t w = {&f, 900};
     assert_true(testenv_wait_until(cursor_reached, &w, 60000, 10));
-    kill(p.pid, SIGKILL);
-    assert_int_equal(pt_proc_wait(&p, 10000), 128 + SIGKILL);
+    kill(pid, SIGKILL);
+    assert_int_equal(simproc_wait(pid, 10000), 128 + SIGKILL);
     store_cursor_t cur;
     char err[256];
     assert_int_equal(store_cursor_get(f.store, "ploomes.contact", &cur, err, sizeof err), STORE_OK);
     assert_true(cur.id < 2400); /* killed mid-scan */
 
-    assert_int_equal(pt_admin(f.sim.base, "faults", "{\"latency_ms\":0}"), 200);
+    assert_int_equal(simproc_faults(f.sim, "{\"latency_ms\":0}"), 0);
     int rc = run_once(&f, 120000);
     if (rc != 0)
         pt_dump_log(f.log, 4000);
@@ -374,32 +369,14 @@ static void kill_and_restart(void **state)
 
 /* ---- 4 ---------------------------------------------------------------------------------------- */
 
-typedef struct {
-    const char *base;
-} api_wait_t;
-
 static bool api_answers(void *ctx)
 {
-    api_wait_t *w = ctx;
-    char url[512];
-    bool up = false;
+    const simproc *sim = ctx;
     /* Probe the API itself with the right key. */
-    CURL *c = curl_easy_init();
-    snprintf(url, sizeof url, "%s/Account", w->base);
-    struct curl_slist *h = curl_slist_append(NULL, "User-Key: " KEY);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, pt_write_cb);
-    pt_buf_t b = {0};
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    const char *const headers[] = {"User-Key: " KEY, NULL};
     long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    up = status == 200;
-    free(b.data);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return up;
+    return simproc_request(sim, "GET", "/Account", headers, NULL, &status, NULL, NULL) == 0 &&
+           status == 200;
 }
 
 typedef struct {
@@ -435,16 +412,13 @@ static void throttling_and_outage(void **state)
         for (; f.env[n]; n++)
             env[n] = strcmp(f.env[n], f.e_key) == 0 ? "PLOOMES_USER_KEY=WRONGKEY0000" : f.env[n];
         env[n] = NULL;
-        char bin[512];
-        testenv_bin(bin, sizeof bin, "ploomes-producer");
-        char *argv[] = {bin, "--once", NULL};
-        assert_int_equal(pt_run(argv, env, f.log, 60000), 3);
+        assert_int_equal(pt_run("ploomes-producer", once_args, env, f.log, 60000), 3);
     }
 
     /* --once during an outage: exit 1, cursor does not move. */
     char faults[160];
     snprintf(faults, sizeof faults, "{\"down_for_ms\":%d}", OUTAGE_MS);
-    assert_int_equal(pt_admin(f.sim.base, "faults", faults), 200);
+    assert_int_equal(simproc_faults(f.sim, faults), 0);
     assert_int_equal(run_once(&f, 60000), 1);
     store_cursor_t cur;
     char err[256];
@@ -453,11 +427,9 @@ static void throttling_and_outage(void **state)
     assert_true(cur.last_error[0] != '\0');
 
     /* After the outage, with 429 bursts (30% of requests), a later pass catches up. */
-    api_wait_t aw = {f.sim.base};
-    assert_true(testenv_wait_until(api_answers, &aw, OUTAGE_MS + 10000, 100));
+    assert_true(testenv_wait_until(api_answers, f.sim, OUTAGE_MS + 10000, 100));
     assert_int_equal(
-        pt_admin(f.sim.base, "faults", "{\"error_rate\":0.3,\"error_status\":429,\"seed\":3}"),
-        200);
+        simproc_faults(f.sim, "{\"error_rate\":0.3,\"error_status\":429,\"seed\":3}"), 0);
     int rc = run_once(&f, 120000);
     if (rc != 0) {
         /* 3 attempts at 30% errors can still all fail on one page: one more pass must do */
@@ -471,20 +443,19 @@ static void throttling_and_outage(void **state)
 
     /* The daemon rides out an outage: pages fail, are retried on the next poll, and it
      * finishes with everything published; SIGTERM exits 0. */
-    pt_proc_t p;
-    start_daemon(&f, &p);
+    pid_t pid = start_producer(&f, NULL);
     log_wait_t lw = {f.log, "event=pass_done source=ploomes outcome=ok", 1};
     int before = pt_log_count(f.log, lw.needle);
     lw.n = before + 1;
     assert_true(testenv_wait_until(log_has, &lw, 60000, 50));
-    assert_int_equal(pt_admin(f.sim.base, "faults", faults), 200);
+    assert_int_equal(simproc_faults(f.sim, faults), 0);
     seed(&f, "Contacts", records(901, 1500, "Name", "Contact", 0));
     log_wait_t fw = {f.log, "event=page_failed", pt_log_count(f.log, "event=page_failed") + 1};
     assert_true(testenv_wait_until(log_has, &fw, 30000, 50));
     cursor_wait_t w = {&f, 1500};
     assert_true(testenv_wait_until(cursor_reached, &w, OUTAGE_MS + 60000, 50));
-    kill(p.pid, SIGTERM);
-    rc = pt_proc_wait(&p, 30000);
+    kill(pid, SIGTERM);
+    rc = simproc_wait(pid, 30000);
     if (rc != 0)
         pt_dump_log(f.log, 4000);
     assert_int_equal(rc, 0);
@@ -548,7 +519,6 @@ static void unusable_rows(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(full_scan_and_updates),
         cmocka_unit_test(record_moves_mid_scan),
@@ -558,6 +528,5 @@ int main(void)
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     store_global_cleanup();
-    curl_global_cleanup();
     return rc;
 }

@@ -1,9 +1,10 @@
 /* prodtest: helpers shared by the producers' integration tests (header-only: the build only
  * compiles tests/producers/test_*.c and it_*.c, each as its own program).
  *
- *   pt_proc_*     run a binary as a subprocess with extra environment variables, stderr to a
- *                 log file, and wait for its exit on a condition (never a bare sleep)
- *   pt_http       one request to a simulator's admin API (libcurl)
+ *   pt_run        run a producer to completion (simproc_spawn + simproc_wait); the simulators
+ *                 and the daemons are run with tests/support/simproc.h directly
+ *   pt_*log*      read the producer's log file
+ *   pt_seed_set   seed one record set of a simulator
  *   pt_consume    read a whole topic from the beginning up to the high watermarks (exact: the
  *                 producers have flushed before we read) and collect every message
  *   pt_check_*    SPEC §2 checks of key and headers
@@ -12,103 +13,32 @@
 #define TESTS_PRODUCERS_PRODTEST_H
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "hash.h"
+#include "simproc.h"
 #include "testenv.h"
 
-/* ---- subprocesses -------------------------------------------------------------------------- */
+/* ---- subprocesses and simulators (tests/support/simproc.h) -------------------------------- */
 
-typedef struct {
-    pid_t pid;
-    int status;   /* waitpid status once exited */
-    bool exited;
-    char log[256];
-} pt_proc_t;
-
-/* Starts argv[0] (absolute path) with the current environment plus `env` ("NAME=value",
- * NULL-terminated; each overrides). stdout+stderr go to `log_path` (appended). */
-static inline int pt_proc_start(pt_proc_t *p, char *const argv[], const char *const env[],
-                                const char *log_path)
+/* Runs <PIPELINE_BIN_DIR>/<binary> to completion (e.g. --once) with the extra environment `env`,
+ * output appended to log_path. Returns simproc_wait's answer (exit code, 128+signal, -1 on
+ * timeout or when it could not start). */
+static inline int pt_run(const char *binary, const char *const args[], const char *const env[],
+                         const char *log_path, int timeout_ms)
 {
-    memset(p, 0, sizeof *p);
-    snprintf(p->log, sizeof p->log, "%s", log_path);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test (longjmp past teardown) leaves none */
-        for (size_t i = 0; env && env[i]; i++)
-            putenv((char *)env[i]);
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    p->pid = pid;
-    return 0;
-}
-
-static inline bool pt_proc_poll_exit(void *ctx)
-{
-    pt_proc_t *p = ctx;
-    if (p->exited)
-        return true;
-    int st;
-    pid_t r = waitpid(p->pid, &st, WNOHANG);
-    if (r == p->pid) {
-        p->exited = true;
-        p->status = st;
-        return true;
-    }
-    return false;
-}
-
-/* Waits up to timeout_ms for the exit. Returns the exit code, 128+signal when killed by a
- * signal, or -1 on timeout (the process is then killed). */
-static inline int pt_proc_wait(pt_proc_t *p, int timeout_ms)
-{
-    if (!testenv_wait_until(pt_proc_poll_exit, p, timeout_ms, 20)) {
-        fprintf(stderr, "process %d did not exit within %d ms (log: %s)\n", (int)p->pid,
-                timeout_ms, p->log);
-        kill(p->pid, SIGKILL);
-        waitpid(p->pid, &p->status, 0);
-        p->exited = true;
+    char err[512];
+    pid_t pid = simproc_spawn(binary, args, env, log_path, err, sizeof err);
+    if (pid < 0) {
+        fprintf(stderr, "%s\n", err);
         return -1;
     }
-    if (WIFEXITED(p->status))
-        return WEXITSTATUS(p->status);
-    if (WIFSIGNALED(p->status))
-        return 128 + WTERMSIG(p->status);
-    return -1;
-}
-
-/* Runs to completion (e.g. --once): start + wait. */
-static inline int pt_run(char *const argv[], const char *const env[], const char *log_path,
-                         int timeout_ms)
-{
-    pt_proc_t p;
-    if (pt_proc_start(&p, argv, env, log_path) != 0)
-        return -1;
-    return pt_proc_wait(&p, timeout_ms);
+    return simproc_wait(pid, timeout_ms);
 }
 
 /* Prints the last `bytes` of a log file to stderr (on failure). */
@@ -143,91 +73,19 @@ static inline int pt_log_count(const char *path, const char *needle)
     return n;
 }
 
-/* ---- simulator admin ------------------------------------------------------------------------ */
-
-typedef struct {
-    char *data;
-    size_t len;
-} pt_buf_t;
-
-static inline size_t pt_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+/* Seeds the simulator with {"<set>": arr} (arr is consumed). Returns simproc_seed's answer
+ * (0 when the simulator answered 200). */
+static inline int pt_seed_set(const simproc *sim, const char *set, cJSON *arr)
 {
-    pt_buf_t *b = ud;
-    size_t n = size * nmemb;
-    char *d = realloc(b->data, b->len + n + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, ptr, n);
-    b->data = d;
-    b->len += n;
-    d[b->len] = '\0';
-    return n;
-}
-
-/* One request; returns the HTTP status (0 on transport error); *body (may be NULL) gets the
- * malloc'd response body. */
-static inline long pt_http(const char *method, const char *url, const char *body, char **out)
-{
-    CURL *c = curl_easy_init();
-    if (!c)
-        return 0;
-    pt_buf_t b = {0};
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, pt_write_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (out)
-        *out = b.data;
-    else
-        free(b.data);
-    return status;
-}
-
-/* POST <base>/_admin/<what> with body; returns the status. */
-static inline long pt_admin(const char *base, const char *what, const char *body)
-{
-    char url[512];
-    snprintf(url, sizeof url, "%s/_admin/%s", base, what);
-    char *resp = NULL;
-    long st = pt_http("POST", url, body, &resp);
-    if (st != 200)
-        fprintf(stderr, "admin %s -> %ld %s\n", what, st, resp ? resp : "");
-    free(resp);
-    return st;
-}
-
-/* POST a seed given as a cJSON tree (deleted here). */
-static inline long pt_seed(const char *base, cJSON *seed)
-{
+    cJSON *seed = cJSON_CreateObject();
+    cJSON_AddItemToObject(seed, set, arr);
     char *text = cJSON_PrintUnformatted(seed);
     cJSON_Delete(seed);
-    long st = pt_admin(base, "seed", text);
+    int rc = simproc_seed(sim, text);
+    if (rc != 0)
+        fprintf(stderr, "seeding %s failed\n", set);
     free(text);
-    return st;
-}
-
-/* Number of API requests the sim answered with `status` (from /_admin/stats; any shape: sums
- * every number found under a key equal to the status text). */
-static inline void pt_sum_status(const cJSON *node, const char *status, double *sum)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, node)
-    {
-        if (cJSON_IsNumber(it) && it->string && strcmp(it->string, status) == 0)
-            *sum += it->valuedouble;
-        else if (cJSON_IsObject(it) || cJSON_IsArray(it))
-            pt_sum_status(it, status, sum);
-    }
+    return rc;
 }
 
 /* ---- Kafka -------------------------------------------------------------------------------- */
@@ -422,74 +280,6 @@ static inline const char *pt_check_msg(const pt_msg_t *m, const char *source, co
     }
     cJSON_Delete(v);
     return res;
-}
-
-/* ---- simulators ------------------------------------------------------------------------------
- * Stop-gap until tests/support/simproc.h exists: starts `<bin> --port 0 <flag> <secret>` and
- * reads "listening on http://127.0.0.1:PORT" from its first stdout line. */
-
-typedef struct {
-    pt_proc_t proc;
-    char base[128]; /* "http://127.0.0.1:PORT" */
-} pt_sim_t;
-
-static inline int pt_sim_start(pt_sim_t *s, const char *binary, const char *secret_flag,
-                               const char *secret, const char *log_path)
-{
-    memset(s, 0, sizeof *s);
-    char bin[512];
-    testenv_bin(bin, sizeof bin, binary);
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test (longjmp past teardown) leaves none */
-        close(fds[0]);
-        dup2(fds[1], 1);
-        close(fds[1]);
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(bin, bin, "--port", "0", secret_flag, secret, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    s->proc.pid = pid;
-    snprintf(s->proc.log, sizeof s->proc.log, "%s", log_path);
-    FILE *f = fdopen(fds[0], "r");
-    char line[256] = "";
-    if (!f || !fgets(line, sizeof line, f)) {
-        if (f)
-            fclose(f);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return -1;
-    }
-    fclose(f); /* the sim prints nothing else on stdout that matters */
-    const char *u = strstr(line, "http://");
-    if (!u)
-        return -1;
-    size_t n = strcspn(u, "\r\n");
-    if (n >= sizeof s->base)
-        return -1;
-    memcpy(s->base, u, n);
-    s->base[n] = '\0';
-    return 0;
-}
-
-static inline void pt_sim_stop(pt_sim_t *s)
-{
-    if (s->proc.pid > 0 && !s->proc.exited) {
-        kill(s->proc.pid, SIGTERM);
-        if (pt_proc_wait(&s->proc, 10000) < 0)
-            fprintf(stderr, "simulator did not stop on SIGTERM\n");
-    }
 }
 
 #endif

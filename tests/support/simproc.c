@@ -5,16 +5,17 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 struct simproc {
@@ -66,22 +67,94 @@ static int read_line(int fd, char *buf, size_t size, int timeout_ms)
     return 0;
 }
 
+/* argv for execv: path, then args (NULL-terminated, may be NULL). free() it (not the strings). */
+static char **make_argv(const char *path, const char *const *args)
+{
+    size_t nargs = 0;
+    while (args && args[nargs])
+        nargs++;
+    char **argv = calloc(nargs + 2, sizeof *argv);
+    if (!argv)
+        return NULL;
+    argv[0] = (char *)path;
+    for (size_t i = 0; i < nargs; i++)
+        argv[i + 1] = (char *)args[i];
+    return argv;
+}
+
+/* Forks and execs path. In the child: `deathsig` when this process dies (a test that failed
+ * before stopping its children leaves none), env ("NAME=value", NULL-terminated, may be NULL)
+ * added, stdout/stderr replaced by out_fd/err_fd when >= 0, close_fd closed when >= 0.
+ * Returns the pid, or -1 with errno set. */
+static pid_t spawn(const char *path, char *const argv[], const char *const *env, int out_fd,
+                   int err_fd, int close_fd, int deathsig)
+{
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, deathsig);
+    if (getppid() != parent)
+        _exit(127);
+    for (size_t i = 0; env && env[i]; i++)
+        putenv((char *)env[i]);
+    if (out_fd >= 0)
+        dup2(out_fd, STDOUT_FILENO);
+    if (err_fd >= 0)
+        dup2(err_fd, STDERR_FILENO);
+    if (close_fd >= 0)
+        close(close_fd);
+    if (out_fd > STDERR_FILENO)
+        close(out_fd);
+    if (err_fd > STDERR_FILENO && err_fd != out_fd)
+        close(err_fd);
+    execv(path, argv);
+    _exit(127);
+}
+
+typedef struct reap_ctx {
+    pid_t pid;
+    int status;
+    bool reaped;
+} reap_ctx;
+
+static bool try_reap(void *ctx)
+{
+    reap_ctx *r = ctx;
+    pid_t got = waitpid(r->pid, &r->status, WNOHANG);
+    if (got == r->pid) {
+        r->reaped = true;
+        return true;
+    }
+    return got < 0 && errno != EINTR; /* not (or no longer) our child: stop waiting */
+}
+
+/* Waits up to timeout_ms for pid to exit. Returns 0 with *status (waitpid's) set; -1 when it
+ * did not exit in time (it is then killed with SIGKILL and reaped); -2 when waitpid failed. */
+static int reap_within(pid_t pid, int timeout_ms, int *status)
+{
+    reap_ctx r = {pid, 0, false};
+    if (!testenv_wait_until(try_reap, &r, timeout_ms, 10)) {
+        kill_and_reap(pid);
+        return -1;
+    }
+    if (!r.reaped)
+        return -2;
+    *status = r.status;
+    return 0;
+}
+
 simproc *simproc_start(const char *binary, const char *const *args, char *err, size_t errlen)
 {
     pthread_once(&curl_once, curl_init_once);
     char path[1024];
     testenv_bin(path, sizeof path, binary);
-    size_t nargs = 0;
-    while (args && args[nargs])
-        nargs++;
-    char **argv = calloc(nargs + 2, sizeof *argv);
+    char **argv = make_argv(path, args);
     if (!argv) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    argv[0] = path;
-    for (size_t i = 0; i < nargs; i++)
-        argv[i + 1] = (char *)args[i];
 
     int fds[2];
     if (pipe(fds) < 0) {
@@ -89,29 +162,16 @@ simproc *simproc_start(const char *binary, const char *const *args, char *err, s
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         return NULL;
     }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        free(argv);
-        close(fds[0]);
-        close(fds[1]);
-        snprintf(err, errlen, "fork: %s", strerror(e));
-        return NULL;
-    }
-    if (pid == 0) {
-        /* the simulator must not outlive a test that failed before stopping it */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execv(path, argv);
-        _exit(127);
-    }
+    /* stderr is inherited: the simulator's sanitizer reports show up in the test log */
+    pid_t pid = spawn(path, argv, NULL, fds[1], -1, fds[0], SIGTERM);
+    int spawn_errno = errno;
     free(argv);
     close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        snprintf(err, errlen, "fork: %s", strerror(spawn_errno));
+        return NULL;
+    }
     int rc;
     char line[256];
     rc = read_line(fds[0], line, sizeof line, 15000);
@@ -334,20 +394,49 @@ int simproc_stop(simproc *p)
     pid_t pid = p->pid;
     free(p);
     kill(pid, SIGTERM);
-    int64_t deadline = testenv_now_ms() + 15000;
     int st = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (testenv_now_ms() > deadline) {
-            kill_and_reap(pid);
-            return -1;
-        }
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    if (reap_within(pid, 15000, &st) < 0)
+        return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+pid_t simproc_spawn(const char *binary, const char *const *args, const char *const *env,
+                    const char *log_path, char *err, size_t errlen)
+{
+    char path[1024];
+    testenv_bin(path, sizeof path, binary);
+    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+        snprintf(err, errlen, "cannot open the log file %s for %s: %s", log_path, binary,
+                 strerror(errno));
+        return -1;
+    }
+    char **argv = make_argv(path, args);
+    if (!argv) {
+        close(log_fd);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pid_t pid = spawn(path, argv, env, log_fd, log_fd, -1, SIGKILL);
+    int spawn_errno = errno;
+    free(argv);
+    close(log_fd);
+    if (pid < 0)
+        snprintf(err, errlen, "fork for %s: %s", path, strerror(spawn_errno));
+    return pid;
+}
+
+int simproc_wait(pid_t pid, int timeout_ms)
+{
+    int st = 0;
+    int rc = reap_within(pid, timeout_ms, &st);
+    if (rc == -1)
+        fprintf(stderr, "process %d did not exit within %d ms: killed\n", (int)pid, timeout_ms);
+    if (rc < 0)
+        return -1;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
 }

@@ -1,5 +1,5 @@
 /* simproc_: run a simulator (ploomes-sim, milvus-sim) as a child process for a test, and talk
- * to it over HTTP.
+ * to it over HTTP; run the build's other binaries (simproc_spawn) the same way.
  *
  *   char err[256];
  *   simproc *p = simproc_start_ploomes("KEY", err, sizeof err);   // --port 0 --user-key KEY
@@ -14,6 +14,14 @@
  * (its sanitizer reports show up in the test log); its stdout is read only for the first line,
  * "listening on http://127.0.0.1:PORT". Milvus' API lives under "<base>/api":
  * simproc_api_url() gives that for milvus-sim and the base for ploomes-sim.
+ *
+ * simproc_spawn / simproc_wait run any other binary of the build (a producer, a consumer) the
+ * same way, with extra environment variables and its output in a log file:
+ *
+ *   const char *env[] = {"TOPIC_PREFIX=it-1.", NULL};
+ *   const char *args[] = {"--once", NULL};
+ *   pid_t pid = simproc_spawn("ploomes-producer", args, env, "/tmp/it-1.log", err, sizeof err);
+ *   assert_int_equal(simproc_wait(pid, 60000), 0);       // exit code; -1 = killed on timeout
  *
  * Ownership: a simproc is freed by simproc_stop (always, whatever it returns). Returned cJSON
  * and response bodies belong to the caller. Not thread-safe per handle; distinct handles are
@@ -79,5 +87,19 @@ cJSON *simproc_stats(const simproc *p);
  * exited normally (0 = clean, what tests should assert), or -1 when it was killed by a signal
  * or did not stop. Frees p. NULL p returns -1. */
 int simproc_stop(simproc *p);
+
+/* Starts <PIPELINE_BIN_DIR>/<binary> with argv = binary + args (NULL-terminated, may be NULL)
+ * and the test's environment plus env ("NAME=value", NULL-terminated, may be NULL; each
+ * overrides a variable of that name). Its stdout and stderr are appended to log_path (created
+ * when missing). It gets SIGKILL if the test process dies first. Returns the child's pid, to
+ * pass to simproc_wait (or to signal), or -1 with err when the log cannot be opened or fork
+ * fails (no child then). */
+pid_t simproc_spawn(const char *binary, const char *const *args, const char *const *env,
+                    const char *log_path, char *err, size_t errlen);
+
+/* Waits up to timeout_ms for a child of simproc_spawn to exit and reaps it. Returns its exit
+ * code, 128 + the signal number when a signal ended it, or -1 when it did not exit in time
+ * (it is then killed with SIGKILL and reaped; said on stderr) or waitpid failed. */
+int simproc_wait(pid_t pid, int timeout_ms);
 
 #endif
