@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define API_SLICE_MS 100
@@ -30,25 +31,6 @@ struct api {
     void *wait_ctx;
     bool forbidden_is_retriable;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void rfc3339_now(char *buf, size_t size)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char base[24];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    int ms = (int)((ts.tv_nsec / 1000000) % 1000);
-    snprintf(buf, size, "%s.%03dZ", base, ms < 0 ? 0 : ms);
-}
 
 const char *api_kind_name(api_kind_t kind) { return kind == API_MILVUS ? "milvus" : "ploomes"; }
 
@@ -233,18 +215,18 @@ const char *api_result_excerpt(const api_result_t *res, size_t max_bytes, char *
 /* Waits ms, through the hook or in slices; returns 1 when stopped early, else 0. */
 static int api_wait(api_t *api, int64_t ms)
 {
-    int64_t deadline = mono_ms() + ms;
+    int64_t deadline = clock_mono_ms() + ms;
     for (;;) {
         if (api->stop && *api->stop)
             return 1;
-        int64_t remaining = deadline - mono_ms();
+        int64_t remaining = deadline - clock_mono_ms();
         if (remaining <= 0)
             return 0;
         if (api->wait_hook) {
-            int64_t before = mono_ms();
+            int64_t before = clock_mono_ms();
             if (api->wait_hook(api->wait_ctx, remaining) != 0)
                 return 1;
-            if (mono_ms() == before) {
+            if (clock_mono_ms() == before) {
                 /* a hook that returns at once would spin: give the CPU a break */
                 struct timespec ts = {0, 1000000L};
                 nanosleep(&ts, NULL);
@@ -272,7 +254,7 @@ static int api_ratelimit_hook(void *ctx, int64_t remaining_ms)
 
 static void record_failure(api_result_t *out)
 {
-    rfc3339_now(out->last_failure, sizeof out->last_failure);
+    clock_rfc3339(clock_wall_ms(), out->last_failure, sizeof out->last_failure);
     if (!out->first_failure[0])
         memcpy(out->first_failure, out->last_failure, sizeof out->first_failure);
 }
@@ -281,7 +263,7 @@ api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_
                           const char *json_body, api_result_t *out)
 {
     api_result_clear(out);
-    int64_t start = mono_ms();
+    int64_t start = clock_mono_ms();
     const char *mname = http_method_name(method);
     const char *kname = api_kind_name(api->kind);
     char *url = NULL;
@@ -434,7 +416,7 @@ api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_
         log_msg(LOG_WARN, "http_failed",
                 "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempts=%d outcome=%s "
                 "error_class=%s message=%s",
-                kname, mname, q, out->status, (long long)(mono_ms() - start), out->attempts,
+                kname, mname, q, out->status, (long long)(clock_mono_ms() - start), out->attempts,
                 api_outcome_name(out->outcome), out->error_class,
                 log_quote(mq, sizeof mq, out->message));
     }
@@ -444,6 +426,6 @@ done:
     free(url);
     if (!out->body)
         out->body = calloc(1, 1);
-    out->elapsed_ms = mono_ms() - start;
+    out->elapsed_ms = clock_mono_ms() - start;
     return out->outcome;
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "json.h"
 
 extern char **environ;
@@ -779,35 +780,6 @@ static void get_tag_ids(loader_t *ld)
 
 /* ---- MongoDB URI ---------------------------------------------------------------------------- */
 
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-static char *pct_encode(loader_t *ld, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(s);
-    char *out = malloc(3 * n + 1);
-    if (!out) {
-        ld->oom = true;
-        return NULL;
-    }
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (is_unreserved(*p)) {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -941,7 +913,10 @@ static void get_mongo(loader_t *ld)
             problem(ld, "MONGODB_PASSWORD: MONGODB_URI must name a user and carry no password "
                         "when MONGODB_PASSWORD is set; expected mongodb://user@host/...");
         } else {
-            char *enc = pct_encode(ld, pw);
+            /* the URI's userinfo takes the same RFC 3986 escaping as a query value */
+            char *enc = http_percent_encode_dup(pw);
+            if (!enc)
+                ld->oom = true;
             if (enc) {
                 register_secret(ld, "MONGODB_PASSWORD", enc);
                 size_t ulen = m.at, rest = strlen(uri) - m.at;

@@ -13,6 +13,9 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "clock.h"
+#include "json.h"
+
 #ifndef PIPELINE_VERSION
 #define PIPELINE_VERSION "dev"
 #endif
@@ -46,13 +49,6 @@ static pthread_once_t http_global_once = PTHREAD_ONCE_INIT;
 static CURLcode http_global_rc = CURLE_OK;
 
 static void http_global_init(void) { http_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *http_method_name(http_method_t method)
 {
@@ -229,7 +225,7 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     char errbuf[CURL_ERROR_SIZE] = "";
     char shown[512];
     http_sink_t sink = {.limit = client->max_body_bytes};
-    int64_t start = mono_ms();
+    int64_t start = clock_mono_ms();
 
     http_redact_url(url ? url : "", shown, sizeof shown);
     if (!url || !url[0]) {
@@ -345,7 +341,7 @@ out:
     }
     if (!out->body)
         out->body = calloc(1, 1); /* "" (NULL only if even this fails) */
-    out->elapsed_ms = mono_ms() - start;
+    out->elapsed_ms = clock_mono_ms() - start;
     return rc;
 }
 
@@ -462,42 +458,6 @@ int http_parse_retry_after(const char *value, time_t now, int64_t *ms)
 
 /* ---- readable error messages --------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 when invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t need;
-    unsigned min;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return need;
-}
-
 /* Copies text into out as one clean line: control bytes -> space, whitespace runs collapsed,
  * invalid UTF-8 -> '?', trimmed, cut at a character boundary with "..." when it does not fit. */
 static void clean_line(const char *text, size_t len, char *out, size_t size)
@@ -511,7 +471,7 @@ static void clean_line(const char *text, size_t len, char *out, size_t size)
     bool truncated = false;
     size_t i = 0;
     while (i < len) {
-        size_t n = utf8_seq_len(s + i, len - i);
+        size_t n = json_utf8_seq_len(text + i, len - i);
         const unsigned char *piece = s + i;
         unsigned char repl;
         if (n == 0) {

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
+
 const char *json_status_name(json_status_t status)
 {
     switch (status) {
@@ -27,14 +29,29 @@ static const cJSON *member(const cJSON *obj, const char *key)
     return cJSON_GetObjectItemCaseSensitive(obj, key);
 }
 
+/* obj[key] into *item when present, not null and of the type is_type() accepts; else the
+ * status that says which of these failed. */
+static json_status_t typed_member(const cJSON *obj, const char *key,
+                                  cJSON_bool (*is_type)(const cJSON *), const cJSON **item)
+{
+    const cJSON *m = member(obj, key);
+    if (!m)
+        return JSON_MISSING;
+    if (cJSON_IsNull(m))
+        return JSON_NULL;
+    if (!is_type(m))
+        return JSON_WRONG_TYPE;
+    *item = m;
+    return JSON_OK;
+}
+
 json_status_t json_get_string(const cJSON *obj, const char *key, const char **out)
 {
-    const cJSON *item = member(obj, key);
-    if (!item)
-        return JSON_MISSING;
-    if (cJSON_IsNull(item))
-        return JSON_NULL;
-    if (!cJSON_IsString(item) || !item->valuestring)
+    const cJSON *item = NULL;
+    json_status_t st = typed_member(obj, key, cJSON_IsString, &item);
+    if (st != JSON_OK)
+        return st;
+    if (!item->valuestring)
         return JSON_WRONG_TYPE;
     if (!json_utf8_valid(item->valuestring, strlen(item->valuestring)))
         return JSON_BAD_VALUE;
@@ -44,15 +61,11 @@ json_status_t json_get_string(const cJSON *obj, const char *key, const char **ou
 
 json_status_t json_get_bool(const cJSON *obj, const char *key, bool *out)
 {
-    const cJSON *item = member(obj, key);
-    if (!item)
-        return JSON_MISSING;
-    if (cJSON_IsNull(item))
-        return JSON_NULL;
-    if (!cJSON_IsBool(item))
-        return JSON_WRONG_TYPE;
-    *out = cJSON_IsTrue(item) != 0;
-    return JSON_OK;
+    const cJSON *item = NULL;
+    json_status_t st = typed_member(obj, key, cJSON_IsBool, &item);
+    if (st == JSON_OK)
+        *out = cJSON_IsTrue(item) != 0;
+    return st;
 }
 
 /* Plain decimal: optional '-', digits, no leading zero except "0". */
@@ -107,76 +120,67 @@ json_status_t json_get_int64(const cJSON *obj, const char *key, int64_t *out)
 
 json_status_t json_get_object(const cJSON *obj, const char *key, const cJSON **out)
 {
-    const cJSON *item = member(obj, key);
-    if (!item)
-        return JSON_MISSING;
-    if (cJSON_IsNull(item))
-        return JSON_NULL;
-    if (!cJSON_IsObject(item))
-        return JSON_WRONG_TYPE;
-    *out = item;
-    return JSON_OK;
+    return typed_member(obj, key, cJSON_IsObject, out);
 }
 
 json_status_t json_get_array(const cJSON *obj, const char *key, const cJSON **out)
 {
-    const cJSON *item = member(obj, key);
-    if (!item)
-        return JSON_MISSING;
-    if (cJSON_IsNull(item))
-        return JSON_NULL;
-    if (!cJSON_IsArray(item))
-        return JSON_WRONG_TYPE;
-    *out = item;
-    return JSON_OK;
+    return typed_member(obj, key, cJSON_IsArray, out);
+}
+
+size_t json_utf8_seq_len(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (!p || n == 0)
+        return 0;
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+    } else if (c == 0xE0) {
+        need = 2;
+        lo = 0xA0; /* overlong below U+0800 */
+    } else if (c >= 0xE1 && c <= 0xEC) {
+        need = 2;
+    } else if (c == 0xED) {
+        need = 2;
+        hi = 0x9F; /* U+D800..U+DFFF surrogates */
+    } else if (c >= 0xEE && c <= 0xEF) {
+        need = 2;
+    } else if (c == 0xF0) {
+        need = 3;
+        lo = 0x90; /* overlong below U+10000 */
+    } else if (c >= 0xF1 && c <= 0xF3) {
+        need = 3;
+    } else if (c == 0xF4) {
+        need = 3;
+        hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return 0; /* continuation byte, 0xC0, 0xC1, 0xF5..0xFF */
+    }
+    if (n - 1 < need)
+        return 0; /* truncated */
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k <= need; k++) {
+        if (p[k] < 0x80 || p[k] > 0xBF)
+            return 0;
+    }
+    return need + 1;
 }
 
 bool json_utf8_valid(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    if (!p)
+    if (!s)
         return len == 0;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c == 0xE0) {
-            need = 2;
-            lo = 0xA0; /* overlong below U+0800 */
-        } else if (c >= 0xE1 && c <= 0xEC) {
-            need = 2;
-        } else if (c == 0xED) {
-            need = 2;
-            hi = 0x9F; /* U+D800..U+DFFF surrogates */
-        } else if (c >= 0xEE && c <= 0xEF) {
-            need = 2;
-        } else if (c == 0xF0) {
-            need = 3;
-            lo = 0x90; /* overlong below U+10000 */
-        } else if (c >= 0xF1 && c <= 0xF3) {
-            need = 3;
-        } else if (c == 0xF4) {
-            need = 3;
-            hi = 0x8F; /* above U+10FFFF */
-        } else {
-            return false; /* continuation byte, 0xC0, 0xC1, 0xF5..0xFF */
-        }
-        if (len - i - 1 < need)
-            return false; /* truncated */
-        if (p[i + 1] < lo || p[i + 1] > hi)
+    for (size_t i = 0; i < len;) {
+        size_t n = json_utf8_seq_len(s + i, len - i);
+        if (n == 0)
             return false;
-        for (size_t k = 2; k <= need; k++) {
-            if (p[i + k] < 0x80 || p[i + k] > 0xBF)
-                return false;
-        }
-        i += need + 1;
+        i += n;
     }
     return true;
 }
@@ -240,29 +244,23 @@ int json_validate_utf8(const cJSON *root, char *path, size_t pathlen)
     return rc;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, size_t a, size_t b)
-{
-    if (err && errlen > 0)
-        snprintf(err, errlen, fmt, a, b);
-}
-
 cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err, size_t errlen)
 {
     if (err && errlen > 0)
         err[0] = '\0';
     if (len > max_len) {
-        set_err(err, errlen, "input of %zu bytes exceeds the %zu byte cap", len, max_len);
+        errbuf_set(err, errlen, "input of %zu bytes exceeds the %zu byte cap", len, max_len);
         return NULL;
     }
     if (!buf || len == 0) {
-        set_err(err, errlen, "empty input (%zu of %zu bytes)", 0, len);
+        errbuf_set(err, errlen, "empty input (%zu of %zu bytes)", (size_t)0, len);
         return NULL;
     }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (!root) {
         size_t pos = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : 0;
-        set_err(err, errlen, "invalid JSON at byte %zu of %zu", pos, len);
+        errbuf_set(err, errlen, "invalid JSON at byte %zu of %zu", pos, len);
         return NULL;
     }
     size_t pos = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : len;
@@ -270,8 +268,8 @@ cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err
                          buf[pos] == '\r'))
         pos++;
     if (pos < len) {
-        set_err(err, errlen, "unexpected data after the JSON value at byte %zu of %zu", pos,
-                len);
+        errbuf_set(err, errlen, "unexpected data after the JSON value at byte %zu of %zu", pos,
+                   len);
         cJSON_Delete(root);
         return NULL;
     }

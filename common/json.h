@@ -66,6 +66,11 @@ json_status_t json_get_array(const cJSON *obj, const char *key, const cJSON **ou
  * are valid UTF-8 (U+0000). s may be NULL only when len is 0. */
 bool json_utf8_valid(const char *s, size_t len);
 
+/* Length (1 to 4) of the one well-formed UTF-8 character (by the rules of json_utf8_valid) that
+ * starts at s, of which n bytes are available; 0 when the bytes there are not one, or n is 0.
+ * For walking text character by character, replacing the bytes that do not decode. */
+size_t json_utf8_seq_len(const char *s, size_t n);
+
 /* Walks the whole tree and checks that every string value and every object key is valid
  * UTF-8. Returns 0 when all are, -1 otherwise and writes the JSON path of the first bad one
  * into path (e.g. "$.Contacts[2].Name"; may be NULL / 0). Never writes the bad text itself

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,30 +11,12 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
+#include "errbuf.h"
 #include "log.h"
 
 #define KAFKA_QUEUE_FULL_POLL_MS 100
 #define KAFKA_CLOSE_PURGE_WAIT_MS 5000
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *kafka_status_name(int status)
 {
@@ -67,8 +48,8 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, c
                    size_t errlen)
 {
     if (!conf || !name || !name[0] || !value) {
-        set_err(err, errlen, "Kafka property %s: missing name or value",
-                name && name[0] ? name : "(empty)");
+        errbuf_set(err, errlen, "Kafka property %s: missing name or value",
+                   name && name[0] ? name : "(empty)");
         return KAFKA_ERR_INVALID;
     }
     char rkerr[512];
@@ -76,10 +57,10 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, c
         return KAFKA_OK;
     if (kafka_property_is_secret(name)) {
         /* librdkafka's message may quote the value: never show it for a secret. */
-        set_err(err, errlen, "Kafka property \"%s\" was rejected by librdkafka (value hidden)",
-                name);
+        errbuf_set(err, errlen, "Kafka property \"%s\" was rejected by librdkafka (value hidden)",
+                   name);
     } else {
-        set_err(err, errlen, "Kafka property \"%s\": %s", name, rkerr);
+        errbuf_set(err, errlen, "Kafka property \"%s\": %s", name, rkerr);
     }
     return KAFKA_ERR_CONFIG;
 }
@@ -137,17 +118,17 @@ rd_kafka_conf_t *kafka_conf_new(const char *bootstrap_servers, const char *const
                                 const char *const *values, size_t n, char *err, size_t errlen)
 {
     if (!bootstrap_servers || !bootstrap_servers[0]) {
-        set_err(err, errlen,
-                "KAFKA_BOOTSTRAP_SERVERS is empty: expected host:port[,host:port...]");
+        errbuf_set(err, errlen,
+                   "KAFKA_BOOTSTRAP_SERVERS is empty: expected host:port[,host:port...]");
         return NULL;
     }
     if (n > 0 && (!names || !values)) {
-        set_err(err, errlen, "Kafka passthrough: %zu properties but no names/values", n);
+        errbuf_set(err, errlen, "Kafka passthrough: %zu properties but no names/values", n);
         return NULL;
     }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!conf) {
-        set_err(err, errlen, "out of memory creating the Kafka configuration");
+        errbuf_set(err, errlen, "out of memory creating the Kafka configuration");
         return NULL;
     }
     if (kafka_conf_set(conf, "bootstrap.servers", bootstrap_servers, err, errlen) != KAFKA_OK)
@@ -167,7 +148,7 @@ fail:
 rd_kafka_conf_t *kafka_conf_from_settings(const kafka_settings_t *s, char *err, size_t errlen)
 {
     if (!s) {
-        set_err(err, errlen, "Kafka settings missing");
+        errbuf_set(err, errlen, "Kafka settings missing");
         return NULL;
     }
     return kafka_conf_new(s->bootstrap_servers, s->names, s->values, s->count, err, errlen);
@@ -231,7 +212,7 @@ static rd_kafka_t *admin_client_new(const kafka_settings_t *s, char *err, size_t
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof rkerr);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        set_err(err, errlen, "cannot create a Kafka admin client: %s", rkerr);
+        errbuf_set(err, errlen, "cannot create a Kafka admin client: %s", rkerr);
         return NULL;
     }
     return rk;
@@ -243,9 +224,9 @@ static int cluster_metadata(rd_kafka_t *rk, int timeout_ms, const struct rd_kafk
 {
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, md, timeout_ms);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        set_err(err, errlen, "Kafka cluster at bootstrap.servers did not answer a metadata "
-                             "request within %d ms: %s",
-                timeout_ms, rd_kafka_err2str(e));
+        errbuf_set(err, errlen, "Kafka cluster at bootstrap.servers did not answer a metadata "
+                                "request within %d ms: %s",
+                   timeout_ms, rd_kafka_err2str(e));
         return KAFKA_ERR_BROKER;
     }
     return KAFKA_OK;
@@ -279,9 +260,9 @@ static bool md_topic_ready(const struct rd_kafka_metadata *md, const char *topic
 static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type,
                                     int timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left < 0)
             return NULL;
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)(left > 1000 ? 1000 : left));
@@ -303,7 +284,7 @@ static int topic_config_get_rk(rd_kafka_t *rk, const char *topic, const char *na
     rd_kafka_event_t *ev = NULL;
     char rkerr[256];
     if (!q || !opts || !res) {
-        set_err(err, errlen, "out of memory describing topic %s", topic);
+        errbuf_set(err, errlen, "out of memory describing topic %s", topic);
         rc = KAFKA_ERR_NOMEM;
         goto out;
     }
@@ -311,13 +292,13 @@ static int topic_config_get_rk(rd_kafka_t *rk, const char *topic, const char *na
     rd_kafka_DescribeConfigs(rk, &res, 1, opts, q);
     ev = admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, timeout_ms + 1000);
     if (!ev) {
-        set_err(err, errlen, "describing topic %s timed out after %d ms", topic, timeout_ms);
+        errbuf_set(err, errlen, "describing topic %s timed out after %d ms", topic, timeout_ms);
         rc = KAFKA_ERR_TIMEOUT;
         goto out;
     }
     if (rd_kafka_event_error(ev)) {
-        set_err(err, errlen, "describing topic %s failed: %s", topic,
-                rd_kafka_event_error_string(ev));
+        errbuf_set(err, errlen, "describing topic %s failed: %s", topic,
+                   rd_kafka_event_error_string(ev));
         goto out;
     }
     const rd_kafka_DescribeConfigs_result_t *result = rd_kafka_event_DescribeConfigs_result(ev);
@@ -326,8 +307,8 @@ static int topic_config_get_rk(rd_kafka_t *rk, const char *topic, const char *na
     for (size_t i = 0; i < nres; i++) {
         if (rd_kafka_ConfigResource_error(rs[i])) {
             const char *es = rd_kafka_ConfigResource_error_string(rs[i]);
-            set_err(err, errlen, "describing topic %s failed: %s", topic,
-                    es ? es : rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[i])));
+            errbuf_set(err, errlen, "describing topic %s failed: %s", topic,
+                       es ? es : rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[i])));
             goto out;
         }
         size_t nent = 0;
@@ -338,8 +319,8 @@ static int topic_config_get_rk(rd_kafka_t *rk, const char *topic, const char *na
             const char *v = rd_kafka_ConfigEntry_value(ents[j]);
             int n = snprintf(out, outsize, "%s", v ? v : "");
             if (n < 0 || (size_t)n >= outsize) {
-                set_err(err, errlen, "value of %s for topic %s does not fit the buffer", name,
-                        topic);
+                errbuf_set(err, errlen, "value of %s for topic %s does not fit the buffer", name,
+                           topic);
                 rc = KAFKA_ERR_INVALID;
                 goto out;
             }
@@ -347,7 +328,7 @@ static int topic_config_get_rk(rd_kafka_t *rk, const char *topic, const char *na
             goto out;
         }
     }
-    set_err(err, errlen, "topic %s has no config entry %s", topic, name);
+    errbuf_set(err, errlen, "topic %s has no config entry %s", topic, name);
     rc = KAFKA_ERR_INVALID;
 out:
     if (ev)
@@ -365,7 +346,7 @@ int kafka_topic_config_get(const kafka_settings_t *s, const char *topic, const c
                            char *out, size_t outsize, int timeout_ms, char *err, size_t errlen)
 {
     if (!topic || !name || !out || outsize == 0) {
-        set_err(err, errlen, "kafka_topic_config_get: missing argument");
+        errbuf_set(err, errlen, "kafka_topic_config_get: missing argument");
         return KAFKA_ERR_INVALID;
     }
     rd_kafka_t *rk = admin_client_new(s, err, errlen);
@@ -380,7 +361,7 @@ int kafka_topic_partition_count(const kafka_settings_t *s, const char *topic, in
                                 char *err, size_t errlen)
 {
     if (!topic) {
-        set_err(err, errlen, "kafka_topic_partition_count: missing topic");
+        errbuf_set(err, errlen, "kafka_topic_partition_count: missing topic");
         return KAFKA_ERR_INVALID;
     }
     rd_kafka_t *rk = admin_client_new(s, err, errlen);
@@ -391,7 +372,7 @@ int kafka_topic_partition_count(const kafka_settings_t *s, const char *topic, in
     if (rc == KAFKA_OK) {
         const rd_kafka_metadata_topic_t *t = md_find(md, topic);
         if (!t || t->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            set_err(err, errlen, "topic %s does not exist", topic);
+            errbuf_set(err, errlen, "topic %s does not exist", topic);
             rc = KAFKA_ERR_INVALID;
         } else {
             rc = t->partition_cnt;
@@ -414,7 +395,7 @@ static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], con
     rd_kafka_event_t *ev = NULL;
     char rkerr[512];
     if (!q || !opts) {
-        set_err(err, errlen, "out of memory creating topics");
+        errbuf_set(err, errlen, "out of memory creating topics");
         rc = KAFKA_ERR_NOMEM;
         goto out;
     }
@@ -423,7 +404,7 @@ static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], con
     for (size_t i = 0; i < n; i++) {
         nts[i] = rd_kafka_NewTopic_new(names[i], partitions, replication, rkerr, sizeof rkerr);
         if (!nts[i]) {
-            set_err(err, errlen, "cannot describe new topic %s: %s", names[i], rkerr);
+            errbuf_set(err, errlen, "cannot describe new topic %s: %s", names[i], rkerr);
             rc = KAFKA_ERR_INVALID;
             goto out;
         }
@@ -431,7 +412,7 @@ static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], con
             /* Dead letters must never expire silently (SPEC §2). */
             if (rd_kafka_NewTopic_set_config(nts[i], "retention.ms", "-1") ||
                 rd_kafka_NewTopic_set_config(nts[i], "retention.bytes", "-1")) {
-                set_err(err, errlen, "cannot set retention on new topic %s", names[i]);
+                errbuf_set(err, errlen, "cannot set retention on new topic %s", names[i]);
                 rc = KAFKA_ERR_INVALID;
                 goto out;
             }
@@ -440,12 +421,12 @@ static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], con
     rd_kafka_CreateTopics(rk, nts, n, opts, q);
     ev = admin_wait(q, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms + 2000);
     if (!ev) {
-        set_err(err, errlen, "creating topics timed out after %d ms", timeout_ms);
+        errbuf_set(err, errlen, "creating topics timed out after %d ms", timeout_ms);
         rc = KAFKA_ERR_TIMEOUT;
         goto out;
     }
     if (rd_kafka_event_error(ev)) {
-        set_err(err, errlen, "creating topics failed: %s", rd_kafka_event_error_string(ev));
+        errbuf_set(err, errlen, "creating topics failed: %s", rd_kafka_event_error_string(ev));
         goto out;
     }
     size_t nres = 0;
@@ -461,8 +442,8 @@ static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], con
             log_msg(LOG_INFO, "kafka_topic_exists", "topic=%s reason=concurrent_creator", tname);
         } else {
             const char *es = rd_kafka_topic_result_error_string(res[i]);
-            set_err(err, errlen, "creating topic %s failed: %s", tname,
-                    es ? es : rd_kafka_err2str(e));
+            errbuf_set(err, errlen, "creating topic %s failed: %s", tname,
+                       es ? es : rd_kafka_err2str(e));
             goto out;
         }
     }
@@ -514,7 +495,7 @@ int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int parti
         n = KAFKA_TOPIC_COUNT;
     }
     if (n > KAFKA_TOPIC_COUNT || partitions < 1) {
-        set_err(err, errlen, "TOPIC_PARTITIONS must be at least 1 (got %d)", partitions);
+        errbuf_set(err, errlen, "TOPIC_PARTITIONS must be at least 1 (got %d)", partitions);
         return KAFKA_ERR_INVALID;
     }
     if (timeout_ms <= 0)
@@ -525,9 +506,9 @@ int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int parti
     size_t nmissing = 0;
     for (size_t i = 0; i < n; i++) {
         if (kafka_topic_name(names[i], sizeof names[i], prefix, ids[i]) != KAFKA_OK) {
-            set_err(err, errlen,
-                    "TOPIC_PREFIX is too long: topic names must stay under %d characters",
-                    KAFKA_TOPIC_NAME_MAX);
+            errbuf_set(err, errlen,
+                       "TOPIC_PREFIX is too long: topic names must stay under %d characters",
+                       KAFKA_TOPIC_NAME_MAX);
             return KAFKA_ERR_INVALID;
         }
     }
@@ -563,7 +544,7 @@ int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int parti
         goto out;
     /* Wait until metadata shows every new topic with leaders, so a consumer subscribing right
      * after sees them (librdkafka otherwise rechecks only every topic.metadata.refresh.interval). */
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     for (;;) {
         rc = cluster_metadata(rk, timeout_ms, &md, err, errlen);
         if (rc != KAFKA_OK)
@@ -575,9 +556,9 @@ int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int parti
         md = NULL;
         if (ready)
             break;
-        if (mono_ms() >= deadline) {
-            set_err(err, errlen, "topics were created but have no partition leaders after %d ms",
-                    timeout_ms);
+        if (clock_mono_ms() >= deadline) {
+            errbuf_set(err, errlen, "topics were created but have no partition leaders after %d ms",
+                       timeout_ms);
             rc = KAFKA_ERR_TIMEOUT;
             goto out;
         }
@@ -757,7 +738,7 @@ kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *clie
 {
     kafka_producer_t *p = calloc(1, sizeof *p);
     if (!p) {
-        set_err(err, errlen, "out of memory creating the Kafka producer");
+        errbuf_set(err, errlen, "out of memory creating the Kafka producer");
         return NULL;
     }
     rd_kafka_conf_t *conf = kafka_conf_from_settings(s, err, errlen);
@@ -774,7 +755,7 @@ kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *clie
     char rkerr[512];
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof rkerr);
     if (!p->rk) {
-        set_err(err, errlen, "cannot create the Kafka producer: %s", rkerr);
+        errbuf_set(err, errlen, "cannot create the Kafka producer: %s", rkerr);
         goto fail_conf;
     }
     return p;
@@ -795,7 +776,7 @@ bool kafka_producer_fatal(kafka_producer_t *p, char *err, size_t errlen)
     rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->rk, buf, sizeof buf);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
         return false;
-    set_err(err, errlen, "Kafka producer fatal error %s: %s", rd_kafka_err2name(e), buf);
+    errbuf_set(err, errlen, "Kafka producer fatal error %s: %s", rd_kafka_err2name(e), buf);
     return true;
 }
 
@@ -819,7 +800,7 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
                             char *err, size_t errlen)
 {
     if (!p || !topic || !topic[0] || (hcount > 0 && !headers)) {
-        set_err(err, errlen, "kafka_producer_send: missing producer, topic or headers");
+        errbuf_set(err, errlen, "kafka_producer_send: missing producer, topic or headers");
         return KAFKA_ERR_INVALID;
     }
     if (kafka_producer_fatal(p, err, errlen))
@@ -829,7 +810,7 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
     if (batch || cb) {
         ctx = calloc(1, sizeof *ctx);
         if (!ctx) {
-            set_err(err, errlen, "out of memory producing to %s", topic);
+            errbuf_set(err, errlen, "out of memory producing to %s", topic);
             return KAFKA_ERR_NOMEM;
         }
         ctx->batch = batch;
@@ -885,7 +866,7 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
         kafka_producer_fatal(p, err, errlen);
         return KAFKA_ERR_FATAL;
     }
-    set_err(err, errlen, "producing to topic %s failed: %s", topic, rd_kafka_err2str(e));
+    errbuf_set(err, errlen, "producing to topic %s failed: %s", topic, rd_kafka_err2str(e));
     return (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
             e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || e == RD_KAFKA_RESP_ERR__INVALID_ARG)
                ? KAFKA_ERR_INVALID
@@ -898,7 +879,7 @@ int kafka_producer_send(kafka_producer_t *p, const char *topic, const char *key,
                         char *err, size_t errlen)
 {
     if (hcount > 0 && (!hnames || !hvalues)) {
-        set_err(err, errlen, "kafka_producer_send: %zu headers but no names/values", hcount);
+        errbuf_set(err, errlen, "kafka_producer_send: %zu headers but no names/values", hcount);
         return KAFKA_ERR_INVALID;
     }
     kafka_header_t stackh[16];
@@ -906,7 +887,7 @@ int kafka_producer_send(kafka_producer_t *p, const char *topic, const char *key,
     if (hcount > sizeof stackh / sizeof stackh[0]) {
         h = calloc(hcount, sizeof *h);
         if (!h) {
-            set_err(err, errlen, "out of memory producing to %s", topic ? topic : "?");
+            errbuf_set(err, errlen, "out of memory producing to %s", topic ? topic : "?");
             return KAFKA_ERR_NOMEM;
         }
     }
@@ -937,20 +918,20 @@ int kafka_batch_wait(kafka_producer_t *p, kafka_batch_t *b, int timeout_ms, char
                      size_t errlen)
 {
     if (!p || !b) {
-        set_err(err, errlen, "kafka_batch_wait: missing producer or batch");
+        errbuf_set(err, errlen, "kafka_batch_wait: missing producer or batch");
         return KAFKA_ERR_INVALID;
     }
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : clock_mono_ms() + timeout_ms;
     for (;;) {
         size_t pending = kafka_batch_pending(b);
         if (pending == 0)
             break;
         if (kafka_producer_fatal(p, err, errlen))
             return KAFKA_ERR_FATAL;
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left <= 0) {
-            set_err(err, errlen, "%zu of %zu messages still waiting for a delivery report",
-                    pending, kafka_batch_sent(b));
+            errbuf_set(err, errlen, "%zu of %zu messages still waiting for a delivery report",
+                       pending, kafka_batch_sent(b));
             return KAFKA_ERR_TIMEOUT;
         }
         rd_kafka_poll(p->rk, (int)(left < 100 ? left : 100));
@@ -958,8 +939,8 @@ int kafka_batch_wait(kafka_producer_t *p, kafka_batch_t *b, int timeout_ms, char
     size_t failed = kafka_batch_failed(b);
     if (failed > 0) {
         char first[256];
-        set_err(err, errlen, "%zu of %zu messages failed delivery; first: %s", failed,
-                kafka_batch_sent(b), kafka_batch_error(b, first, sizeof first));
+        errbuf_set(err, errlen, "%zu of %zu messages failed delivery; first: %s", failed,
+                   kafka_batch_sent(b), kafka_batch_error(b, first, sizeof first));
         return KAFKA_ERR_DELIVERY;
     }
     if (kafka_producer_fatal(p, err, errlen))
@@ -970,7 +951,7 @@ int kafka_batch_wait(kafka_producer_t *p, kafka_batch_t *b, int timeout_ms, char
 int kafka_producer_flush(kafka_producer_t *p, int timeout_ms, char *err, size_t errlen)
 {
     if (!p) {
-        set_err(err, errlen, "kafka_producer_flush: missing producer");
+        errbuf_set(err, errlen, "kafka_producer_flush: missing producer");
         return KAFKA_ERR_INVALID;
     }
     rd_kafka_flush(p->rk, timeout_ms);
@@ -978,7 +959,8 @@ int kafka_producer_flush(kafka_producer_t *p, int timeout_ms, char *err, size_t 
         return KAFKA_ERR_FATAL;
     int left = rd_kafka_outq_len(p->rk);
     if (left > 0) {
-        set_err(err, errlen, "%d Kafka messages still undelivered after %d ms", left, timeout_ms);
+        errbuf_set(err, errlen, "%d Kafka messages still undelivered after %d ms", left,
+                   timeout_ms);
         return KAFKA_ERR_TIMEOUT;
     }
     return KAFKA_OK;
@@ -993,13 +975,13 @@ int kafka_producer_close(kafka_producer_t *p, int timeout_ms, char *err, size_t 
     if (undelivered > 0) {
         /* Purged messages get a failed delivery report, so batches and callbacks learn it. */
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        int64_t deadline = mono_ms() + KAFKA_CLOSE_PURGE_WAIT_MS;
-        while (rd_kafka_outq_len(p->rk) > 0 && mono_ms() < deadline)
+        int64_t deadline = clock_mono_ms() + KAFKA_CLOSE_PURGE_WAIT_MS;
+        while (rd_kafka_outq_len(p->rk) > 0 && clock_mono_ms() < deadline)
             rd_kafka_poll(p->rk, 100);
         log_msg(LOG_ERROR, "kafka_producer_undelivered", "count=%d", undelivered);
         if (rc != KAFKA_ERR_FATAL) {
-            set_err(err, errlen, "%d Kafka messages were not delivered before close",
-                    undelivered);
+            errbuf_set(err, errlen, "%d Kafka messages were not delivered before close",
+                       undelivered);
             rc = KAFKA_ERR_DELIVERY;
         }
     } else {

@@ -4,13 +4,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+#include "errbuf.h"
 #include "kafka_offsets.h"
 #include "log.h"
 
@@ -50,26 +51,6 @@ struct kafka_consumer {
     size_t paused_count, paused_cap;
     held_t *held_head, *held_tail; /* messages of paused partitions, in arrival order */
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- records ------------------------------------------------------------------------------ */
 
@@ -265,7 +246,7 @@ static int commit_sync(kafka_consumer_t *c, char *err, size_t errlen)
     rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
         return KAFKA_OK;
-    set_err(err, errlen, "Kafka offset commit failed: %s", rd_kafka_err2str(e));
+    errbuf_set(err, errlen, "Kafka offset commit failed: %s", rd_kafka_err2str(e));
     return KAFKA_ERR_BROKER;
 }
 
@@ -300,9 +281,9 @@ static void on_revoke(kafka_consumer_t *c, rd_kafka_topic_partition_list_t *part
         c->on_revoke(c->opaque, c, parts, lost);
     pthread_mutex_lock(&c->lock);
     if (!lost && c->revoke_wait_ms != 0) {
-        int64_t deadline = c->revoke_wait_ms < 0 ? INT64_MAX : mono_ms() + c->revoke_wait_ms;
+        int64_t deadline = c->revoke_wait_ms < 0 ? INT64_MAX : clock_mono_ms() + c->revoke_wait_ms;
         while (in_flight_of(c, parts) > 0) {
-            int64_t left = deadline - mono_ms();
+            int64_t left = deadline - clock_mono_ms();
             if (left <= 0)
                 break;
             struct timespec until;
@@ -355,17 +336,17 @@ kafka_consumer_t *kafka_consumer_new(const kafka_consumer_opts_t *o, char *err, 
 {
     if (!o || !o->settings || !o->group_id || !o->group_id[0] || !o->topics ||
         o->topic_count == 0 || (o->extra_count > 0 && (!o->extra_names || !o->extra_values))) {
-        set_err(err, errlen, "Kafka consumer: settings, group id and topics are required");
+        errbuf_set(err, errlen, "Kafka consumer: settings, group id and topics are required");
         return NULL;
     }
     kafka_consumer_t *c = calloc(1, sizeof *c);
     if (!c) {
-        set_err(err, errlen, "out of memory creating the Kafka consumer");
+        errbuf_set(err, errlen, "out of memory creating the Kafka consumer");
         return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->settled, NULL);
-    atomic_store(&c->last_record_ms, mono_ms());
+    atomic_store(&c->last_record_ms, clock_mono_ms());
     c->revoke_wait_ms = o->revoke_wait_ms == 0 ? REVOKE_WAIT_DEFAULT_MS : o->revoke_wait_ms;
     c->on_revoke = o->on_revoke;
     c->on_assign = o->on_assign;
@@ -374,7 +355,7 @@ kafka_consumer_t *kafka_consumer_new(const kafka_consumer_opts_t *o, char *err, 
     rd_kafka_topic_partition_list_t *subs = NULL;
     c->offsets = kafka_offsets_new();
     if (!c->offsets) {
-        set_err(err, errlen, "out of memory creating the Kafka consumer");
+        errbuf_set(err, errlen, "out of memory creating the Kafka consumer");
         goto fail;
     }
     conf = kafka_conf_from_settings(o->settings, err, errlen);
@@ -405,7 +386,7 @@ kafka_consumer_t *kafka_consumer_new(const kafka_consumer_opts_t *o, char *err, 
     char rkerr[512];
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof rkerr);
     if (!c->rk) {
-        set_err(err, errlen, "cannot create the Kafka consumer: %s", rkerr);
+        errbuf_set(err, errlen, "cannot create the Kafka consumer: %s", rkerr);
         goto fail;
     }
     conf = NULL; /* owned by rk now */
@@ -416,8 +397,8 @@ kafka_consumer_t *kafka_consumer_new(const kafka_consumer_opts_t *o, char *err, 
     rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     if (e) {
-        set_err(err, errlen, "Kafka consumer group %s could not subscribe: %s", o->group_id,
-                rd_kafka_err2str(e));
+        errbuf_set(err, errlen, "Kafka consumer group %s could not subscribe: %s", o->group_id,
+                   rd_kafka_err2str(e));
         goto fail;
     }
     return c;
@@ -446,9 +427,9 @@ bool kafka_consumer_fatal(kafka_consumer_t *c, char *err, size_t errlen)
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR && !atomic_load(&c->fatal))
         return false;
     if (e)
-        set_err(err, errlen, "Kafka consumer fatal error %s: %s", rd_kafka_err2name(e), buf);
+        errbuf_set(err, errlen, "Kafka consumer fatal error %s: %s", rd_kafka_err2name(e), buf);
     else
-        set_err(err, errlen, "Kafka consumer fatal error");
+        errbuf_set(err, errlen, "Kafka consumer fatal error");
     return true;
 }
 
@@ -477,7 +458,7 @@ static kafka_record_t *hand_out(kafka_consumer_t *c, rd_kafka_message_t *m)
         free(box);
         return NULL;
     }
-    atomic_store(&c->last_record_ms, mono_ms());
+    atomic_store(&c->last_record_ms, clock_mono_ms());
     return &box->rec;
 }
 
@@ -491,9 +472,9 @@ kafka_record_t *kafka_consumer_poll(kafka_consumer_t *c, int timeout_ms)
         if (r)
             return r;
     }
-    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - clock_mono_ms();
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, left > 0 ? (int)left : 0);
         if (!m)
             return NULL;
@@ -526,7 +507,7 @@ kafka_record_t *kafka_consumer_poll(kafka_consumer_t *c, int timeout_ms)
             if (r)
                 return r;
         }
-        if (mono_ms() >= deadline)
+        if (clock_mono_ms() >= deadline)
             return NULL;
     }
 }
@@ -686,7 +667,7 @@ int64_t kafka_consumer_idle_ms(kafka_consumer_t *c)
 {
     if (!c)
         return 0;
-    return mono_ms() - atomic_load(&c->last_record_ms);
+    return clock_mono_ms() - atomic_load(&c->last_record_ms);
 }
 
 size_t kafka_consumer_assigned_count(kafka_consumer_t *c)
@@ -718,7 +699,7 @@ int kafka_consumer_close(kafka_consumer_t *c, char *err, size_t errlen)
         c->revoke_wait_ms = saved_wait < 0 || saved_wait > 2000 ? 2000 : saved_wait;
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
     if (e && rc == KAFKA_OK && !fatal) {
-        set_err(err, errlen, "Kafka consumer close failed: %s", rd_kafka_err2str(e));
+        errbuf_set(err, errlen, "Kafka consumer close failed: %s", rd_kafka_err2str(e));
         rc = KAFKA_ERR_BROKER;
     }
     held_drop(c, NULL, 0);

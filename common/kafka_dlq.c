@@ -2,13 +2,14 @@
 #include "kafka_dlq.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "errbuf.h"
+#include "json.h"
 #include "log.h"
 
 #define DLQ_SECRET_MIN_LEN 4
@@ -27,26 +28,6 @@ typedef struct dlq_ctx {
     kafka_dlq_done_cb cb;
     void *opaque;
 } dlq_ctx_t;
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *kafka_dlq_instance_id(char *buf, size_t size)
 {
@@ -73,7 +54,7 @@ void kafka_dlq_free(kafka_dlq_t *d)
 kafka_dlq_t *kafka_dlq_new(const kafka_dlq_opts_t *o, char *err, size_t errlen)
 {
     if (!o || !o->producer || !o->connector_name || !o->connector_name[0]) {
-        set_err(err, errlen, "dead-letter writer: producer and connector name are required");
+        errbuf_set(err, errlen, "dead-letter writer: producer and connector name are required");
         return NULL;
     }
     kafka_dlq_t *d = calloc(1, sizeof *d);
@@ -81,7 +62,7 @@ kafka_dlq_t *kafka_dlq_new(const kafka_dlq_opts_t *o, char *err, size_t errlen)
         goto nomem;
     d->producer = o->producer;
     if (kafka_topic_name(d->topic, sizeof d->topic, o->topic_prefix, KAFKA_TOPIC_DLQ) != KAFKA_OK) {
-        set_err(err, errlen, "TOPIC_PREFIX is too long for the dead-letter topic name");
+        errbuf_set(err, errlen, "TOPIC_PREFIX is too long for the dead-letter topic name");
         kafka_dlq_free(d);
         return NULL;
     }
@@ -110,7 +91,7 @@ kafka_dlq_t *kafka_dlq_new(const kafka_dlq_opts_t *o, char *err, size_t errlen)
     }
     return d;
 nomem:
-    set_err(err, errlen, "out of memory creating the dead-letter writer");
+    errbuf_set(err, errlen, "out of memory creating the dead-letter writer");
     kafka_dlq_free(d);
     return NULL;
 }
@@ -141,46 +122,13 @@ static void scrub(const kafka_dlq_t *d, char *buf, size_t *len)
     buf[*len] = '\0';
 }
 
-/* Length of the valid UTF-8 sequence at p (≤ left bytes), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t left)
-{
-    unsigned char c = p[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return n;
-}
-
 /* Replaces invalid UTF-8 bytes and NULs by '?' in place (headers are UTF-8 strings). */
 static void utf8_sanitize(char *buf, size_t len)
 {
     unsigned char *p = (unsigned char *)buf;
     size_t i = 0;
     while (i < len) {
-        size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+        size_t n = p[i] ? json_utf8_seq_len(buf + i, len - i) : 0;
         if (n == 0) {
             p[i] = '?';
             n = 1;
@@ -215,18 +163,6 @@ static char *clean_copy(const kafka_dlq_t *d, const char *text, size_t len, size
         buf[window] = '\0';
     }
     return buf;
-}
-
-static void rfc3339_ms(char *buf, size_t size, int64_t ms)
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&secs, &tm)) {
-        snprintf(buf, size, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, size - n, ".%03dZ", (int)(ms % 1000));
 }
 
 /* ---- headers --------------------------------------------------------------------------------- */
@@ -320,8 +256,8 @@ int kafka_dlq_build_headers(const kafka_dlq_t *d, const kafka_record_t *rec,
     char num[32], t_first[40], t_last[40];
     int64_t last = e->last_failure_ms > 0 ? e->last_failure_ms : now_ms;
     int64_t first = e->first_failure_ms > 0 ? e->first_failure_ms : last;
-    rfc3339_ms(t_first, sizeof t_first, first);
-    rfc3339_ms(t_last, sizeof t_last, last);
+    clock_rfc3339(first, t_first, sizeof t_first);
+    clock_rfc3339(last, t_last, sizeof t_last);
 
     rc = add_text(h, &n, KAFKA_DLQ_H_TOPIC, rec->topic);
     snprintf(num, sizeof num, "%" PRId32, rec->partition);
@@ -393,21 +329,22 @@ int kafka_dlq_send(kafka_dlq_t *d, const kafka_record_t *rec, const kafka_dlq_er
                    kafka_dlq_done_cb cb, void *opaque, char *err, size_t errlen)
 {
     if (!d || !rec || !e || !e->exception_class || !e->exception_class[0]) {
-        set_err(err, errlen, "dead letter: record and exception class are required");
+        errbuf_set(err, errlen, "dead letter: record and exception class are required");
         return KAFKA_ERR_INVALID;
     }
     kafka_header_t *h = NULL;
     size_t n = 0;
-    int rc = kafka_dlq_build_headers(d, rec, e, wall_ms(), &h, &n);
+    int rc = kafka_dlq_build_headers(d, rec, e, clock_wall_ms(), &h, &n);
     if (rc != KAFKA_OK) {
-        set_err(err, errlen, "out of memory building a dead letter for %s [%" PRId32 "] @%" PRId64,
-                rec->topic, rec->partition, rec->offset);
+        errbuf_set(err, errlen,
+                   "out of memory building a dead letter for %s [%" PRId32 "] @%" PRId64,
+                   rec->topic, rec->partition, rec->offset);
         return rc;
     }
     dlq_ctx_t *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
         kafka_dlq_headers_free(h, n);
-        set_err(err, errlen, "out of memory building a dead letter");
+        errbuf_set(err, errlen, "out of memory building a dead letter");
         return KAFKA_ERR_NOMEM;
     }
     ctx->cb = cb;

@@ -7,8 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 #define LOG_LINE_MAX 8192
 #define LOG_SECRETS_MAX 32
@@ -121,24 +122,13 @@ static void scrub_secrets(char *line)
     }
 }
 
-static size_t format_time(char *buf, size_t size)
-{
-    struct timespec ts;
-    struct tm tm;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || !gmtime_r(&ts.tv_sec, &tm))
-        return (size_t)snprintf(buf, size, "unknown");
-    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    int extra = snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000L);
-    return extra > 0 ? n + (size_t)extra : n;
-}
-
 void log_vmsg(log_level_t level, const char *event, const char *fmt, va_list ap)
 {
     if (!log_enabled(level))
         return;
     char line[LOG_LINE_MAX];
-    char stamp[40];
-    format_time(stamp, sizeof stamp);
+    char stamp[CLOCK_RFC3339_SIZE];
+    clock_rfc3339(clock_wall_ms(), stamp, sizeof stamp);
 
     pthread_mutex_lock(&log_lock);
     int n = snprintf(line, sizeof line, "time=%s level=%s bin=%s event=%s", stamp,

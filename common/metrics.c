@@ -1,6 +1,7 @@
 /* metrics_: Prometheus registry and the /metrics /healthz /readyz server. See metrics.h. */
 #include "metrics.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -14,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 const double METRICS_HTTP_BUCKETS[METRICS_HTTP_BUCKETS_N] = {
@@ -50,13 +50,6 @@ struct metrics {
     _Atomic int64_t heartbeat_ms;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- registry ------------------------------------------------------------------------------ */
 
 metrics_t *metrics_new(void)
@@ -68,7 +61,7 @@ metrics_t *metrics_new(void)
         free(m);
         return NULL;
     }
-    atomic_store(&m->heartbeat_ms, mono_ms());
+    atomic_store(&m->heartbeat_ms, clock_mono_ms());
     return m;
 }
 
@@ -471,14 +464,14 @@ char *metrics_render(metrics_t *m)
 void metrics_heartbeat(metrics_t *m)
 {
     if (m)
-        atomic_store(&m->heartbeat_ms, mono_ms());
+        atomic_store(&m->heartbeat_ms, clock_mono_ms());
 }
 
 int64_t metrics_heartbeat_age_ms(const metrics_t *m)
 {
     if (!m)
         return INT64_MAX;
-    return mono_ms() - atomic_load(&((metrics_t *)m)->heartbeat_ms);
+    return clock_mono_ms() - atomic_load(&((metrics_t *)m)->heartbeat_ms);
 }
 
 /* ---- HTTP server ---------------------------------------------------------------------------- */

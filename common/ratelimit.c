@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "log.h"
 
@@ -36,20 +37,6 @@ typedef struct {
     int64_t k;
     int64_t t;
 } rl_ticket_t;
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
@@ -236,7 +223,7 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
     *wait_ms = 1;
 
     for (int tries = 0; tries < RL_INSERT_TRIES; tries++) {
-        int64_t read_start = mono_ms();
+        int64_t read_start = clock_mono_ms();
         int64_t hint = get_hint(rl);
         int64_t lo = hint - rl->limit;
         if (lo < 0)
@@ -278,7 +265,7 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
         }
         if (pause_until > free_at)
             free_at = pause_until;
-        int64_t now = wall_ms();
+        int64_t now = clock_wall_ms();
         if (now < free_at) {
             raise_hint(rl, max_k);
             *wait_ms = free_at - now;
@@ -289,7 +276,7 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
         char id[HASH_HEX_SIZE + 24];
         snprintf(id, sizeof id, "%s:%lld", rl->bucket, (long long)next);
         bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "bucket", BCON_UTF8(rl->bucket), "k",
-                               BCON_INT64(next), "t", BCON_INT64(wall_ms()));
+                               BCON_INT64(next), "t", BCON_INT64(clock_wall_ms()));
         bson_error_t error;
         bool ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
         bson_destroy(doc);
@@ -305,7 +292,7 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
         raise_hint(rl, next);
         if (next % rl->limit == 0)
             collect_garbage(rl, coll, next);
-        int64_t took = mono_ms() - read_start;
+        int64_t took = clock_mono_ms() - read_start;
         if (took > rl->window_ms / 2) {
             /* Our view may have been stale enough to race the clean-up: the ticket stays as a
              * used slot (costs capacity, never safety), but no request is made on it. */
@@ -340,11 +327,11 @@ int ratelimit_acquire(ratelimit_t *rl, volatile sig_atomic_t *stop, ratelimit_wa
             return 0;
         log_msg(LOG_DEBUG, "ratelimit_wait", "limiter=%s wait_ms=%lld", rl->name,
                 (long long)wait);
-        int64_t deadline = mono_ms() + wait;
+        int64_t deadline = clock_mono_ms() + wait;
         for (;;) {
             if (stop && *stop)
                 return 1;
-            int64_t remaining = deadline - mono_ms();
+            int64_t remaining = deadline - clock_mono_ms();
             if (remaining <= 0)
                 break;
             if (wait_hook) {
@@ -363,7 +350,7 @@ int ratelimit_penalize(ratelimit_t *rl, int64_t ms, char *err, size_t errlen)
 {
     if (ms <= 0)
         return 0;
-    int64_t until = wall_ms() + ms;
+    int64_t until = clock_wall_ms() + ms;
     mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
     bson_t *selector = BCON_NEW("_id", BCON_UTF8(rl->pause_id));
@@ -398,7 +385,7 @@ int ratelimit_usage(ratelimit_t *rl, int *used, int *limit, char *err, size_t er
 {
     mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
-    int64_t since = wall_ms() - rl->window_ms;
+    int64_t since = clock_wall_ms() - rl->window_ms;
     bson_t *filter = BCON_NEW("bucket", BCON_UTF8(rl->bucket), "t", "{", "$gt",
                               BCON_INT64(since), "}");
     bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");

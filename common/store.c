@@ -1,9 +1,12 @@
 /* store_: MongoDB access (cursors, hashes, identity map, claims, settings, replays). See store.h. */
 #include "store.h"
 
+#include "clock.h"
+#include "errbuf.h"
 #include "log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,18 +41,6 @@ struct store {
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Copies at most size-1 bytes of src (length len) and NUL-terminates. */
 static void copy_text(char *dst, size_t size, const char *src, size_t len)
 {
@@ -67,13 +58,6 @@ static void copy_text(char *dst, size_t size, const char *src, size_t len)
 static void copy_cstr(char *dst, size_t size, const char *src)
 {
     copy_text(dst, size, src, src ? strlen(src) : 0);
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void pause_ms(int ms)
@@ -182,17 +166,17 @@ static int fail(const store_t *st, const bson_error_t *e, const char *what, char
     int rc = classify(e);
     switch (rc) {
     case STORE_DOWN:
-        set_err(err, errlen,
-                "MongoDB at %s (MONGODB_URI) is unreachable or timed out while %s: %s "
-                "(retry later)",
-                st->hosts, what, e->message);
+        errbuf_set(err, errlen,
+                   "MongoDB at %s (MONGODB_URI) is unreachable or timed out while %s: %s "
+                   "(retry later)",
+                   st->hosts, what, e->message);
         break;
     case STORE_CONFLICT:
-        set_err(err, errlen, "MongoDB at %s: duplicate key while %s", st->hosts, what);
+        errbuf_set(err, errlen, "MongoDB at %s: duplicate key while %s", st->hosts, what);
         break;
     default:
-        set_err(err, errlen, "MongoDB at %s refused %s: %s (domain %u, code %u)", st->hosts,
-                what, e->message, e->domain, e->code);
+        errbuf_set(err, errlen, "MongoDB at %s refused %s: %s (domain %u, code %u)", st->hosts,
+                   what, e->message, e->domain, e->code);
         break;
     }
     return rc;
@@ -222,6 +206,186 @@ static void iter_text(const bson_iter_t *it, char *dst, size_t size)
     } else {
         copy_text(dst, size, "", 0);
     }
+}
+
+/* ---- documents <-> structs ------------------------------------------------------------------ */
+
+/* One member of a C struct stored as a MongoDB field of the same meaning. The tables below are
+ * the single list of each struct's fields: parsing, writing and validating all walk them. */
+typedef enum { FIELD_TEXT, FIELD_INT64, FIELD_STATE } field_kind_t;
+typedef struct {
+    const char *name; /* MongoDB field */
+    field_kind_t kind;
+    size_t offset;    /* of the member */
+    size_t size;      /* FIELD_TEXT: the char array's size */
+    bool result;      /* store_entry_t: a result field (written by append_fields) */
+} field_map_t;
+
+#define TEXT_FIELD(type, name, member, result)                                                  \
+    {name, FIELD_TEXT, offsetof(type, member), sizeof(((type *)0)->member), result}
+#define INT_FIELD(type, name, member, result) {name, FIELD_INT64, offsetof(type, member), 0, result}
+
+static const field_map_t CURSOR_FIELDS[] = {
+    TEXT_FIELD(store_cursor_t, "_id", key, false),
+    TEXT_FIELD(store_cursor_t, "stamp", stamp, false),
+    INT_FIELD(store_cursor_t, "id", id, false),
+    INT_FIELD(store_cursor_t, "updated_at", updated_at_ms, false),
+    INT_FIELD(store_cursor_t, "last_poll_at", last_poll_at_ms, false),
+    INT_FIELD(store_cursor_t, "last_ok_at", last_ok_at_ms, false),
+    TEXT_FIELD(store_cursor_t, "last_error", last_error, false),
+};
+
+/* Every field of an entry; append_fields() writes the `result` ones in this order. */
+static const field_map_t ENTRY_FIELDS[] = {
+    TEXT_FIELD(store_entry_t, "_id", key, false),
+    {"state", FIELD_STATE, offsetof(store_entry_t, state), 0, false},
+    TEXT_FIELD(store_entry_t, "owner", owner, false),
+    TEXT_FIELD(store_entry_t, "claim_id", claim_id, false),
+    INT_FIELD(store_entry_t, "lease_until", lease_until_ms, false),
+    INT_FIELD(store_entry_t, "created_at", created_at_ms, false),
+    INT_FIELD(store_entry_t, "updated_at", updated_at_ms, false),
+    INT_FIELD(store_entry_t, "ploomes_id", ploomes_id, true),
+    INT_FIELD(store_entry_t, "milvus_id", milvus_id, true),
+    TEXT_FIELD(store_entry_t, "milvus_token", milvus_token, true),
+    TEXT_FIELD(store_entry_t, "origin", origin, true),
+    TEXT_FIELD(store_entry_t, "codigo", codigo, true),
+    TEXT_FIELD(store_entry_t, "milvus_client_token", milvus_client_token, true),
+};
+
+#define FIELD_COUNT(table) (sizeof(table) / sizeof((table)[0]))
+
+static store_state_t state_of(const char *s)
+{
+    return strcmp(s, "done") == 0      ? STORE_STATE_DONE
+           : strcmp(s, "pending") == 0 ? STORE_STATE_PENDING
+                                       : STORE_STATE_NONE;
+}
+
+/* Zeroes *out (a struct of size out_size), then copies each field of doc that the table names
+ * into its member. Unknown fields are ignored; a field of another BSON type reads as ""/0. */
+static void parse_fields(const bson_t *doc, const field_map_t *map, size_t n, void *out,
+                         size_t out_size)
+{
+    memset(out, 0, out_size);
+    bson_iter_t it;
+    if (!bson_iter_init(&it, doc))
+        return;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(k, map[i].name) != 0)
+                continue;
+            char *member = (char *)out + map[i].offset;
+            if (map[i].kind == FIELD_TEXT) {
+                iter_text(&it, member, map[i].size);
+            } else if (map[i].kind == FIELD_INT64) {
+                int64_t v = iter_int64(&it);
+                memcpy(member, &v, sizeof v);
+            } else {
+                char text[16];
+                iter_text(&it, text, sizeof text);
+                store_state_t state = state_of(text);
+                memcpy(member, &state, sizeof state);
+            }
+            break;
+        }
+    }
+}
+
+static void parse_cursor(const bson_t *doc, store_cursor_t *out)
+{
+    parse_fields(doc, CURSOR_FIELDS, FIELD_COUNT(CURSOR_FIELDS), out, sizeof *out);
+    out->has_position = bson_has_field(doc, "stamp");
+}
+
+static void parse_entry(const bson_t *doc, store_entry_t *out)
+{
+    parse_fields(doc, ENTRY_FIELDS, FIELD_COUNT(ENTRY_FIELDS), out, sizeof *out);
+}
+
+/* Appends the set result fields of f (NULL = none) to doc: numbers when non-zero, texts when
+ * non-empty. */
+static void append_fields(bson_t *doc, const store_entry_t *f)
+{
+    for (size_t i = 0; f && i < FIELD_COUNT(ENTRY_FIELDS); i++) {
+        const field_map_t *m = &ENTRY_FIELDS[i];
+        const char *member = (const char *)f + m->offset;
+        if (!m->result)
+            continue;
+        if (m->kind == FIELD_INT64) {
+            int64_t v;
+            memcpy(&v, member, sizeof v);
+            if (v)
+                BSON_APPEND_INT64(doc, m->name, v);
+        } else if (member[0]) {
+            BSON_APPEND_UTF8(doc, m->name, member);
+        }
+    }
+}
+
+/* Result texts must be NUL-terminated valid UTF-8 inside their arrays. */
+static bool fields_ok(const store_entry_t *f, char *err, size_t errlen)
+{
+    for (size_t i = 0; f && i < FIELD_COUNT(ENTRY_FIELDS); i++) {
+        const field_map_t *m = &ENTRY_FIELDS[i];
+        if (!m->result || m->kind != FIELD_TEXT)
+            continue;
+        const char *s = (const char *)f + m->offset;
+        const char *end = memchr(s, '\0', m->size);
+        if (!end || !bson_utf8_validate(s, (size_t)(end - s), false)) {
+            errbuf_set(err, errlen, "store: field %s is not NUL-terminated valid UTF-8", m->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The integer at doc.field (see iter_int64), or 0 when the field is absent. */
+static int64_t field_int64(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, field) ? iter_int64(&it) : 0;
+}
+
+/* Appends {name: {field: value}}: a one-field sort order or projection of find options. */
+static void append_one(bson_t *doc, const char *name, const char *field, int32_t value)
+{
+    bson_t sub;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, name, &sub);
+    BSON_APPEND_INT32(&sub, field, value);
+    bson_append_document_end(doc, &sub);
+}
+
+/* "<verb> <collection> <key>" for messages; never the key of a client (personal data). */
+static void describe(char *what, size_t size, const char *verb, store_kind_t kind,
+                     const char *key)
+{
+    snprintf(what, size, "%s %s %s", verb, kind_coll(kind), key_for_msg(kind, key));
+}
+
+/* Appends {_id: key, state: "pending", owner: owner}: owner's pending claim on key. */
+static void append_pending_of(bson_t *filter, const char *key, const char *owner)
+{
+    BSON_APPEND_UTF8(filter, "_id", key);
+    BSON_APPEND_UTF8(filter, "state", "pending");
+    BSON_APPEND_UTF8(filter, "owner", owner);
+}
+
+/* Appends the update that settles an entry as done: $set state, updated_at and the result
+ * fields f (NULL = none); $unset the claim's owner, lease and instance id. */
+static void append_done(bson_t *update, int64_t now, const store_entry_t *f)
+{
+    bson_t set, unset;
+    BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
+    BSON_APPEND_UTF8(&set, "state", "done");
+    BSON_APPEND_DATE_TIME(&set, "updated_at", now);
+    append_fields(&set, f);
+    bson_append_document_end(update, &set);
+    BSON_APPEND_DOCUMENT_BEGIN(update, "$unset", &unset);
+    BSON_APPEND_UTF8(&unset, "owner", "");
+    BSON_APPEND_UTF8(&unset, "lease_until", "");
+    BSON_APPEND_UTF8(&unset, "claim_id", "");
+    bson_append_document_end(update, &unset);
 }
 
 /* A collection handle on a popped client. Caller: release(). */
@@ -289,14 +453,9 @@ static int update_retry(handle_t *h, const bson_t *filter, const bson_t *update,
         bson_t reply;
         bool ok = mongoc_collection_update_one(h->coll, filter, update, &opts, &reply, &e);
         if (ok) {
-            int64_t n = 0;
-            bson_iter_t it;
-            if (bson_iter_init_find(&it, &reply, "matchedCount"))
-                n += iter_int64(&it);
-            if (bson_iter_init_find(&it, &reply, "upsertedCount"))
-                n += iter_int64(&it);
             if (matched)
-                *matched = n;
+                *matched = field_int64(&reply, "matchedCount") +
+                           field_int64(&reply, "upsertedCount");
             bson_destroy(&reply);
             rc = STORE_OK;
             break;
@@ -309,10 +468,49 @@ static int update_retry(handle_t *h, const bson_t *filter, const bson_t *update,
         pause_ms(1 + attempt * 2);
     }
     if (rc == STORE_CONFLICT)
-        set_err(err, errlen, "MongoDB at %s: duplicate key persisted through %d retries while %s",
-                h->st->hosts, STORE_DUP_RETRIES, what);
+        errbuf_set(err, errlen,
+                   "MongoDB at %s: duplicate key persisted through %d retries while %s",
+                   h->st->hosts, STORE_DUP_RETRIES, what);
     bson_destroy(&opts);
     return rc;
+}
+
+/* find_one of the document whose _id is the string id. */
+static int find_by_id(handle_t *h, const char *id, bson_t *out, const char *what, char *err,
+                      size_t errlen)
+{
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "_id", id);
+    int rc = find_one(h, &filter, NULL, out, what, err, errlen);
+    bson_destroy(&filter);
+    return rc;
+}
+
+/* update_retry, upserting, of the document whose _id is the string id. */
+static int upsert_by_id(handle_t *h, const char *id, const bson_t *update, const char *what,
+                        char *err, size_t errlen)
+{
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "_id", id);
+    int rc = update_retry(h, &filter, update, true, NULL, what, err, errlen);
+    bson_destroy(&filter);
+    return rc;
+}
+
+/* Appends {_id: {$in: [items[start..end).id]]}: the filter of one batch of ids. */
+static void append_ids_in(bson_t *filter, const store_hash_t *items, size_t start, size_t end)
+{
+    bson_t idq, in;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "_id", &idq);
+    BSON_APPEND_ARRAY_BEGIN(&idq, "$in", &in);
+    for (size_t i = start; i < end; i++) {
+        char idx_key[16];
+        const char *keytext;
+        bson_uint32_to_string((uint32_t)(i - start), &keytext, idx_key, sizeof idx_key);
+        bson_append_int64(&in, keytext, -1, items[i].id);
+    }
+    bson_append_array_end(&idq, &in);
+    bson_append_document_end(filter, &idq);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -362,22 +560,22 @@ store_t *store_open(const char *uri_text, char *err, size_t errlen)
 {
     store_global_init();
     if (!uri_text || !uri_text[0]) {
-        set_err(err, errlen, "MONGODB_URI is empty (expected mongodb://host:port/database)");
+        errbuf_set(err, errlen, "MONGODB_URI is empty (expected mongodb://host:port/database)");
         return NULL;
     }
     bson_error_t e;
     mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_text, &e);
     if (!uri) {
         /* the driver's message can quote the URI: do not repeat it, it may hold a password */
-        set_err(err, errlen,
-                "MONGODB_URI is not a valid MongoDB URI (expected "
-                "mongodb://[user:password@]host:port/database[?options])");
+        errbuf_set(err, errlen,
+                   "MONGODB_URI is not a valid MongoDB URI (expected "
+                   "mongodb://[user:password@]host:port/database[?options])");
         return NULL;
     }
     store_t *st = calloc(1, sizeof *st);
     if (!st) {
         mongoc_uri_destroy(uri);
-        set_err(err, errlen, "out of memory opening MongoDB");
+        errbuf_set(err, errlen, "out of memory opening MongoDB");
         return NULL;
     }
     st->uri = uri;
@@ -405,7 +603,7 @@ store_t *store_open(const char *uri_text, char *err, size_t errlen)
 
     st->pool = mongoc_client_pool_new(uri);
     if (!st->pool) {
-        set_err(err, errlen, "MONGODB_URI: the MongoDB driver refused the URI's options");
+        errbuf_set(err, errlen, "MONGODB_URI: the MongoDB driver refused the URI's options");
         store_close(st);
         return NULL;
     }
@@ -503,37 +701,11 @@ int store_ensure_indexes(store_t *st, char *err, size_t errlen)
 static bool key_ok(const char *key, const char *what, char *err, size_t errlen)
 {
     if (!key || !key[0] || strlen(key) >= STORE_KEY_MAX) {
-        set_err(err, errlen, "store: %s needs a non-empty key shorter than %d bytes", what,
-                STORE_KEY_MAX);
+        errbuf_set(err, errlen, "store: %s needs a non-empty key shorter than %d bytes", what,
+                   STORE_KEY_MAX);
         return false;
     }
     return true;
-}
-
-static void parse_cursor(const bson_t *doc, store_cursor_t *out)
-{
-    memset(out, 0, sizeof *out);
-    bson_iter_t it;
-    if (!bson_iter_init(&it, doc))
-        return;
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        if (strcmp(k, "_id") == 0)
-            iter_text(&it, out->key, sizeof out->key);
-        else if (strcmp(k, "stamp") == 0) {
-            iter_text(&it, out->stamp, sizeof out->stamp);
-            out->has_position = true;
-        } else if (strcmp(k, "id") == 0)
-            out->id = iter_int64(&it);
-        else if (strcmp(k, "updated_at") == 0)
-            out->updated_at_ms = iter_int64(&it);
-        else if (strcmp(k, "last_poll_at") == 0)
-            out->last_poll_at_ms = iter_int64(&it);
-        else if (strcmp(k, "last_ok_at") == 0)
-            out->last_ok_at_ms = iter_int64(&it);
-        else if (strcmp(k, "last_error") == 0)
-            iter_text(&it, out->last_error, sizeof out->last_error);
-    }
 }
 
 int store_cursor_get(store_t *st, const char *key, store_cursor_t *out, char *err, size_t errlen)
@@ -541,18 +713,16 @@ int store_cursor_get(store_t *st, const char *key, store_cursor_t *out, char *er
     if (!key_ok(key, "store_cursor_get", err, errlen))
         return STORE_REJECTED;
     handle_t h = acquire(st, COLL_CURSORS);
-    bson_t filter = BSON_INITIALIZER, doc;
-    BSON_APPEND_UTF8(&filter, "_id", key);
+    bson_t doc;
     char what[STORE_KEY_MAX + 32];
     snprintf(what, sizeof what, "reading cursor %s", key);
-    int rc = find_one(&h, &filter, NULL, &doc, what, err, errlen);
+    int rc = find_by_id(&h, key, &doc, what, err, errlen);
     if (rc == STORE_OK) {
         parse_cursor(&doc, out);
         bson_destroy(&doc);
     } else if (rc == STORE_NOT_FOUND) {
-        set_err(err, errlen, "no cursor %s yet", key);
+        errbuf_set(err, errlen, "no cursor %s yet", key);
     }
-    bson_destroy(&filter);
     release(&h);
     return rc;
 }
@@ -563,17 +733,15 @@ int store_cursor_set(store_t *st, const char *key, const char *stamp, int64_t id
     if (!key_ok(key, "store_cursor_set", err, errlen))
         return STORE_REJECTED;
     handle_t h = acquire(st, COLL_CURSORS);
-    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
-    BSON_APPEND_UTF8(&filter, "_id", key);
+    bson_t update = BSON_INITIALIZER, set;
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
     BSON_APPEND_UTF8(&set, "stamp", stamp ? stamp : "");
     BSON_APPEND_INT64(&set, "id", id);
-    BSON_APPEND_DATE_TIME(&set, "updated_at", wall_ms());
+    BSON_APPEND_DATE_TIME(&set, "updated_at", clock_wall_ms());
     bson_append_document_end(&update, &set);
     char what[STORE_KEY_MAX + 32];
     snprintf(what, sizeof what, "saving cursor %s", key);
-    int rc = update_retry(&h, &filter, &update, true, NULL, what, err, errlen);
-    bson_destroy(&filter);
+    int rc = upsert_by_id(&h, key, &update, what, err, errlen);
     bson_destroy(&update);
     release(&h);
     return rc;
@@ -585,9 +753,8 @@ int store_cursor_poll_result(store_t *st, const char *key, bool ok, const char *
     if (!key_ok(key, "store_cursor_poll_result", err, errlen))
         return STORE_REJECTED;
     handle_t h = acquire(st, COLL_CURSORS);
-    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
-    BSON_APPEND_UTF8(&filter, "_id", key);
-    int64_t now = wall_ms();
+    bson_t update = BSON_INITIALIZER, set;
+    int64_t now = clock_wall_ms();
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
     BSON_APPEND_DATE_TIME(&set, "last_poll_at", now);
     if (ok) {
@@ -607,8 +774,7 @@ int store_cursor_poll_result(store_t *st, const char *key, bool ok, const char *
     bson_append_document_end(&update, &set);
     char what[STORE_KEY_MAX + 40];
     snprintf(what, sizeof what, "saving poll result of %s", key);
-    int rc = update_retry(&h, &filter, &update, true, NULL, what, err, errlen);
-    bson_destroy(&filter);
+    int rc = upsert_by_id(&h, key, &update, what, err, errlen);
     bson_destroy(&update);
     release(&h);
     return rc;
@@ -619,10 +785,8 @@ int store_cursor_list(store_t *st, store_cursor_t **out, size_t *n, char *err, s
     *out = NULL;
     *n = 0;
     handle_t h = acquire(st, COLL_CURSORS);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-    BSON_APPEND_INT32(&sort, "_id", 1);
-    bson_append_document_end(&opts, &sort);
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    append_one(&opts, "sort", "_id", 1);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(h.coll, &filter, &opts, NULL);
     const bson_t *doc;
     size_t cap = 0;
@@ -632,7 +796,7 @@ int store_cursor_list(store_t *st, store_cursor_t **out, size_t *n, char *err, s
             size_t ncap = cap ? cap * 2 : 8;
             store_cursor_t *grown = realloc(*out, ncap * sizeof **out);
             if (!grown) {
-                set_err(err, errlen, "out of memory listing cursors");
+                errbuf_set(err, errlen, "out of memory listing cursors");
                 rc = STORE_REJECTED;
                 break;
             }
@@ -668,28 +832,15 @@ int store_hashes_get(store_t *st, store_hash_t *items, size_t n, char *err, size
     int rc = STORE_OK;
     for (size_t start = 0; start < n && rc == STORE_OK; start += STORE_READ_BATCH) {
         size_t end = start + STORE_READ_BATCH < n ? start + STORE_READ_BATCH : n;
-        bson_t filter = BSON_INITIALIZER, idq, in, opts = BSON_INITIALIZER, proj;
-        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &idq);
-        BSON_APPEND_ARRAY_BEGIN(&idq, "$in", &in);
-        for (size_t i = start; i < end; i++) {
-            char idx_key[16];
-            const char *keytext;
-            bson_uint32_to_string((uint32_t)(i - start), &keytext, idx_key, sizeof idx_key);
-            bson_append_int64(&in, keytext, -1, items[i].id);
-        }
-        bson_append_array_end(&idq, &in);
-        bson_append_document_end(&filter, &idq);
-        BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
-        BSON_APPEND_INT32(&proj, "hash", 1);
-        bson_append_document_end(&opts, &proj);
+        bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+        append_ids_in(&filter, items, start, end);
+        append_one(&opts, "projection", "hash", 1);
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(h.coll, &filter, &opts, NULL);
         const bson_t *doc;
         while (mongoc_cursor_next(cur, &doc)) {
             bson_iter_t it;
-            int64_t id = 0;
+            int64_t id = field_int64(doc, "_id");
             char hash[STORE_HASH_MAX] = "";
-            if (bson_iter_init_find(&it, doc, "_id"))
-                id = iter_int64(&it);
             if (bson_iter_init_find(&it, doc, "hash"))
                 iter_text(&it, hash, sizeof hash);
             for (size_t i = start; i < end; i++)
@@ -714,21 +865,11 @@ int store_hashes_get(store_t *st, store_hash_t *items, size_t n, char *err, size
 static bool existing_ids(handle_t *h, const store_hash_t *items, size_t start, size_t end,
                          bool *exists, bson_error_t *e)
 {
-    bson_t filter = BSON_INITIALIZER, idq, in, opts = BSON_INITIALIZER, proj;
-    BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &idq);
-    BSON_APPEND_ARRAY_BEGIN(&idq, "$in", &in);
-    for (size_t i = start; i < end; i++) {
-        char idx_key[16];
-        const char *keytext;
-        bson_uint32_to_string((uint32_t)(i - start), &keytext, idx_key, sizeof idx_key);
-        bson_append_int64(&in, keytext, -1, items[i].id);
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    append_ids_in(&filter, items, start, end);
+    append_one(&opts, "projection", "_id", 1);
+    for (size_t i = start; i < end; i++)
         exists[i - start] = false;
-    }
-    bson_append_array_end(&idq, &in);
-    bson_append_document_end(&filter, &idq);
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
-    BSON_APPEND_INT32(&proj, "_id", 1);
-    bson_append_document_end(&opts, &proj);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(h->coll, &filter, &opts, NULL);
     const bson_t *doc;
     while (mongoc_cursor_next(cur, &doc)) {
@@ -751,8 +892,8 @@ int store_hashes_set(store_t *st, const store_hash_t *items, size_t n, char *err
 {
     for (size_t i = 0; i < n; i++) {
         if (!items[i].hash[0] || !memchr(items[i].hash, '\0', sizeof items[i].hash)) {
-            set_err(err, errlen, "store_hashes_set: item %zu (Milvus id %lld) has no hash", i,
-                    (long long)items[i].id);
+            errbuf_set(err, errlen, "store_hashes_set: item %zu (Milvus id %lld) has no hash", i,
+                       (long long)items[i].id);
             return STORE_REJECTED;
         }
     }
@@ -760,7 +901,7 @@ int store_hashes_set(store_t *st, const store_hash_t *items, size_t n, char *err
         return STORE_OK;
     handle_t h = acquire(st, COLL_HASHES);
     int rc = STORE_OK;
-    int64_t now = wall_ms();
+    int64_t now = clock_wall_ms();
     for (size_t start = 0; start < n && rc == STORE_OK; start += STORE_WRITE_BATCH) {
         size_t end = start + STORE_WRITE_BATCH < n ? start + STORE_WRITE_BATCH : n;
         for (int attempt = 0;; attempt++) {
@@ -825,94 +966,11 @@ int store_hashes_set(store_t *st, const store_hash_t *items, size_t n, char *err
 
 /* ---- entries and claims --------------------------------------------------------------------- */
 
-static void parse_entry(const bson_t *doc, store_entry_t *out)
-{
-    memset(out, 0, sizeof *out);
-    bson_iter_t it;
-    if (!bson_iter_init(&it, doc))
-        return;
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        if (strcmp(k, "_id") == 0)
-            iter_text(&it, out->key, sizeof out->key);
-        else if (strcmp(k, "state") == 0) {
-            char s[16];
-            iter_text(&it, s, sizeof s);
-            out->state = strcmp(s, "done") == 0      ? STORE_STATE_DONE
-                         : strcmp(s, "pending") == 0 ? STORE_STATE_PENDING
-                                                     : STORE_STATE_NONE;
-        } else if (strcmp(k, "owner") == 0)
-            iter_text(&it, out->owner, sizeof out->owner);
-        else if (strcmp(k, "claim_id") == 0)
-            iter_text(&it, out->claim_id, sizeof out->claim_id);
-        else if (strcmp(k, "lease_until") == 0)
-            out->lease_until_ms = iter_int64(&it);
-        else if (strcmp(k, "created_at") == 0)
-            out->created_at_ms = iter_int64(&it);
-        else if (strcmp(k, "updated_at") == 0)
-            out->updated_at_ms = iter_int64(&it);
-        else if (strcmp(k, "ploomes_id") == 0)
-            out->ploomes_id = iter_int64(&it);
-        else if (strcmp(k, "milvus_id") == 0)
-            out->milvus_id = iter_int64(&it);
-        else if (strcmp(k, "milvus_token") == 0)
-            iter_text(&it, out->milvus_token, sizeof out->milvus_token);
-        else if (strcmp(k, "origin") == 0)
-            iter_text(&it, out->origin, sizeof out->origin);
-        else if (strcmp(k, "codigo") == 0)
-            iter_text(&it, out->codigo, sizeof out->codigo);
-        else if (strcmp(k, "milvus_client_token") == 0)
-            iter_text(&it, out->milvus_client_token, sizeof out->milvus_client_token);
-    }
-}
-
-/* Appends the set result fields of f (NULL = none) to doc. */
-static void append_fields(bson_t *doc, const store_entry_t *f)
-{
-    if (!f)
-        return;
-    if (f->ploomes_id)
-        BSON_APPEND_INT64(doc, "ploomes_id", f->ploomes_id);
-    if (f->milvus_id)
-        BSON_APPEND_INT64(doc, "milvus_id", f->milvus_id);
-    if (f->milvus_token[0])
-        BSON_APPEND_UTF8(doc, "milvus_token", f->milvus_token);
-    if (f->origin[0])
-        BSON_APPEND_UTF8(doc, "origin", f->origin);
-    if (f->codigo[0])
-        BSON_APPEND_UTF8(doc, "codigo", f->codigo);
-    if (f->milvus_client_token[0])
-        BSON_APPEND_UTF8(doc, "milvus_client_token", f->milvus_client_token);
-}
-
-/* Result fields must be NUL-terminated valid UTF-8 inside their arrays. */
-static bool fields_ok(const store_entry_t *f, char *err, size_t errlen)
-{
-    if (!f)
-        return true;
-    const struct {
-        const char *s;
-        size_t size;
-        const char *name;
-    } t[] = {{f->milvus_token, sizeof f->milvus_token, "milvus_token"},
-             {f->origin, sizeof f->origin, "origin"},
-             {f->codigo, sizeof f->codigo, "codigo"},
-             {f->milvus_client_token, sizeof f->milvus_client_token, "milvus_client_token"}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        const char *end = memchr(t[i].s, '\0', t[i].size);
-        if (!end || !bson_utf8_validate(t[i].s, (size_t)(end - t[i].s), false)) {
-            set_err(err, errlen, "store: field %s is not NUL-terminated valid UTF-8", t[i].name);
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool owner_ok(const char *owner, char *err, size_t errlen)
 {
     if (!owner || !owner[0] || strlen(owner) >= STORE_OWNER_MAX) {
-        set_err(err, errlen, "store: a claim owner must be non-empty and shorter than %d bytes",
-                STORE_OWNER_MAX);
+        errbuf_set(err, errlen, "store: a claim owner must be non-empty and shorter than %d bytes",
+                   STORE_OWNER_MAX);
         return false;
     }
     return true;
@@ -933,7 +991,7 @@ static void new_claim_id(char *buf, size_t size)
         got += (size_t)n;
     }
     if (got < sizeof raw) { /* no entropy source: time and address still make it unique here */
-        int64_t t = wall_ms();
+        int64_t t = clock_wall_ms();
         uintptr_t a = (uintptr_t)buf;
         memcpy(raw, &t, sizeof t);
         memcpy(raw + 8, &a, sizeof a < 8 ? sizeof a : 8);
@@ -969,7 +1027,7 @@ static int transfer(store_t *st, handle_t *h, store_kind_t kind, const store_ent
         char lock_id[STORE_KEY_MAX + STORE_OWNER_MAX + 128];
         snprintf(lock_id, sizeof lock_id, "%s/%s/%s/%lld/%s#%d", kind_coll(kind), cur->key,
                  cur->owner, (long long)cur->lease_until_ms, cur->claim_id, level);
-        int64_t now = wall_ms();
+        int64_t now = clock_wall_ms();
         bson_t lock = BSON_INITIALIZER;
         BSON_APPEND_UTF8(&lock, "_id", lock_id);
         BSON_APPEND_UTF8(&lock, "by", owner);
@@ -986,19 +1044,16 @@ static int transfer(store_t *st, handle_t *h, store_kind_t kind, const store_ent
             break;
         }
         /* someone holds this level: fine unless it is stale (its winner died mid-transfer) */
-        bson_t filter = BSON_INITIALIZER, doc;
-        BSON_APPEND_UTF8(&filter, "_id", lock_id);
+        bson_t doc;
         handle_t lh = {st, client, locks};
-        int frc = find_one(&lh, &filter, NULL, &doc, what, err, errlen);
-        bson_destroy(&filter);
+        int frc = find_by_id(&lh, lock_id, &doc, what, err, errlen);
         if (frc == STORE_NOT_FOUND)
             continue;
         if (frc != STORE_OK) {
             rc = frc;
             break;
         }
-        bson_iter_t it;
-        int64_t at = bson_iter_init_find(&it, &doc, "at") ? iter_int64(&it) : 0;
+        int64_t at = field_int64(&doc, "at");
         bson_destroy(&doc);
         if (at + lease_ms >= now) {
             rc = TRANSFER_BUSY; /* a live transfer by someone else */
@@ -1010,7 +1065,7 @@ static int transfer(store_t *st, handle_t *h, store_kind_t kind, const store_ent
         return rc;
 
     /* we alone may replace this claim instance */
-    int64_t now = wall_ms();
+    int64_t now = clock_wall_ms();
     char claim_id[STORE_CLAIM_ID_MAX];
     new_claim_id(claim_id, sizeof claim_id);
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
@@ -1048,18 +1103,17 @@ int store_claim(store_t *st, store_kind_t kind, const char *key, const char *own
         !fields_ok(seed, err, errlen))
         return STORE_REJECTED;
     if (lease_ms <= 0) {
-        set_err(err, errlen, "store_claim: lease_ms must be > 0");
+        errbuf_set(err, errlen, "store_claim: lease_ms must be > 0");
         return STORE_REJECTED;
     }
-    const char *coll = kind_coll(kind);
     char what[STORE_KEY_MAX + 64];
-    snprintf(what, sizeof what, "claiming %s %s", coll, key_for_msg(kind, key));
-    handle_t h = acquire(st, coll);
+    describe(what, sizeof what, "claiming", kind, key);
+    handle_t h = acquire(st, kind_coll(kind));
     int rc = STORE_CONFLICT;
     for (int round = 0; round < STORE_CLAIM_ROUNDS; round++) {
         if (round > 0)
             pause_ms(1 + round);
-        int64_t now = wall_ms();
+        int64_t now = clock_wall_ms();
 
         /* 1. nobody has it: insert a pending claim (the unique _id makes this atomic) */
         char claim_id[STORE_CLAIM_ID_MAX];
@@ -1089,10 +1143,8 @@ int store_claim(store_t *st, store_kind_t kind, const char *key, const char *own
         }
 
         /* 2. it exists: read it */
-        bson_t filter = BSON_INITIALIZER, found;
-        BSON_APPEND_UTF8(&filter, "_id", key);
-        rc = find_one(&h, &filter, NULL, &found, what, err, errlen);
-        bson_destroy(&filter);
+        bson_t found;
+        rc = find_by_id(&h, key, &found, what, err, errlen);
         if (rc == STORE_NOT_FOUND) { /* released meanwhile: start over */
             rc = STORE_CONFLICT;
             continue;
@@ -1108,7 +1160,7 @@ int store_claim(store_t *st, store_kind_t kind, const char *key, const char *own
             break;
         }
         bool mine = strcmp(cur.owner, owner) == 0;
-        if (cur.state == STORE_STATE_PENDING && !mine && cur.lease_until_ms >= wall_ms()) {
+        if (cur.state == STORE_STATE_PENDING && !mine && cur.lease_until_ms >= clock_wall_ms()) {
             out->status = STORE_CLAIM_BUSY;
             out->entry = cur;
             break;
@@ -1134,8 +1186,8 @@ int store_claim(store_t *st, store_kind_t kind, const char *key, const char *own
         /* the claim changed under us (completed, released, re-created): look again */
     }
     if (rc == STORE_CONFLICT)
-        set_err(err, errlen, "MongoDB at %s: %s did not settle after %d rounds (retry later)",
-                st->hosts, what, STORE_CLAIM_ROUNDS);
+        errbuf_set(err, errlen, "MongoDB at %s: %s did not settle after %d rounds (retry later)",
+                   st->hosts, what, STORE_CLAIM_ROUNDS);
     release(&h);
     /* rounds exhausted (claims churning faster than we can read them): "try later" */
     return rc == STORE_CONFLICT ? STORE_DOWN : rc;
@@ -1145,35 +1197,30 @@ int store_claim(store_t *st, store_kind_t kind, const char *key, const char *own
 static int owner_update(store_t *st, store_kind_t kind, const char *key, const char *owner,
                         const bson_t *update, const char *verb, char *err, size_t errlen)
 {
-    const char *coll = kind_coll(kind);
     char what[STORE_KEY_MAX + 64];
-    snprintf(what, sizeof what, "%s %s %s", verb, coll, key_for_msg(kind, key));
-    handle_t h = acquire(st, coll);
+    describe(what, sizeof what, verb, kind, key);
+    handle_t h = acquire(st, kind_coll(kind));
     bson_t filter = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&filter, "_id", key);
-    BSON_APPEND_UTF8(&filter, "state", "pending");
-    BSON_APPEND_UTF8(&filter, "owner", owner);
+    append_pending_of(&filter, key, owner);
     int64_t matched = 0;
     int rc = update_retry(&h, &filter, update, false, &matched, what, err, errlen);
     bson_destroy(&filter);
     if (rc == STORE_OK && matched == 0) {
         rc = STORE_CONFLICT;
-        bson_t idf = BSON_INITIALIZER, doc;
-        BSON_APPEND_UTF8(&idf, "_id", key);
-        int frc = find_one(&h, &idf, NULL, &doc, what, NULL, 0);
-        bson_destroy(&idf);
+        bson_t doc;
+        int frc = find_by_id(&h, key, &doc, what, NULL, 0);
         if (frc == STORE_OK) {
             store_entry_t cur;
             parse_entry(&doc, &cur);
             bson_destroy(&doc);
             if (cur.state == STORE_STATE_DONE)
-                set_err(err, errlen, "%s: not held by %s any more: it is already done", what,
-                        owner);
+                errbuf_set(err, errlen, "%s: not held by %s any more: it is already done", what,
+                           owner);
             else
-                set_err(err, errlen, "%s: not held by %s any more: now held by %s", what, owner,
-                        cur.owner);
+                errbuf_set(err, errlen, "%s: not held by %s any more: now held by %s", what, owner,
+                           cur.owner);
         } else {
-            set_err(err, errlen, "%s: not held by %s any more: the claim is gone", what, owner);
+            errbuf_set(err, errlen, "%s: not held by %s any more: the claim is gone", what, owner);
         }
     }
     release(&h);
@@ -1186,46 +1233,42 @@ int store_claim_renew(store_t *st, store_kind_t kind, const char *key, const cha
     if (!key_ok(key, "store_claim_renew", err, errlen) || !owner_ok(owner, err, errlen))
         return STORE_REJECTED;
     if (lease_ms <= 0) {
-        set_err(err, errlen, "store_claim_renew: lease_ms must be > 0");
+        errbuf_set(err, errlen, "store_claim_renew: lease_ms must be > 0");
         return STORE_REJECTED;
     }
-    const char *coll = kind_coll(kind);
     char what[STORE_KEY_MAX + 64];
-    snprintf(what, sizeof what, "renewing %s %s", coll, key_for_msg(kind, key));
-    handle_t h = acquire(st, coll);
-    bson_t filter = BSON_INITIALIZER, found;
-    BSON_APPEND_UTF8(&filter, "_id", key);
-    int rc = find_one(&h, &filter, NULL, &found, what, err, errlen);
-    bson_destroy(&filter);
+    describe(what, sizeof what, "renewing", kind, key);
+    handle_t h = acquire(st, kind_coll(kind));
+    bson_t found;
+    int rc = find_by_id(&h, key, &found, what, err, errlen);
     store_entry_t cur;
     if (rc == STORE_OK) {
         parse_entry(&found, &cur);
         bson_destroy(&found);
         if (cur.state != STORE_STATE_PENDING || strcmp(cur.owner, owner) != 0) {
             rc = STORE_CONFLICT;
-            set_err(err, errlen, "%s: not held by %s any more (%s)", what, owner,
-                    cur.state == STORE_STATE_DONE ? "it is already done" : "another owner has it");
+            errbuf_set(err, errlen, "%s: not held by %s any more (%s)", what, owner,
+                       cur.state == STORE_STATE_DONE ? "it is already done"
+                                                     : "another owner has it");
         }
     } else if (rc == STORE_NOT_FOUND) {
         rc = STORE_CONFLICT;
-        set_err(err, errlen, "%s: not held by %s any more: the claim is gone", what, owner);
+        errbuf_set(err, errlen, "%s: not held by %s any more: the claim is gone", what, owner);
     }
-    if (rc == STORE_OK && cur.lease_until_ms < wall_ms()) {
+    if (rc == STORE_OK && cur.lease_until_ms < clock_wall_ms()) {
         /* expired: a taker may be racing us, so go through the transfer lock like a takeover */
         store_entry_t after;
         rc = transfer(st, &h, kind, &cur, owner, lease_ms, what, &after, err, errlen);
         if (rc == TRANSFER_BUSY)
             rc = STORE_CONFLICT;
         if (rc == STORE_CONFLICT)
-            set_err(err, errlen, "%s: the lease of %s expired and another owner took it", what,
-                    owner);
+            errbuf_set(err, errlen, "%s: the lease of %s expired and another owner took it", what,
+                       owner);
     } else if (rc == STORE_OK) {
         /* live lease: takers leave it alone, a conditional update is enough */
-        int64_t now = wall_ms();
+        int64_t now = clock_wall_ms();
         bson_t f2 = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
-        BSON_APPEND_UTF8(&f2, "_id", key);
-        BSON_APPEND_UTF8(&f2, "state", "pending");
-        BSON_APPEND_UTF8(&f2, "owner", owner);
+        append_pending_of(&f2, key, owner);
         BSON_APPEND_UTF8(&f2, "claim_id", cur.claim_id);
         BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
         BSON_APPEND_DATE_TIME(&set, "lease_until", now + lease_ms);
@@ -1235,7 +1278,8 @@ int store_claim_renew(store_t *st, store_kind_t kind, const char *key, const cha
         rc = update_retry(&h, &f2, &update, false, &matched, what, err, errlen);
         if (rc == STORE_OK && matched == 0) {
             rc = STORE_CONFLICT;
-            set_err(err, errlen, "%s: changed while renewing; %s no longer holds it", what, owner);
+            errbuf_set(err, errlen, "%s: changed while renewing; %s no longer holds it", what,
+                       owner);
         }
         bson_destroy(&f2);
         bson_destroy(&update);
@@ -1250,17 +1294,8 @@ int store_complete(store_t *st, store_kind_t kind, const char *key, const char *
     if (!key_ok(key, "store_complete", err, errlen) || !owner_ok(owner, err, errlen) ||
         !fields_ok(result, err, errlen))
         return STORE_REJECTED;
-    bson_t update = BSON_INITIALIZER, set, unset;
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-    BSON_APPEND_UTF8(&set, "state", "done");
-    BSON_APPEND_DATE_TIME(&set, "updated_at", wall_ms());
-    append_fields(&set, result);
-    bson_append_document_end(&update, &set);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "$unset", &unset);
-    BSON_APPEND_UTF8(&unset, "owner", "");
-    BSON_APPEND_UTF8(&unset, "lease_until", "");
-    BSON_APPEND_UTF8(&unset, "claim_id", "");
-    bson_append_document_end(&update, &unset);
+    bson_t update = BSON_INITIALIZER;
+    append_done(&update, clock_wall_ms(), result);
     int rc = owner_update(st, kind, key, owner, &update, "completing", err, errlen);
     bson_destroy(&update);
     return rc;
@@ -1271,24 +1306,17 @@ int store_release(store_t *st, store_kind_t kind, const char *key, const char *o
 {
     if (!key_ok(key, "store_release", err, errlen) || !owner_ok(owner, err, errlen))
         return STORE_REJECTED;
-    const char *coll = kind_coll(kind);
     char what[STORE_KEY_MAX + 64];
-    snprintf(what, sizeof what, "releasing %s %s", coll, key_for_msg(kind, key));
-    handle_t h = acquire(st, coll);
+    describe(what, sizeof what, "releasing", kind, key);
+    handle_t h = acquire(st, kind_coll(kind));
     bson_t filter = BSON_INITIALIZER, reply;
-    BSON_APPEND_UTF8(&filter, "_id", key);
-    BSON_APPEND_UTF8(&filter, "state", "pending");
-    BSON_APPEND_UTF8(&filter, "owner", owner);
+    append_pending_of(&filter, key, owner);
     bson_error_t e;
     int rc;
     if (mongoc_collection_delete_one(h.coll, &filter, NULL, &reply, &e)) {
-        bson_iter_t it;
-        int64_t deleted = 0;
-        if (bson_iter_init_find(&it, &reply, "deletedCount"))
-            deleted = iter_int64(&it);
-        rc = deleted > 0 ? STORE_OK : STORE_CONFLICT;
+        rc = field_int64(&reply, "deletedCount") > 0 ? STORE_OK : STORE_CONFLICT;
         if (rc == STORE_CONFLICT)
-            set_err(err, errlen, "%s: %s holds no pending claim on it", what, owner);
+            errbuf_set(err, errlen, "%s: %s holds no pending claim on it", what, owner);
     } else {
         rc = fail(st, &e, what, err, errlen);
     }
@@ -1303,29 +1331,17 @@ int store_record_done(store_t *st, store_kind_t kind, const char *key,
 {
     if (!key_ok(key, "store_record_done", err, errlen) || !fields_ok(fields, err, errlen))
         return STORE_REJECTED;
-    const char *coll = kind_coll(kind);
     char what[STORE_KEY_MAX + 64];
-    snprintf(what, sizeof what, "recording %s %s", coll, key_for_msg(kind, key));
-    int64_t now = wall_ms();
-    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, unset, soi;
-    BSON_APPEND_UTF8(&filter, "_id", key);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-    BSON_APPEND_UTF8(&set, "state", "done");
-    BSON_APPEND_DATE_TIME(&set, "updated_at", now);
-    append_fields(&set, fields);
-    bson_append_document_end(&update, &set);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "$unset", &unset);
-    BSON_APPEND_UTF8(&unset, "owner", "");
-    BSON_APPEND_UTF8(&unset, "lease_until", "");
-    BSON_APPEND_UTF8(&unset, "claim_id", "");
-    bson_append_document_end(&update, &unset);
+    describe(what, sizeof what, "recording", kind, key);
+    int64_t now = clock_wall_ms();
+    bson_t update = BSON_INITIALIZER, soi;
+    append_done(&update, now, fields);
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &soi);
     BSON_APPEND_DATE_TIME(&soi, "created_at", now);
     bson_append_document_end(&update, &soi);
-    handle_t h = acquire(st, coll);
-    int rc = update_retry(&h, &filter, &update, true, NULL, what, err, errlen);
+    handle_t h = acquire(st, kind_coll(kind));
+    int rc = upsert_by_id(&h, key, &update, what, err, errlen);
     release(&h);
-    bson_destroy(&filter);
     bson_destroy(&update);
     return rc;
 }
@@ -1336,20 +1352,17 @@ int store_get(store_t *st, store_kind_t kind, const char *key, store_entry_t *ou
     memset(out, 0, sizeof *out);
     if (!key_ok(key, "store_get", err, errlen))
         return STORE_REJECTED;
-    const char *coll = kind_coll(kind);
     char what[STORE_KEY_MAX + 64];
-    snprintf(what, sizeof what, "reading %s %s", coll, key_for_msg(kind, key));
-    handle_t h = acquire(st, coll);
-    bson_t filter = BSON_INITIALIZER, doc;
-    BSON_APPEND_UTF8(&filter, "_id", key);
-    int rc = find_one(&h, &filter, NULL, &doc, what, err, errlen);
+    describe(what, sizeof what, "reading", kind, key);
+    handle_t h = acquire(st, kind_coll(kind));
+    bson_t doc;
+    int rc = find_by_id(&h, key, &doc, what, err, errlen);
     if (rc == STORE_OK) {
         parse_entry(&doc, out);
         bson_destroy(&doc);
     } else if (rc == STORE_NOT_FOUND) {
-        set_err(err, errlen, "%s: not found", what);
+        errbuf_set(err, errlen, "%s: not found", what);
     }
-    bson_destroy(&filter);
     release(&h);
     return rc;
 }
@@ -1361,11 +1374,9 @@ static int client_by(store_t *st, const char *field, int64_t id, store_entry_t *
     char what[96];
     snprintf(what, sizeof what, "looking up clients by %s %lld", field, (long long)id);
     handle_t h = acquire(st, COLL_CLIENTS);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     BSON_APPEND_INT64(&filter, field, id);
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-    BSON_APPEND_INT32(&sort, "updated_at", -1);
-    bson_append_document_end(&opts, &sort);
+    append_one(&opts, "sort", "updated_at", -1);
     BSON_APPEND_INT64(&opts, "limit", 20);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(h.coll, &filter, &opts, NULL);
     const bson_t *doc;
@@ -1382,7 +1393,7 @@ static int client_by(store_t *st, const char *field, int64_t id, store_entry_t *
         memset(out, 0, sizeof *out);
         rc = fail(st, &e, what, err, errlen);
     } else if (rc == STORE_NOT_FOUND) {
-        set_err(err, errlen, "%s: not found", what);
+        errbuf_set(err, errlen, "%s: not found", what);
     }
     mongoc_cursor_destroy(cur);
     bson_destroy(&filter);
@@ -1408,10 +1419,8 @@ int store_client_by_milvus_id(store_t *st, int64_t milvus_id, store_entry_t *out
 static int setting_read(handle_t *h, const char *name, char *out, size_t outlen,
                         const char *what, char *err, size_t errlen)
 {
-    bson_t filter = BSON_INITIALIZER, doc;
-    BSON_APPEND_UTF8(&filter, "_id", name);
-    int rc = find_one(h, &filter, NULL, &doc, what, err, errlen);
-    bson_destroy(&filter);
+    bson_t doc;
+    int rc = find_by_id(h, name, &doc, what, err, errlen);
     if (rc != STORE_OK)
         return rc;
     bson_iter_t it;
@@ -1421,11 +1430,11 @@ static int setting_read(handle_t *h, const char *name, char *out, size_t outlen,
         v = bson_iter_utf8(&it, &len);
     if (!v) {
         rc = STORE_REJECTED;
-        set_err(err, errlen, "%s: the stored value is not text", what);
+        errbuf_set(err, errlen, "%s: the stored value is not text", what);
     } else if ((size_t)len >= outlen) {
         rc = STORE_REJECTED;
-        set_err(err, errlen, "%s: the stored value (%u bytes) does not fit the buffer", what,
-                (unsigned)len);
+        errbuf_set(err, errlen, "%s: the stored value (%u bytes) does not fit the buffer", what,
+                   (unsigned)len);
     } else {
         copy_text(out, outlen, v, len);
     }
@@ -1439,8 +1448,8 @@ int store_setting_get_or_init(store_t *st, const char *name, const char *initial
     if (!key_ok(name, "store_setting_get_or_init", err, errlen))
         return STORE_REJECTED;
     if (!initial || !out || outlen == 0) {
-        set_err(err, errlen, "store_setting_get_or_init(%s): needs an initial value and a buffer",
-                name);
+        errbuf_set(err, errlen,
+                   "store_setting_get_or_init(%s): needs an initial value and a buffer", name);
         return STORE_REJECTED;
     }
     char what[STORE_KEY_MAX + 32];
@@ -1451,12 +1460,12 @@ int store_setting_get_or_init(store_t *st, const char *name, const char *initial
         bson_t doc = BSON_INITIALIZER;
         BSON_APPEND_UTF8(&doc, "_id", name);
         BSON_APPEND_UTF8(&doc, "value", initial);
-        BSON_APPEND_DATE_TIME(&doc, "created_at", wall_ms());
+        BSON_APPEND_DATE_TIME(&doc, "created_at", clock_wall_ms());
         bson_error_t e;
         if (mongoc_collection_insert_one(h.coll, &doc, NULL, NULL, &e)) {
             if (strlen(initial) >= outlen) {
                 rc = STORE_REJECTED;
-                set_err(err, errlen, "%s: the value does not fit the buffer", what);
+                errbuf_set(err, errlen, "%s: the value does not fit the buffer", what);
             } else {
                 copy_cstr(out, outlen, initial);
                 rc = STORE_OK;
@@ -1467,7 +1476,7 @@ int store_setting_get_or_init(store_t *st, const char *name, const char *initial
             rc = setting_read(&h, name, out, outlen, what, err, errlen);
             if (rc == STORE_NOT_FOUND) {
                 rc = STORE_DOWN;
-                set_err(err, errlen, "%s: inserted concurrently but not readable yet", what);
+                errbuf_set(err, errlen, "%s: inserted concurrently but not readable yet", what);
             }
         } else {
             rc = fail(st, &e, what, err, errlen);
@@ -1486,8 +1495,8 @@ static bool replay_id(char *buf, size_t size, const char *topic, int32_t partiti
     int n = snprintf(buf, size, "%s/%d/%lld", topic ? topic : "", (int)partition,
                      (long long)offset);
     if (!topic || !topic[0] || n < 0 || (size_t)n >= size) {
-        set_err(err, errlen, "store: a replay needs a topic shorter than %d bytes",
-                STORE_KEY_MAX - 32);
+        errbuf_set(err, errlen, "store: a replay needs a topic shorter than %d bytes",
+                   STORE_KEY_MAX - 32);
         return false;
     }
     return true;
@@ -1502,25 +1511,20 @@ int store_replay_get(store_t *st, const char *topic, int32_t partition, int64_t 
     char what[STORE_KEY_MAX + 40];
     snprintf(what, sizeof what, "reading replay record %s", id);
     handle_t h = acquire(st, COLL_REPLAYS);
-    bson_t filter = BSON_INITIALIZER, doc;
-    BSON_APPEND_UTF8(&filter, "_id", id);
-    int rc = find_one(&h, &filter, NULL, &doc, what, err, errlen);
+    bson_t doc;
+    int rc = find_by_id(&h, id, &doc, what, err, errlen);
     if (rc == STORE_OK) {
         if (out) {
             memset(out, 0, sizeof *out);
+            out->first_at_ms = field_int64(&doc, "first_at");
+            out->last_at_ms = field_int64(&doc, "last_at");
+            out->count = field_int64(&doc, "count");
             bson_iter_t it;
-            if (bson_iter_init_find(&it, &doc, "first_at"))
-                out->first_at_ms = iter_int64(&it);
-            if (bson_iter_init_find(&it, &doc, "last_at"))
-                out->last_at_ms = iter_int64(&it);
-            if (bson_iter_init_find(&it, &doc, "count"))
-                out->count = iter_int64(&it);
             if (bson_iter_init_find(&it, &doc, "by"))
                 iter_text(&it, out->by, sizeof out->by);
         }
         bson_destroy(&doc);
     }
-    bson_destroy(&filter);
     release(&h);
     return rc;
 }
@@ -1537,7 +1541,7 @@ int store_replay_mark(store_t *st, const char *topic, int32_t partition, int64_t
         copy_cstr(byv, sizeof byv, "unknown");
     char what[STORE_KEY_MAX + 40];
     snprintf(what, sizeof what, "recording replay %s", id);
-    int64_t now = wall_ms();
+    int64_t now = clock_wall_ms();
     handle_t h = acquire(st, COLL_REPLAYS);
     int rc;
     if (!force) {
@@ -1555,14 +1559,13 @@ int store_replay_mark(store_t *st, const char *topic, int32_t partition, int64_t
             rc = STORE_OK;
         else if (is_dup(&e)) {
             rc = STORE_CONFLICT;
-            set_err(err, errlen, "dead letter %s was already replayed (use --force to replay again)",
-                    id);
+            errbuf_set(err, errlen,
+                       "dead letter %s was already replayed (use --force to replay again)", id);
         } else
             rc = fail(st, &e, what, err, errlen);
         bson_destroy(&doc);
     } else {
-        bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, inc, soi;
-        BSON_APPEND_UTF8(&filter, "_id", id);
+        bson_t update = BSON_INITIALIZER, set, inc, soi;
         BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
         BSON_APPEND_UTF8(&set, "topic", topic);
         BSON_APPEND_INT32(&set, "partition", partition);
@@ -1576,8 +1579,7 @@ int store_replay_mark(store_t *st, const char *topic, int32_t partition, int64_t
         BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &soi);
         BSON_APPEND_DATE_TIME(&soi, "first_at", now);
         bson_append_document_end(&update, &soi);
-        rc = update_retry(&h, &filter, &update, true, NULL, what, err, errlen);
-        bson_destroy(&filter);
+        rc = upsert_by_id(&h, id, &update, what, err, errlen);
         bson_destroy(&update);
     }
     release(&h);

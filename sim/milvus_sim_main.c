@@ -9,11 +9,11 @@
  */
 #include "simdoc.h"
 #include "simjson.h"
+#include "simmain.h"
 #include "simsrv.h"
 #include "simstore.h"
 #include "simtime.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,19 +59,6 @@ static void bare_number(simsrv_resp *resp, int64_t v)
     char buf[32];
     snprintf(buf, sizeof buf, "%lld", (long long)v);
     simsrv_resp_text(resp, 200, "application/json; charset=utf-8", buf);
-}
-
-static bool parse_i64_text(const char *s, int64_t *out)
-{
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-        return false;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end)
-        return false;
-    *out = v;
-    return true;
 }
 
 static uint64_t rnd(app *a)
@@ -207,7 +194,8 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
 {
     const char *status_s = simsrv_param_get(req, "status");
     int64_t status = 1;
-    if (status_s && status_s[0] && (!parse_i64_text(status_s, &status) || status < 1 || status > 3))
+    if (status_s && status_s[0] &&
+        (!simjson_parse_count(status_s, &status) || status < 1 || status > 3))
         { error_body(a, srv, resp, 400, "status inválido: use 1 (ativos), 2 (bloqueados) ou 3 (todos)"); return; }
     const char *doc_s = simsrv_param_get(req, "documento");
     char doc[64] = "";
@@ -222,8 +210,8 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
     const char *pag_s = simsrv_param_get(req, "pagina");
     const char *tot_s = simsrv_param_get(req, "total_registros");
     int64_t pagina = 1, per = INT64_MAX;
-    if ((pag_s && (!parse_i64_text(pag_s, &pagina) || pagina < 1)) ||
-        (tot_s && (!parse_i64_text(tot_s, &per) || per < 1)))
+    if ((pag_s && (!simjson_parse_count(pag_s, &pagina) || pagina < 1)) ||
+        (tot_s && (!simjson_parse_count(tot_s, &per) || per < 1)))
         { error_body(a, srv, resp, 400, "pagina e total_registros devem ser inteiros positivos"); return; }
     /* truncate_at (default 1000, the seed's blind spot) caps every answer; 0 = no cap */
     int64_t cap = simsrv_get_faults(srv)->truncate_at;
@@ -564,11 +552,13 @@ static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_r
     int64_t pagina = 1, per = LIST_DEFAULT;
     sortspec sort = {"codigo", true};
     const cJSON **rows = NULL;
-    if (param_text(body, req, "pagina", buf, sizeof buf) && (!parse_i64_text(buf, &pagina) || pagina < 1)) {
+    if (param_text(body, req, "pagina", buf, sizeof buf) &&
+        (!simjson_parse_count(buf, &pagina) || pagina < 1)) {
         msg = "pagina deve ser um inteiro positivo";
         goto fail;
     }
-    if (param_text(body, req, "total_registros", buf, sizeof buf) && (!parse_i64_text(buf, &per) || per < 1)) {
+    if (param_text(body, req, "total_registros", buf, sizeof buf) &&
+        (!simjson_parse_count(buf, &per) || per < 1)) {
         msg = "total_registros deve ser um inteiro positivo";
         goto fail;
     }
@@ -605,7 +595,8 @@ static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_r
     int64_t f_codigo = -1;
     const cJSON *fc = cJSON_GetObjectItemCaseSensitive(filtro, "codigo");
     if (fc && !cJSON_IsNull(fc) && !(cJSON_IsString(fc) && !fc->valuestring[0])) {
-        if (!simjson_i64(fc, &f_codigo) && !(cJSON_IsString(fc) && parse_i64_text(fc->valuestring, &f_codigo))) {
+        if (!simjson_i64(fc, &f_codigo) &&
+            !(cJSON_IsString(fc) && simjson_parse_count(fc->valuestring, &f_codigo))) {
             msg = "filtro_body.codigo inválido";
             goto fail;
         }
@@ -618,7 +609,7 @@ static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_r
     if (fs && !cJSON_IsNull(fs) && !(cJSON_IsString(fs) && !fs->valuestring[0])) {
         f_status = -1;
         if (!simjson_i64(fs, &f_status) && cJSON_IsString(fs)) {
-            if (!parse_i64_text(fs->valuestring, &f_status))
+            if (!simjson_parse_count(fs->valuestring, &f_status))
                 for (int i = 1; i < 12; i++)
                     if (STATUS_NAMES[i] && strcasecmp(STATUS_NAMES[i], fs->valuestring) == 0)
                         f_status = i;
@@ -819,54 +810,27 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: milvus-sim --port P --token T [--state FILE]\n"
-            "\n"
-            "A local fake of the Milvus help-desk API on http://127.0.0.1:P/api (port 0 = any\n"
-            "free port; the first stdout line is 'listening on http://127.0.0.1:PORT').\n"
-            "  --port P        TCP port on 127.0.0.1\n"
-            "  --token T       the raw token every API request must send as 'Authorization: T'\n"
-            "  --state FILE    seed file loaded at start ({\"clientes\":[...],\"chamados\":[...]})\n"
-            "Admin API (no auth): POST /_admin/seed, GET /_admin/state, GET|POST /_admin/faults,\n"
-            "GET /_admin/stats, POST /_admin/reset. SIGTERM/SIGINT stop it (exit 0).\n");
-}
+/* simmain adds the lines about the admin API and signals. */
+static const char USAGE[] =
+    "usage: milvus-sim --port P --token T [--state FILE]\n"
+    "\n"
+    "A local fake of the Milvus help-desk API on http://127.0.0.1:P/api (port 0 = any\n"
+    "free port; the first stdout line is 'listening on http://127.0.0.1:PORT').\n"
+    "  --port P        TCP port on 127.0.0.1\n"
+    "  --token T       the raw token every API request must send as 'Authorization: T'\n"
+    "  --state FILE    seed file loaded at start ({\"clientes\":[...],\"chamados\":[...]})\n";
 
 int main(int argc, char **argv)
 {
-    const char *port_s = NULL, *token = NULL, *state = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        const char **dst = strcmp(argv[i], "--port") == 0    ? &port_s
-                           : strcmp(argv[i], "--token") == 0 ? &token
-                           : strcmp(argv[i], "--state") == 0 ? &state
-                                                             : NULL;
-        if (!dst || i + 1 >= argc) {
-            fprintf(stderr, "milvus-sim: unknown or incomplete option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-        *dst = argv[++i];
-    }
-    int64_t port = -1;
-    if (!port_s || !parse_i64_text(port_s, &port) || port > 65535) {
-        fprintf(stderr, "milvus-sim: --port needs a number 0-65535\n");
-        usage(stderr);
-        return 2;
-    }
-    if (!token || !token[0]) {
-        fprintf(stderr, "milvus-sim: --token is required\n");
-        usage(stderr);
-        return 2;
-    }
+    static const simmain_spec spec = {"milvus-sim", "--token", USAGE};
+    simmain_args args;
+    int rc = simmain_parse(&spec, argc, argv, &args);
+    if (rc >= 0)
+        return rc;
     app *a = calloc(1, sizeof *a);
     if (!a)
         return 1;
-    a->token = token;
+    a->token = args.credential;
     a->rng = (uint64_t)simtime_now_ms() * 2654435761u | 1u;
     app_reset(a);
     simsrv_app def = {
@@ -880,25 +844,7 @@ int main(int argc, char **argv)
         .state = app_state,
         .reset = app_reset,
     };
-    simsrv_block_signals();
-    char err[512];
-    int rc = 0;
-    simsrv *srv = simsrv_start(&def, (int)port, err, sizeof err);
-    if (!srv) {
-        fprintf(stderr, "milvus-sim: %s\n", err);
-        rc = 1;
-        goto out;
-    }
-    if (state && simsrv_load_state_file(srv, state, err, sizeof err) < 0) {
-        fprintf(stderr, "milvus-sim: %s\n", err);
-        rc = 2;
-        goto out;
-    }
-    printf("listening on http://127.0.0.1:%d\n", simsrv_port(srv));
-    fflush(stdout);
-    simsrv_wait_signal();
-out:
-    simsrv_stop(srv);
+    rc = simmain_run(&def, &args);
     simstore_clear(&a->clients);
     simstore_clear(&a->tickets);
     free(a);

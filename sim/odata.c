@@ -247,6 +247,17 @@ static void advance(parser *ps)
     ps->has_tok = false;
 }
 
+/* Consumes the current token when it is of `type`; else records `problem` and returns false. */
+static bool expect(parser *ps, toktype type, const char *problem)
+{
+    if (peek(ps)->type != type) {
+        perr(ps, "%s", problem);
+        return false;
+    }
+    advance(ps);
+    return true;
+}
+
 static bool tok_is(const token *t, const char *word)
 {
     return t->type == T_IDENT && strlen(word) == t->len && memcmp(t->start, word, t->len) == 0;
@@ -464,11 +475,8 @@ static odata_expr *parse_lambda(parser *ps, operand *coll, int kind)
     memset(coll, 0, sizeof *coll);
     if (!check_member(ps, &e->l, true))
         goto fail;
-    if (peek(ps)->type != T_LP) {
-        perr(ps, "expected '(' after any/all");
+    if (!expect(ps, T_LP, "expected '(' after any/all"))
         goto fail;
-    }
-    advance(ps);
     if (peek(ps)->type == T_RP) {
         if (kind == 2) {
             perr(ps, "all() needs a lambda expression");
@@ -492,23 +500,18 @@ static odata_expr *parse_lambda(parser *ps, operand *coll, int kind)
         goto fail;
     }
     advance(ps);
-    if (peek(ps)->type != T_COLON) {
+    if (!expect(ps, T_COLON, "expected ':' after the lambda variable")) {
         free(var);
-        perr(ps, "expected ':' after the lambda variable");
         goto fail;
     }
-    advance(ps);
     ps->vars[ps->nvars++] = var;
     e->a = parse_or(ps);
     ps->nvars--;
     free(var);
     if (!e->a)
         goto fail;
-    if (peek(ps)->type != T_RP) {
-        perr(ps, "expected ')' to close any/all");
+    if (!expect(ps, T_RP, "expected ')' to close any/all"))
         goto fail;
-    }
-    advance(ps);
     return e;
 fail:
     odata_filter_free(e);
@@ -547,25 +550,16 @@ static odata_expr *parse_func(parser *ps, funckind fk)
         return NULL;
     e->func = fk;
     advance(ps); /* name */
-    if (peek(ps)->type != T_LP) {
-        perr(ps, "expected '(' after function name");
+    if (!expect(ps, T_LP, "expected '(' after function name"))
         goto fail;
-    }
-    advance(ps);
     if (!parse_operand(ps, &e->l))
         goto fail;
-    if (peek(ps)->type != T_COMMA) {
-        perr(ps, "expected ',' in function call");
+    if (!expect(ps, T_COMMA, "expected ',' in function call"))
         goto fail;
-    }
-    advance(ps);
     if (!parse_operand(ps, &e->r))
         goto fail;
-    if (peek(ps)->type != T_RP) {
-        perr(ps, "expected ')' to close function call");
+    if (!expect(ps, T_RP, "expected ')' to close function call"))
         goto fail;
-    }
-    advance(ps);
     for (int i = 0; i < 2; i++) {
         operand *o = i == 0 ? &e->l : &e->r;
         if (o->is_member && o->ftype != ODATA_STR && o->ftype != ODATA_ANY) {
@@ -598,12 +592,10 @@ static odata_expr *parse_primary(parser *ps)
         ps->depth--;
         if (!e)
             return NULL;
-        if (peek(ps)->type != T_RP) {
-            perr(ps, "expected ')' in $filter");
+        if (!expect(ps, T_RP, "expected ')' in $filter")) {
             odata_filter_free(e);
             return NULL;
         }
-        advance(ps);
         return e;
     }
     if (t->type == T_IDENT && peek_char_after_ws(ps, '(')) {

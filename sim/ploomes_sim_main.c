@@ -11,11 +11,11 @@
  */
 #include "odata.h"
 #include "simjson.h"
+#include "simmain.h"
 #include "simsrv.h"
 #include "simstore.h"
 #include "simtime.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,19 +349,6 @@ static cJSON *stamp_item(app *a)
 {
     char buf[40];
     return cJSON_CreateString(simtime_format_ploomes(next_stamp(a), buf, sizeof buf));
-}
-
-static bool parse_i64_text(const char *s, int64_t *out)
-{
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-        return false;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < 0)
-        return false;
-    *out = v;
-    return true;
 }
 
 /* Makes relation rows of a nav array complete: Id and the back-pointer to the owner. */
@@ -706,13 +693,13 @@ static int query_parse(app *a, int set, const simsrv_req *req, query *q, char *e
         }
     }
     if ((v = simsrv_param_get(req, "$top"))) {
-        if (!parse_i64_text(v, &q->top)) {
+        if (!simjson_parse_count(v, &q->top)) {
             snprintf(err, errlen, "Invalid value '%.30s' for $top: a non-negative integer is required.", v);
             return -1;
         }
         q->has_top = true;
     }
-    if ((v = simsrv_param_get(req, "$skip")) && !parse_i64_text(v, &q->skip)) {
+    if ((v = simsrv_param_get(req, "$skip")) && !simjson_parse_count(v, &q->skip)) {
         snprintf(err, errlen, "Invalid value '%.30s' for $skip: a non-negative integer is required.", v);
         return -1;
     }
@@ -1012,7 +999,7 @@ static bool route(const char *path, int *set, bool *has_id, int64_t *id, char *a
         while (*p >= '0' && *p <= '9' && d < sizeof digits - 1)
             digits[d++] = *p++;
         digits[d] = '\0';
-        if (*p != ')' || !parse_i64_text(digits, id))
+        if (*p != ')' || !simjson_parse_count(digits, id))
             return false;
         *has_id = true;
         p++;
@@ -1067,54 +1054,27 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: ploomes-sim --port P --user-key K [--state FILE]\n"
-            "\n"
-            "A local fake of the Ploomes CRM API on http://127.0.0.1:P (port 0 = any free port;\n"
-            "the first stdout line is 'listening on http://127.0.0.1:PORT').\n"
-            "  --port P        TCP port on 127.0.0.1\n"
-            "  --user-key K    the User-Key every API request must carry\n"
-            "  --state FILE    seed file loaded at start (same shape as POST /_admin/seed)\n"
-            "Admin API (no auth): POST /_admin/seed, GET /_admin/state, GET|POST /_admin/faults,\n"
-            "GET /_admin/stats, POST /_admin/reset. SIGTERM/SIGINT stop it (exit 0).\n");
-}
+/* simmain adds the lines about the admin API and signals. */
+static const char USAGE[] =
+    "usage: ploomes-sim --port P --user-key K [--state FILE]\n"
+    "\n"
+    "A local fake of the Ploomes CRM API on http://127.0.0.1:P (port 0 = any free port;\n"
+    "the first stdout line is 'listening on http://127.0.0.1:PORT').\n"
+    "  --port P        TCP port on 127.0.0.1\n"
+    "  --user-key K    the User-Key every API request must carry\n"
+    "  --state FILE    seed file loaded at start (same shape as POST /_admin/seed)\n";
 
 int main(int argc, char **argv)
 {
-    const char *port_s = NULL, *key = NULL, *state = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        const char **dst = strcmp(argv[i], "--port") == 0       ? &port_s
-                           : strcmp(argv[i], "--user-key") == 0 ? &key
-                           : strcmp(argv[i], "--state") == 0    ? &state
-                                                                : NULL;
-        if (!dst || i + 1 >= argc) {
-            fprintf(stderr, "ploomes-sim: unknown or incomplete option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-        *dst = argv[++i];
-    }
-    int64_t port = -1;
-    if (!port_s || !parse_i64_text(port_s, &port) || port > 65535) {
-        fprintf(stderr, "ploomes-sim: --port needs a number 0-65535\n");
-        usage(stderr);
-        return 2;
-    }
-    if (!key || !key[0]) {
-        fprintf(stderr, "ploomes-sim: --user-key is required\n");
-        usage(stderr);
-        return 2;
-    }
+    static const simmain_spec spec = {"ploomes-sim", "--user-key", USAGE};
+    simmain_args args;
+    int rc = simmain_parse(&spec, argc, argv, &args);
+    if (rc >= 0)
+        return rc;
     app *a = calloc(1, sizeof *a);
     if (!a)
         return 1;
-    a->user_key = key;
+    a->user_key = args.credential;
     app_reset(a);
     simsrv_app def = {
         .name = "ploomes-sim",
@@ -1127,25 +1087,7 @@ int main(int argc, char **argv)
         .state = app_state,
         .reset = app_reset,
     };
-    simsrv_block_signals();
-    char err[512];
-    simsrv *srv = simsrv_start(&def, (int)port, err, sizeof err);
-    int rc = 0;
-    if (!srv) {
-        fprintf(stderr, "ploomes-sim: %s\n", err);
-        rc = 1;
-        goto out;
-    }
-    if (state && simsrv_load_state_file(srv, state, err, sizeof err) < 0) {
-        fprintf(stderr, "ploomes-sim: %s\n", err);
-        rc = 2;
-        goto out;
-    }
-    printf("listening on http://127.0.0.1:%d\n", simsrv_port(srv));
-    fflush(stdout);
-    simsrv_wait_signal();
-out:
-    simsrv_stop(srv);
+    rc = simmain_run(&def, &args);
     for (int s = 0; s < S_COUNT; s++)
         simstore_clear(&a->sets[s]);
     free(a);

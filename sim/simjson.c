@@ -1,6 +1,7 @@
 /* simjson_ / simbuf_: see simjson.h. */
 #include "simjson.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,19 @@ bool simjson_i64(const cJSON *item, int64_t *out)
 bool simjson_get_i64(const cJSON *obj, const char *key, int64_t *out)
 {
     return simjson_i64(cJSON_GetObjectItemCaseSensitive(obj, key), out);
+}
+
+bool simjson_parse_count(const char *text, int64_t *out)
+{
+    if (!text || !*text || *text == '-' || *text == '+' || *text == ' ')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end || v < 0)
+        return false;
+    *out = v;
+    return true;
 }
 
 cJSON *simjson_num_i64(int64_t v)

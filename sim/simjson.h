@@ -19,6 +19,11 @@ bool simjson_i64(const cJSON *item, int64_t *out);
 /* simjson_i64 on object[key]; false when absent or not an integer. */
 bool simjson_get_i64(const cJSON *obj, const char *key, int64_t *out);
 
+/* Parses a count written as plain decimal digits ("0", "42"; no sign, no leading space, nothing
+ * after) into *out: command-line ports and query values such as $top or pagina. False when the
+ * text is not one or does not fit an int64_t. */
+bool simjson_parse_count(const char *text, int64_t *out);
+
 /* A number item for an int64 id (exact below 2^53). */
 cJSON *simjson_num_i64(int64_t v);
 
