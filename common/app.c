@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -44,6 +45,8 @@ void app_reset_stop(void) { app_stop_flag = 0; }
 
 bool app_sleep_ms(int64_t ms)
 {
+    if (ms > INT64_MAX / 1000000LL)
+        ms = INT64_MAX / 1000000LL; /* ~292 years: keeps ms * 1e6 from overflowing */
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
@@ -51,14 +54,16 @@ bool app_sleep_ms(int64_t ms)
             return false;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t elapsed = (int64_t)(now.tv_sec - start.tv_sec) * 1000 +
-                          (now.tv_nsec - start.tv_nsec) / 1000000;
-        int64_t left = ms - elapsed;
-        if (left <= 0)
+        /* in nanoseconds: whole milliseconds truncated toward zero let a sleep end up to 1 ms
+         * early whenever the nanosecond part had wrapped */
+        int64_t elapsed_ns = (int64_t)(now.tv_sec - start.tv_sec) * 1000000000LL +
+                             (int64_t)(now.tv_nsec - start.tv_nsec);
+        int64_t left_ns = ms * 1000000LL - elapsed_ns;
+        if (left_ns <= 0)
             return true;
-        int64_t slice = left < 100 ? left : 100;
-        struct timespec ts = {.tv_sec = (time_t)(slice / 1000),
-                              .tv_nsec = (long)(slice % 1000) * 1000000L};
+        int64_t slice_ns = left_ns < 100000000LL ? left_ns : 100000000LL;
+        struct timespec ts = {.tv_sec = (time_t)(slice_ns / 1000000000LL),
+                              .tv_nsec = (long)(slice_ns % 1000000000LL)};
         nanosleep(&ts, NULL); /* EINTR is fine: the loop re-checks */
     }
 }

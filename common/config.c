@@ -992,9 +992,13 @@ static void get_mongo(loader_t *ld)
 
 /* ---- Kafka ---------------------------------------------------------------------------------- */
 
+/* librdkafka properties whose value must never be shown: passwords and secrets, an inline
+ * private key (ssl.key.pem), and sasl.oauthbearer.config (it carries client secrets for the
+ * unsecured-JWT and custom OAuth set-ups). */
 static bool is_secret_property(const char *name)
 {
-    return strstr(name, "password") || strstr(name, "secret");
+    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "key.pem") ||
+           strstr(name, "oauthbearer.config");
 }
 
 static void add_prop(loader_t *ld, const char *name, const char *value, bool secret)

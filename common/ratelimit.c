@@ -259,9 +259,18 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
                     break;
                 }
             }
-            if (!found)
-                log_msg(LOG_DEBUG, "ratelimit_missing_ticket", "limiter=%s ticket=%lld",
+            if (!found) {
+                /* The predecessor vanished (deleted by hand, a partial wipe, another N, a read
+                 * that missed it): its stamp is unknown, so assume the worst — no older than the
+                 * newest ticket seen. Granting at once would break "N per window". */
+                int64_t newest_t = 0;
+                for (size_t i = 0; i < n; i++)
+                    if (tickets[i].t > newest_t)
+                        newest_t = tickets[i].t;
+                free_at = newest_t + rl->window_ms + rl->margin_ms;
+                log_msg(LOG_WARN, "ratelimit_missing_ticket", "limiter=%s ticket=%lld",
                         rl->name, (long long)pred);
+            }
         }
         if (pause_until > free_at)
             free_at = pause_until;

@@ -1193,37 +1193,72 @@ int store_claim(store_t *st, store_kind_t kind, const char *key, const char *own
     return rc == STORE_CONFLICT ? STORE_DOWN : rc;
 }
 
-/* Conditional update of owner's pending claim. */
-static int owner_update(store_t *st, store_kind_t kind, const char *key, const char *owner,
-                        const bson_t *update, const char *verb, char *err, size_t errlen)
+/* How close to its end a lease may be when its owner settles it (complete, release, renew) with a
+ * plain conditional write. FerretDB runs a conditional update/delete as a read followed by an
+ * unconditional write by _id, so a write of the owner's that lands after a taker's transfer would
+ * undo it (a release would delete the taker's claim, a complete would overwrite it). Takers only
+ * transfer expired leases: an owner whose lease has less than this left (or none) first takes its
+ * own claim back through the transfer lock, exactly like a taker, and settles the fresh instance. */
+#define STORE_SETTLE_MARGIN_MS 2000
+#define STORE_SETTLE_LEASE_MS 60000
+
+/* Reads `key` and checks that `owner` holds it pending; when its lease ends within the margin,
+ * re-takes it through the transfer lock (lease_ms) so no taker can be mid-transfer. On STORE_OK
+ * *cur is the claim as held now (its claim_id identifies the instance to write to).
+ * STORE_NOT_FOUND (err set: gone), STORE_CONFLICT (err says who holds it / done), DOWN, REJECTED. */
+static int hold(store_t *st, handle_t *h, store_kind_t kind, const char *key, const char *owner,
+                int64_t lease_ms, const char *what, store_entry_t *cur, char *err, size_t errlen)
 {
-    char what[STORE_KEY_MAX + 64];
-    describe(what, sizeof what, verb, kind, key);
-    handle_t h = acquire(st, kind_coll(kind));
+    bson_t found;
+    int rc = find_by_id(h, key, &found, what, err, errlen);
+    if (rc == STORE_NOT_FOUND) {
+        errbuf_set(err, errlen, "%s: not held by %s any more: the claim is gone", what, owner);
+        return STORE_NOT_FOUND;
+    }
+    if (rc != STORE_OK)
+        return rc;
+    parse_entry(&found, cur);
+    bson_destroy(&found);
+    if (cur->state == STORE_STATE_DONE) {
+        errbuf_set(err, errlen, "%s: not held by %s any more: it is already done", what, owner);
+        return STORE_CONFLICT;
+    }
+    if (cur->state != STORE_STATE_PENDING || strcmp(cur->owner, owner) != 0) {
+        errbuf_set(err, errlen, "%s: not held by %s any more: now held by %s", what, owner,
+                   cur->owner[0] ? cur->owner : "(nobody)");
+        return STORE_CONFLICT;
+    }
+    if (cur->lease_until_ms - STORE_SETTLE_MARGIN_MS > clock_wall_ms())
+        return STORE_OK; /* live: takers leave it alone */
+    store_entry_t after;
+    rc = transfer(st, h, kind, cur, owner, lease_ms, what, &after, err, errlen);
+    if (rc == STORE_OK) {
+        *cur = after;
+        return STORE_OK;
+    }
+    if (rc == TRANSFER_BUSY || rc == STORE_CONFLICT) {
+        errbuf_set(err, errlen, "%s: the lease of %s expired and another owner is taking it over",
+                   what, owner);
+        return STORE_CONFLICT;
+    }
+    return rc;
+}
+
+/* Conditional update of owner's pending claim instance `cur` (from hold()). */
+static int owner_update(handle_t *h, const store_entry_t *cur, const char *owner,
+                        const bson_t *update, const char *what, char *err, size_t errlen)
+{
     bson_t filter = BSON_INITIALIZER;
-    append_pending_of(&filter, key, owner);
+    append_pending_of(&filter, cur->key, owner);
+    BSON_APPEND_UTF8(&filter, "claim_id", cur->claim_id);
     int64_t matched = 0;
-    int rc = update_retry(&h, &filter, update, false, &matched, what, err, errlen);
+    int rc = update_retry(h, &filter, update, false, &matched, what, err, errlen);
     bson_destroy(&filter);
     if (rc == STORE_OK && matched == 0) {
         rc = STORE_CONFLICT;
-        bson_t doc;
-        int frc = find_by_id(&h, key, &doc, what, NULL, 0);
-        if (frc == STORE_OK) {
-            store_entry_t cur;
-            parse_entry(&doc, &cur);
-            bson_destroy(&doc);
-            if (cur.state == STORE_STATE_DONE)
-                errbuf_set(err, errlen, "%s: not held by %s any more: it is already done", what,
-                           owner);
-            else
-                errbuf_set(err, errlen, "%s: not held by %s any more: now held by %s", what, owner,
-                           cur.owner);
-        } else {
-            errbuf_set(err, errlen, "%s: not held by %s any more: the claim is gone", what, owner);
-        }
+        errbuf_set(err, errlen, "%s: changed while being written; %s no longer holds it", what,
+                   owner);
     }
-    release(&h);
     return rc;
 }
 
@@ -1239,49 +1274,20 @@ int store_claim_renew(store_t *st, store_kind_t kind, const char *key, const cha
     char what[STORE_KEY_MAX + 64];
     describe(what, sizeof what, "renewing", kind, key);
     handle_t h = acquire(st, kind_coll(kind));
-    bson_t found;
-    int rc = find_by_id(&h, key, &found, what, err, errlen);
     store_entry_t cur;
-    if (rc == STORE_OK) {
-        parse_entry(&found, &cur);
-        bson_destroy(&found);
-        if (cur.state != STORE_STATE_PENDING || strcmp(cur.owner, owner) != 0) {
-            rc = STORE_CONFLICT;
-            errbuf_set(err, errlen, "%s: not held by %s any more (%s)", what, owner,
-                       cur.state == STORE_STATE_DONE ? "it is already done"
-                                                     : "another owner has it");
-        }
-    } else if (rc == STORE_NOT_FOUND) {
+    /* near or past its end the lease is re-taken through the transfer lock (hold()), which
+     * already sets the new lease; a live one is extended by a conditional update */
+    int rc = hold(st, &h, kind, key, owner, lease_ms, what, &cur, err, errlen);
+    if (rc == STORE_NOT_FOUND)
         rc = STORE_CONFLICT;
-        errbuf_set(err, errlen, "%s: not held by %s any more: the claim is gone", what, owner);
-    }
-    if (rc == STORE_OK && cur.lease_until_ms < clock_wall_ms()) {
-        /* expired: a taker may be racing us, so go through the transfer lock like a takeover */
-        store_entry_t after;
-        rc = transfer(st, &h, kind, &cur, owner, lease_ms, what, &after, err, errlen);
-        if (rc == TRANSFER_BUSY)
-            rc = STORE_CONFLICT;
-        if (rc == STORE_CONFLICT)
-            errbuf_set(err, errlen, "%s: the lease of %s expired and another owner took it", what,
-                       owner);
-    } else if (rc == STORE_OK) {
-        /* live lease: takers leave it alone, a conditional update is enough */
+    if (rc == STORE_OK) {
         int64_t now = clock_wall_ms();
-        bson_t f2 = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
-        append_pending_of(&f2, key, owner);
-        BSON_APPEND_UTF8(&f2, "claim_id", cur.claim_id);
+        bson_t update = BSON_INITIALIZER, set;
         BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
         BSON_APPEND_DATE_TIME(&set, "lease_until", now + lease_ms);
         BSON_APPEND_DATE_TIME(&set, "updated_at", now);
         bson_append_document_end(&update, &set);
-        int64_t matched = 0;
-        rc = update_retry(&h, &f2, &update, false, &matched, what, err, errlen);
-        if (rc == STORE_OK && matched == 0) {
-            rc = STORE_CONFLICT;
-            errbuf_set(err, errlen, "%s: changed while renewing; %s no longer holds it", what,
-                       owner);
-        }
-        bson_destroy(&f2);
+        rc = owner_update(&h, &cur, owner, &update, what, err, errlen);
         bson_destroy(&update);
     }
     release(&h);
@@ -1294,10 +1300,40 @@ int store_complete(store_t *st, store_kind_t kind, const char *key, const char *
     if (!key_ok(key, "store_complete", err, errlen) || !owner_ok(owner, err, errlen) ||
         !fields_ok(result, err, errlen))
         return STORE_REJECTED;
-    bson_t update = BSON_INITIALIZER;
-    append_done(&update, clock_wall_ms(), result);
-    int rc = owner_update(st, kind, key, owner, &update, "completing", err, errlen);
-    bson_destroy(&update);
+    char what[STORE_KEY_MAX + 64];
+    describe(what, sizeof what, "completing", kind, key);
+    handle_t h = acquire(st, kind_coll(kind));
+    store_entry_t cur;
+    int rc = hold(st, &h, kind, key, owner, STORE_SETTLE_LEASE_MS, what, &cur, err, errlen);
+    if (rc == STORE_OK) {
+        bson_t update = BSON_INITIALIZER;
+        append_done(&update, clock_wall_ms(), result);
+        rc = owner_update(&h, &cur, owner, &update, what, err, errlen);
+        bson_destroy(&update);
+    } else if (rc == STORE_NOT_FOUND) {
+        /* Nobody holds it, but the caller created the record at the target: write it down, or
+         * the next claim (not "recovered", so no search) would create it a second time. An
+         * insert: if someone claimed it meanwhile, they hold it and we leave them alone. */
+        int64_t now = clock_wall_ms();
+        bson_t doc = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&doc, "_id", key);
+        BSON_APPEND_UTF8(&doc, "state", "done");
+        BSON_APPEND_DATE_TIME(&doc, "created_at", now);
+        BSON_APPEND_DATE_TIME(&doc, "updated_at", now);
+        append_fields(&doc, result);
+        bson_error_t e;
+        bool ok = mongoc_collection_insert_one(h.coll, &doc, NULL, NULL, &e);
+        bson_destroy(&doc);
+        rc = STORE_CONFLICT;
+        if (ok)
+            errbuf_set(err, errlen,
+                       "%s: the claim of %s was gone (released or deleted); its result was "
+                       "recorded as done anyway",
+                       what, owner);
+        else if (!is_dup(&e))
+            rc = fail(st, &e, what, err, errlen);
+    }
+    release(&h);
     return rc;
 }
 
@@ -1309,19 +1345,27 @@ int store_release(store_t *st, store_kind_t kind, const char *key, const char *o
     char what[STORE_KEY_MAX + 64];
     describe(what, sizeof what, "releasing", kind, key);
     handle_t h = acquire(st, kind_coll(kind));
-    bson_t filter = BSON_INITIALIZER, reply;
-    append_pending_of(&filter, key, owner);
-    bson_error_t e;
-    int rc;
-    if (mongoc_collection_delete_one(h.coll, &filter, NULL, &reply, &e)) {
-        rc = field_int64(&reply, "deletedCount") > 0 ? STORE_OK : STORE_CONFLICT;
-        if (rc == STORE_CONFLICT)
-            errbuf_set(err, errlen, "%s: %s holds no pending claim on it", what, owner);
-    } else {
-        rc = fail(st, &e, what, err, errlen);
+    store_entry_t cur;
+    int rc = hold(st, &h, kind, key, owner, STORE_SETTLE_LEASE_MS, what, &cur, err, errlen);
+    if (rc == STORE_NOT_FOUND) {
+        rc = STORE_CONFLICT;
+        errbuf_set(err, errlen, "%s: %s holds no pending claim on it", what, owner);
     }
-    bson_destroy(&reply);
-    bson_destroy(&filter);
+    if (rc == STORE_OK) {
+        bson_t filter = BSON_INITIALIZER, reply;
+        append_pending_of(&filter, key, owner);
+        BSON_APPEND_UTF8(&filter, "claim_id", cur.claim_id);
+        bson_error_t e;
+        if (mongoc_collection_delete_one(h.coll, &filter, NULL, &reply, &e)) {
+            rc = field_int64(&reply, "deletedCount") > 0 ? STORE_OK : STORE_CONFLICT;
+            if (rc == STORE_CONFLICT)
+                errbuf_set(err, errlen, "%s: %s holds no pending claim on it", what, owner);
+        } else {
+            rc = fail(st, &e, what, err, errlen);
+        }
+        bson_destroy(&reply);
+        bson_destroy(&filter);
+    }
     release(&h);
     return rc;
 }

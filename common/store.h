@@ -29,7 +29,8 @@
  * every decision that must have exactly one winner is an insert of a unique _id: creating a claim
  * (insert into clients/tickets), taking over a pending claim (insert into claim_locks, named after
  * the claim instance being replaced), settings, replays. Conditional updates are used only where
- * a lost race is harmless (complete/release by the owner; the taker searches before creating).
+ * a lost race is harmless: complete/release/renew by the owner of a live lease (takers only
+ * touch expired ones; an owner near or past its lease end re-takes it through the lock first).
  * Duplicate-key errors (11000) from concurrent upserts are retried here, so callers never see
  * them except as the documented STORE_CONFLICT outcomes.
  * Leases use the clock of the calling host (wall clock, ms since the epoch): hosts sharing a
@@ -226,9 +227,9 @@ int store_claim(store_t *st, store_kind_t kind, const char *key, const char *own
                 size_t errlen);
 
 /* Extends the lease of `owner`'s pending claim to now + lease_ms. Renew while the lease is still
- * live (e.g. when half of it is left); an already-expired lease is renewed only if no taker
- * won it meanwhile (same lock as a takeover). STORE_OK, or STORE_CONFLICT when `owner` no longer
- * holds it (lease taken over, completed, released). */
+ * live (e.g. when half of it is left); a lease that has ended or ends within 2 s is renewed only
+ * if no taker won it meanwhile (same lock as a takeover). STORE_OK, or STORE_CONFLICT when
+ * `owner` no longer holds it (lease taken over, completed, released). */
 int store_claim_renew(store_t *st, store_kind_t kind, const char *key, const char *owner,
                       int64_t lease_ms, char *err, size_t errlen);
 
@@ -236,15 +237,19 @@ int store_claim_renew(store_t *st, store_kind_t kind, const char *key, const cha
  * but nobody took it over). Writes the set fields of `result` (may be NULL), drops owner,
  * lease_until and claim_id. STORE_OK, or STORE_CONFLICT (err says who holds it / that it is done
  * / gone): the caller then logs loudly, because another holder may have created a duplicate.
- * On FerretDB a complete racing a takeover of the same expired claim may be overwritten by it;
- * the taker then finds this owner's record by its search-before-create, so nothing is duplicated.
- * Complete before the lease ends (renew if needed) to stay clear of that. */
+ * When the claim is gone altogether (released, deleted by hand), the result is still recorded
+ * as done (an insert; left alone if someone claimed the key meanwhile) and CONFLICT returned:
+ * the record exists at the target, and a fresh claim would not search before creating it again.
+ * A lease that has ended, or ends within 2 s, is first re-taken through the same lock as a
+ * takeover (FerretDB's conditional writes are not atomic), so a complete and a takeover of one
+ * claim never both succeed. Same for store_release() and store_claim_renew(). */
 int store_complete(store_t *st, store_kind_t kind, const char *key, const char *owner,
                    const store_entry_t *result, char *err, size_t errlen);
 
 /* Deletes `owner`'s pending claim (a permanent failure: the record goes to the DLQ and a later
  * replay must be able to claim it again). STORE_OK, or STORE_CONFLICT when `owner` does not
- * hold a pending claim on `key` (nothing is deleted). */
+ * hold a pending claim on `key` (nothing is deleted; in particular never a taker's claim, even
+ * on FerretDB: see store_complete()). */
 int store_release(store_t *st, store_kind_t kind, const char *key, const char *owner,
                   char *err, size_t errlen);
 

@@ -294,6 +294,50 @@ static void test_basic_wait_and_usage(void **state)
     mongoc_client_pool_destroy(pool);
 }
 
+/* A ticket that vanished (deleted by hand, partial wipe) must not hand out a free slot: its
+ * successor N tickets later waits a full window from the newest ticket seen. */
+static void test_missing_predecessor_is_not_free(void **state)
+{
+    (void)state;
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_t *rl = rl_new(pool, "rl_gap", 2, 60000, 0);
+    char err[512];
+    int64_t wait = 0;
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 1); /* k=0 */
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 1); /* k=1 */
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
+    assert_true(wait > 55000);
+
+    mongoc_client_t *c = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, g_db, "rl_gap");
+    char id[128];
+    snprintf(id, sizeof id, "%s:0", ratelimit_bucket(rl));
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
+    bson_t reply;
+    bson_error_t error;
+    assert_true(mongoc_collection_delete_one(coll, sel, NULL, &reply, &error));
+    bson_iter_t it;
+    assert_true(bson_iter_init_find(&it, &reply, "deletedCount"));
+    assert_int_equal(bson_iter_as_int64(&it), 1);
+    bson_destroy(&reply);
+    bson_destroy(sel);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(pool, c);
+
+    /* same limiter and a fresh one (no hint): both still wait about a window */
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
+    assert_true(wait > 55000 && wait <= 60000);
+    ratelimit_t *fresh = rl_new(pool, "rl_gap", 2, 60000, 0);
+    assert_int_equal(ratelimit_try_acquire(fresh, &wait, err, sizeof err), 0);
+    assert_true(wait > 55000 && wait <= 60000);
+    int used = -1, limit = -1;
+    assert_int_equal(ratelimit_usage(fresh, &used, &limit, err, sizeof err), 0);
+    assert_int_equal(used, 1);
+    ratelimit_free(fresh);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+
 static void test_bucket_is_a_hash(void **state)
 {
     (void)state;
@@ -498,6 +542,7 @@ int main(void)
         /* first: fork before this process has any MongoDB pool */
         cmocka_unit_test(test_window_across_processes),
         cmocka_unit_test(test_basic_wait_and_usage),
+        cmocka_unit_test(test_missing_predecessor_is_not_free),
         cmocka_unit_test(test_bucket_is_a_hash),
         cmocka_unit_test(test_penalize),
         cmocka_unit_test(test_api_429_penalizes),

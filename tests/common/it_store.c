@@ -766,6 +766,142 @@ static void test_stale_transfer_lock(void **state)
                      STORE_CONFLICT);
 }
 
+/* The owner of an expired claim settles it (complete or release) while takers race to take it
+ * over. FerretDB runs the owner's conditional write as read + unconditional write by _id, so
+ * without the transfer lock the owner's delete could remove a taker's fresh claim and a complete
+ * could succeed alongside a takeover. Invariant: never both; and a taker that acquired still
+ * holds the claim at the end. */
+typedef struct {
+    store_t *st;
+    const char *key;
+    bool complete; /* else release */
+    pthread_barrier_t *barrier;
+    int rc;
+} settler_t;
+
+static void *settler(void *arg)
+{
+    settler_t *s = arg;
+    char err[512];
+    pthread_barrier_wait(s->barrier);
+    store_entry_t res = {.codigo = "42"};
+    s->rc = s->complete ? store_complete(s->st, STORE_KIND_TICKETS, s->key, "old", &res, err,
+                                         sizeof err)
+                        : store_release(s->st, STORE_KIND_TICKETS, s->key, "old", err,
+                                        sizeof err);
+    return NULL;
+}
+
+typedef struct {
+    store_t *st;
+    const char *key;
+    char owner[32];
+    pthread_barrier_t *barrier;
+    int rc;
+    store_claim_t got;
+} claimer_t;
+
+static void *claimer(void *arg)
+{
+    claimer_t *c = arg;
+    char err[512];
+    pthread_barrier_wait(c->barrier);
+    c->rc = store_claim(c->st, STORE_KIND_TICKETS, c->key, c->owner, 60000, NULL, &c->got, err,
+                        sizeof err);
+    return NULL;
+}
+
+#define SETTLE_TAKERS 3
+
+static void test_owner_settles_expired_claim_under_takeover(void **state)
+{
+    fixture_t *f = *state;
+    char err[512] = "";
+    store_t *second = store_open(f->uri, err, sizeof err);
+    assert_non_null(second);
+    for (int round = 0; round < 24; round++) {
+        char key[48];
+        snprintf(key, sizeof key, "ploomes:task:%d", 9000 + round);
+        store_claim_t a;
+        OK(store_claim(f->st, STORE_KIND_TICKETS, key, "old", 1, NULL, &a, err, sizeof err));
+        expired_ctx_t x = {f->st, STORE_KIND_TICKETS, key};
+        assert_true(testenv_wait_until(lease_expired, &x, 5000, 5));
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, SETTLE_TAKERS + 1);
+        settler_t s = {second, key, round % 2 == 0, &barrier, -99};
+        claimer_t c[SETTLE_TAKERS];
+        pthread_t th[SETTLE_TAKERS + 1];
+        pthread_create(&th[0], NULL, settler, &s);
+        for (int i = 0; i < SETTLE_TAKERS; i++) {
+            c[i] = (claimer_t){i % 2 ? second : f->st, key, "", &barrier, -99, {0}};
+            snprintf(c[i].owner, sizeof c[i].owner, "taker-%d", i);
+            pthread_create(&th[i + 1], NULL, claimer, &c[i]);
+        }
+        for (int i = 0; i <= SETTLE_TAKERS; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&barrier);
+
+        assert_true(s.rc == STORE_OK || s.rc == STORE_CONFLICT);
+        int acquired = 0;
+        const char *holder = NULL;
+        for (int i = 0; i < SETTLE_TAKERS; i++) {
+            assert_int_equal(c[i].rc, STORE_OK);
+            if (c[i].got.status == STORE_CLAIM_ACQUIRED) {
+                acquired++;
+                holder = c[i].owner;
+            }
+        }
+        assert_true(acquired <= 1);
+        store_entry_t e;
+        int grc = store_get(f->st, STORE_KIND_TICKETS, key, &e, err, sizeof err);
+        if (s.complete && s.rc == STORE_OK) {
+            /* completed: nobody may also have taken it over */
+            if (acquired)
+                print_error("round %d: complete and a takeover both succeeded\n", round);
+            assert_int_equal(acquired, 0);
+        } else if (acquired) {
+            /* the taker's claim must have survived the owner's write */
+            if (grc != STORE_OK || e.state != STORE_STATE_PENDING ||
+                strcmp(e.owner, holder) != 0)
+                print_error("round %d (%s rc=%s): taker %s acquired but the claim is %s/%s\n",
+                            round, s.complete ? "complete" : "release", store_rc_name(s.rc),
+                            holder, store_rc_name(grc), grc == STORE_OK ? e.owner : "-");
+            assert_int_equal(grc, STORE_OK);
+            assert_int_equal(e.state, STORE_STATE_PENDING);
+            assert_string_equal(e.owner, holder);
+        }
+    }
+    store_close(second);
+}
+
+/* complete after the claim vanished: the created record is still written down */
+static void test_complete_gone_claim_records_result(void **state)
+{
+    fixture_t *f = *state;
+    char err[512] = "";
+    const char *key = "ploomes:interaction:31";
+    store_claim_t a;
+    OK(store_claim(f->st, STORE_KIND_TICKETS, key, "w1", 60000, NULL, &a, err, sizeof err));
+    OK(store_release(f->st, STORE_KIND_TICKETS, key, "w1", err, sizeof err));
+    store_entry_t res = {.codigo = "777", .milvus_client_token = "TOK"};
+    assert_int_equal(store_complete(f->st, STORE_KIND_TICKETS, key, "w1", &res, err, sizeof err),
+                     STORE_CONFLICT);
+    assert_non_null(strstr(err, "gone"));
+    store_entry_t e;
+    OK(store_get(f->st, STORE_KIND_TICKETS, key, &e, err, sizeof err));
+    assert_int_equal(e.state, STORE_STATE_DONE);
+    assert_string_equal(e.codigo, "777");
+    /* so the next claimer sees a dedup hit instead of creating a second ticket */
+    store_claim_t b;
+    OK(store_claim(f->st, STORE_KIND_TICKETS, key, "w2", 60000, NULL, &b, err, sizeof err));
+    assert_int_equal(b.status, STORE_CLAIM_DONE);
+    assert_string_equal(b.entry.codigo, "777");
+    /* a second complete by the same owner does not overwrite anything */
+    assert_int_equal(store_complete(f->st, STORE_KIND_TICKETS, key, "w1", &res, err, sizeof err),
+                     STORE_CONFLICT);
+    assert_non_null(strstr(err, "already done"));
+}
+
 /* ---- settings ------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -910,6 +1046,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_takeover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_transfer_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_settles_expired_claim_under_takeover, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_complete_gone_claim_records_result, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replays, setup, teardown),
     };

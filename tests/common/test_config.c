@@ -620,6 +620,23 @@ static void test_kafka_passthrough(void **state)
     free(out);
     config_free(&c);
 
+    /* an inline private key and the OAuth config are secrets too: never printed */
+    char *keys[] = {"KAFKA_SSL_KEY_PEM=-----BEGIN PRIVATE KEY-----PEMSECRET777",
+                    "KAFKA_SASL_OAUTHBEARER_CONFIG=principal=svc clientSecret=OAUTHSECRET888",
+                    NULL};
+    assert_int_equal(load(&c, 0, keys), 0);
+    assert_int_equal(c.kafka_prop_count, 2);
+    assert_string_equal(c.kafka_props[0].name, "ssl.key.pem");
+    assert_true(c.kafka_props[0].secret);
+    assert_string_equal(c.kafka_props[1].name, "sasl.oauthbearer.config");
+    assert_true(c.kafka_props[1].secret);
+    out = print_to_string(&c);
+    assert_null(strstr(out, "PEMSECRET777"));
+    assert_null(strstr(out, "OAUTHSECRET888"));
+    assert_non_null(strstr(out, "# librdkafka ssl.key.pem=***"));
+    free(out);
+    config_free(&c);
+
     char *bad[] = {"KAFKA_SECURITY_PROTOCOL=carrier-pigeon", "KAFKA_SSL_KEY_PASSWORD=", NULL};
     assert_int_equal(load(&c, 0, bad), 1);
     assert_non_null(strstr(problem_for(&c, "KAFKA_SECURITY_PROTOCOL"), "carrier-pigeon"));
