@@ -1,6 +1,8 @@
 /* milvus-sim: a faithful local fake of the Milvus help-desk API (milvus.com.br; reference/apis.md
  * §2 and §4.2, SPEC §8): clients (/cliente/busca, /cliente/criar) and tickets (/chamado/criar,
- * /chamado/listagem) under /api, raw-token Authorization, and the shared admin API and faults.
+ * /chamado/listagem; optionally /chamado/finalizar, /chamado/acompanhamento[/criar],
+ * /cliente/contato/pesquisar) under /api, raw-token Authorization, and the shared admin API
+ * and faults.
  *
  *   milvus-sim --port P --token T [--state FILE]
  *
@@ -30,6 +32,7 @@ typedef struct app {
     int64_t next_client_id;
     int64_t next_ticket_id;
     int64_t next_codigo;
+    int64_t next_followup_id;
     uint64_t rng;
 } app;
 
@@ -159,6 +162,7 @@ static void copy_str(cJSON *dst, const char *dkey, const cJSON *src, const char 
         simjson_set(dst, dkey, cJSON_CreateNull());
 }
 
+/* A copy of rec without the request-only fields (hide_prefix*, hide2) and the follow-ups. */
 static cJSON *public_view(const cJSON *rec, const char *hide_prefix, const char *hide2)
 {
     cJSON *out = cJSON_CreateObject();
@@ -166,7 +170,7 @@ static cJSON *public_view(const cJSON *rec, const char *hide_prefix, const char 
     cJSON_ArrayForEach(it, rec)
     {
         if (strncmp(it->string, hide_prefix, strlen(hide_prefix)) == 0 ||
-            (hide2 && strcmp(it->string, hide2) == 0))
+            (hide2 && strcmp(it->string, hide2) == 0) || strcmp(it->string, "acompanhamentos") == 0)
             continue;
         cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, true));
     }
@@ -669,6 +673,204 @@ fail:
     error_body(a, srv, resp, 400, msg);
 }
 
+/* ---- optional endpoints: finalizar, acompanhamento, contato/pesquisar ------------------------ */
+
+/* The ticket whose codigo is v (a number or a string of digits), or NULL. */
+static cJSON *ticket_by_codigo(app *a, const cJSON *v)
+{
+    int64_t want;
+    if (!simjson_i64(v, &want) && !(cJSON_IsString(v) && simjson_parse_count(v->valuestring, &want)))
+        return NULL;
+    for (size_t i = 0; i < a->tickets.n; i++) {
+        int64_t c;
+        if (simjson_get_i64(a->tickets.items[i].obj, "codigo", &c) && c == want)
+            return a->tickets.items[i].obj;
+    }
+    return NULL;
+}
+
+static bool given(const cJSON *v)
+{
+    return v && !cJSON_IsNull(v) && !(cJSON_IsString(v) && !v->valuestring[0]);
+}
+
+/* PUT /chamado/finalizar {chamado_codigo, chamado_servico_realizado, ...} -> 200, body = codigo.
+ * The ticket must be "Atendendo" (status 2) unless the finalize_any fault is on. */
+static void handle_finalizar(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    cJSON *body = parse_object(a, srv, req, resp, false);
+    if (!body)
+        return;
+    const char *msg = NULL;
+    int status = 400;
+    const cJSON *cv = cJSON_GetObjectItemCaseSensitive(body, "chamado_codigo");
+    cJSON *t = NULL;
+    if (!given(cv)) {
+        msg = "chamado_codigo é obrigatório";
+        goto fail;
+    }
+    if (!(t = ticket_by_codigo(a, cv))) {
+        status = 404;
+        msg = "Chamado não encontrado";
+        goto fail;
+    }
+    int64_t st = ticket_status_id(t);
+    if (st == 4) {
+        msg = "Chamado já finalizado";
+        goto fail;
+    }
+    if (st != 2 && !simsrv_get_faults(srv)->finalize_any) {
+        msg = "O chamado precisa estar em atendimento para ser finalizado";
+        goto fail;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, body)
+    {
+        if (strncmp(it->string, "chamado_", 8) == 0 && strcmp(it->string, "chamado_codigo") != 0)
+            simjson_set(t, it->string, cJSON_Duplicate(it, true));
+    }
+    char when[32];
+    simjson_set(t, "status", cJSON_CreateString("Finalizado"));
+    simjson_set(t, "status_id", cJSON_CreateNumber(4));
+    simjson_set(t, "data_solucao",
+                cJSON_CreateString(simtime_format_milvus(simtime_now_ms(), when, sizeof when)));
+    int64_t codigo = 0;
+    simjson_get_i64(t, "codigo", &codigo);
+    cJSON_Delete(body);
+    bare_number(resp, codigo);
+    return;
+fail:
+    cJSON_Delete(body);
+    error_body(a, srv, resp, status, msg);
+}
+
+/* "HH:MM" (hours of any length) */
+static bool is_hhmm(const char *s)
+{
+    size_t h = strspn(s, "0123456789");
+    return h >= 1 && s[h] == ':' && strspn(s + h + 1, "0123456789") == 2 && s[h + 3] == '\0' &&
+           (s[h + 1] - '0') * 10 + (s[h + 2] - '0') < 60;
+}
+
+/* POST /chamado/acompanhamento/criar {acompanhamento_ticket, acompanhamento_descricao,
+ * acompanhamento_privado, atendimento_total_horas "HH:MM"} -> 204, kept in the ticket's
+ * "acompanhamentos" (shown by GET /chamado/acompanhamento/{codigo} and /_admin/state). */
+static void handle_acomp_criar(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    cJSON *body = parse_object(a, srv, req, resp, false);
+    if (!body)
+        return;
+    const char *msg = NULL;
+    int status = 400;
+    cJSON *t = NULL;
+    const cJSON *tv = cJSON_GetObjectItemCaseSensitive(body, "acompanhamento_ticket");
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(body, "acompanhamento_privado");
+    const cJSON *hv = cJSON_GetObjectItemCaseSensitive(body, "atendimento_total_horas");
+    if (!given(tv)) {
+        msg = "acompanhamento_ticket é obrigatório";
+        goto fail;
+    }
+    if (!(t = ticket_by_codigo(a, tv))) {
+        status = 404;
+        msg = "Chamado não encontrado";
+        goto fail;
+    }
+    if (!nonempty(body, "acompanhamento_descricao")) {
+        msg = "acompanhamento_descricao é obrigatório";
+        goto fail;
+    }
+    if ((given(pv) && !cJSON_IsBool(pv) && !cJSON_IsNumber(pv)) ||
+        (given(hv) && !(cJSON_IsString(hv) && is_hhmm(hv->valuestring)))) {
+        msg = "Campo inválido";
+        goto fail;
+    }
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(t, "acompanhamentos");
+    if (!cJSON_IsArray(list)) {
+        list = cJSON_CreateArray();
+        simjson_set(t, "acompanhamentos", list);
+    }
+    cJSON *f = cJSON_CreateObject();
+    char when[32];
+    cJSON_AddItemToObject(f, "id", simjson_num_i64(a->next_followup_id++));
+    cJSON_AddStringToObject(f, "descricao", simjson_get_str(body, "acompanhamento_descricao"));
+    cJSON_AddBoolToObject(f, "is_privado", cJSON_IsTrue(pv) || (cJSON_IsNumber(pv) && pv->valuedouble != 0));
+    cJSON_AddStringToObject(f, "total_horas", given(hv) ? hv->valuestring : "00:00");
+    cJSON_AddStringToObject(f, "data_cadastro", simtime_format_milvus(simtime_now_ms(), when, sizeof when));
+    cJSON_AddItemToArray(list, f);
+    cJSON_Delete(body);
+    simsrv_resp_text(resp, 204, NULL, NULL);
+    return;
+fail:
+    cJSON_Delete(body);
+    error_body(a, srv, resp, status, msg);
+}
+
+/* GET /chamado/acompanhamento/{codigo} -> {"status_code":200,"retorno":[...]} */
+static void handle_acomp_list(app *a, simsrv *srv, const char *codigo, simsrv_resp *resp)
+{
+    cJSON *cv = cJSON_CreateString(codigo);
+    const cJSON *t = cv ? ticket_by_codigo(a, cv) : NULL;
+    cJSON_Delete(cv);
+    if (!t)
+        { error_body(a, srv, resp, 404, "Chamado não encontrado"); return; }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "status_code", 200);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(t, "acompanhamentos");
+    cJSON_AddItemToObject(out, "retorno", cJSON_IsArray(list) ? cJSON_Duplicate(list, true) : cJSON_CreateArray());
+    simsrv_resp_json(resp, 200, out);
+}
+
+/* Digits of s into out (truncated to size - 1). */
+static void digits_of(const char *s, char *out, size_t size)
+{
+    size_t n = 0;
+    for (; s && *s && n + 1 < size; s++)
+        if (*s >= '0' && *s <= '9')
+            out[n++] = *s;
+    out[n] = '\0';
+}
+
+/* GET /cliente/contato/pesquisar?telefone=|email= -> a bare array of the clients' contacts
+ * (cliente_contatos sent at creation) whose e-mail equals (case-insensitive) or whose phone or
+ * mobile contains the digits asked for. */
+static void handle_contato_pesquisar(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
+{
+    const char *email = simsrv_param_get(req, "email");
+    const char *tel = simsrv_param_get(req, "telefone");
+    char want[64] = "";
+    digits_of(tel, want, sizeof want);
+    if ((!email || !email[0]) && !want[0])
+        { error_body(a, srv, resp, 400, "Informe telefone ou email"); return; }
+    cJSON *out = cJSON_CreateArray();
+    for (size_t i = 0; out && i < a->clients.n; i++) {
+        const cJSON *c = a->clients.items[i].obj;
+        const cJSON *ct;
+        cJSON_ArrayForEach(ct, cJSON_GetObjectItemCaseSensitive(c, "cliente_contatos"))
+        {
+            if (!cJSON_IsObject(ct))
+                continue;
+            const char *e = simjson_get_str(ct, "contato_email");
+            char d1[64], d2[64];
+            digits_of(simjson_get_str(ct, "contato_telefone"), d1, sizeof d1);
+            digits_of(simjson_get_str(ct, "contato_celular"), d2, sizeof d2);
+            bool hit = (email && email[0] && e && strcasecmp(e, email) == 0) ||
+                       (want[0] && (strstr(d1, want) || strstr(d2, want)));
+            if (!hit)
+                continue;
+            cJSON *row = cJSON_CreateObject();
+            copy_str(row, "cliente_nome", c, "nome_fantasia");
+            copy_str(row, "cliente_id", c, "token");
+            copy_str(row, "contato_descricao", ct, "contato_descricao");
+            copy_str(row, "contato_email", ct, "contato_email");
+            copy_str(row, "observacao", ct, "contato_observacao");
+            copy_str(row, "contato_telefone", ct, "contato_telefone");
+            copy_str(row, "contato_celular", ct, "contato_celular");
+            cJSON_AddItemToArray(out, row);
+        }
+    }
+    simsrv_resp_json(resp, 200, out);
+}
+
 /* ---- admin callbacks ------------------------------------------------------------------------ */
 
 static void app_reset(void *ctx)
@@ -679,6 +881,7 @@ static void app_reset(void *ctx)
     a->next_client_id = 1001;
     a->next_ticket_id = 5001;
     a->next_codigo = 101;
+    a->next_followup_id = 9001;
 }
 
 static int seed_list(app *a, const cJSON *arr, bool clients, char *err, size_t errlen)
@@ -791,7 +994,20 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
         {"POST", "/api/cliente/criar", handle_cliente_criar},
         {"POST", "/api/chamado/criar", handle_chamado_criar},
         {"POST", "/api/chamado/listagem", handle_listagem},
+        {"PUT", "/api/chamado/finalizar", handle_finalizar},
+        {"POST", "/api/chamado/acompanhamento/criar", handle_acomp_criar},
+        {"GET", "/api/cliente/contato/pesquisar", handle_contato_pesquisar},
     };
+    static const char acomp[] = "/api/chamado/acompanhamento/";
+    if (strncmp(req->path, acomp, sizeof acomp - 1) == 0) {
+        const char *rest = req->path + sizeof acomp - 1;
+        int64_t ignored;
+        if (simjson_parse_count(rest, &ignored)) {
+            if (strcmp(req->method, "GET") != 0)
+                { error_body(a, srv, resp, 405, "Método não permitido"); return; }
+            { handle_acomp_list(a, srv, rest, resp); return; }
+        }
+    }
     bool path_known = false;
     size_t plen = strlen(req->path);
     if (plen > 1 && req->path[plen - 1] == '/')

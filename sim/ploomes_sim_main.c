@@ -8,6 +8,11 @@
  * ...) are stored inside the record and only printed when $expand names them; City, State,
  * Country, Company, Owner, Contact, Creator, Type and a company's Contacts are computed from
  * the foreign keys at read time.
+ *
+ * Dates: written like ASP.NET (up to 7 fractional digits, trailing zeros trimmed, -03:00); every
+ * CreateDate/LastUpdateDate/FinishDate this server stamps is strictly later than the previous
+ * one (100 ns apart at least), so no two writes share a LastUpdateDate. Contacts always carry
+ * CNPJ and CPF (derived from Register by TypeId, else null); Phones get SearchPhoneNumber.
  */
 #include "odata.h"
 #include "simjson.h"
@@ -164,7 +169,7 @@ typedef struct app {
     simstore sets[S_COUNT];
     int64_t next_id[S_COUNT];
     int64_t next_rel_id;
-    int64_t last_stamp_ms;
+    int64_t last_stamp_ticks;
 } app;
 
 typedef struct schema_ctx {
@@ -336,19 +341,41 @@ static const char *auth_cb(void *ctx, simsrv *srv, const simsrv_req *req)
     return k && strcmp(k, a->user_key) == 0 ? a->user_key : NULL;
 }
 
+/* Dates are written like ASP.NET does (7 fractional digits, trailing zeros trimmed) and every
+ * stamp this server hands out is strictly later than the previous one, even within one clock
+ * tick: two writes never share a LastUpdateDate, as with the real server's 100 ns precision. */
 static int64_t next_stamp(app *a)
 {
-    int64_t now = simtime_now_ms();
-    if (now <= a->last_stamp_ms)
-        now = a->last_stamp_ms + 1;
-    a->last_stamp_ms = now;
+    int64_t now = simtime_now_ticks();
+    if (now <= a->last_stamp_ticks)
+        now = a->last_stamp_ticks + 1;
+    a->last_stamp_ticks = now;
     return now;
 }
 
 static cJSON *stamp_item(app *a)
 {
-    char buf[40];
-    return cJSON_CreateString(simtime_format_ploomes(next_stamp(a), buf, sizeof buf));
+    char buf[48];
+    return cJSON_CreateString(simtime_format_ploomes_ticks(next_stamp(a), buf, sizeof buf));
+}
+
+/* SearchPhoneNumber: the digits of PhoneNumber as a number (IContactsPhones), when they fit. */
+static void search_phone(cJSON *row)
+{
+    const char *num = simjson_get_str(row, "PhoneNumber");
+    if (!num || cJSON_GetObjectItemCaseSensitive(row, "SearchPhoneNumber"))
+        return;
+    int64_t v = 0;
+    int nd = 0;
+    for (const char *p = num; *p; p++) {
+        if (*p < '0' || *p > '9')
+            continue;
+        if (++nd > 15)
+            return;
+        v = v * 10 + (*p - '0');
+    }
+    if (nd)
+        simjson_set(row, "SearchPhoneNumber", simjson_num_i64(v));
 }
 
 /* Makes relation rows of a nav array complete: Id and the back-pointer to the owner. */
@@ -382,6 +409,8 @@ static int normalize_rows(app *a, int set, cJSON *rec, const char *nav, int64_t 
         if (SETS[set].owner_key && (strcmp(nav, "Tags") == 0 || strcmp(nav, "Phones") == 0) &&
             !cJSON_GetObjectItemCaseSensitive(row, SETS[set].owner_key))
             simjson_set(row, SETS[set].owner_key, simjson_num_i64(owner_id));
+        if (strcmp(nav, "Phones") == 0)
+            search_phone(row);
     }
     return 0;
 }
@@ -445,15 +474,23 @@ static int fix_zipcode(cJSON *rec, char *err, size_t errlen)
     return -1;
 }
 
+/* CNPJ (TypeId 1) or CPF (TypeId 2) derived from Register, the other null. Both are present on
+ * every row the real API returns, so a record without Register gets them as null. */
 static void derive_documents(cJSON *rec)
 {
-    const char *reg = simjson_get_str(rec, "Register");
-    if (!reg)
+    const cJSON *regv = cJSON_GetObjectItemCaseSensitive(rec, "Register");
+    if (!regv) {
+        if (!cJSON_GetObjectItemCaseSensitive(rec, "CNPJ"))
+            simjson_set(rec, "CNPJ", cJSON_CreateNull());
+        if (!cJSON_GetObjectItemCaseSensitive(rec, "CPF"))
+            simjson_set(rec, "CPF", cJSON_CreateNull());
         return;
+    }
+    const char *reg = cJSON_IsString(regv) ? regv->valuestring : NULL;
     int64_t type = 1;
     simjson_get_i64(rec, "TypeId", &type);
-    simjson_set(rec, "CNPJ", type == 1 ? cJSON_CreateString(reg) : cJSON_CreateNull());
-    simjson_set(rec, "CPF", type == 2 ? cJSON_CreateString(reg) : cJSON_CreateNull());
+    simjson_set(rec, "CNPJ", reg && type == 1 ? cJSON_CreateString(reg) : cJSON_CreateNull());
+    simjson_set(rec, "CPF", reg && type == 2 ? cJSON_CreateString(reg) : cJSON_CreateNull());
 }
 
 /* ---- seed / state / reset ------------------------------------------------------------------ */

@@ -32,6 +32,7 @@ typedef struct ratewin {
     char *key;
     int64_t *ts;
     size_t cap, head, count;
+    int64_t last_ms; /* last accepted request, for min_interval_ms; 0 = none */
 } ratewin;
 
 struct simsrv {
@@ -164,8 +165,10 @@ static cJSON *faults_json(const simsrv *srv)
     cJSON_AddNumberToObject(o, "latency_ms", (double)f->latency_ms);
     cJSON_AddNumberToObject(o, "error_rate", f->error_rate);
     cJSON_AddNumberToObject(o, "error_status", f->error_status);
+    cJSON_AddNumberToObject(o, "error_burst", (double)f->error_burst);
     cJSON_AddNumberToObject(o, "rate_limit_per_min", (double)f->rate_limit_per_min);
     cJSON_AddBoolToObject(o, "retry_after", f->retry_after);
+    cJSON_AddNumberToObject(o, "min_interval_ms", (double)f->min_interval_ms);
     bool down = f->down && (f->down_until_ms == 0 || simtime_mono_ms() < f->down_until_ms);
     cJSON_AddBoolToObject(o, "down", down);
     int64_t left = down && f->down_until_ms ? f->down_until_ms - simtime_mono_ms() : 0;
@@ -179,6 +182,7 @@ static cJSON *faults_json(const simsrv *srv)
     cJSON_AddStringToObject(o, "nextlink_host", f->nextlink_host);
     cJSON_AddBoolToObject(o, "accept_bearer", f->accept_bearer);
     cJSON_AddNumberToObject(o, "duplicate_status", f->duplicate_status);
+    cJSON_AddBoolToObject(o, "finalize_any", f->finalize_any);
     return o;
 }
 
@@ -229,10 +233,18 @@ static int faults_apply(simsrv *srv, const cJSON *body, char *err, size_t errlen
             if (want_num(it, k, 100, 599, &d, err, errlen) < 0)
                 return -1;
             f.error_status = (int)d;
+        } else if (strcmp(k, "error_burst") == 0) {
+            if (want_num(it, k, 0, 1000000, &d, err, errlen) < 0)
+                return -1;
+            f.error_burst = (int64_t)d;
         } else if (strcmp(k, "rate_limit_per_min") == 0) {
             if (want_num(it, k, 0, 100000000, &d, err, errlen) < 0)
                 return -1;
             f.rate_limit_per_min = (int64_t)d;
+        } else if (strcmp(k, "min_interval_ms") == 0) {
+            if (want_num(it, k, 0, 3600000, &d, err, errlen) < 0)
+                return -1;
+            f.min_interval_ms = (int64_t)d;
         } else if (strcmp(k, "retry_after") == 0) {
             if (want_bool(it, k, &f.retry_after, err, errlen) < 0)
                 return -1;
@@ -288,6 +300,9 @@ static int faults_apply(simsrv *srv, const cJSON *body, char *err, size_t errlen
             if (want_num(it, k, 400, 499, &d, err, errlen) < 0)
                 return -1;
             f.duplicate_status = (int)d;
+        } else if (strcmp(k, "finalize_any") == 0) {
+            if (want_bool(it, k, &f.finalize_any, err, errlen) < 0)
+                return -1;
         } else {
             snprintf(err, errlen, "faults: unknown key '%.60s'", k);
             return -1;
@@ -337,37 +352,46 @@ static ratewin *window_for(simsrv *srv, const char *key)
 static bool rate_allow(simsrv *srv, const char *key, int *retry_s)
 {
     int64_t limit = srv->faults.rate_limit_per_min;
-    if (limit <= 0)
+    int64_t gap = srv->faults.min_interval_ms;
+    if (limit <= 0 && gap <= 0)
         return true;
     ratewin *w = window_for(srv, key);
     if (!w)
         return true;
     int64_t now = simtime_mono_ms();
-    while (w->count && w->ts[w->head] <= now - RATE_WINDOW_MS) {
-        w->head = (w->head + 1) % w->cap;
-        w->count--;
-    }
-    if ((int64_t)w->count >= limit) {
-        int64_t wait = w->ts[w->head] + RATE_WINDOW_MS - now;
+    if (gap > 0 && w->last_ms && now - w->last_ms < gap) {
+        int64_t wait = w->last_ms + gap - now;
         *retry_s = (int)((wait + 999) / 1000);
-        if (*retry_s < 1)
-            *retry_s = 1;
         return false;
     }
-    if (w->count == w->cap) {
-        size_t ncap = w->cap ? w->cap * 2 : 16;
-        int64_t *ts = malloc(ncap * sizeof *ts);
-        if (!ts)
-            return true;
-        for (size_t i = 0; i < w->count; i++)
-            ts[i] = w->ts[(w->head + i) % w->cap];
-        free(w->ts);
-        w->ts = ts;
-        w->cap = ncap;
-        w->head = 0;
+    if (limit > 0) {
+        while (w->count && w->ts[w->head] <= now - RATE_WINDOW_MS) {
+            w->head = (w->head + 1) % w->cap;
+            w->count--;
+        }
+        if ((int64_t)w->count >= limit) {
+            int64_t wait = w->ts[w->head] + RATE_WINDOW_MS - now;
+            *retry_s = (int)((wait + 999) / 1000);
+            if (*retry_s < 1)
+                *retry_s = 1;
+            return false;
+        }
+        if (w->count == w->cap) {
+            size_t ncap = w->cap ? w->cap * 2 : 16;
+            int64_t *ts = malloc(ncap * sizeof *ts);
+            if (!ts)
+                return true;
+            for (size_t i = 0; i < w->count; i++)
+                ts[i] = w->ts[(w->head + i) % w->cap];
+            free(w->ts);
+            w->ts = ts;
+            w->cap = ncap;
+            w->head = 0;
+        }
+        w->ts[(w->head + w->count) % w->cap] = now;
+        w->count++;
     }
-    w->ts[(w->head + w->count) % w->cap] = now;
-    w->count++;
+    w->last_ms = now ? now : 1;
     return true;
 }
 
@@ -606,6 +630,13 @@ static void handle_api(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
     if (!rate_allow(srv, key, &retry_s)) {
         srv->app.error(srv->app.ctx, srv, resp, 429, "Too Many Requests: rate limit exceeded");
         resp->retry_after = srv->faults.retry_after ? retry_s : -1;
+        goto out;
+    }
+    if (srv->faults.error_burst > 0) {
+        srv->faults.error_burst--;
+        srv->app.error(srv->app.ctx, srv, resp, srv->faults.error_status,
+                       srv->faults.error_status == 403 ? "Forbidden (simulated burst)"
+                                                       : "Simulated failure (error_burst fault)");
         goto out;
     }
     if (srv->faults.error_rate > 0) {

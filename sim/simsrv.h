@@ -1,6 +1,10 @@
 /* simsrv_: the HTTP plumbing both simulators share (libmicrohttpd), with the admin API of
- * SPEC §8 (/_admin/seed|state|faults|stats|reset), fault injection (latency, error rate, down,
- * short pages, truncation), a per-key sliding 60-second rate-limit window and request stats.
+ * SPEC §8 (/_admin/seed|state|faults|stats|reset), fault injection (latency, error rate, error
+ * bursts, down, short pages, truncation), a per-key sliding 60-second rate-limit window (and an
+ * optional minimum interval between requests) and request stats.
+ *
+ * Order of checks on an API request: latency, down (503), auth (401), rate limit (429),
+ * error_burst, error_rate, then the application.
  *
  * An application (Ploomes or Milvus) plugs in through simsrv_app: an auth check, its error body
  * shape, its request handler and seed/state/reset. Every application callback runs with the
@@ -54,8 +58,12 @@ typedef struct simsrv_faults {
     int64_t latency_ms;         /* [0] delay before answering each API request */
     double error_rate;          /* [0] probability of answering error_status instead */
     int error_status;           /* [503] */
+    int64_t error_burst;        /* [0] the next N API requests answer error_status (a burst of
+                                 * 403s on heavy queries, a run of 5xx), then back to normal */
     int64_t rate_limit_per_min; /* [app default] requests per key per sliding 60 s; <= 0 off */
     bool retry_after;           /* [true] send Retry-After on 429 */
+    int64_t min_interval_ms;    /* [0] per key, a request sooner than this after the previous
+                                 * accepted one is 429 (Milvus' ">1 min between requests") */
     bool down;                  /* [false] 503 on every API path */
     int64_t down_until_ms;      /* monotonic deadline for down, 0 = until cleared */
     bool short_pages;           /* [false] cut pages mid-scan to 40-90% of what was asked */
@@ -69,6 +77,8 @@ typedef struct simsrv_faults {
     /* Milvus only */
     bool accept_bearer;   /* [false] also accept "Authorization: Bearer <token>" */
     int duplicate_status; /* [409] status for a duplicate document (409 or 400) */
+    bool finalize_any;    /* [false] PUT /chamado/finalizar accepts a ticket in any open status
+                           * (default: only "Atendendo", else 400) */
 } simsrv_faults;
 
 typedef struct simsrv_app {

@@ -2,6 +2,7 @@
 #include "simtime.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static bool digits(const char *s, size_t n, int *out)
@@ -133,5 +134,36 @@ const char *simtime_format_milvus(int64_t epoch_ms, char *buf, size_t size)
     brasilia_tm(epoch_ms, &tm, &ms);
     snprintf(buf, size, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buf;
+}
+
+int64_t simtime_now_ticks(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 10000000 + ts.tv_nsec / 100;
+}
+
+const char *simtime_format_ploomes_ticks(int64_t epoch_ticks, char *buf, size_t size)
+{
+    int64_t local = epoch_ticks - (int64_t)3 * 3600 * 10000000;
+    int64_t secs = local / 10000000;
+    int64_t frac = local % 10000000;
+    if (frac < 0) {
+        frac += 10000000;
+        secs--;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char fr[10] = "";
+    if (frac) {
+        snprintf(fr, sizeof fr, ".%07lld", (long long)frac);
+        size_t n = strlen(fr);
+        while (n > 1 && fr[n - 1] == '0')
+            fr[--n] = '\0';
+    }
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d%s-03:00", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, fr);
     return buf;
 }

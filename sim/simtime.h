@@ -33,6 +33,15 @@ int64_t simtime_mono_ms(void);
 /* Formats epoch milliseconds as "YYYY-MM-DDTHH:MM:SS.mmm-03:00" into buf (>= 32 bytes). */
 const char *simtime_format_ploomes(int64_t epoch_ms, char *buf, size_t size);
 
+/* Wall-clock now in .NET ticks (100 ns) since the epoch: the precision Ploomes stores. */
+int64_t simtime_now_ticks(void);
+
+/* Formats epoch ticks (100 ns) the way ASP.NET/Json.NET writes a DateTimeOffset
+ * ("yyyy-MM-ddTHH:mm:ss.FFFFFFFzzz"): up to 7 fractional digits with trailing zeros trimmed,
+ * no fraction at all when it is zero, Brasília offset. "2022-12-15T14:59:45.13-03:00",
+ * "2022-12-15T14:59:45.1234567-03:00", "2022-12-15T14:59:45-03:00". buf >= 40 bytes. */
+const char *simtime_format_ploomes_ticks(int64_t epoch_ticks, char *buf, size_t size);
+
 /* Formats epoch milliseconds as "YYYY-MM-DD HH:MM:SS" (Brasília time) into buf (>= 20 bytes). */
 const char *simtime_format_milvus(int64_t epoch_ms, char *buf, size_t size);
 

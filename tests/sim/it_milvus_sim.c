@@ -18,34 +18,20 @@
 #define TOKEN "milvus-test-token"
 static const char *const AUTH[] = {"Authorization: " TOKEN, NULL};
 
-static simproc *start(void)
-{
-    char err[256];
-    simproc *p = simproc_start_milvus(TOKEN, err, sizeof err);
-    if (!p)
-        fprintf(stderr, "%s\n", err);
-    assert_non_null(p);
-    assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":0}"), 0);
-    return p;
-}
+#define UNLIMITED "{\"rate_limit_per_min\":0}"
+static char sim_err[256];
 
-/* POST; returns the status, *text the body (free it). */
+
 static long post(simproc *p, const char *path, const char *body, char **text)
 {
-    long st = 0;
-    char *t = NULL;
-    assert_int_equal(simproc_request(p, "POST", path, AUTH, body, &st, &t, NULL), 0);
-    if (text)
-        *text = t;
-    else
-        free(t);
-    return st;
+    return simproc_post(p, path, AUTH, body, text);
 }
 
 static void test_auth(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     long st;
     cJSON *r = simproc_request_json(p, "GET", "/api/cliente/busca", NULL, NULL, &st);
     assert_int_equal(st, 401);
@@ -74,7 +60,8 @@ static void test_auth(void **state)
 static void test_cliente_criar(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     static const struct {
         const char *body;
         long status;
@@ -180,7 +167,8 @@ static int lista_size(const cJSON *r)
 static void test_busca(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     assert_int_equal(simproc_seed(p, "{\"clientes\":["
                                      "{\"id\":10,\"nome_fantasia\":\"ACME\",\"cnpj_cpf\":\"11222333000181\",\"is_ativo\":true},"
                                      "{\"id\":11,\"nome_fantasia\":\"Blocked Co\",\"cnpj_cpf\":\"12ABC34501DE35\",\"is_ativo\":false},"
@@ -266,7 +254,8 @@ static void test_busca(void **state)
 static void test_chamados(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     assert_int_equal(simproc_seed(p, "{\"clientes\":[{\"id\":1,\"token\":\"AAA111\",\"nome_fantasia\":\"ACME\",\"cnpj_cpf\":\"11222333000181\"},"
                                      "{\"id\":2,\"token\":\"BBB222\",\"nome_fantasia\":\"Beta\",\"cnpj_cpf\":\"52998224725\"}]}"),
                      0);
@@ -374,7 +363,8 @@ static void test_chamados(void **state)
 static void test_rate_limit(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":5}"), 0);
     long st, ra;
     for (int i = 0; i < 5; i++) {

@@ -18,39 +18,15 @@
 #define KEY "TESTKEY0123456789ABCDEF"
 static const char *const AUTH[] = {"User-Key: " KEY, NULL};
 
-static simproc *start(void)
-{
-    char err[256];
-    simproc *p = simproc_start_ploomes(KEY, err, sizeof err);
-    if (!p)
-        fprintf(stderr, "%s\n", err);
-    assert_non_null(p);
-    assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":0}"), 0);
-    return p;
-}
+#define UNLIMITED "{\"rate_limit_per_min\":0}"
+static char sim_err[256];
+
 
 static void stop(simproc *p)
 {
     assert_int_equal(simproc_stop(p), 0);
 }
 
-/* Percent-encodes a query value (everything but unreserved characters). */
-static void enc(char *out, size_t size, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && o + 4 < size; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        }
-    }
-    out[o] = '\0';
-}
 
 static cJSON *get(simproc *p, const char *path, long *status)
 {
@@ -72,7 +48,8 @@ static void ids_of(const cJSON *resp, char *out, size_t size)
 static void test_auth_and_account(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     long st;
     cJSON *r = simproc_request_json(p, "GET", "/Contacts", NULL, NULL, &st);
     assert_int_equal(st, 401);
@@ -115,7 +92,8 @@ static const char *SEED =
 static void test_odata_table(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     assert_int_equal(simproc_seed(p, SEED), 0);
     static const struct {
         const char *query; /* unencoded; encoded by the test */
@@ -166,7 +144,7 @@ static void test_odata_table(void **state)
             char name[64], val[1024], ev[1024];
             snprintf(name, sizeof name, "%.*s", (int)(eq - part), part);
             snprintf(val, sizeof val, "%.*s", (int)(len - (size_t)(eq - part) - 1), eq + 1);
-            enc(ev, sizeof ev, val);
+            simproc_urlencode(ev, sizeof ev, val);
             size_t n = strlen(path);
             snprintf(path + n, sizeof path - n, "%s%s=%s", path[n - 1] == '?' ? "" : "&", name, ev);
             part += len;
@@ -196,7 +174,8 @@ static void test_odata_table(void **state)
 static void test_plus_encoding(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     assert_int_equal(simproc_seed(p, SEED), 0);
     long st;
     /* '+' sent raw is a space (form encoding): 400, the bug a client must avoid */
@@ -221,7 +200,8 @@ static void test_plus_encoding(void **state)
 static void test_select_expand(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     assert_int_equal(simproc_seed(p, SEED), 0);
     long st;
     cJSON *r = get(p, "/Contacts?$filter=Id%20eq%201", &st);
@@ -324,7 +304,7 @@ static int keyset_scan(simproc *p, int n, int *short_pages)
         char filter[512], ef[1024], path[1400];
         snprintf(filter, sizeof filter, "LastUpdateDate gt %s or (LastUpdateDate eq %s and Id gt %lld)",
                  cursor_date, cursor_date, cursor_id);
-        enc(ef, sizeof ef, filter);
+        simproc_urlencode(ef, sizeof ef, filter);
         snprintf(path, sizeof path, "/Contacts?$filter=%s&$orderby=LastUpdateDate,Id&$top=300", ef);
         long st;
         cJSON *r = get(p, path, &st);
@@ -361,7 +341,8 @@ static int keyset_scan(simproc *p, int n, int *short_pages)
 static void test_keyset_paging(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     const int n = 1234;
     seed_many(p, n);
     int shorts;
@@ -379,7 +360,8 @@ static void test_keyset_paging(void **state)
 static void test_nextlink_paging(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     seed_many(p, 700);
     long st;
     cJSON *r = get(p, "/Contacts?$count=true&$orderby=Id", &st);
@@ -436,16 +418,24 @@ static void test_nextlink_paging(void **state)
     stop(p);
 }
 
+/* 2026-11-29T14:03:05.1234567-03:00: ASP.NET style, 0-7 fractional digits, trailing zeros trimmed */
 static bool is_ploomes_date(const char *s)
 {
-    /* 2026-11-29T14:03:05.123-03:00 */
-    return s && strlen(s) == 29 && s[4] == '-' && s[10] == 'T' && s[19] == '.' && strcmp(s + 23, "-03:00") == 0;
+    size_t n = s ? strlen(s) : 0;
+    if (n < 25 || s[4] != '-' || s[10] != 'T' || strcmp(s + n - 6, "-03:00") != 0)
+        return false;
+    size_t frac = n - 25; /* ".ddd" */
+    if (frac == 0)
+        return true;
+    return s[19] == '.' && frac >= 2 && frac <= 8 && s[n - 7] != '0' &&
+           strspn(s + 20, "0123456789") == frac - 1;
 }
 
 static void test_writes(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     long st;
     cJSON *r = simproc_request_json(p, "POST", "/Contacts", AUTH, "{\"TypeId\":1}", &st);
     assert_int_equal(st, 400);
@@ -559,7 +549,8 @@ static void test_writes(void **state)
 static void test_rate_limit(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":5}"), 0);
     long st, ra;
     for (int i = 0; i < 5; i++) {
@@ -599,7 +590,8 @@ static void test_rate_limit(void **state)
 static void test_body_limits(void **state)
 {
     (void)state;
-    simproc *p = start();
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
     size_t big = 5u * 1024u * 1024u;
     char *body = malloc(big + 1);
     memset(body, ' ', big);

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,15 +152,15 @@ static void build_request(char *buf, size_t size, size_t *len, const char *auth)
 static void fuzz(const char *which)
 {
     char err[256];
-    simproc *p = strcmp(which, "ploomes") == 0 ? simproc_start_ploomes("FK", err, sizeof err)
-                                               : simproc_start_milvus("FT", err, sizeof err);
+    bool ploomes = strcmp(which, "ploomes") == 0;
+    simproc *p = simproc_start_sim(ploomes ? "ploomes-sim" : "milvus-sim", ploomes ? "FK" : "FT",
+                                   "{\"rate_limit_per_min\":0}", err, sizeof err);
     assert_non_null(p);
-    assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":0}"), 0);
-    assert_int_equal(simproc_seed(p, strcmp(which, "ploomes") == 0
+    assert_int_equal(simproc_seed(p, ploomes
                                          ? "{\"Contacts\":[{\"Id\":1,\"Name\":\"A\",\"Tags\":[{\"TagId\":5}]}]}"
                                          : "{\"clientes\":[{\"id\":1,\"token\":\"AAA111\",\"cnpj_cpf\":\"11222333000181\"}]}"),
                      0);
-    const char *auth = strcmp(which, "ploomes") == 0 ? "User-Key: FK" : "Authorization: FT";
+    const char *auth = ploomes ? "User-Key: FK" : "Authorization: FT";
     int port = port_of(p);
     char *buf = malloc(16384);
     int answered = 0;
@@ -181,7 +182,7 @@ static void fuzz(const char *which)
     /* the keys still work */
     long st;
     const char *const hdr[] = {auth, NULL};
-    assert_int_equal(simproc_request(p, "GET", strcmp(which, "ploomes") == 0 ? "/Contacts" : "/api/cliente/busca",
+    assert_int_equal(simproc_request(p, "GET", ploomes ? "/Contacts" : "/api/cliente/busca",
                                      hdr, NULL, &st, NULL, NULL),
                      0);
     assert_int_equal(st, 200);

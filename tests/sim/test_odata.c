@@ -347,6 +347,14 @@ static void test_time(void **state)
     char buf[40];
     simtime_format_ploomes(1709164800123LL, buf, sizeof buf);
     assert_string_equal(buf, "2024-02-28T21:00:00.123-03:00");
+    simtime_format_ploomes_ticks(17091648001234567LL, buf, sizeof buf);
+    assert_string_equal(buf, "2024-02-28T21:00:00.1234567-03:00");
+    simtime_format_ploomes_ticks(17091648001300000LL, buf, sizeof buf);
+    assert_string_equal(buf, "2024-02-28T21:00:00.13-03:00"); /* like the Fretadao fixture */
+    simtime_format_ploomes_ticks(17091648000000000LL, buf, sizeof buf);
+    assert_string_equal(buf, "2024-02-28T21:00:00-03:00");
+    simtime_format_ploomes_ticks(-1LL, buf, sizeof buf);
+    assert_string_equal(buf, "1969-12-31T20:59:59.9999999-03:00");
     simtime_format_milvus(1709164800123LL, buf, sizeof buf);
     assert_string_equal(buf, "2024-02-28 21:00:00");
 }

@@ -210,6 +210,26 @@ simproc *simproc_start_milvus(const char *token, char *err, size_t errlen)
     return simproc_start("milvus-sim", args, err, errlen);
 }
 
+simproc *simproc_start_sim(const char *binary, const char *credential, const char *faults_json,
+                           char *err, size_t errlen)
+{
+    simproc *p = NULL;
+    if (strcmp(binary, "ploomes-sim") == 0)
+        p = simproc_start_ploomes(credential, err, errlen);
+    else if (strcmp(binary, "milvus-sim") == 0)
+        p = simproc_start_milvus(credential, err, errlen);
+    else
+        snprintf(err, errlen, "simproc_start_sim: '%s' is not a simulator", binary);
+    if (p && faults_json && simproc_faults(p, faults_json) != 0) {
+        snprintf(err, errlen, "%s: POST /_admin/faults %s was refused", binary, faults_json);
+        simproc_stop(p);
+        p = NULL;
+    }
+    if (!p)
+        fprintf(stderr, "%s\n", err);
+    return p;
+}
+
 const char *simproc_base_url(const simproc *p)
 {
     return p->base_url;
@@ -324,6 +344,17 @@ int simproc_request(const simproc *p, const char *method, const char *path_and_q
     return 0;
 }
 
+long simproc_post(const simproc *p, const char *path_and_query, const char *const *headers,
+                  const char *body, char **text)
+{
+    long st = -1;
+    if (text)
+        *text = NULL;
+    if (simproc_request(p, "POST", path_and_query, headers, body, &st, text, NULL) != 0)
+        return -1;
+    return st;
+}
+
 cJSON *simproc_request_json(const simproc *p, const char *method, const char *path_and_query,
                            const char *const *headers, const char *body, long *status)
 {
@@ -339,6 +370,25 @@ cJSON *simproc_request_json(const simproc *p, const char *method, const char *pa
     cJSON *json = cJSON_Parse(text);
     free(text);
     return json;
+}
+
+void simproc_urlencode(char *out, size_t size, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    if (size == 0)
+        return;
+    for (const unsigned char *q = (const unsigned char *)s; *q && o + 4 <= size; q++) {
+        if ((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') ||
+            *q == '-' || *q == '.' || *q == '_' || *q == '~') {
+            out[o++] = (char)*q;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*q >> 4];
+            out[o++] = hex[*q & 15];
+        }
+    }
+    out[o] = '\0';
 }
 
 long simproc_admin_post(const simproc *p, const char *what, const char *json)

@@ -24,8 +24,11 @@
  *   assert_int_equal(simproc_wait(pid, 60000), 0);       // exit code; -1 = killed on timeout
  *
  * Ownership: a simproc is freed by simproc_stop (always, whatever it returns). Returned cJSON
- * and response bodies belong to the caller. Not thread-safe per handle; distinct handles are
- * independent. Uses libcurl (curl_global_init is called once, lazily).
+ * and response bodies belong to the caller. Thread-safety: the request functions
+ * (simproc_request*, simproc_admin_post and its shorthands, simproc_state/stats) only read the
+ * handle and open their own connection, so several threads may use one handle at once;
+ * simproc_stop must not race with them. Distinct handles are independent. Uses libcurl
+ * (curl_global_init is called once, lazily).
  */
 #ifndef PIPELINE_SIMPROC_H
 #define PIPELINE_SIMPROC_H
@@ -47,6 +50,14 @@ simproc *simproc_start_ploomes(const char *user_key, char *err, size_t errlen);
 /* milvus-sim --port 0 --token <token> */
 simproc *simproc_start_milvus(const char *token, char *err, size_t errlen);
 
+/* For tests of the simulators themselves and of the clients of one: starts "ploomes-sim"
+ * (credential = its --user-key) or "milvus-sim" (credential = its --token) on port 0, then,
+ * when faults_json is not NULL, posts it to /_admin/faults (e.g. "{\"rate_limit_per_min\":0}").
+ * NULL with err on failure, the reason also written on stderr (so a test can simply assert the
+ * result is not NULL); the child is then stopped. */
+simproc *simproc_start_sim(const char *binary, const char *credential, const char *faults_json,
+                           char *err, size_t errlen);
+
 /* "http://127.0.0.1:PORT" (no trailing slash). Valid until simproc_stop. */
 const char *simproc_base_url(const simproc *p);
 
@@ -65,10 +76,20 @@ int simproc_request(const simproc *p, const char *method, const char *path_and_q
                     const char *const *headers, const char *body, long *status, char **body_out,
                     long *retry_after);
 
+/* POST path_and_query with a body. Returns the HTTP status, or -1 on a transport error. When
+ * text is not NULL it gets the response body (malloc'd, free() it; NULL after a transport
+ * error). */
+long simproc_post(const simproc *p, const char *path_and_query, const char *const *headers,
+                  const char *body, char **text);
+
 /* simproc_request, with the answer parsed as JSON (NULL when the body is not JSON or on a
  * transport error, then *status is -1). cJSON_Delete the result. */
 cJSON *simproc_request_json(const simproc *p, const char *method, const char *path_and_query,
                            const char *const *headers, const char *body, long *status);
+
+/* Percent-encodes s (everything but A-Z a-z 0-9 - . _ ~) into out, for a query value such as
+ * a $filter. Truncates (at a character boundary) to fit size, always NUL-terminates. */
+void simproc_urlencode(char *out, size_t size, const char *s);
 
 /* POST /_admin/<what> (seed, faults, reset) with a JSON body ("{}" when json is NULL).
  * Returns the HTTP status (200 on success), or -1 on a transport error. */
