@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #define API_SLICE_MS 100
 #define API_MSG_BODY 400
@@ -30,6 +31,14 @@ struct api {
     api_wait_fn wait_hook;
     void *wait_ctx;
     bool forbidden_is_retriable;
+    /* metrics (all NULL when api_options_t.metrics is NULL: metrics_ ignores a NULL family) */
+    metrics_family_t *m_duration;     /* {api, method, status} histogram, per attempt */
+    metrics_family_t *m_requests;     /* {api, method, outcome} per api_request() */
+    metrics_family_t *m_retries;      /* {api, reason} */
+    metrics_family_t *m_retry_wait;   /* {api} seconds of backoff */
+    metrics_family_t *m_rl_waits;     /* {api} acquisitions that waited */
+    metrics_family_t *m_rl_wait;      /* {api} seconds waited for the rate limit */
+    int64_t rl_wait_mark_ms;          /* rate-limit wait metered up to here (mono), or -1 */
 };
 
 const char *api_kind_name(api_kind_t kind) { return kind == API_MILVUS ? "milvus" : "ploomes"; }
@@ -74,6 +83,59 @@ out:
     curl_free(port);
     curl_url_cleanup(u);
     return result;
+}
+
+/* Registers the families of api.h's "Metrics" (the same family again when already registered).
+ * Returns 0, or -1 with err naming the metric. */
+static int register_metrics(api_t *api, metrics_t *m, char *err, size_t errlen)
+{
+    static const char *const l_attempt[] = {"api", "method", "status", NULL};
+    static const char *const l_request[] = {"api", "method", "outcome", NULL};
+    static const char *const l_reason[] = {"api", "reason", NULL};
+    static const char *const l_api[] = {"api", NULL};
+    const struct {
+        metrics_family_t **slot;
+        const char *name;
+        const char *help;
+        const char *const *labels;
+    } counters[] = {
+        {&api->m_requests, "http_requests_total",
+         "API calls (retries included) by final outcome: ok, retriable_exhausted, permanent, "
+         "auth, stopped.",
+         l_request},
+        {&api->m_retries, "http_retries_total",
+         "Retries of API calls, by the error class of the failed attempt (HttpStatus503, "
+         "HttpStatus429, CurlTimeout, RateLimitUnavailable...).",
+         l_reason},
+        {&api->m_retry_wait, "http_retry_wait_seconds_total",
+         "Seconds spent waiting between retries (backoff and Retry-After).", l_api},
+        {&api->m_rl_waits, "ratelimit_waits_total",
+         "Acquisitions of the shared rate limit that had to wait for the budget.", l_api},
+        {&api->m_rl_wait, "ratelimit_wait_seconds_total",
+         "Seconds spent waiting for the shared rate limit.", l_api},
+    };
+    const char *failed = NULL;
+    api->m_duration = metrics_histogram_new(
+        m, "http_request_duration_seconds",
+        "Duration of each HTTP attempt to a SaaS API; status is the HTTP status code or, when "
+        "no response arrived, the transport error class (CurlTimeout, CurlConnect...).",
+        METRICS_HTTP_BUCKETS, METRICS_HTTP_BUCKETS_N, l_attempt);
+    if (!api->m_duration)
+        failed = "http_request_duration_seconds";
+    for (size_t i = 0; !failed && i < sizeof counters / sizeof counters[0]; i++) {
+        *counters[i].slot =
+            metrics_counter_new(m, counters[i].name, counters[i].help, counters[i].labels);
+        if (!*counters[i].slot)
+            failed = counters[i].name;
+    }
+    if (failed) {
+        snprintf(err, errlen,
+                 "%s: metric %s could not be registered (out of memory, or the name is already "
+                 "registered with another type or other labels)",
+                 api_kind_name(api->kind), failed);
+        return -1;
+    }
+    return 0;
 }
 
 static bool is_absolute(const char *s)
@@ -148,6 +210,9 @@ api_t *api_new(const api_options_t *opts, char *err, size_t errlen)
     api->wait_ctx = opts->wait_ctx;
     api->forbidden_is_retriable =
         opts->override_forbidden ? opts->forbidden_is_retriable : opts->kind == API_PLOOMES;
+    api->rl_wait_mark_ms = -1;
+    if (opts->metrics && register_metrics(api, opts->metrics, err, errlen) != 0)
+        goto fail;
     return api;
 
 oom:
@@ -212,20 +277,40 @@ const char *api_result_excerpt(const api_result_t *res, size_t max_bytes, char *
     return buf;
 }
 
-/* Waits ms, through the hook or in slices; returns 1 when stopped early, else 0. */
+/* Adds the time since *mark_ms to the {api} seconds counter `seconds` and moves the mark to now
+ * (a mark < 0 only starts the meter). Called every slice, so a long wait shows on /metrics
+ * while it lasts. */
+static void meter_tick(const api_t *api, metrics_family_t *seconds, int64_t *mark_ms)
+{
+    int64_t now = clock_mono_ms();
+    if (*mark_ms >= 0 && now > *mark_ms)
+        metrics_counter_add(seconds, (const char *[]){api_kind_name(api->kind)},
+                            (double)(now - *mark_ms) / 1000.0);
+    *mark_ms = now;
+}
+
+/* Waits ms (retry backoff, metered in http_retry_wait_seconds_total), through the hook or in
+ * slices; returns 1 when stopped early, else 0. */
 static int api_wait(api_t *api, int64_t ms)
 {
-    int64_t deadline = clock_mono_ms() + ms;
+    int64_t mark = clock_mono_ms();
+    int64_t deadline = mark + ms;
+    int stopped = 0;
     for (;;) {
-        if (api->stop && *api->stop)
-            return 1;
+        meter_tick(api, api->m_retry_wait, &mark);
+        if (api->stop && *api->stop) {
+            stopped = 1;
+            break;
+        }
         int64_t remaining = deadline - clock_mono_ms();
         if (remaining <= 0)
-            return 0;
+            break;
         if (api->wait_hook) {
             int64_t before = clock_mono_ms();
-            if (api->wait_hook(api->wait_ctx, remaining) != 0)
-                return 1;
+            if (api->wait_hook(api->wait_ctx, remaining) != 0) {
+                stopped = 1;
+                break;
+            }
             if (clock_mono_ms() == before) {
                 /* a hook that returns at once would spin: give the CPU a break */
                 struct timespec ts = {0, 1000000L};
@@ -237,11 +322,18 @@ static int api_wait(api_t *api, int64_t ms)
             nanosleep(&ts, NULL);
         }
     }
+    meter_tick(api, api->m_retry_wait, &mark);
+    return stopped;
 }
 
+/* ratelimit_acquire() calls this only while the budget is spent: its first call counts one
+ * wait and starts the meter (see ratelimit_acquire_measured). */
 static int api_ratelimit_hook(void *ctx, int64_t remaining_ms)
 {
     api_t *api = ctx;
+    if (api->rl_wait_mark_ms < 0)
+        metrics_counter_add(api->m_rl_waits, (const char *[]){api_kind_name(api->kind)}, 1);
+    meter_tick(api, api->m_rl_wait, &api->rl_wait_mark_ms);
     if (api->stop && *api->stop)
         return 1;
     if (api->wait_hook)
@@ -250,6 +342,34 @@ static int api_ratelimit_hook(void *ctx, int64_t remaining_ms)
     struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     return 0;
+}
+
+/* ratelimit_acquire() through api_ratelimit_hook, metering the wait (from its first slice to
+ * the ticket, the stop or the limiter's failure) when there was one. Returns what
+ * ratelimit_acquire() returns. */
+static int ratelimit_acquire_measured(api_t *api, char *err, size_t errlen)
+{
+    api->rl_wait_mark_ms = -1;
+    int r = ratelimit_acquire(api->ratelimit, api->stop, api_ratelimit_hook, api, err, errlen);
+    if (api->rl_wait_mark_ms >= 0)
+        meter_tick(api, api->m_rl_wait, &api->rl_wait_mark_ms);
+    api->rl_wait_mark_ms = -1;
+    return r;
+}
+
+/* One observation of http_request_duration_seconds for a finished attempt. */
+static void observe_attempt(api_t *api, const char *method, const http_response_t *resp)
+{
+    if (!api->m_duration)
+        return;
+    char status[48];
+    if (resp->transport == HTTP_TRANSPORT_OK)
+        snprintf(status, sizeof status, "%ld", resp->status);
+    else
+        http_error_class(resp->status, resp->transport, status, sizeof status);
+    metrics_histogram_observe(api->m_duration,
+                              (const char *[]){api_kind_name(api->kind), method, status},
+                              (double)resp->elapsed_ms / 1000.0);
 }
 
 static void record_failure(api_result_t *out)
@@ -310,8 +430,7 @@ api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_
         char herr[384] = "";
 
         if (api->ratelimit) {
-            int r = ratelimit_acquire(api->ratelimit, api->stop, api_ratelimit_hook, api, herr,
-                                      sizeof herr);
+            int r = ratelimit_acquire_measured(api, herr, sizeof herr);
             if (r == 1) {
                 out->outcome = API_STOPPED;
                 snprintf(out->error_class, sizeof out->error_class, "Stopped");
@@ -345,6 +464,7 @@ api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_
         resp.body = NULL;
         resp.body_len = 0;
         retry_after = resp.retry_after_ms;
+        observe_attempt(api, mname, &resp);
         log_msg(LOG_DEBUG, "http_attempt",
                 "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempt=%d class=%s", kname,
                 mname, q, resp.status, (long long)resp.elapsed_ms, attempt, http_class_name(cls));
@@ -403,6 +523,7 @@ api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_
                 "retry_in_ms=%lld message=%s",
                 kname, mname, q, out->status, (long long)resp.elapsed_ms, attempt,
                 out->error_class, (long long)delay, log_quote(mq, sizeof mq, out->message));
+        metrics_counter_add(api->m_retries, (const char *[]){kname, out->error_class}, 1);
         if (api_wait(api, delay) != 0) {
             out->outcome = API_STOPPED;
             log_msg(LOG_DEBUG, "http_stopped", "api=%s method=%s url=%s attempts=%d", kname,
@@ -427,5 +548,7 @@ done:
     if (!out->body)
         out->body = calloc(1, 1);
     out->elapsed_ms = clock_mono_ms() - start;
+    metrics_counter_add(api->m_requests,
+                        (const char *[]){kname, mname, api_outcome_name(out->outcome)}, 1);
     return out->outcome;
 }

@@ -15,12 +15,33 @@
  * values replaced by '*', never personal data or the secret), status, elapsed_ms, attempt,
  * error_class.
  *
+ * Metrics (SPEC §7), when api_options_t.metrics is set; label values are bounded sets, never
+ * an id, a URL or a secret. `api` is "ploomes"|"milvus", `method` "GET"|"POST"|...:
+ *   http_request_duration_seconds{api,method,status}  histogram (METRICS_HTTP_BUCKETS), one
+ *       observation per HTTP attempt; status = the HTTP status code ("200", "503") or, when no
+ *       complete response arrived, the transport error class ("CurlTimeout", "CurlConnect",
+ *       "ResponseTooLarge": http_error_class())
+ *   http_requests_total{api,method,outcome}  one per api_request() call (api_outcome_name())
+ *   http_retries_total{api,reason}           one per retry scheduled (reason = the failed
+ *       attempt's error class: "HttpStatus503", "HttpStatus429", "CurlTimeout",
+ *       "RateLimitUnavailable"); matches the event=http_retry log lines
+ *   http_retry_wait_seconds_total{api}       time spent in retry backoff (Retry-After included)
+ *   ratelimit_waits_total{api}               acquisitions of the shared rate limit that had to
+ *       wait (counted when the wait begins)
+ *   ratelimit_wait_seconds_total{api}        time spent waiting for it (from its first wait to
+ *       the ticket, the stop or the limiter's failure)
+ * Both wait counters grow slice by slice (<= 100 ms, or each wait_hook call) during a wait, so
+ * a 60-second wait is visible while it lasts.
+ * The families are registered by api_new() (registering again returns the same family, so
+ * several clients may share a registry).
+ *
  * Secrets: api_ never formats the credential into a log line, an error text or a result. It
  * does not register it with log_add_secret() either (config_ does that once per process).
  *
- * Ownership: api_new() copies every string; the rate limiter and the stop flag are borrowed and
- * must outlive the api_t. api_result_t owns its body (api_result_clear()).
+ * Ownership: api_new() copies every string; the rate limiter, the metrics registry and the stop
+ * flag are borrowed and must outlive the api_t. api_result_t owns its body (api_result_clear()).
  * Threads: an api_t holds one http_client_t (one curl handle): NOT thread-safe; one per thread.
+ * The clients of several threads may share one metrics registry (metrics_ is thread-safe).
  */
 #ifndef PIPELINE_API_H
 #define PIPELINE_API_H
@@ -31,6 +52,7 @@
 #include <stdint.h>
 
 #include "http.h"
+#include "metrics.h"
 #include "ratelimit.h"
 
 typedef enum { API_PLOOMES = 0, API_MILVUS = 1 } api_kind_t;
@@ -74,6 +96,7 @@ typedef struct {
     volatile sig_atomic_t *stop;/* borrowed, optional: set -> waits end early (API_STOPPED) */
     api_wait_fn wait_hook;      /* optional; NULL: sleep in slices of <= 100 ms */
     void *wait_ctx;
+    metrics_t *metrics;         /* borrowed, optional: NULL records no metrics (see above) */
     /* Ploomes' 403 is retriable (it answers 403 under load); this is set from `kind`
      * (PLOOMES: true, MILVUS: false) unless override_forbidden is set. */
     bool override_forbidden;
@@ -98,8 +121,9 @@ typedef struct {
     int64_t elapsed_ms;       /* whole call, waits included */
 } api_result_t;
 
-/* Creates a client (and its curl handle). Returns NULL and fills err (naming the bad option,
- * never the secret) on failure. */
+/* Creates a client (and its curl handle), and registers the metric families when
+ * opts->metrics is set. Returns NULL and fills err (naming the bad option or the metric that
+ * could not be registered, never the secret) on failure. */
 api_t *api_new(const api_options_t *opts, char *err, size_t errlen);
 
 /* NULL is accepted. Does not free the borrowed rate limiter. */

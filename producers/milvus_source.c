@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "json.h"
 #include "log.h"
@@ -65,7 +66,7 @@ static producer_pass_t publish_changed(producer_ctx_t *ctx, const char *topic, c
         goto out;
     }
     char fetched_at[PUBLISH_TIME_SIZE];
-    publish_now_rfc3339(fetched_at, sizeof fetched_at);
+    clock_rfc3339(clock_wall_ms(), fetched_at, sizeof fetched_at);
     size_t changed = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(items[i].hash, c[i].hash) == 0)
@@ -107,7 +108,7 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
     milvus_seen_t seen = {0};
     size_t pages = 0, published = 0, prev_rows = 0;
     int64_t min_id = ctx->cfg->milvus_min_id;
-    int64_t t0 = publish_now_ms();
+    int64_t t0 = clock_mono_ms();
     const char *end = "error";
     producer_pass_t r = PRODUCER_PASS_OK;
 

@@ -199,30 +199,3 @@ bool ploomes_row_is_progress(const char *row_stamp, int64_t row_id, const char *
         return true; /* no usable cursor: everything is new */
     return ploomes_position_cmp(&r, row_id, &c, cursor_id) > 0;
 }
-
-int ploomes_format_utc_ms(int64_t epoch_ms, char *out, size_t size)
-{
-    int64_t days = epoch_ms / 86400000;
-    int64_t rem = epoch_ms % 86400000;
-    if (rem < 0) {
-        rem += 86400000;
-        days--;
-    }
-    /* civil_from_days */
-    int64_t z = days + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t y = yoe + era * 400;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    int64_t d = doy - (153 * mp + 2) / 5 + 1;
-    int64_t m = mp < 10 ? mp + 3 : mp - 9;
-    y += m <= 2;
-    int n = snprintf(out, size, "%04" PRId64 "-%02" PRId64 "-%02" PRId64 "T%02" PRId64
-                     ":%02" PRId64 ":%02" PRId64 ".%03" PRId64 "Z",
-                     y, m, d, rem / 3600000, rem / 60000 % 60, rem / 1000 % 60, rem % 1000);
-    if (n < 0 || (size_t)n >= size)
-        return -1;
-    return 0;
-}

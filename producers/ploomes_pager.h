@@ -81,8 +81,4 @@ int ploomes_position_cmp(const ploomes_instant_t *a, int64_t aid, const ploomes_
 bool ploomes_row_is_progress(const char *row_stamp, int64_t row_id, const char *cursor_stamp,
                              int64_t cursor_id);
 
-/* Formats epoch milliseconds as RFC 3339 UTC with milliseconds ("2024-02-24T03:00:00.000Z").
- * Returns 0, or -1 when size is too small. */
-int ploomes_format_utc_ms(int64_t epoch_ms, char *out, size_t size);
-
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "json.h"
 #include "log.h"
 #include "ploomes_pager.h"
@@ -18,8 +19,10 @@ int ploomes_initial_stamp(const config_t *cfg, int entity, int64_t now_ms, char 
         int n = snprintf(out, size, "%s", cfg->sync_since ? cfg->sync_since : "");
         return n < 0 || (size_t)n >= size ? -1 : 0;
     }
-    return ploomes_format_utc_ms(now_ms - (int64_t)cfg->ticket_lookback_minutes * 60000, out,
-                                 size);
+    char since[CLOCK_RFC3339_SIZE];
+    clock_rfc3339(now_ms - (int64_t)cfg->ticket_lookback_minutes * 60000, since, sizeof since);
+    int n = snprintf(out, size, "%s", since);
+    return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
 static size_t ploomes_topics(const config_t *cfg, kafka_topic_id_t *ids, size_t max)
@@ -50,7 +53,7 @@ static producer_pass_t load_cursor(producer_ctx_t *ctx, const ploomes_entity_inf
         snprintf(err, errlen, "cursor %s not readable: %s", info->cursor_key, serr);
         return PRODUCER_PASS_FAILED;
     }
-    if (ploomes_initial_stamp(ctx->cfg, (int)info->entity, publish_now_ms(), stamp,
+    if (ploomes_initial_stamp(ctx->cfg, (int)info->entity, clock_wall_ms(), stamp,
                               stamp_size) != 0) {
         snprintf(err, errlen, "first-start stamp of %s does not fit", info->cursor_key);
         return PRODUCER_PASS_FAILED;
@@ -76,7 +79,7 @@ static producer_pass_t publish_page(producer_ctx_t *ctx, const ploomes_entity_in
                                     size_t *published, char *err, size_t errlen)
 {
     char fetched_at[PUBLISH_TIME_SIZE];
-    publish_now_rfc3339(fetched_at, sizeof fetched_at);
+    clock_rfc3339(clock_wall_ms(), fetched_at, sizeof fetched_at);
     ploomes_instant_t cur_inst;
     bool have_cursor = ploomes_instant_parse(stamp, &cur_inst) == 0;
     ploomes_instant_t best_inst = {0, 0};
@@ -160,7 +163,7 @@ static producer_pass_t scan_entity(producer_ctx_t *ctx, const ploomes_entity_inf
     char stamp[STORE_STAMP_MAX];
     int64_t id = 0;
     size_t pages = 0, published = 0;
-    int64_t t0 = publish_now_ms();
+    int64_t t0 = clock_mono_ms();
     const char *end = "error";
     producer_pass_t r;
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "json.h"
 #include "log.h"
 #include "publish.h"
@@ -152,12 +153,12 @@ void producer_scan_done(producer_ctx_t *ctx, const char *key, const char *entity
         }
         if (ok)
             metrics_gauge_set(ctx->m_last_ok, PRODUCER_LABELS(ctx, entity),
-                              (double)publish_now_ms() / 1000.0);
+                              (double)clock_wall_ms() / 1000.0);
     }
     char q[800];
     log_msg(ok || r == PRODUCER_PASS_STOPPED ? LOG_INFO : LOG_WARN, "scan_done",
             "entity=%s outcome=%s end=%s pages=%zu published=%zu elapsed_ms=%" PRId64 "%s%s",
-            entity, producer_pass_name(r), end, pages, published, publish_now_ms() - t0_ms,
+            entity, producer_pass_name(r), end, pages, published, clock_mono_ms() - t0_ms,
             show_err ? " error=" : "", show_err ? log_quote(q, sizeof q, err) : "");
 }
 
@@ -271,9 +272,9 @@ static bool register_metrics(producer_ctx_t *ctx)
 /* Sleeps the poll interval, serving delivery reports and the heartbeat. */
 static void idle(producer_ctx_t *ctx, int64_t ms)
 {
-    int64_t end = publish_now_ms() + ms;
+    int64_t end = clock_mono_ms() + ms;
     while (!app_stop_requested()) {
-        int64_t left = end - publish_now_ms();
+        int64_t left = end - clock_mono_ms();
         if (left <= 0)
             break;
         metrics_heartbeat(ctx->metrics);
@@ -368,7 +369,8 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
                         .ratelimit = ctx.ratelimit,
                         .stop = NULL,
                         .wait_hook = wait_hook,
-                        .wait_ctx = &ctx};
+                        .wait_ctx = &ctx,
+                        .metrics = ctx.metrics};
     ctx.api = api_new(&ao, err, sizeof err);
     if (ctx.api == NULL) {
         log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
@@ -413,12 +415,12 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
     producer_pass_t worst = PRODUCER_PASS_OK;
     while (!app_stop_requested()) {
         metrics_heartbeat(ctx.metrics);
-        int64_t t0 = publish_now_ms();
+        int64_t t0 = clock_mono_ms();
         producer_pass_t r = src->pass(&ctx);
         worst = producer_pass_worst(worst, r);
         log_msg(r == PRODUCER_PASS_OK || r == PRODUCER_PASS_STOPPED ? LOG_INFO : LOG_WARN,
                 "pass_done", "source=%s outcome=%s elapsed_ms=%" PRId64, src->source,
-                producer_pass_name(r), publish_now_ms() - t0);
+                producer_pass_name(r), clock_mono_ms() - t0);
         atomic_store(&ctx.ready, store_ping(ctx.store, err, sizeof err) == STORE_OK &&
                                      !kafka_producer_fatal(ctx.kafka, NULL, 0));
         if (r == PRODUCER_PASS_AUTH || r == PRODUCER_PASS_FATAL || cli->once)

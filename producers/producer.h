@@ -15,6 +15,10 @@
  * delivery reports (the cursor may move only when it returns PRODUCER_PASS_OK);
  * producer_scan_done() records and logs the end of a scan.
  *
+ * HTTP metrics (http_request_duration_seconds, http_requests_total, http_retries_total,
+ * http_retry_wait_seconds_total, ratelimit_waits_total, ratelimit_wait_seconds_total) are
+ * recorded by api_ into the producer's registry (api.h "Metrics").
+ *
  * Ownership: producer_ctx_t is owned by producer_run(); sources borrow it during `pass`.
  * Threads: single-threaded, except the metrics server thread (reads `ready` and metrics).
  */
@@ -139,7 +143,8 @@ void producer_drain(producer_ctx_t *ctx);
 
 /* The end of one scan: unless it was stopped, records the poll result of cursor `key`
  * (store_cursor_poll_result; ok when r is OK) and, when ok, sets the last-success gauge of
- * `entity`; then logs event=scan_done (with err when r is not OK). Failures to record are
+ * `entity`; then logs event=scan_done (with err when r is not OK; elapsed_ms from t0_ms, the
+ * scan's start on clock_mono_ms()). Failures to record are
  * logged, not returned. */
 void producer_scan_done(producer_ctx_t *ctx, const char *key, const char *entity,
                         producer_pass_t r, const char *end, size_t pages, size_t published,

@@ -4,9 +4,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-
-#include "ploomes_pager.h"
 
 static int copy_text(char *dst, size_t size, const char *src)
 {
@@ -47,18 +44,6 @@ const char *publish_key(int64_t id, char *buf, size_t size)
 {
     snprintf(buf, size, "%" PRId64, id);
     return buf;
-}
-
-int64_t publish_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int publish_now_rfc3339(char *buf, size_t size)
-{
-    return ploomes_format_utc_ms(publish_now_ms(), buf, size);
 }
 
 int publish_send(kafka_producer_t *p, kafka_batch_t *batch, const char *topic, const char *key,

@@ -16,11 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "kafka.h"
 
 #define PUBLISH_HEADER_COUNT 4
-#define PUBLISH_TIME_SIZE 32
+#define PUBLISH_TIME_SIZE CLOCK_RFC3339_SIZE /* fetched-at: clock_rfc3339(clock_wall_ms()) */
 #define PUBLISH_KEY_SIZE 24
 
 typedef struct {
@@ -39,13 +40,6 @@ int publish_headers_build(publish_headers_t *h, const char *source, const char *
 
 /* Decimal text of an id into buf (PUBLISH_KEY_SIZE is enough). Returns buf. */
 const char *publish_key(int64_t id, char *buf, size_t size);
-
-/* Current time as RFC 3339 UTC with milliseconds ("2024-05-01T12:34:56.789Z") into buf.
- * Returns 0, or -1 when buf is too small. */
-int publish_now_rfc3339(char *buf, size_t size);
-
-/* Wall clock in ms since the epoch. */
-int64_t publish_now_ms(void);
 
 /* Enqueues one record on `topic`, counted by `batch`. Returns kafka_producer_send()'s status. */
 int publish_send(kafka_producer_t *p, kafka_batch_t *batch, const char *topic, const char *key,

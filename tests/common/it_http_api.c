@@ -1,11 +1,13 @@
 /* Integration test of http_ and api_ against tiny scripted HTTP servers (libmicrohttpd on
  * 127.0.0.1, port 0) started inside the test: retries and their count, outcomes, Retry-After,
  * timeouts, connection errors, the body cap, keep-alive, the auth header only for the base
- * origin, the stop flag and the wait hook, and no secret in results or logs.
+ * origin, the stop flag and the wait hook, no secret in results or logs, and the metrics api_
+ * records (SPEC §7; the rate-limit wait uses a limiter in a throwaway MongoDB database).
  *
  * Routes (the counter of a route counts its hits; behaviour may depend on it):
  *   /ok             200 {"value":[]}
  *   /flaky          503 on hits 1-2, then 200 "123"
+ *   /blip           503 on hit 1, then 200
  *   /limited        429 + Retry-After: 1 on hit 1, then 200
  *   /busy           503 + Retry-After: 30, always
  *   /down           503 {"error":{"message":"maintenance"}}, always
@@ -40,6 +42,9 @@
 #include "api.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "store.h"
 #include "testenv.h"
 
 #define SECRET "S3CRET-KEY-0123456789ABCDEF"
@@ -186,6 +191,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         return reply(conn, 200, "{\"value\":[]}", NULL);
     if (strcmp(url, "/flaky") == 0)
         return hit <= 2 ? reply(conn, 503, "", NULL) : reply(conn, 200, "123", NULL);
+    if (strcmp(url, "/blip") == 0)
+        return hit == 1 ? reply(conn, 503, "", NULL) : reply(conn, 200, "{}", NULL);
     if (strcmp(url, "/limited") == 0)
         return hit == 1 ? reply(conn, 429, "{\"value\":\"Too many requests\"}", "1")
                         : reply(conn, 200, "{\"value\":[]}", NULL);
@@ -294,6 +301,7 @@ static int teardown_all(void **state)
     server_stop(&srv_a);
     server_stop(&srv_b);
     log_clear_secrets();
+    store_global_cleanup();
     return 0;
 }
 
@@ -305,8 +313,8 @@ static int reset_each(void **state)
     return 0;
 }
 
-static api_t *make_api(api_kind_t kind, const char *base, int attempts, int64_t base_ms,
-                       long timeout_ms, volatile sig_atomic_t *stop)
+static api_t *make_api_metrics(api_kind_t kind, const char *base, int attempts, int64_t base_ms,
+                               long timeout_ms, volatile sig_atomic_t *stop, metrics_t *m)
 {
     api_options_t o = {.kind = kind,
                        .base_url = base,
@@ -317,12 +325,19 @@ static api_t *make_api(api_kind_t kind, const char *base, int attempts, int64_t 
                        .max_attempts = attempts,
                        .retry_base_ms = base_ms,
                        .retry_max_ms = 2000,
-                       .stop = stop};
+                       .stop = stop,
+                       .metrics = m};
     char err[256];
     api_t *api = api_new(&o, err, sizeof err);
     if (!api)
         fail_msg("api_new: %s", err);
     return api;
+}
+
+static api_t *make_api(api_kind_t kind, const char *base, int attempts, int64_t base_ms,
+                       long timeout_ms, volatile sig_atomic_t *stop)
+{
+    return make_api_metrics(kind, base, attempts, base_ms, timeout_ms, stop, NULL);
 }
 
 static void assert_no_secret(const api_result_t *r)
@@ -762,6 +777,215 @@ static void test_api_new_validation(void **state)
     assert_non_null(strstr(err, "MILVUS_BASE_URL"));
 }
 
+/* ---- metrics (api.h "Metrics"): read back through the families api_new() registered ------- */
+
+static double requests_total(metrics_t *m, const char *api, const char *method,
+                             const char *outcome)
+{
+    metrics_family_t *f = metrics_counter_new(m, "http_requests_total", NULL,
+                                              (const char *[]){"api", "method", "outcome", NULL});
+    assert_non_null(f);
+    return metrics_value(f, (const char *[]){api, method, outcome});
+}
+
+static double retries_total(metrics_t *m, const char *api, const char *reason)
+{
+    metrics_family_t *f = metrics_counter_new(m, "http_retries_total", NULL,
+                                              (const char *[]){"api", "reason", NULL});
+    assert_non_null(f);
+    return metrics_value(f, (const char *[]){api, reason});
+}
+
+/* _count of http_request_duration_seconds{api,method,status} */
+static double attempts_count(metrics_t *m, const char *api, const char *method,
+                             const char *status)
+{
+    metrics_family_t *f = metrics_histogram_new(m, "http_request_duration_seconds", NULL,
+                                                METRICS_HTTP_BUCKETS, METRICS_HTTP_BUCKETS_N,
+                                                (const char *[]){"api", "method", "status", NULL});
+    assert_non_null(f);
+    return metrics_value(f, (const char *[]){api, method, status});
+}
+
+/* A counter labelled {api} only (waits). */
+static double api_counter(metrics_t *m, const char *name, const char *api)
+{
+    metrics_family_t *f = metrics_counter_new(m, name, NULL, (const char *[]){"api", NULL});
+    assert_non_null(f);
+    return metrics_value(f, (const char *[]){api});
+}
+
+/* Each metrics test gets a fresh registry in *state. */
+static int metrics_setup(void **state)
+{
+    reset_each(state);
+    *state = metrics_new();
+    return *state ? 0 : -1;
+}
+
+static int metrics_teardown(void **state)
+{
+    metrics_free(*state);
+    return 0;
+}
+
+static void test_metrics_outcomes(void **state)
+{
+    metrics_t *m = *state;
+    api_result_t r = {0};
+
+    /* 503 then 200: one retry, one call ok, two attempts observed */
+    api_t *api = make_api_metrics(API_PLOOMES, srv_a.base, 3, 10, 2000, NULL, m);
+    assert_int_equal(api_request(api, HTTP_GET, "/blip?$filter=Register%20eq%20%2711144477735%27", NULL, &r), API_OK);
+    assert_true(retries_total(m, "ploomes", "HttpStatus503") == 1);
+    assert_true(requests_total(m, "ploomes", "GET", "ok") == 1);
+    assert_true(attempts_count(m, "ploomes", "GET", "503") == 1);
+    assert_true(attempts_count(m, "ploomes", "GET", "200") == 1);
+    assert_true(api_counter(m, "http_retry_wait_seconds_total", "ploomes") < 1.0);
+
+    /* 429 + Retry-After: 1 -> a retry for HttpStatus429 and about a second of backoff */
+    assert_int_equal(api_request(api, HTTP_GET, "/limited", NULL, &r), API_OK);
+    assert_true(retries_total(m, "ploomes", "HttpStatus429") == 1);
+    assert_true(attempts_count(m, "ploomes", "GET", "429") == 1);
+    assert_true(attempts_count(m, "ploomes", "GET", "200") == 2);
+    assert_true(requests_total(m, "ploomes", "GET", "ok") == 2);
+    double waited = api_counter(m, "http_retry_wait_seconds_total", "ploomes");
+    if (waited < 0.95 || waited > 3.0)
+        fail_msg("http_retry_wait_seconds_total=%g after Retry-After: 1", waited);
+
+    /* 401: final at once, no retry */
+    assert_int_equal(api_request(api, HTTP_GET, "/auth", NULL, &r), API_AUTH);
+    assert_true(requests_total(m, "ploomes", "GET", "auth") == 1);
+    assert_true(attempts_count(m, "ploomes", "GET", "401") == 1);
+    assert_true(retries_total(m, "ploomes", "HttpStatus401") == 0);
+
+    /* a second client on the same registry adds to the same families */
+    api_t *mil = make_api_metrics(API_MILVUS, srv_a.base, 2, 0, 400, NULL, m);
+    assert_int_equal(api_request(mil, HTTP_POST, "/bad", "{}", &r), API_PERMANENT);
+    assert_true(requests_total(m, "milvus", "POST", "permanent") == 1);
+    assert_true(attempts_count(m, "milvus", "POST", "400") == 1);
+
+    /* timeouts: no status, the transport class labels the attempt */
+    assert_int_equal(api_request(mil, HTTP_GET, "/slow", NULL, &r), API_RETRIABLE_EXHAUSTED);
+    assert_true(attempts_count(m, "milvus", "GET", "CurlTimeout") == 2);
+    assert_true(retries_total(m, "milvus", "CurlTimeout") == 1);
+    assert_true(requests_total(m, "milvus", "GET", "retriable_exhausted") == 1);
+    assert_true(requests_total(m, "ploomes", "GET", "retriable_exhausted") == 0);
+    /* no rate limiter: no rate-limit waits */
+    assert_true(api_counter(m, "ratelimit_waits_total", "ploomes") == 0);
+
+    /* the exposition names every family, and no label holds a URL, a query value or the key */
+    char *text = metrics_render(m);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "# TYPE http_request_duration_seconds histogram"));
+    assert_non_null(strstr(text, "http_request_duration_seconds_bucket{api=\"ploomes\","
+                                 "method=\"GET\",status=\"503\",le=\"+Inf\"} 1"));
+    assert_non_null(strstr(text, "http_retries_total{api=\"ploomes\",reason=\"HttpStatus503\"} 1"));
+    assert_non_null(strstr(text, "# TYPE http_retry_wait_seconds_total counter"));
+    assert_non_null(strstr(text, "# TYPE ratelimit_waits_total counter"));
+    assert_non_null(strstr(text, "# TYPE ratelimit_wait_seconds_total counter"));
+    assert_null(strstr(text, SECRET));
+    assert_null(strstr(text, "127.0.0.1"));
+    assert_null(strstr(text, "blip"));
+    assert_null(strstr(text, "11144477735"));
+    free(text);
+
+    api_result_clear(&r);
+    api_free(mil);
+    api_free(api);
+}
+
+static void test_metrics_stopped(void **state)
+{
+    metrics_t *m = *state;
+    hook_state_t h = {.give_up_after = 2};
+    api_options_t o = {.kind = API_MILVUS, .base_url = srv_a.base, .secret = SECRET,
+                       .max_attempts = 3, .retry_base_ms = 0, .retry_max_ms = 1000,
+                       .wait_hook = wait_hook, .wait_ctx = &h, .metrics = m};
+    char err[256];
+    api_t *api = api_new(&o, err, sizeof err);
+    assert_non_null(api);
+    api_result_t r = {0};
+    assert_int_equal(api_request(api, HTTP_DELETE, "/busy", NULL, &r), API_STOPPED);
+    assert_true(requests_total(m, "milvus", "DELETE", "stopped") == 1);
+    assert_true(retries_total(m, "milvus", "HttpStatus503") == 1);
+    assert_true(attempts_count(m, "milvus", "DELETE", "503") == 1);
+    /* the abandoned backoff still counts the time it took (one hook slice of <= 50 ms) */
+    double waited = api_counter(m, "http_retry_wait_seconds_total", "milvus");
+    assert_true(waited > 0.0 && waited < 0.5);
+    api_result_clear(&r);
+    api_free(api);
+}
+
+static void test_metrics_registration(void **state)
+{
+    metrics_t *m = *state;
+    /* NULL metrics: nothing registered, nothing recorded */
+    api_t *api = make_api(API_PLOOMES, srv_a.base, 1, 0, 2000, NULL);
+    api_result_t r = {0};
+    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, &r), API_OK);
+    api_free(api);
+    char *text = metrics_render(m);
+    assert_null(strstr(text, "http_requests_total"));
+    free(text);
+
+    /* the name taken by another type: api_new refuses, naming the metric */
+    assert_non_null(metrics_gauge_new(m, "http_retries_total", "taken", NULL));
+    api_options_t o = {.kind = API_PLOOMES, .base_url = srv_a.base, .secret = SECRET,
+                       .metrics = m};
+    char err[256];
+    assert_null(api_new(&o, err, sizeof err));
+    assert_non_null(strstr(err, "http_retries_total"));
+    assert_null(strstr(err, SECRET));
+    api_result_clear(&r);
+}
+
+/* A limiter of 1 request per second: the second call waits about a second for it. */
+static void test_metrics_ratelimit_wait(void **state)
+{
+    metrics_t *m = *state;
+    char db[64], uri[512], err[512];
+    testenv_unique(db, sizeof db, "it_http_api_");
+    for (char *p = db; *p; p++)
+        if (*p == '-')
+            *p = '_';
+    testenv_mongo_uri_for_db(uri, sizeof uri, db);
+    store_t *st = store_open(uri, err, sizeof err);
+    if (!st)
+        fail_msg("store_open: %s", err);
+    ratelimit_options_t ro = {.pool = store_pool(st), .database = store_db_name(st),
+                              .base_url = srv_a.base, .secret = SECRET, .limit = 1,
+                              .window_ms = 1000, .margin_ms = 0, .name = "ploomes"};
+    ratelimit_t *rl = ratelimit_new(&ro, err, sizeof err);
+    if (!rl)
+        fail_msg("ratelimit_new: %s", err);
+    api_options_t o = {.kind = API_PLOOMES, .base_url = srv_a.base, .secret = SECRET,
+                       .max_attempts = 1, .ratelimit = rl, .metrics = m};
+    api_t *api = api_new(&o, err, sizeof err);
+    assert_non_null(api);
+    api_result_t r = {0};
+    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, &r), API_OK);
+    assert_true(api_counter(m, "ratelimit_waits_total", "ploomes") == 0);
+    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, &r), API_OK);
+    assert_true(api_counter(m, "ratelimit_waits_total", "ploomes") == 1);
+    double waited = api_counter(m, "ratelimit_wait_seconds_total", "ploomes");
+    if (waited < 0.5 || waited > 3.0)
+        fail_msg("ratelimit_wait_seconds_total=%g for a 1 s window", waited);
+    assert_true(requests_total(m, "ploomes", "GET", "ok") == 2);
+    assert_true(api_counter(m, "http_retry_wait_seconds_total", "ploomes") == 0);
+
+    api_result_clear(&r);
+    api_free(api);
+    ratelimit_free(rl);
+    mongoc_client_t *c = mongoc_client_pool_pop(store_pool(st));
+    mongoc_database_t *d = mongoc_client_get_database(c, db);
+    bson_error_t error;
+    mongoc_database_drop(d, &error);
+    mongoc_database_destroy(d);
+    mongoc_client_pool_push(store_pool(st), c);
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -777,6 +1001,10 @@ int main(void)
         cmocka_unit_test_setup(test_no_secret_in_logs, reset_each),
         cmocka_unit_test_setup(test_http_client_direct, reset_each),
         cmocka_unit_test_setup(test_api_new_validation, reset_each),
+        cmocka_unit_test_setup_teardown(test_metrics_outcomes, metrics_setup, metrics_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_stopped, metrics_setup, metrics_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_registration, metrics_setup, metrics_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_ratelimit_wait, metrics_setup, metrics_teardown),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

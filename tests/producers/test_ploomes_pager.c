@@ -1,5 +1,5 @@
 /* Unit tests for ploomes_pager: exact keyset queries, timestamp ordering, the no-progress
- * guard. Expected strings are written out by hand (not produced by the encoder under test). */
+ * guard, and the first-start lookback stamp (ploomes_source) the query builder must accept. Expected strings are written out by hand (not produced by the encoder under test). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ploomes_pager.h"
+#include "ploomes_source.h"
 
 typedef struct {
     ploomes_entity_t entity;
@@ -172,23 +173,42 @@ static void test_no_progress_guard(void **state)
     }
 }
 
-static void test_format_utc(void **state)
+/* The first-start cursor of tasks/interactions (now - TICKET_LOOKBACK_MINUTES, written by
+ * clock_rfc3339) must be a stamp the keyset query builder accepts and the guard parses. */
+static void test_lookback_stamp(void **state)
 {
     (void)state;
-    char buf[32];
-    assert_int_equal(ploomes_format_utc_ms(0, buf, sizeof buf), 0);
-    assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
-    assert_int_equal(ploomes_format_utc_ms(1708743600123LL, buf, sizeof buf), 0);
-    assert_string_equal(buf, "2024-02-24T03:00:00.123Z");
-    assert_int_equal(ploomes_format_utc_ms(1709251199999LL, buf, sizeof buf), 0);
-    assert_string_equal(buf, "2024-02-29T23:59:59.999Z");
-    assert_int_equal(ploomes_format_utc_ms(0, buf, 10), -1);
-    /* round trip */
+    config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.ticket_lookback_minutes = 10;
+    char stamp[64];
+    /* 2024-02-24T03:10:00.123Z minus 10 minutes */
+    assert_int_equal(ploomes_initial_stamp(&cfg, PLOOMES_TASKS, 1708744200123LL, stamp,
+                                           sizeof stamp), 0);
+    assert_string_equal(stamp, "2024-02-24T03:00:00.123Z");
     ploomes_instant_t t;
-    assert_int_equal(ploomes_format_utc_ms(1708743600123LL, buf, sizeof buf), 0);
-    assert_int_equal(ploomes_instant_parse(buf, &t), 0);
+    assert_int_equal(ploomes_instant_parse(stamp, &t), 0);
     assert_int_equal(t.seconds, 1708743600);
     assert_int_equal(t.nanos, 123000000);
+    char out[1024];
+    assert_true(ploomes_keyset_query(ploomes_entity_info(PLOOMES_TASKS), stamp, 0,
+                                     PLOOMES_PAGE_SIZE, out, sizeof out) > 0);
+    assert_string_equal(out,
+                        "/Tasks?$filter=LastUpdateDate%20gt%202024-02-24T03%3A00%3A00.123Z%20or%20"
+                        "%28LastUpdateDate%20eq%202024-02-24T03%3A00%3A00.123Z%20and%20Id%20gt%20"
+                        "0%29&$orderby=LastUpdateDate%2CId&$top=300&$expand=Tags");
+    /* leap day, last millisecond */
+    cfg.ticket_lookback_minutes = 0;
+    assert_int_equal(ploomes_initial_stamp(&cfg, PLOOMES_INTERACTIONS, 1709251199999LL, stamp,
+                                           sizeof stamp), 0);
+    assert_string_equal(stamp, "2024-02-29T23:59:59.999Z");
+    /* too small a buffer is refused, not truncated */
+    assert_int_equal(ploomes_initial_stamp(&cfg, PLOOMES_TASKS, 0, stamp, 10), -1);
+    /* contacts start from SYNC_SINCE as written */
+    char since[] = "2024-02-24T00:00:00-03:00";
+    cfg.sync_since = since;
+    assert_int_equal(ploomes_initial_stamp(&cfg, PLOOMES_CONTACTS, 0, stamp, sizeof stamp), 0);
+    assert_string_equal(stamp, since);
 }
 
 int main(void)
@@ -196,7 +216,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keyset_queries),   cmocka_unit_test(test_keyset_query_rejects),
         cmocka_unit_test(test_entity_table),     cmocka_unit_test(test_instant_parse),
-        cmocka_unit_test(test_no_progress_guard), cmocka_unit_test(test_format_utc),
+        cmocka_unit_test(test_no_progress_guard), cmocka_unit_test(test_lookback_stamp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

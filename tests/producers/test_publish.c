@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "clock.h"
 #include "ploomes_pager.h"
 #include "publish.h"
 
@@ -65,14 +66,20 @@ static void test_key_and_time(void **state)
     char key[PUBLISH_KEY_SIZE];
     assert_string_equal(publish_key(105401839, key, sizeof key), "105401839");
     assert_string_equal(publish_key(9007199254740993LL, key, sizeof key), "9007199254740993");
+    /* fetched-at as the sources write it: RFC 3339 UTC with milliseconds, and it fits */
     char now[PUBLISH_TIME_SIZE];
-    assert_int_equal(publish_now_rfc3339(now, sizeof now), 0);
+    int64_t before = clock_wall_ms();
+    clock_rfc3339(clock_wall_ms(), now, sizeof now);
     assert_int_equal(strlen(now), 24); /* YYYY-MM-DDTHH:MM:SS.mmmZ */
+    assert_int_equal(now[10], 'T');
     assert_int_equal(now[23], 'Z');
     ploomes_instant_t t;
     assert_int_equal(ploomes_instant_parse(now, &t), 0);
-    int64_t ms = publish_now_ms();
-    assert_true(t.seconds <= ms / 1000 && t.seconds >= ms / 1000 - 5);
+    int64_t after = clock_wall_ms();
+    assert_true(t.seconds >= before / 1000 && t.seconds <= after / 1000);
+    publish_headers_t h;
+    assert_int_equal(publish_headers_build(&h, "milvus", "client", "1", "x", now), 0);
+    assert_string_equal(h.values[2], now);
 }
 
 int main(void)
