@@ -387,7 +387,9 @@ static void test_outcome_table(void **state)
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const outcome_row_t *w = &rows[i];
         server_reset(&srv_a);
-        api_t *api = make_api(w->kind, srv_a.base, w->max_attempts, 10, 400, NULL);
+        /* 1 s per attempt: ample for a local answer on a loaded machine, still shorter than
+         * /slow's 1.5 s */
+        api_t *api = make_api(w->kind, srv_a.base, w->max_attempts, 10, 1000, NULL);
         api_result_t r = {0};
         api_outcome_t got = api_request(api, HTTP_GET, w->path, NULL, &r);
         if (got != w->outcome || r.outcome != w->outcome || r.attempts != w->attempts ||
@@ -398,7 +400,7 @@ static void test_outcome_table(void **state)
                      r.status, r.error_class, r.message);
         /* the server may still be sleeping in /slow; wait for it to count the hit */
         int hits = route_hits(&srv_a, w->path);
-        for (int k = 0; k < 50 && hits < w->hits; k++) {
+        for (int k = 0; k < 1500 && hits < w->hits; k++) {
             usleep(20000);
             hits = route_hits(&srv_a, w->path);
         }
@@ -453,8 +455,9 @@ static void test_retry_after_honoured(void **state)
     int64_t took = testenv_now_ms() - t0;
     assert_int_equal(r.attempts, 2);
     assert_int_equal(route_hits(&srv_a, "/limited"), 2);
-    /* base backoff is 0: only Retry-After: 1 can explain a wait of about a second */
-    if (took < 950 || took > 3000)
+    /* base backoff is 0: only Retry-After: 1 can explain a wait of about a second (the upper
+     * bound is generous for a loaded machine; it still tells a second from Retry-After: 30) */
+    if (took < 950 || took > 15000)
         fail_msg("Retry-After: 1 gave a wait of %lld ms", (long long)took);
     api_result_clear(&r);
 
@@ -463,7 +466,7 @@ static void test_retry_after_honoured(void **state)
     api_t *api2 = make_api(API_PLOOMES, srv_a.base, 2, 0, 2000, NULL);
     assert_int_equal(api_request(api2, HTTP_GET, "/busy", NULL, &r), API_RETRIABLE_EXHAUSTED);
     took = testenv_now_ms() - t0;
-    if (took < 1950 || took > 5000)
+    if (took < 1950 || took > 20000) /* capped: far from the 30 s the header asks for */
         fail_msg("Retry-After capped at 2000 ms gave a wait of %lld ms", (long long)took);
     api_result_clear(&r);
     api_free(api2);
@@ -473,14 +476,15 @@ static void test_retry_after_honoured(void **state)
 static void test_connection_refused(void **state)
 {
     (void)state;
-    /* a port nobody listens on: bind, read the port, close */
+    /* a port nobody listens on: bound (so no other program running in parallel can take it)
+     * but not listening, which refuses connections; closed at the end */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
     socklen_t len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &len);
-    close(fd);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
     char base[64];
     snprintf(base, sizeof base, "http://127.0.0.1:%d", ntohs(addr.sin_port));
     api_t *api = make_api(API_PLOOMES, base, 3, 1, 1000, NULL);
@@ -494,6 +498,7 @@ static void test_connection_refused(void **state)
     assert_no_secret(&r);
     api_result_clear(&r);
     api_free(api);
+    close(fd);
 }
 
 static void test_auth_header_only_for_base_origin(void **state)
@@ -622,8 +627,22 @@ static void test_stop_flag_interrupts_wait(void **state)
 {
     (void)state;
     g_stop = 0;
-    /* /busy says Retry-After: 30 (capped at 2 s); the stop flag must end the wait at once */
-    api_t *api = make_api(API_PLOOMES, srv_a.base, 5, 0, 2000, &g_stop);
+    /* /busy says Retry-After: 30 (honoured: the cap is 60 s here); the stop flag must end the
+     * wait at once. The bound below is generous for a loaded machine and still far from 30 s. */
+    api_options_t o = {.kind = API_PLOOMES,
+                       .base_url = srv_a.base,
+                       .secret = SECRET,
+                       .connect_timeout_ms = 1000,
+                       .total_timeout_ms = 2000,
+                       .max_body_bytes = 64 * 1024,
+                       .max_attempts = 5,
+                       .retry_base_ms = 0,
+                       .retry_max_ms = 60000,
+                       .stop = &g_stop};
+    char err[256];
+    api_t *api = api_new(&o, err, sizeof err);
+    if (!api)
+        fail_msg("api_new: %s", err);
     pthread_t th;
     pthread_create(&th, NULL, set_stop_later, NULL);
     api_result_t r = {0};
@@ -631,7 +650,7 @@ static void test_stop_flag_interrupts_wait(void **state)
     assert_int_equal(api_request(api, HTTP_GET, "/busy", NULL, &r), API_STOPPED);
     int64_t took = testenv_now_ms() - t0;
     pthread_join(th, NULL);
-    if (took > 1000)
+    if (took > 10000)
         fail_msg("stop flag took %lld ms to end the wait", (long long)took);
     assert_int_equal(r.attempts, 1);
     assert_int_equal(r.status, 503); /* the last failure is still described */
@@ -675,9 +694,10 @@ static void test_wait_hook(void **state)
     assert_non_null(api);
     api_result_t r = {0};
     assert_int_equal(api_request(api, HTTP_GET, "/limited", NULL, &r), API_OK);
-    /* Retry-After: 1 -> about 20 calls of <= 50 ms, remaining shrinking from ~1000 */
-    assert_true(h.calls >= 10);
-    assert_true(h.first_remaining > 900 && h.first_remaining <= 1000);
+    /* Retry-After: 1 -> about 20 calls of <= 50 ms, remaining shrinking from ~1000 (bounds
+     * generous for a loaded machine, where a 50 ms sleep can take far longer) */
+    assert_true(h.calls >= 3);
+    assert_true(h.first_remaining > 500 && h.first_remaining <= 1000);
     assert_true(h.last_remaining < h.first_remaining);
 
     /* a hook that returns non-zero abandons the wait */
@@ -850,7 +870,7 @@ static void test_metrics_outcomes(void **state)
     assert_true(attempts_count(m, "ploomes", "GET", "200") == 2);
     assert_true(requests_total(m, "ploomes", "GET", "ok") == 2);
     double waited = api_counter(m, "http_retry_wait_seconds_total", "ploomes");
-    if (waited < 0.95 || waited > 3.0)
+    if (waited < 0.95 || waited > 10.0)
         fail_msg("http_retry_wait_seconds_total=%g after Retry-After: 1", waited);
 
     /* 401: final at once, no retry */
@@ -860,7 +880,7 @@ static void test_metrics_outcomes(void **state)
     assert_true(retries_total(m, "ploomes", "HttpStatus401") == 0);
 
     /* a second client on the same registry adds to the same families */
-    api_t *mil = make_api_metrics(API_MILVUS, srv_a.base, 2, 0, 400, NULL, m);
+    api_t *mil = make_api_metrics(API_MILVUS, srv_a.base, 2, 0, 1000, NULL, m); /* < /slow */
     assert_int_equal(api_request(mil, HTTP_POST, "/bad", "{}", &r), API_PERMANENT);
     assert_true(requests_total(m, "milvus", "POST", "permanent") == 1);
     assert_true(attempts_count(m, "milvus", "POST", "400") == 1);
@@ -912,7 +932,7 @@ static void test_metrics_stopped(void **state)
     assert_true(attempts_count(m, "milvus", "DELETE", "503") == 1);
     /* the abandoned backoff still counts the time it took (one hook slice of <= 50 ms) */
     double waited = api_counter(m, "http_retry_wait_seconds_total", "milvus");
-    assert_true(waited > 0.0 && waited < 0.5);
+    assert_true(waited > 0.0 && waited < 0.9); /* not the whole 1 s backoff */
     api_result_clear(&r);
     api_free(api);
 }
@@ -969,7 +989,7 @@ static void test_metrics_ratelimit_wait(void **state)
     assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, &r), API_OK);
     assert_true(api_counter(m, "ratelimit_waits_total", "ploomes") == 1);
     double waited = api_counter(m, "ratelimit_wait_seconds_total", "ploomes");
-    if (waited < 0.5 || waited > 3.0)
+    if (waited < 0.5 || waited > 10.0)
         fail_msg("ratelimit_wait_seconds_total=%g for a 1 s window", waited);
     assert_true(requests_total(m, "ploomes", "GET", "ok") == 2);
     assert_true(api_counter(m, "http_retry_wait_seconds_total", "ploomes") == 0);

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -659,7 +660,13 @@ static bool rb_settled(void *ctx)
     rb_ctx_t *x = ctx;
     member_step(x->a);
     member_step(x->b);
-    return distinct(x->seen) == RB_N && x->a->nheld == 0 && x->b->nheld == 0 &&
+    /* A straggler's record must come again (its partition's new owner starts at the committed
+     * offset, which cannot be past it): wait for that too, not only for every record having
+     * been seen once. Without this, a rebalance that lands after all RB_N records were seen
+     * left the re-delivery racing the assertion below. */
+    bool straggler_back = !x->a->straggler || x->seen[record_number(x->a->straggler)] >= 2;
+    return distinct(x->seen) == RB_N && straggler_back && x->a->nheld == 0 &&
+           x->b->nheld == 0 &&
            kafka_consumer_in_flight(x->a->c) == (x->a->straggler ? 1u : 0u) &&
            kafka_consumer_in_flight(x->b->c) == 0 && kafka_consumer_assigned_count(x->b->c) > 0;
 }
@@ -684,8 +691,8 @@ static void test_consumer_rebalance_second_member(void **state)
     b.c = consumer_new(group, topic, 300, member_on_revoke, &b);
     produce_range(topic, RB_N / 2, RB_N);
     x.target_distinct = RB_N;
-    assert_true(testenv_wait_until(rb_progress, &x, 120000, 1));
-    assert_true(testenv_wait_until(rb_settled, &x, 60000, 1));
+    assert_true(testenv_wait_until(rb_progress, &x, 180000, 1));
+    assert_true(testenv_wait_until(rb_settled, &x, 120000, 1));
     assert_true(a.revokes >= 1);
 
     /* The straggler outlived its partition's assignment: not stored, re-delivered. */
@@ -730,14 +737,20 @@ typedef struct wq {
     int *seen;
 } wq_t;
 
-/* A worker thread: finishes each record 1.5 s after it was queued (simulated slow work), so
- * the revoke that follows the second member's join finds records in flight and must wait. */
+/* Set by A's revoke hook (called before the consumer waits for in-flight records). */
+static atomic_bool wt_revoke_started;
+
+/* A worker thread: finishes each record 1.5 s after it was queued (simulated slow work), and
+ * none before A's first revoke has started, so the revoke that follows the second member's
+ * join surely finds records in flight and must wait (a bare 1.5 s could all have elapsed on a
+ * loaded machine before the slow join completed, leaving nothing in flight to wait for). */
 static void *wq_worker(void *arg)
 {
     wq_t *q = arg;
     pthread_mutex_lock(&q->lock);
     while (!q->stop || q->head != q->tail) {
-        if (q->head != q->tail && testenv_now_ms() - q->since[q->head] >= 1500) {
+        if (q->head != q->tail && atomic_load(&wt_revoke_started) &&
+            testenv_now_ms() - q->since[q->head] >= 1500) {
             kafka_record_t *r = q->items[q->head++];
             pthread_mutex_unlock(&q->lock);
             int rc = kafka_consumer_done(q->c, r);
@@ -785,6 +798,7 @@ static void wt_on_revoke(void *opaque, kafka_consumer_t *c,
     size_t n = kafka_consumer_in_flight(c);
     if (n > wt_in_flight_at_revoke)
         wt_in_flight_at_revoke = n;
+    atomic_store(&wt_revoke_started, true);
 }
 
 static bool wt_progress(void *ctx)
@@ -824,18 +838,19 @@ static void test_consumer_revoke_waits_for_worker_threads(void **state)
     static wq_t q; /* static: outlives this frame even if an assertion jumps out */
     memset(seen, 0, sizeof seen);
     memset(&q, 0, sizeof q);
+    atomic_store(&wt_revoke_started, false);
     q.seen = seen;
     pthread_mutex_init(&q.lock, NULL);
     pthread_cond_init(&q.cond, NULL);
-    q.c = consumer_new(group, topic, 15000, wt_on_revoke, NULL);
+    q.c = consumer_new(group, topic, 60000, wt_on_revoke, NULL);
     pthread_t worker;
     assert_int_equal(pthread_create(&worker, NULL, wq_worker, &q), 0);
     wt_ctx_t x = {.q = &q, .seen = seen, .target = 10};
     /* Let A take some records, then a second member joins while A's worker still has some. */
     assert_true(testenv_wait_until(wt_progress, &x, 60000, 1));
-    x.b = consumer_new(group, topic, 15000, NULL, NULL);
+    x.b = consumer_new(group, topic, 60000, NULL, NULL);
     x.target = WT_N;
-    assert_true(testenv_wait_until(wt_progress, &x, 120000, 1));
+    assert_true(testenv_wait_until(wt_progress, &x, 180000, 1));
 
     /* The revoke waited for the worker: every record finished exactly once, none re-seen. */
     assert_true(wt_in_flight_at_revoke > 0);

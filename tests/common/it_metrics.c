@@ -48,7 +48,7 @@ static long http_get(int port, const char *method, const char *path, char **body
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
     long status = 0;
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -86,6 +86,10 @@ typedef struct {
     long want;
 } probe_t;
 
+/* Staleness for the /healthz test: long enough that the request right after a heartbeat is
+ * surely answered within it on a loaded machine (it was 300 ms: a slow request read 503). */
+#define STALE_MS 3000
+
 static bool healthz_is(void *ctx)
 {
     probe_t *p = ctx;
@@ -111,7 +115,7 @@ static void test_server_endpoints(void **state)
     atomic_init(&r.calls, 0);
     metrics_server_config_t cfg = {.bind_address = "127.0.0.1",
                                    .port = METRICS_PORT_AUTO,
-                                   .stale_after_ms = 300,
+                                   .stale_after_ms = STALE_MS,
                                    .ready = ready_cb,
                                    .ready_ctx = &r};
     metrics_server_t *srv = NULL;
@@ -136,11 +140,11 @@ static void test_server_endpoints(void **state)
     assert_non_null(strstr(body, "pipeline_records_total{outcome=\"delivered\",reason=\"\"} 4\n"));
     free(body);
 
-    /* /healthz: fresh -> 200; no heartbeat for longer than 300 ms -> 503; heartbeat -> 200 */
+    /* /healthz: fresh -> 200; no heartbeat for longer than STALE_MS -> 503; heartbeat -> 200 */
     metrics_heartbeat(m);
     assert_int_equal(http_get(port, "GET", "/healthz", NULL), 200);
     probe_t p = {port, 503};
-    assert_true(testenv_wait_until(healthz_is, &p, 5000, 50));
+    assert_true(testenv_wait_until(healthz_is, &p, STALE_MS + 30000, 50));
     assert_int_equal(http_get(port, "GET", "/healthz", &body), 503);
     assert_non_null(strstr(body, "stale"));
     free(body);

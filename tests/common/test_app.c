@@ -388,12 +388,12 @@ static void test_sleep(void **state)
     assert_true(app_sleep_ms(120));
     int64_t took = now_ms() - t0;
     assert_true(took >= 120);
-    assert_true(took < 2000);
+    assert_true(took < 8000); /* generous: a loaded 2-core box under ASan oversleeps */
 
     app_request_stop();
     t0 = now_ms();
-    assert_false(app_sleep_ms(10000));
-    assert_true(now_ms() - t0 < 500);
+    assert_false(app_sleep_ms(30000));
+    assert_true(now_ms() - t0 < 10000); /* at once, not after the 30 s asked for */
     app_reset_stop();
     assert_true(app_sleep_ms(0));
 }

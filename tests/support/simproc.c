@@ -18,6 +18,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Generous: a sanitizer build starting (or exiting with its leak check) on a loaded 2-core
+ * machine that runs two test programs at once. Waiting costs nothing when things are fast. */
+#define SIMPROC_START_TIMEOUT_MS 60000
+#define SIMPROC_STOP_TIMEOUT_MS 60000
+
 struct simproc {
     pid_t pid;
     char base_url[128];
@@ -82,6 +87,50 @@ static char **make_argv(const char *path, const char *const *args)
     return argv;
 }
 
+extern char **environ;
+
+/* True when the "NAME=value" entries a and b name the same variable. */
+static bool same_name(const char *a, const char *b)
+{
+    size_t i = 0;
+    while (a[i] && a[i] != '=' && a[i] == b[i])
+        i++;
+    return (a[i] == '=' || a[i] == '\0') && (b[i] == '=' || b[i] == '\0');
+}
+
+/* The child's environment: this process' environment with env ("NAME=value", NULL-terminated,
+ * may be NULL) added, each entry of env overriding a variable of that name. Built in the parent
+ * (nothing may allocate between fork and exec in a multi-threaded process: another thread may
+ * have held the allocator's lock at fork). free() the array (not the strings). */
+static char **make_envp(const char *const *env)
+{
+    size_t nenv = 0, nown = 0;
+    while (env && env[nenv])
+        nenv++;
+    while (environ && environ[nown])
+        nown++;
+    char **envp = calloc(nown + nenv + 1, sizeof *envp);
+    if (!envp)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < nown; i++) {
+        bool overridden = false;
+        for (size_t j = 0; j < nenv && !overridden; j++)
+            overridden = same_name(environ[i], env[j]);
+        if (!overridden)
+            envp[n++] = environ[i];
+    }
+    for (size_t j = 0; j < nenv; j++) {
+        bool later = false; /* the last of duplicate names in env wins, as putenv would do */
+        for (size_t k = j + 1; k < nenv && !later; k++)
+            later = same_name(env[j], env[k]);
+        if (!later)
+            envp[n++] = (char *)env[j];
+    }
+    envp[n] = NULL;
+    return envp;
+}
+
 /* Forks and execs path. In the child: `deathsig` when this process dies (a test that failed
  * before stopping its children leaves none), env ("NAME=value", NULL-terminated, may be NULL)
  * added, stdout/stderr replaced by out_fd/err_fd when >= 0, close_fd closed when >= 0.
@@ -90,15 +139,22 @@ static pid_t spawn(const char *path, char *const argv[], const char *const *env,
                    int err_fd, int close_fd, int deathsig)
 {
     pid_t parent = getpid();
+    char **envp = make_envp(env);
+    if (!envp) {
+        errno = ENOMEM;
+        return -1;
+    }
     fflush(NULL);
     pid_t pid = fork();
-    if (pid != 0)
+    if (pid != 0) {
+        int saved = errno;
+        free(envp);
+        errno = saved;
         return pid;
+    }
     prctl(PR_SET_PDEATHSIG, deathsig);
     if (getppid() != parent)
         _exit(127);
-    for (size_t i = 0; env && env[i]; i++)
-        putenv((char *)env[i]);
     if (out_fd >= 0)
         dup2(out_fd, STDOUT_FILENO);
     if (err_fd >= 0)
@@ -109,7 +165,7 @@ static pid_t spawn(const char *path, char *const argv[], const char *const *env,
         close(out_fd);
     if (err_fd > STDERR_FILENO && err_fd != out_fd)
         close(err_fd);
-    execv(path, argv);
+    execve(path, argv, envp);
     _exit(127);
 }
 
@@ -174,7 +230,7 @@ simproc *simproc_start(const char *binary, const char *const *args, char *err, s
     }
     int rc;
     char line[256];
-    rc = read_line(fds[0], line, sizeof line, 15000);
+    rc = read_line(fds[0], line, sizeof line, SIMPROC_START_TIMEOUT_MS);
     close(fds[0]); /* the simulators print nothing else on stdout */
     const char *prefix = "listening on ";
     if (rc < 0 || strncmp(line, prefix, strlen(prefix)) != 0 ||
@@ -445,7 +501,7 @@ int simproc_stop(simproc *p)
     free(p);
     kill(pid, SIGTERM);
     int st = 0;
-    if (reap_within(pid, 15000, &st) < 0)
+    if (reap_within(pid, SIMPROC_STOP_TIMEOUT_MS, &st) < 0)
         return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

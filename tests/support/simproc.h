@@ -40,7 +40,7 @@
 typedef struct simproc simproc;
 
 /* Starts <PIPELINE_BIN_DIR>/<binary> with argv = binary + args (NULL-terminated, may be NULL)
- * and waits (up to 15 s) for its first stdout line. NULL with err on failure (the child, if
+ * and waits (up to 60 s) for its first stdout line. NULL with err on failure (the child, if
  * any, is killed and reaped). Pass "--port", "0" yourself in args. */
 simproc *simproc_start(const char *binary, const char *const *args, char *err, size_t errlen);
 
@@ -104,7 +104,7 @@ int simproc_reset(const simproc *p);
 cJSON *simproc_state(const simproc *p);
 cJSON *simproc_stats(const simproc *p);
 
-/* SIGTERM, then waits up to 15 s (SIGKILL after that). Returns the exit status when the child
+/* SIGTERM, then waits up to 60 s (SIGKILL after that). Returns the exit status when the child
  * exited normally (0 = clean, what tests should assert), or -1 when it was killed by a signal
  * or did not stop. Frees p. NULL p returns -1. */
 int simproc_stop(simproc *p);
