@@ -102,6 +102,24 @@ static bool same_name(const char *a, const char *b)
  * may be NULL) added, each entry of env overriding a variable of that name. Built in the parent
  * (nothing may allocate between fork and exec in a multi-threaded process: another thread may
  * have held the allocator's lock at fork). free() the array (not the strings). */
+/* True for an inherited variable that configures the pipeline. A developer's shell may carry
+ * such settings (MAX_ATTEMPTS, PLOOMES_ENTITIES, ...): they must not leak into the binaries a
+ * test starts, or the test would check a configuration it did not choose. The service
+ * addresses and LOG_LEVEL (for debugging a test) are kept. */
+static bool pipeline_setting(const char *entry)
+{
+    static const char *const prefixes[] = {
+        "PLOOMES_", "MILVUS_", "KAFKA_", "TOPIC_", "TICKET", "SYNC_SINCE=", "POLL_INTERVAL_",
+        "MAX_ATTEMPTS=", "RETRY_", "MAX_IN_FLIGHT=", "DRY_RUN=", "METRICS_PORT=",
+        "HTTP_TIMEOUT_MS=", "CLAIM_LEASE_SECONDS=", "MONGODB_PASSWORD"};
+    if (strncmp(entry, "KAFKA_BOOTSTRAP_SERVERS=", 24) == 0)
+        return false;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(entry, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
 static char **make_envp(const char *const *env)
 {
     size_t nenv = 0, nown = 0;
@@ -117,7 +135,7 @@ static char **make_envp(const char *const *env)
         bool overridden = false;
         for (size_t j = 0; j < nenv && !overridden; j++)
             overridden = same_name(environ[i], env[j]);
-        if (!overridden)
+        if (!overridden && !pipeline_setting(environ[i]))
             envp[n++] = environ[i];
     }
     for (size_t j = 0; j < nenv; j++) {

@@ -111,7 +111,9 @@ int simproc_stop(simproc *p);
 
 /* Starts <PIPELINE_BIN_DIR>/<binary> with argv = binary + args (NULL-terminated, may be NULL)
  * and the test's environment plus env ("NAME=value", NULL-terminated, may be NULL; each
- * overrides a variable of that name). Its stdout and stderr are appended to log_path (created
+ * overrides a variable of that name). Pipeline settings inherited from the test's own
+ * environment (PLOOMES_*, MILVUS_*, KAFKA_* but KAFKA_BOOTSTRAP_SERVERS, MAX_ATTEMPTS, ...)
+ * are not passed on: a child sees only the settings its test chose. Its stdout and stderr are appended to log_path (created
  * when missing). It gets SIGKILL if the test process dies first. Returns the child's pid, to
  * pass to simproc_wait (or to signal), or -1 with err when the log cannot be opened or fork
  * fails (no child then). */
