@@ -4,9 +4,13 @@
  *   pages of 1,000 (past the seed's 1,000 cap) with the right key and headers; a second pass
  *   publishes none; one changed client is republished alone; a client with invalid UTF-8 is
  *   skipped (logged, counted) until fixed at the source; an answer capped below the page
- *   size while the API reports more clients is warned about (answer_truncated).
+ *   size while the API reports more clients is warned about (answer_truncated). The daemon
+ *   then publishes three new clients and serves /healthz, /readyz and /metrics (SPEC §7): its
+ *   published count is exactly those three, the token never shows, /healthz answers while it
+ *   idles between polls.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -163,6 +167,30 @@ static void clients_paged_and_deduplicated(void **state)
     assert_int_equal(pt_consume(topic, &m, 60000), 0);
     assert_int_equal(m.n, 2502);
     assert_int_equal(pt_count_key(&m, "2600"), 1);
+    pt_msgs_free(&m);
+
+    /* the daemon: three new clients, counted on its /metrics; SIGTERM exits 0 */
+    seed(sim, clients(2601, 2603, "Cliente"));
+    int port = 0;
+    pid_t pid = pt_start_daemon("milvus-producer", env, log, &port);
+    assert_true(pid > 0);
+    pt_endpoints_t ep = {port, log, "milvus", "client", 3, TOKEN};
+    const char *why = pt_check_endpoints(&ep);
+    if (why)
+        fail_msg("milvus-producer on METRICS_PORT=%d: %s", port, why);
+    kill(pid, SIGTERM);
+    int rc = simproc_wait(pid, 30000);
+    if (rc != 0)
+        pt_dump_log(log, 4000);
+    assert_int_equal(rc, 0);
+    assert_int_equal(pt_consume(topic, &m, 60000), 0);
+    assert_int_equal(m.n, 2505);
+    check_all(&m, 11, 2603, 0, 2); /* 2511..2599 were never seeded */
+    for (int id = 2601; id <= 2603; id++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", id);
+        assert_int_equal(pt_count_key(&m, key), 1);
+    }
     pt_msgs_free(&m);
 
     /* the poll result is recorded for pipeline-status */

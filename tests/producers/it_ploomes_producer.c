@@ -11,7 +11,9 @@
  *                           page in flight
  *   throttling_and_outage   429 bursts and an outage: --once during the outage exits 1, a later
  *                           pass catches up; the daemon rides out the next outage and finishes;
- *                           SIGTERM exits 0; a wrong key exits 3
+ *                           SIGTERM exits 0; a wrong key exits 3; the daemon's /healthz,
+ *                           /readyz and /metrics (SPEC §7) answer, /metrics counting what that
+ *                           process published, without the User-Key, /healthz also while idle
  *   unusable_rows           a record with invalid UTF-8 is skipped (logged with its id,
  *                           counted), never published raw, the cursor moves past it, and it
  *                           is published once fixed at the source (ids that are not positive
@@ -446,8 +448,10 @@ static void throttling_and_outage(void **state)
     pt_msgs_free(&c);
 
     /* The daemon rides out an outage: pages fail, are retried on the next poll, and it
-     * finishes with everything published; SIGTERM exits 0. */
-    pid_t pid = start_producer(&f, NULL);
+     * finishes with everything published; SIGTERM exits 0. It serves METRICS_PORT. */
+    int port = 0;
+    pid_t pid = pt_start_daemon("ploomes-producer", f.env, f.log, &port);
+    assert_true(pid > 0);
     log_wait_t lw = {f.log, "event=pass_done source=ploomes outcome=ok", 1};
     int before = pt_log_count(f.log, lw.needle);
     lw.n = before + 1;
@@ -462,6 +466,12 @@ static void throttling_and_outage(void **state)
     assert_true(testenv_wait_until(log_has, &fw, DAEMON_OUTAGE_MS, 50));
     cursor_wait_t w = {&f, 1500};
     assert_true(testenv_wait_until(cursor_reached, &w, DAEMON_OUTAGE_MS + 60000, 50));
+    /* Its own count: contacts 901..1500 (1..900 came from the --once passes; the topic
+     * holds each id exactly once, checked below). */
+    pt_endpoints_t ep = {port, f.log, "ploomes", "contact", 1500 - 900, KEY};
+    const char *why = pt_check_endpoints(&ep);
+    if (why)
+        fail_msg("ploomes-producer on METRICS_PORT=%d: %s", port, why);
     kill(pid, SIGTERM);
     rc = simproc_wait(pid, 30000);
     if (rc != 0)

@@ -8,17 +8,28 @@
  *   pt_consume    read a whole topic from the beginning up to the high watermarks (exact: the
  *                 producers have flushed before we read) and collect every message
  *   pt_check_*    SPEC §2 checks of key and headers
+ *   pt_start_daemon, pt_check_endpoints
+ *                 run a daemon with METRICS_PORT on a free port; SPEC §7 checks of its
+ *                 /healthz, /readyz and /metrics (libcurl)
  */
 #ifndef TESTS_PRODUCERS_PRODTEST_H
 #define TESTS_PRODUCERS_PRODTEST_H
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "simproc.h"
@@ -287,6 +298,277 @@ static inline const char *pt_check_msg(const pt_msg_t *m, const char *source, co
             res = "event-id does not match source|entity|id|stamp";
     }
     cJSON_Delete(v);
+    return res;
+}
+
+/* ---- a daemon's /healthz, /readyz and /metrics (SPEC §7) ---------------------------------- */
+
+/* A TCP port free on 127.0.0.1 when called (bound on port 0, read back, closed). Another process
+ * may take it before the daemon binds it: pt_start_daemon then tries another. -1 on failure. */
+static inline int pt_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+typedef struct {
+    pid_t pid;
+    const char *log;
+    char listening[96], refused[96];
+    int listening_before, refused_before;
+} pt_start_wait_t;
+
+/* The daemon said where it listens, said it could not bind, or exited (not reaped here). */
+static inline bool pt_start_settled(void *ctx)
+{
+    pt_start_wait_t *w = ctx;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return pt_log_count(w->log, w->listening) > w->listening_before ||
+           pt_log_count(w->log, w->refused) > w->refused_before ||
+           (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0);
+}
+
+/* Starts <binary> as a daemon (no arguments) with `env` plus METRICS_PORT=<a free port> (any
+ * METRICS_PORT of env is dropped), its output appended to log_path, and waits (up to 60 s)
+ * until its log says "event=metrics_listening ... port=<port>". When it could not bind the port
+ * (another process took it first: it logs "METRICS_PORT=<port>: cannot listen" and exits), it
+ * is reaped and started again on another port, up to 5 times. Returns the pid (stop it with
+ * SIGTERM + simproc_wait) and sets *port, or -1 with the reason on stderr (no child left). */
+static inline pid_t pt_start_daemon(const char *binary, const char *const env[],
+                                    const char *log_path, int *port)
+{
+    const char *e[64];
+    size_t n = 0;
+    for (size_t i = 0; env && env[i] && n < 62; i++)
+        if (strncmp(env[i], "METRICS_PORT=", 13) != 0)
+            e[n++] = env[i];
+    char e_port[32];
+    e[n] = e_port;
+    e[n + 1] = NULL;
+    for (int attempt = 1; attempt <= 5; attempt++) {
+        *port = pt_free_port();
+        if (*port < 0) {
+            fprintf(stderr, "no free TCP port on 127.0.0.1: %s\n", strerror(errno));
+            return -1;
+        }
+        snprintf(e_port, sizeof e_port, "METRICS_PORT=%d", *port);
+        pt_start_wait_t w = {.log = log_path};
+        snprintf(w.listening, sizeof w.listening, "event=metrics_listening address=0.0.0.0 port=%d",
+                 *port);
+        snprintf(w.refused, sizeof w.refused, "METRICS_PORT=%d: cannot listen", *port);
+        w.listening_before = pt_log_count(log_path, w.listening);
+        w.refused_before = pt_log_count(log_path, w.refused);
+        char err[512];
+        w.pid = simproc_spawn(binary, NULL, e, log_path, err, sizeof err);
+        if (w.pid < 0) {
+            fprintf(stderr, "%s\n", err);
+            return -1;
+        }
+        testenv_wait_until(pt_start_settled, &w, 60000, 20);
+        if (pt_log_count(log_path, w.listening) > w.listening_before)
+            return w.pid;
+        int rc = simproc_wait(w.pid, 30000);
+        if (pt_log_count(log_path, w.refused) == w.refused_before) {
+            fprintf(stderr, "%s did not start its metrics server (exit %d)\n", binary, rc);
+            pt_dump_log(log_path, 4000);
+            return -1;
+        }
+        fprintf(stderr, "%s: port %d taken before it could bind it (attempt %d): another port\n",
+                binary, *port, attempt);
+    }
+    fprintf(stderr, "%s: no port could be bound in 5 attempts\n", binary);
+    return -1;
+}
+
+typedef struct {
+    char *data;
+    size_t len;
+} pt_body_t;
+
+static inline size_t pt_on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    pt_body_t *b = ud;
+    size_t n = size * nmemb;
+    char *d = realloc(b->data, b->len + n + 1);
+    if (d == NULL)
+        return 0; /* curl reports a write error */
+    memcpy(d + b->len, p, n);
+    b->len += n;
+    d[b->len] = '\0';
+    b->data = d;
+    return n;
+}
+
+/* GET http://127.0.0.1:<port><path> (10 s timeout). Returns the HTTP status, or -1 on a
+ * transport error. When body is not NULL, *body gets the answer (malloc'd, NUL-terminated,
+ * free() it) or NULL after a transport error. */
+static inline long pt_http_get(int port, const char *path, char **body)
+{
+    if (body)
+        *body = NULL;
+    CURL *c = curl_easy_init();
+    if (c == NULL)
+        return -1;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    pt_body_t b = {NULL, 0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, pt_on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    if (status < 0 || body == NULL)
+        free(b.data);
+    else
+        *body = b.data ? b.data : pt_dupn("", 0);
+    return status;
+}
+
+/* The first line of Prometheus text `text` that starts with `prefix`, or NULL. */
+static inline const char *pt_metric_line(const char *text, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (const char *line = text; line != NULL && *line != '\0';) {
+        if (strncmp(line, prefix, n) == 0)
+            return line;
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return NULL;
+}
+
+/* The value of sample `series` (name and labels as rendered, e.g.
+ * producer_records_published_total{source="ploomes",entity="contact"}), or -1 when absent. */
+static inline double pt_metric_value(const char *text, const char *series)
+{
+    char prefix[256];
+    snprintf(prefix, sizeof prefix, "%s ", series);
+    const char *line = pt_metric_line(text, prefix);
+    if (line == NULL)
+        return -1;
+    char *end = NULL;
+    double v = strtod(line + strlen(prefix), &end);
+    return end != NULL && (*end == '\n' || *end == '\0') ? v : -1;
+}
+
+/* What pt_check_endpoints checks, for one running daemon. */
+typedef struct {
+    int port;            /* its METRICS_PORT (pt_start_daemon) */
+    const char *log;     /* its log file */
+    const char *source;  /* "ploomes" / "milvus": the source label, and the api label */
+    const char *entity;  /* the entity label of the published series */
+    double published;    /* records this very process published (delivery confirmed) */
+    const char *secret;  /* the configured User-Key / token: never in /metrics */
+} pt_endpoints_t;
+
+typedef struct {
+    const pt_endpoints_t *ep;
+    char series[160];
+    char *text;       /* the last /metrics answer */
+    long status;      /* its status */
+    long probe;       /* the last answer of another endpoint */
+    int bad_probes;   /* /healthz answers other than 200 while idle */
+    int probes;
+    char pass_done[96];
+    int passes;       /* pass_done lines to wait for */
+} pt_endpoints_wait_t;
+
+static inline bool pt_ready(void *ctx)
+{
+    pt_endpoints_wait_t *w = ctx;
+    w->probe = pt_http_get(w->ep->port, "/readyz", NULL);
+    return w->probe == 200;
+}
+
+static inline bool pt_published_reached(void *ctx)
+{
+    pt_endpoints_wait_t *w = ctx;
+    free(w->text);
+    w->status = pt_http_get(w->ep->port, "/metrics", &w->text);
+    return w->status == 200 && pt_metric_value(w->text, w->series) == w->ep->published;
+}
+
+/* Probes /healthz until `passes` more polls are done (the daemon idles between them). */
+static inline bool pt_idle_polls_done(void *ctx)
+{
+    pt_endpoints_wait_t *w = ctx;
+    w->probe = pt_http_get(w->ep->port, "/healthz", NULL);
+    w->probes++;
+    if (w->probe != 200)
+        w->bad_probes++;
+    return pt_log_count(w->ep->log, w->pass_done) >= w->passes;
+}
+
+/* SPEC §7 checks of a running daemon: /readyz answers 200 (waited for, up to 60 s) and
+ * /healthz 200; /metrics answers 200 with "# TYPE producer_records_published_total counter",
+ * the series {source, entity} of that family reaching exactly ep->published (waited for, up to
+ * 60 s), an http_request_duration_seconds_count{api="<source>",...} line, and never the
+ * secret; /healthz goes on answering 200 through the next two polls and the idle second
+ * between them (POLL_INTERVAL_SECONDS=1). Returns NULL when all hold, else a static
+ * description. */
+static inline const char *pt_check_endpoints(const pt_endpoints_t *ep)
+{
+    static char why[512];
+    const char *res = NULL;
+    pt_endpoints_wait_t w = {.ep = ep};
+    snprintf(w.series, sizeof w.series,
+             "producer_records_published_total{source=\"%s\",entity=\"%s\"}", ep->source,
+             ep->entity);
+    char api_line[96];
+    snprintf(api_line, sizeof api_line, "http_request_duration_seconds_count{api=\"%s\",",
+             ep->source);
+    snprintf(w.pass_done, sizeof w.pass_done, "event=pass_done source=%s ", ep->source);
+    long health = -2;
+    if (!testenv_wait_until(pt_ready, &w, 60000, 50)) {
+        snprintf(why, sizeof why, "GET /readyz answered %ld, not 200, for 60 s", w.probe);
+        res = why;
+    } else if ((health = pt_http_get(ep->port, "/healthz", NULL)) != 200) {
+        snprintf(why, sizeof why, "GET /healthz answered %ld, not 200", health);
+        res = why;
+    } else if (!testenv_wait_until(pt_published_reached, &w, 60000, 50)) {
+        snprintf(why, sizeof why, "GET /metrics: status %ld, %s = %g after 60 s, expected %g",
+                 w.status, w.series, w.text ? pt_metric_value(w.text, w.series) : -1,
+                 ep->published);
+        res = why;
+    } else if (!pt_metric_line(w.text, "# TYPE producer_records_published_total counter\n")) {
+        res = "/metrics has no \"# TYPE producer_records_published_total counter\" line";
+    } else if (!pt_metric_line(w.text, api_line)) {
+        snprintf(why, sizeof why, "/metrics has no line starting with %s", api_line);
+        res = why;
+    } else if (strstr(w.text, ep->secret) != NULL) {
+        res = "/metrics shows the configured key/token";
+    } else {
+        w.passes = pt_log_count(ep->log, w.pass_done) + 2;
+        if (!testenv_wait_until(pt_idle_polls_done, &w, 60000, 100)) {
+            res = "the daemon did not poll twice in 60 s (POLL_INTERVAL_SECONDS=1)";
+        } else if (w.bad_probes > 0 || w.probes < 5) {
+            snprintf(why, sizeof why,
+                     "GET /healthz while idle between polls: %d of %d answers not 200 (last %ld)",
+                     w.bad_probes, w.probes, w.probe);
+            res = why;
+        }
+    }
+    if (res != NULL && w.text != NULL)
+        fprintf(stderr, "---- /metrics ----\n%s", w.text);
+    free(w.text);
     return res;
 }
 
