@@ -15,49 +15,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "testenv.h"
+#include "testhttp.h"
 
-typedef struct {
-    char *data;
-    size_t len;
-} body_t;
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    body_t *b = userdata;
-    size_t n = size * nmemb;
-    char *grown = realloc(b->data, b->len + n + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + b->len, ptr, n);
-    b->len += n;
-    grown[b->len] = '\0';
-    b->data = grown;
-    return n;
-}
-
-/* Performs METHOD http://127.0.0.1:port/path; returns the status (0 on transport error) and the
- * body in *body_out (malloc'd, may be NULL). */
+/* GET/POST http://127.0.0.1:port/path through the shared test helper; -1 = no answer. */
 static long http_get(int port, const char *method, const char *path, char **body_out)
 {
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    body_t b = {NULL, 0};
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    if (body_out)
-        *body_out = b.data;
-    else
-        free(b.data);
-    return status;
+    return testhttp_local(method, port, path, 30000, body_out);
 }
 
 typedef struct {
@@ -179,7 +142,7 @@ static void test_server_endpoints(void **state)
 
     metrics_server_stop(srv);
     /* stopped: nothing listens any more */
-    assert_int_equal(http_get(port, "GET", "/healthz", NULL), 0);
+    assert_int_equal(http_get(port, "GET", "/healthz", NULL), -1);
     metrics_free(m);
 }
 

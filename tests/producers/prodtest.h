@@ -10,14 +10,13 @@
  *   pt_check_*    SPEC §2 checks of key and headers
  *   pt_start_daemon, pt_check_endpoints
  *                 run a daemon with METRICS_PORT on a free port; SPEC §7 checks of its
- *                 /healthz, /readyz and /metrics (libcurl)
+ *                 /healthz, /readyz and /metrics (testhttp_)
  */
 #ifndef TESTS_PRODUCERS_PRODTEST_H
 #define TESTS_PRODUCERS_PRODTEST_H
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
@@ -34,6 +33,7 @@
 #include "hash.h"
 #include "simproc.h"
 #include "testenv.h"
+#include "testhttp.h"
 
 /* ---- subprocesses and simulators (tests/support/simproc.h) -------------------------------- */
 
@@ -393,52 +393,9 @@ static inline pid_t pt_start_daemon(const char *binary, const char *const env[],
     return -1;
 }
 
-typedef struct {
-    char *data;
-    size_t len;
-} pt_body_t;
-
-static inline size_t pt_on_body(char *p, size_t size, size_t nmemb, void *ud)
-{
-    pt_body_t *b = ud;
-    size_t n = size * nmemb;
-    char *d = realloc(b->data, b->len + n + 1);
-    if (d == NULL)
-        return 0; /* curl reports a write error */
-    memcpy(d + b->len, p, n);
-    b->len += n;
-    d[b->len] = '\0';
-    b->data = d;
-    return n;
-}
-
-/* GET http://127.0.0.1:<port><path> (10 s timeout). Returns the HTTP status, or -1 on a
- * transport error. When body is not NULL, *body gets the answer (malloc'd, NUL-terminated,
- * free() it) or NULL after a transport error. */
 static inline long pt_http_get(int port, const char *path, char **body)
 {
-    if (body)
-        *body = NULL;
-    CURL *c = curl_easy_init();
-    if (c == NULL)
-        return -1;
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    pt_body_t b = {NULL, 0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, pt_on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    long status = -1;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    if (status < 0 || body == NULL)
-        free(b.data);
-    else
-        *body = b.data ? b.data : pt_dupn("", 0);
-    return status;
+    return testhttp_local("GET", port, path, 10000L, body);
 }
 
 /* The first line of Prometheus text `text` that starts with `prefix`, or NULL. */
