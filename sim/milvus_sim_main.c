@@ -199,24 +199,30 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
     const char *status_s = simsrv_param_get(req, "status");
     int64_t status = 1;
     if (status_s && status_s[0] &&
-        (!simjson_parse_count(status_s, &status) || status < 1 || status > 3))
-        { error_body(a, srv, resp, 400, "status inválido: use 1 (ativos), 2 (bloqueados) ou 3 (todos)"); return; }
+        (!simjson_parse_count(status_s, &status) || status < 1 || status > 3)) {
+        error_body(a, srv, resp, 400, "status inválido: use 1 (ativos), 2 (bloqueados) ou 3 (todos)");
+        return;
+    }
     const char *doc_s = simsrv_param_get(req, "documento");
     char doc[64] = "";
     if (doc_s && doc_s[0]) {
         cJSON *tmp = cJSON_CreateString(doc_s);
         bool ok = tmp && doc_key(tmp, 0, doc, sizeof doc);
         cJSON_Delete(tmp);
-        if (!ok)
-            { error_body(a, srv, resp, 400, "documento inválido"); return; }
+        if (!ok) {
+            error_body(a, srv, resp, 400, "documento inválido");
+            return;
+        }
     }
     const char *nome = simsrv_param_get(req, "nome_fantasia");
     const char *pag_s = simsrv_param_get(req, "pagina");
     const char *tot_s = simsrv_param_get(req, "total_registros");
     int64_t pagina = 1, per = INT64_MAX;
     if ((pag_s && (!simjson_parse_count(pag_s, &pagina) || pagina < 1)) ||
-        (tot_s && (!simjson_parse_count(tot_s, &per) || per < 1)))
-        { error_body(a, srv, resp, 400, "pagina e total_registros devem ser inteiros positivos"); return; }
+        (tot_s && (!simjson_parse_count(tot_s, &per) || per < 1))) {
+        error_body(a, srv, resp, 400, "pagina e total_registros devem ser inteiros positivos");
+        return;
+    }
     /* truncate_at (default 1000, the seed's blind spot) caps every answer; 0 = no cap */
     int64_t cap = simsrv_get_faults(srv)->truncate_at;
     if (cap > 0 && per > cap)
@@ -395,9 +401,12 @@ static void handle_cliente_criar(app *a, simsrv *srv, const simsrv_req *req, sim
     cJSON_AddItemToArray(eq, cJSON_CreateString("EQUIPE PADRÃO"));
     simjson_set(rec, "equipes", eq);
     simjson_set(rec, "grupo_categorias", cJSON_CreateArray());
-    if (simstore_put(&a->clients, id, rec) < 0)
-        { error_body(a, srv, resp, 500, "out of memory"); return; }
-    { bare_number(resp, id); return; }
+    if (simstore_put(&a->clients, id, rec) < 0) {
+        error_body(a, srv, resp, 500, "out of memory");
+        return;
+    }
+    bare_number(resp, id);
+    return;
 fail:
     cJSON_Delete(body);
     error_body(a, srv, resp, status, msg);
@@ -462,9 +471,12 @@ static void handle_chamado_criar(app *a, simsrv *srv, const simsrv_req *req, sim
     simjson_set(t, "data_solucao", cJSON_CreateNull());
     simjson_set(t, "total_horas", cJSON_CreateString("00:00"));
     simjson_set(t, "origem", cJSON_CreateString("API"));
-    if (simstore_put(&a->tickets, id, t) < 0)
-        { error_body(a, srv, resp, 500, "out of memory"); return; }
-    { bare_number(resp, codigo); return; }
+    if (simstore_put(&a->tickets, id, t) < 0) {
+        error_body(a, srv, resp, 500, "out of memory");
+        return;
+    }
+    bare_number(resp, codigo);
+    return;
 fail:
     cJSON_Delete(body);
     error_body(a, srv, resp, status, msg);
@@ -811,8 +823,10 @@ static void handle_acomp_list(app *a, simsrv *srv, const char *codigo, simsrv_re
     cJSON *cv = cJSON_CreateString(codigo);
     const cJSON *t = cv ? ticket_by_codigo(a, cv) : NULL;
     cJSON_Delete(cv);
-    if (!t)
-        { error_body(a, srv, resp, 404, "Chamado não encontrado"); return; }
+    if (!t) {
+        error_body(a, srv, resp, 404, "Chamado não encontrado");
+        return;
+    }
     cJSON *out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "status_code", 200);
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(t, "acompanhamentos");
@@ -839,8 +853,10 @@ static void handle_contato_pesquisar(app *a, simsrv *srv, const simsrv_req *req,
     const char *tel = simsrv_param_get(req, "telefone");
     char want[64] = "";
     digits_of(tel, want, sizeof want);
-    if ((!email || !email[0]) && !want[0])
-        { error_body(a, srv, resp, 400, "Informe telefone ou email"); return; }
+    if ((!email || !email[0]) && !want[0]) {
+        error_body(a, srv, resp, 400, "Informe telefone ou email");
+        return;
+    }
     cJSON *out = cJSON_CreateArray();
     for (size_t i = 0; out && i < a->clients.n; i++) {
         const cJSON *c = a->clients.items[i].obj;
@@ -1003,9 +1019,12 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
         const char *rest = req->path + sizeof acomp - 1;
         int64_t ignored;
         if (simjson_parse_count(rest, &ignored)) {
-            if (strcmp(req->method, "GET") != 0)
-                { error_body(a, srv, resp, 405, "Método não permitido"); return; }
-            { handle_acomp_list(a, srv, rest, resp); return; }
+            if (strcmp(req->method, "GET") != 0) {
+                error_body(a, srv, resp, 405, "Método não permitido");
+                return;
+            }
+            handle_acomp_list(a, srv, rest, resp);
+            return;
         }
     }
     bool path_known = false;
@@ -1016,11 +1035,15 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
         if (strlen(routes[i].path) != plen || strncmp(routes[i].path, req->path, plen) != 0)
             continue;
         path_known = true;
-        if (strcmp(routes[i].method, req->method) == 0)
-            { routes[i].fn(a, srv, req, resp); return; }
+        if (strcmp(routes[i].method, req->method) == 0) {
+            routes[i].fn(a, srv, req, resp);
+            return;
+        }
     }
-    if (path_known)
-        { error_body(a, srv, resp, 405, "Método não permitido"); return; }
+    if (path_known) {
+        error_body(a, srv, resp, 405, "Método não permitido");
+        return;
+    }
     error_body(a, srv, resp, 404, "Rota não encontrada");
 }
 

@@ -798,11 +798,13 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
     query q;
     if (query_parse(a, set, req, &q, err, sizeof err) < 0) {
         query_free(&q);
-        { error_body(a, srv, resp, 400, err); return; }
+        error_body(a, srv, resp, 400, err);
+        return;
     }
     if (q.has_top && q.top > PAGE_CAP && simsrv_get_faults(srv)->top_cap_error) {
         query_free(&q);
-        { error_body(a, srv, resp, 400, "The limit of '300' for Top query has been exceeded."); return; }
+        error_body(a, srv, resp, 400, "The limit of '300' for Top query has been exceeded.");
+        return;
     }
     schema_ctx sc = {a, set};
     odata_schema schema = {field_type_cb, member_cb, &sc};
@@ -810,7 +812,8 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
     const cJSON **rows = malloc((st->n ? st->n : 1) * sizeof *rows);
     if (!rows) {
         query_free(&q);
-        { error_body(a, srv, resp, 500, "out of memory"); return; }
+        error_body(a, srv, resp, 500, "out of memory");
+        return;
     }
     size_t n = 0;
     for (size_t i = 0; i < st->n; i++) {
@@ -820,7 +823,8 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
             query_free(&q);
             char msg[700];
             snprintf(msg, sizeof msg, "The query specified in the URI is not valid. %s", err);
-            { error_body(a, srv, resp, 400, msg); return; }
+            error_body(a, srv, resp, 400, msg);
+            return;
         }
         if (match)
             rows[n++] = st->items[i].obj;
@@ -866,7 +870,8 @@ static void respond_one(app *a, simsrv *srv, int set, const simsrv_req *req, sim
     query q;
     if (query_parse(a, set, req, &q, err, sizeof err) < 0) {
         query_free(&q);
-        { error_body(a, srv, resp, 400, err); return; }
+        error_body(a, srv, resp, 400, err);
+        return;
     }
     cJSON *env = envelope(srv, req, set);
     cJSON *arr = cJSON_AddArrayToObject(env, "value");
@@ -948,9 +953,12 @@ static void handle_create(app *a, simsrv *srv, int set, const simsrv_req *req, s
         if (!cJSON_GetObjectItemCaseSensitive(rec, "Date"))
             simjson_set(rec, "Date", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "CreateDate"), true));
     }
-    if (simstore_put(&a->sets[set], id, rec) < 0)
-        { error_body(a, srv, resp, 500, "out of memory"); return; }
-    { respond_one(a, srv, set, req, resp, rec); return; }
+    if (simstore_put(&a->sets[set], id, rec) < 0) {
+        error_body(a, srv, resp, 500, "out of memory");
+        return;
+    }
+    respond_one(a, srv, set, req, resp, rec);
+    return;
 bad:
     cJSON_Delete(rec);
     error_body(a, srv, resp, 400, err);
@@ -961,8 +969,10 @@ static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_
 {
     char err[300] = "";
     cJSON *rec = simstore_get(&a->sets[set], id);
-    if (!rec)
-        { error_body(a, srv, resp, 404, "The record was not found."); return; }
+    if (!rec) {
+        error_body(a, srv, resp, 404, "The record was not found.");
+        return;
+    }
     cJSON *body = parse_body_object(a, srv, req, resp);
     if (!body)
         return;
@@ -971,11 +981,13 @@ static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_
         normalize_rows(a, set, body, "Tags", id, err, sizeof err) < 0 ||
         normalize_rows(a, set, body, "Phones", id, err, sizeof err) < 0) {
         cJSON_Delete(body);
-        { error_body(a, srv, resp, 400, err); return; }
+        error_body(a, srv, resp, 400, err);
+        return;
     }
     if (set == S_CONTACTS && cJSON_GetObjectItemCaseSensitive(body, "Name") && !nonempty_string(body, "Name")) {
         cJSON_Delete(body);
-        { error_body(a, srv, resp, 400, "Name cannot be empty."); return; }
+        error_body(a, srv, resp, 400, "Name cannot be empty.");
+        return;
     }
     cJSON *it = body->child;
     while (it) {
@@ -993,16 +1005,20 @@ static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_
         derive_documents(rec);
     simjson_set(rec, "LastUpdateDate", stamp_item(a));
     simjson_set(rec, "UpdaterId", simjson_num_i64(ACCOUNT_USER_ID));
-    if (simsrv_get_faults(srv)->patch_204)
-        { simsrv_resp_text(resp, 204, NULL, NULL); return; }
+    if (simsrv_get_faults(srv)->patch_204) {
+        simsrv_resp_text(resp, 204, NULL, NULL);
+        return;
+    }
     respond_one(a, srv, set, req, resp, rec);
 }
 
 static void handle_finish(app *a, simsrv *srv, int64_t id, const simsrv_req *req, simsrv_resp *resp)
 {
     cJSON *rec = simstore_get(&a->sets[S_TASKS], id);
-    if (!rec)
-        { error_body(a, srv, resp, 404, "The task was not found."); return; }
+    if (!rec) {
+        error_body(a, srv, resp, 404, "The task was not found.");
+        return;
+    }
     cJSON *stamp = stamp_item(a);
     simjson_set(rec, "Finished", cJSON_CreateTrue());
     simjson_set(rec, "FinishDate", cJSON_Duplicate(stamp, true));
@@ -1059,32 +1075,51 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
     bool has_id;
     int64_t id = 0;
     char action[32];
-    if (!route(req->path, &set, &has_id, &id, action, sizeof action))
-        { error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI."); return; }
+    if (!route(req->path, &set, &has_id, &id, action, sizeof action)) {
+        error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI.");
+        return;
+    }
     const char *m = req->method;
     if (action[0]) {
-        if (set == S_TASKS && strcasecmp(action, "Finish") == 0 && strcmp(m, "POST") == 0)
-            { handle_finish(a, srv, id, req, resp); return; }
-        { error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI."); return; }
+        if (set == S_TASKS && strcasecmp(action, "Finish") == 0 && strcmp(m, "POST") == 0) {
+            handle_finish(a, srv, id, req, resp);
+            return;
+        }
+        error_body(a, srv, resp, 404, "No HTTP resource was found that matches the request URI.");
+        return;
     }
     if (strcmp(m, "GET") == 0) {
-        if (!has_id)
-            { handle_list(a, srv, set, req, resp); return; }
+        if (!has_id) {
+            handle_list(a, srv, set, req, resp);
+            return;
+        }
         const cJSON *rec = simstore_get(&a->sets[set], id);
-        if (!rec)
-            { error_body(a, srv, resp, 404, "The record was not found."); return; }
-        { respond_one(a, srv, set, req, resp, rec); return; }
+        if (!rec) {
+            error_body(a, srv, resp, 404, "The record was not found.");
+            return;
+        }
+        respond_one(a, srv, set, req, resp, rec);
+        return;
     }
-    if (!SETS[set].writable)
-        { error_body(a, srv, resp, 405, "The requested resource does not support this HTTP method."); return; }
-    if (strcmp(m, "POST") == 0 && !has_id)
-        { handle_create(a, srv, set, req, resp); return; }
-    if ((strcmp(m, "PATCH") == 0 || strcmp(m, "PUT") == 0) && has_id)
-        { handle_patch(a, srv, set, id, req, resp); return; }
+    if (!SETS[set].writable) {
+        error_body(a, srv, resp, 405, "The requested resource does not support this HTTP method.");
+        return;
+    }
+    if (strcmp(m, "POST") == 0 && !has_id) {
+        handle_create(a, srv, set, req, resp);
+        return;
+    }
+    if ((strcmp(m, "PATCH") == 0 || strcmp(m, "PUT") == 0) && has_id) {
+        handle_patch(a, srv, set, id, req, resp);
+        return;
+    }
     if (strcmp(m, "DELETE") == 0 && has_id) {
-        if (!simstore_remove(&a->sets[set], id))
-            { error_body(a, srv, resp, 404, "The record was not found."); return; }
-        { simsrv_resp_text(resp, 204, NULL, NULL); return; }
+        if (!simstore_remove(&a->sets[set], id)) {
+            error_body(a, srv, resp, 404, "The record was not found.");
+            return;
+        }
+        simsrv_resp_text(resp, 204, NULL, NULL);
+        return;
     }
     error_body(a, srv, resp, 405, "The requested resource does not support this HTTP method.");
 }

@@ -534,50 +534,72 @@ static void handle_admin(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
     bool get = strcmp(req->method, "GET") == 0;
     char err[512] = "";
     if (strcmp(what, "/seed") == 0) {
-        if (!post)
-            { admin_error(resp, 405, "use POST /_admin/seed"); return; }
+        if (!post) {
+            admin_error(resp, 405, "use POST /_admin/seed");
+            return;
+        }
         cJSON *body = simjson_parse(req->body, req->body_len);
-        if (!body)
-            { admin_error(resp, 400, "seed: body is not valid JSON (or nested too deeply)"); return; }
+        if (!body) {
+            admin_error(resp, 400, "seed: body is not valid JSON (or nested too deeply)");
+            return;
+        }
         if (!cJSON_IsObject(body)) {
             cJSON_Delete(body);
-            { admin_error(resp, 400, "seed: body must be a JSON object"); return; }
+            admin_error(resp, 400, "seed: body must be a JSON object");
+            return;
         }
         int rc = srv->app.seed(srv->app.ctx, srv, body, err, sizeof err);
         cJSON_Delete(body);
-        if (rc < 0)
-            { admin_error(resp, 400, err); return; }
+        if (rc < 0) {
+            admin_error(resp, 400, err);
+            return;
+        }
         cJSON *ok = cJSON_CreateObject();
         cJSON_AddBoolToObject(ok, "ok", true);
-        { simsrv_resp_json(resp, 200, ok); return; }
+        simsrv_resp_json(resp, 200, ok);
+        return;
     }
     if (strcmp(what, "/state") == 0) {
-        if (!get)
-            { admin_error(resp, 405, "use GET /_admin/state"); return; }
-        { simsrv_resp_json(resp, 200, srv->app.state(srv->app.ctx)); return; }
+        if (!get) {
+            admin_error(resp, 405, "use GET /_admin/state");
+            return;
+        }
+        simsrv_resp_json(resp, 200, srv->app.state(srv->app.ctx));
+        return;
     }
     if (strcmp(what, "/faults") == 0) {
         if (post) {
             cJSON *body = simjson_parse(req->body, req->body_len);
-            if (!body)
-                { admin_error(resp, 400, "faults: body is not valid JSON"); return; }
+            if (!body) {
+                admin_error(resp, 400, "faults: body is not valid JSON");
+                return;
+            }
             int rc = faults_apply(srv, body, err, sizeof err);
             cJSON_Delete(body);
-            if (rc < 0)
-                { admin_error(resp, 400, err); return; }
+            if (rc < 0) {
+                admin_error(resp, 400, err);
+                return;
+            }
         } else if (!get) {
-            { admin_error(resp, 405, "use GET or POST /_admin/faults"); return; }
+            admin_error(resp, 405, "use GET or POST /_admin/faults");
+            return;
         }
-        { simsrv_resp_json(resp, 200, faults_json(srv)); return; }
+        simsrv_resp_json(resp, 200, faults_json(srv));
+        return;
     }
     if (strcmp(what, "/stats") == 0) {
-        if (!get)
-            { admin_error(resp, 405, "use GET /_admin/stats"); return; }
-        { simsrv_resp_json(resp, 200, stats_json(srv)); return; }
+        if (!get) {
+            admin_error(resp, 405, "use GET /_admin/stats");
+            return;
+        }
+        simsrv_resp_json(resp, 200, stats_json(srv));
+        return;
     }
     if (strcmp(what, "/reset") == 0) {
-        if (!post)
-            { admin_error(resp, 405, "use POST /_admin/reset"); return; }
+        if (!post) {
+            admin_error(resp, 405, "use POST /_admin/reset");
+            return;
+        }
         srv->app.reset(srv->app.ctx);
         faults_default(srv);
         windows_clear(srv);
@@ -587,7 +609,8 @@ static void handle_admin(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
         srv->total_requests = 0;
         cJSON *ok = cJSON_CreateObject();
         cJSON_AddBoolToObject(ok, "ok", true);
-        { simsrv_resp_json(resp, 200, ok); return; }
+        simsrv_resp_json(resp, 200, ok);
+        return;
     }
     admin_error(resp, 404, "unknown admin endpoint (seed, state, faults, stats, reset)");
 }

@@ -22,16 +22,28 @@ static const char *const AUTH[] = {"Authorization: " TOKEN, NULL};
 static char sim_err[256];
 
 
+/* A fresh milvus-sim without a rate limit; fails the test when it does not start. */
+static simproc *start(void)
+{
+    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
+    return p;
+}
+
 static long post(simproc *p, const char *path, const char *body, char **text)
 {
     return simproc_post(p, path, AUTH, body, text);
 }
 
+static int lista_size(const cJSON *r)
+{
+    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista"));
+}
+
 static void test_auth(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     long st;
     cJSON *r = simproc_request_json(p, "GET", "/api/cliente/busca", NULL, NULL, &st);
     assert_int_equal(st, 401);
@@ -45,7 +57,7 @@ static void test_auth(void **state)
     assert_int_equal(st, 200);
     r = simproc_request_json(p, "GET", "/api/cliente/busca", AUTH, NULL, &st);
     assert_int_equal(st, 200);
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista")), 0);
+    assert_int_equal(lista_size(r), 0);
     cJSON_Delete(r);
     assert_int_equal(simproc_request(p, "GET", "/api/nada", AUTH, NULL, &st, NULL, NULL), 0);
     assert_int_equal(st, 404);
@@ -60,8 +72,7 @@ static void test_auth(void **state)
 static void test_cliente_criar(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     static const struct {
         const char *body;
         long status;
@@ -159,16 +170,39 @@ static cJSON *busca(simproc *p, const char *query, long *st)
     return simproc_request_json(p, "GET", path, AUTH, NULL, st);
 }
 
-static int lista_size(const cJSON *r)
+/* The size of the "lista" of GET /api/cliente/busca<query>, whatever the status. */
+static int busca_count(simproc *p, const char *query)
 {
-    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista"));
+    long st;
+    cJSON *r = busca(p, query, &st);
+    int n = lista_size(r);
+    cJSON_Delete(r);
+    return n;
+}
+
+/* The HTTP status of GET /api/cliente/busca<query>. */
+static long busca_status(simproc *p, const char *query)
+{
+    long st;
+    cJSON_Delete(busca(p, query, &st));
+    return st;
+}
+
+/* POST /api/chamado/listagem<query> with body: asserts 200 and returns the parsed answer. */
+static cJSON *listagem(simproc *p, const char *query, const char *body)
+{
+    char path[512], *text = NULL;
+    snprintf(path, sizeof path, "/api/chamado/listagem%s", query);
+    assert_int_equal(post(p, path, body, &text), 200);
+    cJSON *r = cJSON_Parse(text);
+    free(text);
+    return r;
 }
 
 static void test_busca(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     assert_int_equal(simproc_seed(p, "{\"clientes\":["
                                      "{\"id\":10,\"nome_fantasia\":\"ACME\",\"cnpj_cpf\":\"11222333000181\",\"is_ativo\":true},"
                                      "{\"id\":11,\"nome_fantasia\":\"Blocked Co\",\"cnpj_cpf\":\"12ABC34501DE35\",\"is_ativo\":false},"
@@ -184,37 +218,19 @@ static void test_busca(void **state)
     for (int i = 0; fields[i]; i++)
         assert_non_null(cJSON_GetObjectItemCaseSensitive(c, fields[i]));
     cJSON_Delete(r);
-    r = busca(p, "?status=2", &st);
-    assert_int_equal(lista_size(r), 1);
-    cJSON_Delete(r);
-    r = busca(p, "?status=3", &st);
-    assert_int_equal(lista_size(r), 4);
-    cJSON_Delete(r);
-    r = busca(p, "?status=9", &st);
-    assert_int_equal(st, 400);
-    cJSON_Delete(r);
-    r = busca(p, "?documento=11222333000181", &st);
-    assert_int_equal(lista_size(r), 1);
-    cJSON_Delete(r);
-    r = busca(p, "?documento=11.222.333%2F0001-81", &st);
-    assert_int_equal(lista_size(r), 1);
-    cJSON_Delete(r);
-    r = busca(p, "?documento=12ABC34501DE35", &st);
-    assert_int_equal(lista_size(r), 0); /* blocked: status 1 */
-    cJSON_Delete(r);
-    r = busca(p, "?documento=12ABC34501DE35&status=3", &st);
-    assert_int_equal(lista_size(r), 1);
-    cJSON_Delete(r);
+    assert_int_equal(busca_count(p, "?status=2"), 1);
+    assert_int_equal(busca_count(p, "?status=3"), 4);
+    assert_int_equal(busca_status(p, "?status=9"), 400);
+    assert_int_equal(busca_count(p, "?documento=11222333000181"), 1);
+    assert_int_equal(busca_count(p, "?documento=11.222.333%2F0001-81"), 1);
+    assert_int_equal(busca_count(p, "?documento=12ABC34501DE35"), 0); /* blocked: status 1 */
+    assert_int_equal(busca_count(p, "?documento=12ABC34501DE35&status=3"), 1);
     r = busca(p, "?documento=00000000000191", &st);
     assert_int_equal(lista_size(r), 1);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0), "token")->valuestring, "ZERO01");
     cJSON_Delete(r);
-    r = busca(p, "?nome_fantasia=acm", &st);
-    assert_int_equal(lista_size(r), 1);
-    cJSON_Delete(r);
-    r = busca(p, "?documento=%27%3B--", &st);
-    assert_int_equal(st, 400);
-    cJSON_Delete(r);
+    assert_int_equal(busca_count(p, "?nome_fantasia=acm"), 1);
+    assert_int_equal(busca_status(p, "?documento=%27%3B--"), 400);
 
     /* 1,500 clients: one answer holds at most 1000; pagina/total_registros page through */
     assert_int_equal(simproc_reset(p), 0);
@@ -228,9 +244,7 @@ static void test_busca(void **state)
     snprintf(seed + o, cap - o, "]}");
     assert_int_equal(simproc_seed(p, seed), 0);
     free(seed);
-    r = busca(p, "?status=3", &st);
-    assert_int_equal(lista_size(r), 1000);
-    cJSON_Delete(r);
+    assert_int_equal(busca_count(p, "?status=3"), 1000);
     r = busca(p, "?status=3&pagina=2&total_registros=1000", &st);
     assert_int_equal(lista_size(r), 500);
     const cJSON *pg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "meta"), "paginate");
@@ -238,24 +252,17 @@ static void test_busca(void **state)
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(pg, "total")->valuedouble, 1500);
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0), "id")->valuedouble, 1001);
     cJSON_Delete(r);
-    r = busca(p, "?status=3&pagina=1&total_registros=5000", &st);
-    assert_int_equal(lista_size(r), 1000);
-    cJSON_Delete(r);
-    r = busca(p, "?status=3&pagina=0", &st);
-    assert_int_equal(st, 400);
-    cJSON_Delete(r);
+    assert_int_equal(busca_count(p, "?status=3&pagina=1&total_registros=5000"), 1000);
+    assert_int_equal(busca_status(p, "?status=3&pagina=0"), 400);
     assert_int_equal(simproc_faults(p, "{\"truncate_at\":100}"), 0);
-    r = busca(p, "?status=3", &st);
-    assert_int_equal(lista_size(r), 100);
-    cJSON_Delete(r);
+    assert_int_equal(busca_count(p, "?status=3"), 100);
     assert_int_equal(simproc_stop(p), 0);
 }
 
 static void test_chamados(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     assert_int_equal(simproc_seed(p, "{\"clientes\":[{\"id\":1,\"token\":\"AAA111\",\"nome_fantasia\":\"ACME\",\"cnpj_cpf\":\"11222333000181\"},"
                                      "{\"id\":2,\"token\":\"BBB222\",\"nome_fantasia\":\"Beta\",\"cnpj_cpf\":\"52998224725\"}]}"),
                      0);
@@ -290,10 +297,7 @@ static void test_chamados(void **state)
         }
         free(text);
     }
-    char *text = NULL;
-    assert_int_equal(post(p, "/api/chamado/listagem", "{\"filtro_body\":{\"cliente_token\":\"AAA111\"}}", &text), 200);
-    cJSON *r = cJSON_Parse(text);
-    free(text);
+    cJSON *r = listagem(p, "", "{\"filtro_body\":{\"cliente_token\":\"AAA111\"}}");
     const cJSON *lista = cJSON_GetObjectItemCaseSensitive(r, "lista");
     assert_int_equal(cJSON_GetArraySize(lista), 2);
     const cJSON *first = cJSON_GetArrayItem(lista, 0); /* codigo desc by default */
@@ -308,25 +312,17 @@ static void test_chamados(void **state)
 
     char body[256];
     snprintf(body, sizeof body, "{\"filtro_body\":{\"codigo\":%ld}}", codigo);
-    assert_int_equal(post(p, "/api/chamado/listagem", body, &text), 200);
-    r = cJSON_Parse(text);
-    free(text);
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista")), 1);
+    r = listagem(p, "", body);
+    assert_int_equal(lista_size(r), 1);
     cJSON_Delete(r);
-    assert_int_equal(post(p, "/api/chamado/listagem", "{\"filtro_body\":{\"status\":4}}", &text), 200);
-    r = cJSON_Parse(text);
-    free(text);
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista")), 0);
+    r = listagem(p, "", "{\"filtro_body\":{\"status\":4}}");
+    assert_int_equal(lista_size(r), 0);
     cJSON_Delete(r);
-    assert_int_equal(post(p, "/api/chamado/listagem", "{\"filtro_body\":{\"status\":\"AgAtendimento\"}}", &text), 200);
-    r = cJSON_Parse(text);
-    free(text);
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "lista")), 3);
+    r = listagem(p, "", "{\"filtro_body\":{\"status\":\"AgAtendimento\"}}");
+    assert_int_equal(lista_size(r), 3);
     cJSON_Delete(r);
     /* paging in the query string or in the body; ascending order */
-    assert_int_equal(post(p, "/api/chamado/listagem?total_registros=2&pagina=2&is_descending=false", "{}", &text), 200);
-    r = cJSON_Parse(text);
-    free(text);
+    r = listagem(p, "?total_registros=2&pagina=2&is_descending=false", "{}");
     lista = cJSON_GetObjectItemCaseSensitive(r, "lista");
     assert_int_equal(cJSON_GetArraySize(lista), 1);
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(lista, 0), "codigo")->valuedouble, codigo);
@@ -334,9 +330,7 @@ static void test_chamados(void **state)
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(pg, "current_page")->valuestring, "2");
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(pg, "last_page")->valuedouble, 2);
     cJSON_Delete(r);
-    assert_int_equal(post(p, "/api/chamado/listagem", "{\"pagina\":1,\"total_registros\":5000,\"order_by\":\"assunto\",\"is_descending\":false}", &text), 200);
-    r = cJSON_Parse(text);
-    free(text);
+    r = listagem(p, "", "{\"pagina\":1,\"total_registros\":5000,\"order_by\":\"assunto\",\"is_descending\":false}");
     pg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "meta"), "paginate");
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(pg, "per_page")->valuedouble, 1000);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0), "assunto")->valuestring, "Entrega");
@@ -363,8 +357,7 @@ static void test_chamados(void **state)
 static void test_rate_limit(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("milvus-sim", TOKEN, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":5}"), 0);
     long st, ra;
     for (int i = 0; i < 5; i++) {

@@ -22,6 +22,14 @@ static const char *const AUTH[] = {"User-Key: " KEY, NULL};
 static char sim_err[256];
 
 
+/* A fresh ploomes-sim without a rate limit; fails the test when it does not start. */
+static simproc *start(void)
+{
+    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
+    assert_non_null(p);
+    return p;
+}
+
 static void stop(simproc *p)
 {
     assert_int_equal(simproc_stop(p), 0);
@@ -31,6 +39,14 @@ static void stop(simproc *p)
 static cJSON *get(simproc *p, const char *path, long *status)
 {
     return simproc_request_json(p, "GET", path, AUTH, NULL, status);
+}
+
+/* The HTTP status of an API request (User-Key sent); the answer is dropped. */
+static long status_of(simproc *p, const char *method, const char *path, const char *body)
+{
+    long st;
+    cJSON_Delete(simproc_request_json(p, method, path, AUTH, body, &st));
+    return st;
 }
 
 /* "1,2,3" of value[].Id */
@@ -45,11 +61,22 @@ static void ids_of(const cJSON *resp, char *out, size_t size)
     }
 }
 
+/* GET path: the status, and "1,2,3" of value[].Id in ids ("" when there is no answer). */
+static long get_ids(simproc *p, const char *path, char *ids, size_t size)
+{
+    long st;
+    cJSON *r = get(p, path, &st);
+    ids[0] = '\0';
+    if (r)
+        ids_of(r, ids, size);
+    cJSON_Delete(r);
+    return st;
+}
+
 static void test_auth_and_account(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     long st;
     cJSON *r = simproc_request_json(p, "GET", "/Contacts", NULL, NULL, &st);
     assert_int_equal(st, 401);
@@ -92,8 +119,7 @@ static const char *SEED =
 static void test_odata_table(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     assert_int_equal(simproc_seed(p, SEED), 0);
     static const struct {
         const char *query; /* unencoded; encoded by the test */
@@ -174,34 +200,23 @@ static void test_odata_table(void **state)
 static void test_plus_encoding(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     assert_int_equal(simproc_seed(p, SEED), 0);
-    long st;
     /* '+' sent raw is a space (form encoding): 400, the bug a client must avoid */
-    cJSON *r = get(p, "/Contacts?$filter=LastUpdateDate%20gt%202024-01-01T13:00:00+00:00", &st);
-    assert_int_equal(st, 400);
-    cJSON_Delete(r);
-    r = get(p, "/Contacts?$filter=LastUpdateDate%20gt%202024-01-01T13:00:00%2B00:00", &st);
-    assert_int_equal(st, 200);
+    assert_int_equal(status_of(p, "GET", "/Contacts?$filter=LastUpdateDate%20gt%202024-01-01T13:00:00+00:00", NULL), 400);
     char ids[64];
-    ids_of(r, ids, sizeof ids);
+    assert_int_equal(get_ids(p, "/Contacts?$filter=LastUpdateDate%20gt%202024-01-01T13:00:00%2B00:00", ids, sizeof ids), 200);
     assert_string_equal(ids, "2");
-    cJSON_Delete(r);
     /* an unencoded '-03:00' works; '+' as a separator between words works too */
-    r = get(p, "/Contacts?$filter=LastUpdateDate+eq+2024-01-01T10:00:00-03:00", &st);
-    assert_int_equal(st, 200);
-    ids_of(r, ids, sizeof ids);
+    assert_int_equal(get_ids(p, "/Contacts?$filter=LastUpdateDate+eq+2024-01-01T10:00:00-03:00", ids, sizeof ids), 200);
     assert_string_equal(ids, "1,3");
-    cJSON_Delete(r);
     stop(p);
 }
 
 static void test_select_expand(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     assert_int_equal(simproc_seed(p, SEED), 0);
     long st;
     cJSON *r = get(p, "/Contacts?$filter=Id%20eq%201", &st);
@@ -256,13 +271,9 @@ static void test_select_expand(void **state)
     cJSON_Delete(r);
     const char *sets[] = {"/Tags", "/Users", "/Tasks", "/InteractionRecords", "/Contacts@Types", NULL};
     for (int i = 0; sets[i]; i++) {
-        r = get(p, sets[i], &st);
-        assert_int_equal(st, 200);
-        cJSON_Delete(r);
+        assert_int_equal(status_of(p, "GET", sets[i], NULL), 200);
     }
-    r = get(p, "/Nowhere", &st);
-    assert_int_equal(st, 404);
-    cJSON_Delete(r);
+    assert_int_equal(status_of(p, "GET", "/Nowhere", NULL), 404);
     stop(p);
 }
 
@@ -341,8 +352,7 @@ static int keyset_scan(simproc *p, int n, int *short_pages)
 static void test_keyset_paging(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     const int n = 1234;
     seed_many(p, n);
     int shorts;
@@ -360,8 +370,7 @@ static void test_keyset_paging(void **state)
 static void test_nextlink_paging(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     seed_many(p, 700);
     long st;
     cJSON *r = get(p, "/Contacts?$count=true&$orderby=Id", &st);
@@ -409,9 +418,7 @@ static void test_nextlink_paging(void **state)
     cJSON_Delete(r);
     /* optional behaviours */
     assert_int_equal(simproc_faults(p, "{\"top_cap_error\":true,\"nextlink_host\":\"http://other.example:1\"}"), 0);
-    r = get(p, "/Contacts?$top=301", &st);
-    assert_int_equal(st, 400);
-    cJSON_Delete(r);
+    assert_int_equal(status_of(p, "GET", "/Contacts?$top=301", NULL), 400);
     r = get(p, "/Contacts", &st);
     assert_int_equal(strncmp(cJSON_GetObjectItemCaseSensitive(r, "@odata.nextLink")->valuestring, "http://other.example:1/Contacts?", 32), 0);
     cJSON_Delete(r);
@@ -434,8 +441,7 @@ static bool is_ploomes_date(const char *s)
 static void test_writes(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     long st;
     cJSON *r = simproc_request_json(p, "POST", "/Contacts", AUTH, "{\"TypeId\":1}", &st);
     assert_int_equal(st, 400);
@@ -445,11 +451,10 @@ static void test_writes(void **state)
                          "{\"Name\":\"X\",\"TypeId\":\"1\"}", "{\"Name\":\"X\",\"Tags\":[{\"TagId\":\"a\"}]}",
                          "{\"Name\":\"X\",\"Tags\":5}", "", NULL};
     for (int i = 0; bad[i]; i++) {
-        r = simproc_request_json(p, "POST", "/Contacts", AUTH, bad[i], &st);
+        st = status_of(p, "POST", "/Contacts", bad[i]);
         if (st != 400)
             fprintf(stderr, "POST /Contacts %s: %ld\n", bad[i], st);
         assert_int_equal(st, 400);
-        cJSON_Delete(r);
     }
     r = simproc_request_json(p, "POST", "/Contacts", AUTH,
                              "{\"Name\":\"ACME LTDA\",\"TypeId\":1,\"Register\":\"11222333000181\",\"ZipCode\":\"01310-100\","
@@ -482,9 +487,7 @@ static void test_writes(void **state)
     const char *updated = cJSON_GetObjectItemCaseSensitive(c, "LastUpdateDate")->valuestring;
     assert_true(strcmp(updated, created) > 0); /* moved forward */
     cJSON_Delete(r);
-    r = simproc_request_json(p, "PATCH", "/Contacts(999999)", AUTH, "{\"Email\":\"a\"}", &st);
-    assert_int_equal(st, 404);
-    cJSON_Delete(r);
+    assert_int_equal(status_of(p, "PATCH", "/Contacts(999999)", "{\"Email\":\"a\"}"), 404);
 
     cJSON *s = simproc_state(p);
     c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s, "Contacts"), 0);
@@ -502,9 +505,7 @@ static void test_writes(void **state)
     assert_int_equal(st, 404);
 
     /* Tasks: create, Finish; InteractionRecords: create */
-    r = simproc_request_json(p, "POST", "/Tasks", AUTH, "{\"Description\":\"no title\"}", &st);
-    assert_int_equal(st, 400);
-    cJSON_Delete(r);
+    assert_int_equal(status_of(p, "POST", "/Tasks", "{\"Description\":\"no title\"}"), 400);
     r = simproc_request_json(p, "POST", "/Tasks", AUTH,
                              "{\"Title\":\"Instalar\",\"ContactId\":1,\"DateTime\":\"2026-12-01T10:00:00-03:00\","
                              "\"Tags\":[{\"TagId\":40049716}]}",
@@ -519,9 +520,7 @@ static void test_writes(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "Finished")));
     assert_true(is_ploomes_date(cJSON_GetObjectItemCaseSensitive(c, "FinishDate")->valuestring));
     cJSON_Delete(r);
-    r = simproc_request_json(p, "POST", "/Tasks(1)/Finish", AUTH, NULL, &st);
-    assert_int_equal(st, 404);
-    cJSON_Delete(r);
+    assert_int_equal(status_of(p, "POST", "/Tasks(1)/Finish", NULL), 404);
     r = get(p, "/Tasks?$expand=Tags&$filter=Tags/any(t:%20t/TagId%20eq%2040049716)", &st);
     c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
     tag = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "Tags"), 0);
@@ -532,12 +531,8 @@ static void test_writes(void **state)
     c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "value"), 0);
     assert_true(is_ploomes_date(cJSON_GetObjectItemCaseSensitive(c, "Date")->valuestring));
     cJSON_Delete(r);
-    r = simproc_request_json(p, "POST", "/InteractionRecords", AUTH, "{\"ContactId\":1}", &st);
-    assert_int_equal(st, 400);
-    cJSON_Delete(r);
-    r = simproc_request_json(p, "POST", "/Tags", AUTH, "{\"Name\":\"x\"}", &st);
-    assert_int_equal(st, 405);
-    cJSON_Delete(r);
+    assert_int_equal(status_of(p, "POST", "/InteractionRecords", "{\"ContactId\":1}"), 400);
+    assert_int_equal(status_of(p, "POST", "/Tags", "{\"Name\":\"x\"}"), 405);
     /* PATCH answering 204 when configured */
     assert_int_equal(simproc_faults(p, "{\"patch_204\":true}"), 0);
     snprintf(path, sizeof path, "/Tasks(%.0f)", tid);
@@ -549,8 +544,7 @@ static void test_writes(void **state)
 static void test_rate_limit(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     assert_int_equal(simproc_faults(p, "{\"rate_limit_per_min\":5}"), 0);
     long st, ra;
     for (int i = 0; i < 5; i++) {
@@ -590,8 +584,7 @@ static void test_rate_limit(void **state)
 static void test_body_limits(void **state)
 {
     (void)state;
-    simproc *p = simproc_start_sim("ploomes-sim", KEY, UNLIMITED, sim_err, sizeof sim_err);
-    assert_non_null(p);
+    simproc *p = start();
     size_t big = 5u * 1024u * 1024u;
     char *body = malloc(big + 1);
     memset(body, ' ', big);
