@@ -30,7 +30,8 @@ install_packages() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # needrestart (if present) would only print noise about services on a build machine.
+  DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
 fetch_kafka() {

@@ -21,8 +21,7 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 kafka_answers() { kcat -b "$KAFKA_ADDR" -L -m 5 >/dev/null 2>&1; }
 
-wait_for() { # name, check-command...
-  local name=$1; shift
+wait_for() { # check-command...
   local deadline=$((SECONDS + START_TIMEOUT))
   until "$@"; do
     if [ $SECONDS -ge $deadline ]; then
@@ -125,9 +124,9 @@ case ${1:-} in
     t0=$SECONDS
     start_mongo
     start_kafka
-    wait_for mongo port_open "$MONGO_PORT" ||
+    wait_for port_open "$MONGO_PORT" ||
       { tail -20 "$MONGO_DIR/ferretdb.log" >&2; die "FerretDB did not answer within ${START_TIMEOUT}s"; }
-    wait_for kafka kafka_answers ||
+    wait_for kafka_answers ||
       { tail -30 "$KAFKA_DIR/broker.log" "$KAFKA_DIR/stdout.log" >&2 || true;
         die "Kafka did not answer within ${START_TIMEOUT}s"; }
     say "services ready in $((SECONDS - t0))s"
