@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 
 #include "clock.h"
+#include "errbuf.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -129,10 +130,10 @@ static int register_metrics(api_t *api, metrics_t *m, char *err, size_t errlen)
             failed = counters[i].name;
     }
     if (failed) {
-        snprintf(err, errlen,
-                 "%s: metric %s could not be registered (out of memory, or the name is already "
-                 "registered with another type or other labels)",
-                 api_kind_name(api->kind), failed);
+        errbuf_set(err, errlen,
+                   "%s: metric %s could not be registered (out of memory, or the name is already "
+                   "registered with another type or other labels)",
+                   api_kind_name(api->kind), failed);
         return -1;
     }
     return 0;
@@ -147,30 +148,30 @@ api_t *api_new(const api_options_t *opts, char *err, size_t errlen)
 {
     const char *name = opts ? api_kind_name(opts->kind) : "api";
     if (!opts || !opts->base_url || !opts->base_url[0]) {
-        snprintf(err, errlen, "%s: base URL is empty (set %s_BASE_URL)", name,
-                 opts && opts->kind == API_MILVUS ? "MILVUS" : "PLOOMES");
+        errbuf_set(err, errlen, "%s: base URL is empty (set %s_BASE_URL)", name,
+                   opts && opts->kind == API_MILVUS ? "MILVUS" : "PLOOMES");
         return NULL;
     }
     if (!opts->secret || !opts->secret[0]) {
-        snprintf(err, errlen, "%s: credential is empty (set %s)", name,
-                 opts->kind == API_MILVUS ? "MILVUS_TOKEN" : "PLOOMES_USER_KEY");
+        errbuf_set(err, errlen, "%s: credential is empty (set %s)", name,
+                   opts->kind == API_MILVUS ? "MILVUS_TOKEN" : "PLOOMES_USER_KEY");
         return NULL;
     }
     for (const unsigned char *p = (const unsigned char *)opts->secret; *p; p++) {
         if (*p < 0x20 || *p == 0x7F) {
-            snprintf(err, errlen, "%s: credential (%s) contains control characters", name,
-                     opts->kind == API_MILVUS ? "MILVUS_TOKEN" : "PLOOMES_USER_KEY");
+            errbuf_set(err, errlen, "%s: credential (%s) contains control characters", name,
+                       opts->kind == API_MILVUS ? "MILVUS_TOKEN" : "PLOOMES_USER_KEY");
             return NULL;
         }
     }
     if (!is_absolute(opts->base_url)) {
-        snprintf(err, errlen, "%s: base URL '%s' must start with http:// or https://", name,
-                 opts->base_url);
+        errbuf_set(err, errlen, "%s: base URL '%s' must start with http:// or https://", name,
+                   opts->base_url);
         return NULL;
     }
     api_t *api = calloc(1, sizeof *api);
     if (!api) {
-        snprintf(err, errlen, "%s: out of memory", name);
+        errbuf_set(err, errlen, "%s: out of memory", name);
         return NULL;
     }
     api->kind = opts->kind;
@@ -182,7 +183,7 @@ api_t *api_new(const api_options_t *opts, char *err, size_t errlen)
         api->base_url[--bl] = '\0';
     api->origin = origin_of(api->base_url);
     if (!api->origin) {
-        snprintf(err, errlen, "%s: base URL '%s' is not a valid URL", name, api->base_url);
+        errbuf_set(err, errlen, "%s: base URL '%s' is not a valid URL", name, api->base_url);
         goto fail;
     }
     const char *hname = opts->kind == API_MILVUS ? "Authorization" : "User-Key";
@@ -198,7 +199,7 @@ api_t *api_new(const api_options_t *opts, char *err, size_t errlen)
     char herr[256];
     api->http = http_client_new(&ho, herr, sizeof herr);
     if (!api->http) {
-        snprintf(err, errlen, "%s: %s", name, herr);
+        errbuf_set(err, errlen, "%s: %s", name, herr);
         goto fail;
     }
     api->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 3;
@@ -216,7 +217,7 @@ api_t *api_new(const api_options_t *opts, char *err, size_t errlen)
     return api;
 
 oom:
-    snprintf(err, errlen, "%s: out of memory", name);
+    errbuf_set(err, errlen, "%s: out of memory", name);
 fail:
     api_free(api);
     return NULL;

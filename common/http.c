@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 
 #include "clock.h"
+#include "errbuf.h"
 #include "json.h"
 
 #ifndef PIPELINE_VERSION
@@ -79,13 +80,13 @@ http_client_t *http_client_new(const http_options_t *opts, char *err, size_t err
 {
     pthread_once(&http_global_once, http_global_init);
     if (http_global_rc != CURLE_OK) {
-        snprintf(err, errlen, "libcurl global initialisation failed: %s",
-                 curl_easy_strerror(http_global_rc));
+        errbuf_set(err, errlen, "libcurl global initialisation failed: %s",
+                   curl_easy_strerror(http_global_rc));
         return NULL;
     }
     http_client_t *c = calloc(1, sizeof *c);
     if (!c) {
-        snprintf(err, errlen, "out of memory creating the HTTP client");
+        errbuf_set(err, errlen, "out of memory creating the HTTP client");
         return NULL;
     }
     c->connect_timeout_ms =
@@ -98,7 +99,7 @@ http_client_t *http_client_new(const http_options_t *opts, char *err, size_t err
                                                     : "ploomes-milvus-pipeline/" PIPELINE_VERSION);
     c->curl = curl_easy_init();
     if (!c->user_agent || !c->curl) {
-        snprintf(err, errlen, "out of memory creating the HTTP client (curl_easy_init failed)");
+        errbuf_set(err, errlen, "out of memory creating the HTTP client (curl_easy_init failed)");
         http_client_free(c);
         return NULL;
     }
@@ -229,7 +230,7 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
 
     http_redact_url(url ? url : "", shown, sizeof shown);
     if (!url || !url[0]) {
-        snprintf(err, errlen, "%s: empty URL", http_method_name(method));
+        errbuf_set(err, errlen, "%s: empty URL", http_method_name(method));
         out->transport = HTTP_TRANSPORT_BAD_URL;
         goto out;
     }
@@ -237,8 +238,8 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     for (size_t i = 0; headers && headers[i]; i++) {
         struct curl_slist *next = curl_slist_append(list, headers[i]);
         if (!next) {
-            snprintf(err, errlen, "%s %s: out of memory building headers",
-                     http_method_name(method), shown);
+            errbuf_set(err, errlen, "%s %s: out of memory building headers",
+                       http_method_name(method), shown);
             out->transport = HTTP_TRANSPORT_OTHER;
             goto out;
         }
@@ -246,8 +247,8 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     }
     struct curl_slist *next = curl_slist_append(list, "Expect:");
     if (!next) {
-        snprintf(err, errlen, "%s %s: out of memory building headers", http_method_name(method),
-                 shown);
+        errbuf_set(err, errlen, "%s %s: out of memory building headers", http_method_name(method),
+                   shown);
         out->transport = HTTP_TRANSPORT_OTHER;
         goto out;
     }
@@ -303,8 +304,8 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     out->curl_code = (int)cc;
     out->transport = transport_of(cc, &sink);
     if (sink.oom && out->transport == HTTP_TRANSPORT_OTHER) {
-        snprintf(err, errlen, "%s %s: out of memory reading the response", http_method_name(method),
-                 shown);
+        errbuf_set(err, errlen, "%s %s: out of memory reading the response",
+                   http_method_name(method), shown);
         snprintf(out->curl_error, sizeof out->curl_error, "out of memory");
         goto out;
     }
@@ -323,7 +324,7 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
         size_t l = strlen(out->curl_error);
         while (l > 0 && (out->curl_error[l - 1] == '\n' || out->curl_error[l - 1] == '\r'))
             out->curl_error[--l] = '\0';
-        snprintf(err, errlen, "%s %s: %s", http_method_name(method), shown, out->curl_error);
+        errbuf_set(err, errlen, "%s %s: %s", http_method_name(method), shown, out->curl_error);
         goto out;
     }
     rc = 0;

@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include "clock.h"
+#include "errbuf.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -553,8 +554,8 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
     if (cfg->port == METRICS_PORT_OFF)
         return 0;
     if (!m || (cfg->port != METRICS_PORT_AUTO && (cfg->port < 1 || cfg->port > 65535))) {
-        snprintf(err, errlen, "METRICS_PORT=%d is not a port (expected 0 = off or 1..65535)",
-                 cfg->port);
+        errbuf_set(err, errlen, "METRICS_PORT=%d is not a port (expected 0 = off or 1..65535)",
+                   cfg->port);
         return -1;
     }
     const char *addr_text = cfg->bind_address && cfg->bind_address[0] ? cfg->bind_address
@@ -576,14 +577,14 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
         sslen = sizeof *sin6;
         v6 = true;
     } else {
-        snprintf(err, errlen, "metrics bind address '%s' is not a numeric IPv4/IPv6 address",
-                 addr_text);
+        errbuf_set(err, errlen, "metrics bind address '%s' is not a numeric IPv4/IPv6 address",
+                   addr_text);
         return -1;
     }
 
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(err, errlen, "metrics server: socket(): %s", strerror(errno));
+        errbuf_set(err, errlen, "metrics server: socket(): %s", strerror(errno));
         return -1;
     }
     int one = 1;
@@ -591,8 +592,8 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
     if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 64) != 0) {
         int e = errno;
         close(fd);
-        snprintf(err, errlen, "METRICS_PORT=%d: cannot listen on %s:%u: %s", cfg->port,
-                 addr_text, (unsigned)port, strerror(e));
+        errbuf_set(err, errlen, "METRICS_PORT=%d: cannot listen on %s:%u: %s", cfg->port,
+                   addr_text, (unsigned)port, strerror(e));
         return -1;
     }
     struct sockaddr_storage bound;
@@ -600,7 +601,7 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
     if (getsockname(fd, (struct sockaddr *)&bound, &blen) != 0) {
         int e = errno;
         close(fd);
-        snprintf(err, errlen, "metrics server: getsockname(): %s", strerror(e));
+        errbuf_set(err, errlen, "metrics server: getsockname(): %s", strerror(e));
         return -1;
     }
     int bound_port = bound.ss_family == AF_INET6
@@ -610,7 +611,7 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
     metrics_server_t *srv = calloc(1, sizeof *srv);
     if (!srv) {
         close(fd);
-        snprintf(err, errlen, "metrics server: out of memory");
+        errbuf_set(err, errlen, "metrics server: out of memory");
         return -1;
     }
     srv->m = m;
@@ -626,8 +627,8 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
     if (!srv->daemon) {
         close(fd);
         free(srv);
-        snprintf(err, errlen, "METRICS_PORT=%d: libmicrohttpd could not start on %s:%d",
-                 cfg->port, addr_text, bound_port);
+        errbuf_set(err, errlen, "METRICS_PORT=%d: libmicrohttpd could not start on %s:%d",
+                   cfg->port, addr_text, bound_port);
         return -1;
     }
     log_msg(LOG_INFO, "metrics_listening", "address=%s port=%d", addr_text, bound_port);

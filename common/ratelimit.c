@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "errbuf.h"
 #include "hash.h"
 #include "log.h"
 
@@ -43,22 +44,23 @@ static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t errlen)
 {
     if (!opts || !opts->pool || !opts->database || !opts->database[0]) {
-        snprintf(err, errlen, "rate limiter: a MongoDB pool and database name are required");
+        errbuf_set(err, errlen, "rate limiter: a MongoDB pool and database name are required");
         return NULL;
     }
     const char *name = opts->name ? opts->name : "api";
     if (!opts->base_url || !opts->base_url[0] || !opts->secret || !opts->secret[0]) {
-        snprintf(err, errlen, "rate limiter %s: base URL and credential are required", name);
+        errbuf_set(err, errlen, "rate limiter %s: base URL and credential are required", name);
         return NULL;
     }
     if (opts->limit < 1) {
-        snprintf(err, errlen, "rate limiter %s: limit must be at least 1 request per window, got %d",
-                 name, opts->limit);
+        errbuf_set(err, errlen,
+                   "rate limiter %s: limit must be at least 1 request per window, got %d", name,
+                   opts->limit);
         return NULL;
     }
     ratelimit_t *rl = calloc(1, sizeof *rl);
     if (!rl) {
-        snprintf(err, errlen, "rate limiter %s: out of memory", name);
+        errbuf_set(err, errlen, "rate limiter %s: out of memory", name);
         return NULL;
     }
     pthread_mutex_init(&rl->lock, NULL);
@@ -71,7 +73,7 @@ ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t er
     rl->collection = strdup(opts->collection ? opts->collection : "ratelimits");
     rl->name = dup_or_null(name);
     if (!rl->database || !rl->collection || !rl->name) {
-        snprintf(err, errlen, "rate limiter %s: out of memory", name);
+        errbuf_set(err, errlen, "rate limiter %s: out of memory", name);
         goto fail;
     }
 
@@ -79,7 +81,7 @@ ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t er
     size_t n = strlen(opts->base_url) + strlen(opts->secret) + 2;
     char *material = malloc(n);
     if (!material) {
-        snprintf(err, errlen, "rate limiter %s: out of memory", name);
+        errbuf_set(err, errlen, "rate limiter %s: out of memory", name);
         goto fail;
     }
     snprintf(material, n, "%s|%s", opts->base_url, opts->secret);
@@ -87,7 +89,7 @@ ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t er
     memset(material, 0, n);
     free(material);
     if (hrc != 0) {
-        snprintf(err, errlen, "rate limiter %s: SHA-256 failed (libcrypto)", name);
+        errbuf_set(err, errlen, "rate limiter %s: SHA-256 failed (libcrypto)", name);
         goto fail;
     }
     snprintf(rl->pause_id, sizeof rl->pause_id, "%s:pause", rl->bucket);
@@ -100,9 +102,10 @@ ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t er
     bson_destroy(ping);
     mongoc_client_pool_push(rl->pool, client);
     if (!ok) {
-        snprintf(err, errlen,
-                 "rate limiter %s: MongoDB check failed for database '%s' (check MONGODB_URI): %s",
-                 name, rl->database, error.message);
+        errbuf_set(err, errlen,
+                   "rate limiter %s: MongoDB check failed for database '%s' "
+                   "(check MONGODB_URI): %s",
+                   name, rl->database, error.message);
         goto fail;
     }
     return rl;
@@ -172,7 +175,7 @@ static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, rl
             size_t ncap = cap ? cap * 2 : 64;
             rl_ticket_t *grown = realloc(arr, ncap * sizeof *arr);
             if (!grown) {
-                snprintf(err, errlen, "rate limiter %s: out of memory", rl->name);
+                errbuf_set(err, errlen, "rate limiter %s: out of memory", rl->name);
                 goto out;
             }
             arr = grown;
@@ -182,8 +185,8 @@ static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, rl
     }
     bson_error_t error;
     if (mongoc_cursor_error(cur, &error)) {
-        snprintf(err, errlen, "rate limiter %s: reading %s.%s failed: %s", rl->name, rl->database,
-                 rl->collection, error.message);
+        errbuf_set(err, errlen, "rate limiter %s: reading %s.%s failed: %s", rl->name, rl->database,
+                   rl->collection, error.message);
         goto out;
     }
     rc = 0;
@@ -294,8 +297,8 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
                 raise_hint(rl, next); /* someone else took `next`: read again */
                 continue;
             }
-            snprintf(err, errlen, "rate limiter %s: writing %s.%s failed: %s", rl->name,
-                     rl->database, rl->collection, error.message);
+            errbuf_set(err, errlen, "rate limiter %s: writing %s.%s failed: %s", rl->name,
+                       rl->database, rl->collection, error.message);
             goto out;
         }
         raise_hint(rl, next);
@@ -374,8 +377,8 @@ int ratelimit_penalize(ratelimit_t *rl, int64_t ms, char *err, size_t errlen)
             break;
         }
         if (error.code != RL_DUP_KEY) { /* a concurrent upsert created it: update again */
-            snprintf(err, errlen, "rate limiter %s: writing the pause failed: %s", rl->name,
-                     error.message);
+            errbuf_set(err, errlen, "rate limiter %s: writing the pause failed: %s", rl->name,
+                       error.message);
             break;
         }
     }
@@ -406,8 +409,8 @@ int ratelimit_usage(ratelimit_t *rl, int *used, int *limit, char *err, size_t er
     bson_error_t error;
     int rc = 0;
     if (mongoc_cursor_error(cur, &error)) {
-        snprintf(err, errlen, "rate limiter %s: reading %s.%s failed: %s", rl->name, rl->database,
-                 rl->collection, error.message);
+        errbuf_set(err, errlen, "rate limiter %s: reading %s.%s failed: %s", rl->name, rl->database,
+                   rl->collection, error.message);
         rc = -1;
     }
     mongoc_cursor_destroy(cur);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "errbuf.h"
 #include "hash.h"
 #include "json.h"
 #include "log.h"
@@ -50,18 +51,18 @@ static producer_pass_t publish_changed(producer_ctx_t *ctx, const char *topic, c
         return PRODUCER_PASS_OK;
     store_hash_t *items = calloc(n, sizeof *items);
     if (items == NULL) {
-        snprintf(err, errlen, "out of memory (hashes)");
+        errbuf_set(err, errlen, "out of memory (hashes)");
         return PRODUCER_PASS_FAILED;
     }
     for (size_t i = 0; i < n; i++)
         items[i].id = c[i].id;
     if (store_hashes_get(ctx->store, items, n, serr, sizeof serr) != STORE_OK) {
-        snprintf(err, errlen, "stored hashes not readable: %s", serr);
+        errbuf_set(err, errlen, "stored hashes not readable: %s", serr);
         r = PRODUCER_PASS_FAILED;
         goto out;
     }
     if (kafka_batch_reset(ctx->batch) != KAFKA_OK) {
-        snprintf(err, errlen, "internal: delivery batch still has pending messages");
+        errbuf_set(err, errlen, "internal: delivery batch still has pending messages");
         r = PRODUCER_PASS_FAILED;
         goto out;
     }
@@ -91,8 +92,8 @@ static producer_pass_t publish_changed(producer_ctx_t *ctx, const char *topic, c
     *published = changed;
     /* Delivered: now remember the content, so the next pass skips it. */
     if (store_hashes_set(ctx->store, items, changed, serr, sizeof serr) != STORE_OK) {
-        snprintf(err, errlen, "hashes not saved (these clients will be published again): %s",
-                 serr);
+        errbuf_set(err, errlen, "hashes not saved (these clients will be published again): %s",
+                   serr);
         r = PRODUCER_PASS_FAILED;
     }
 out:
@@ -114,7 +115,7 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
 
     if (kafka_topic_name(topic, sizeof topic, ctx->cfg->topic_prefix,
                          KAFKA_TOPIC_MILVUS_CLIENTS) != 0) {
-        snprintf(err, sizeof err, "topic name too long (TOPIC_PREFIX)");
+        errbuf_set(err, sizeof err, "topic name too long (TOPIC_PREFIX)");
         r = PRODUCER_PASS_FAILED;
         goto done;
     }
@@ -159,7 +160,7 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
         candidate_t *cand = nrows ? calloc(nrows, sizeof *cand) : NULL;
         if (nrows > 0 && cand == NULL) {
             cJSON_Delete(root);
-            snprintf(err, sizeof err, "out of memory (page of %zu clients)", nrows);
+            errbuf_set(err, sizeof err, "out of memory (page of %zu clients)", nrows);
             r = PRODUCER_PASS_FAILED;
             break;
         }
@@ -188,9 +189,9 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
                 continue;
             candidate_t *c = &cand[ncand];
             c->id = cid;
-            c->value = json_print(row, NULL);
-            if (c->value == NULL ||
-                hash_sha256_hex(c->value, strlen(c->value), c->hash) != 0) {
+            size_t vlen = 0;
+            c->value = json_print(row, &vlen);
+            if (c->value == NULL || hash_sha256_hex(c->value, vlen, c->hash) != 0) {
                 free(c->value);
                 c->value = NULL;
                 oom = true;
@@ -201,7 +202,7 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
         cJSON_Delete(root);
         if (oom) {
             candidates_free(cand, ncand);
-            snprintf(err, sizeof err, "out of memory while reading a page of clients");
+            errbuf_set(err, sizeof err, "out of memory while reading a page of clients");
             r = PRODUCER_PASS_FAILED;
             break;
         }

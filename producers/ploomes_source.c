@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "errbuf.h"
 #include "json.h"
 #include "log.h"
 #include "ploomes_pager.h"
@@ -15,13 +16,14 @@
 int ploomes_initial_stamp(const config_t *cfg, int entity, int64_t now_ms, char *out,
                           size_t size)
 {
-    if (entity == PLOOMES_CONTACTS) {
-        int n = snprintf(out, size, "%s", cfg->sync_since ? cfg->sync_since : "");
-        return n < 0 || (size_t)n >= size ? -1 : 0;
-    }
     char since[CLOCK_RFC3339_SIZE];
-    clock_rfc3339(now_ms - (int64_t)cfg->ticket_lookback_minutes * 60000, since, sizeof since);
-    int n = snprintf(out, size, "%s", since);
+    const char *text = cfg->sync_since ? cfg->sync_since : "";
+    if (entity != PLOOMES_CONTACTS) {
+        clock_rfc3339(now_ms - (int64_t)cfg->ticket_lookback_minutes * 60000, since,
+                      sizeof since);
+        text = since;
+    }
+    int n = snprintf(out, size, "%s", text);
     return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
@@ -50,18 +52,18 @@ static producer_pass_t load_cursor(producer_ctx_t *ctx, const ploomes_entity_inf
         return PRODUCER_PASS_OK;
     }
     if (rc != STORE_OK && rc != STORE_NOT_FOUND) {
-        snprintf(err, errlen, "cursor %s not readable: %s", info->cursor_key, serr);
+        errbuf_set(err, errlen, "cursor %s not readable: %s", info->cursor_key, serr);
         return PRODUCER_PASS_FAILED;
     }
     if (ploomes_initial_stamp(ctx->cfg, (int)info->entity, clock_wall_ms(), stamp,
                               stamp_size) != 0) {
-        snprintf(err, errlen, "first-start stamp of %s does not fit", info->cursor_key);
+        errbuf_set(err, errlen, "first-start stamp of %s does not fit", info->cursor_key);
         return PRODUCER_PASS_FAILED;
     }
     *id = 0;
     if (store_cursor_set(ctx->store, info->cursor_key, stamp, 0, serr, sizeof serr) !=
         STORE_OK) {
-        snprintf(err, errlen, "cursor %s not saved: %s", info->cursor_key, serr);
+        errbuf_set(err, errlen, "cursor %s not saved: %s", info->cursor_key, serr);
         return PRODUCER_PASS_FAILED;
     }
     log_msg(LOG_INFO, "cursor_initialised", "entity=%s stamp=%s", info->name, stamp);
@@ -90,7 +92,7 @@ static producer_pass_t publish_page(producer_ctx_t *ctx, const ploomes_entity_in
     *published = 0;
 
     if (kafka_batch_reset(ctx->batch) != KAFKA_OK) {
-        snprintf(err, errlen, "internal: delivery batch still has pending messages");
+        errbuf_set(err, errlen, "internal: delivery batch still has pending messages");
         return PRODUCER_PASS_FAILED;
     }
     const cJSON *row;
@@ -148,7 +150,7 @@ static producer_pass_t publish_page(producer_ctx_t *ctx, const ploomes_entity_in
     char serr[256];
     if (store_cursor_set(ctx->store, info->cursor_key, best_stamp, best_id, serr,
                          sizeof serr) != STORE_OK) {
-        snprintf(err, errlen, "cursor %s not saved: %s", info->cursor_key, serr);
+        errbuf_set(err, errlen, "cursor %s not saved: %s", info->cursor_key, serr);
         return PRODUCER_PASS_FAILED;
     }
     snprintf(stamp, stamp_size, "%s", best_stamp);
@@ -168,7 +170,7 @@ static producer_pass_t scan_entity(producer_ctx_t *ctx, const ploomes_entity_inf
     producer_pass_t r;
 
     if (kafka_topic_name(topic, sizeof topic, ctx->cfg->topic_prefix, info->topic) != 0) {
-        snprintf(err, sizeof err, "topic name for %s too long (TOPIC_PREFIX)", info->name);
+        errbuf_set(err, sizeof err, "topic name for %s too long (TOPIC_PREFIX)", info->name);
         r = PRODUCER_PASS_FAILED;
         goto done;
     }
@@ -184,7 +186,7 @@ static producer_pass_t scan_entity(producer_ctx_t *ctx, const ploomes_entity_inf
         }
         char path[1024];
         if (ploomes_keyset_query(info, stamp, id, PLOOMES_PAGE_SIZE, path, sizeof path) < 0) {
-            snprintf(err, sizeof err, "cursor %s holds an unusable stamp", info->cursor_key);
+            errbuf_set(err, sizeof err, "cursor %s holds an unusable stamp", info->cursor_key);
             r = PRODUCER_PASS_FAILED;
             break;
         }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "errbuf.h"
 #include "json.h"
 #include "log.h"
 #include "publish.h"
@@ -56,7 +57,7 @@ static bool ready_cb(void *opaque, char *why, size_t whylen)
     producer_ctx_t *ctx = opaque;
     if (atomic_load(&ctx->ready))
         return true;
-    snprintf(why, whylen, "Kafka or MongoDB not reachable yet");
+    errbuf_set(why, whylen, "Kafka or MongoDB not reachable yet");
     return false;
 }
 
@@ -82,16 +83,16 @@ producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const ch
             log_msg(LOG_WARN, "lone_surrogates", "entity=%s url=%s count=%zu",
                     entity, log_quote(q, sizeof q, url), repaired);
         if (*root == NULL) {
-            snprintf(err, errlen, "GET %s: response is not JSON: %s", url, perr);
+            errbuf_set(err, errlen, "GET %s: response is not JSON: %s", url, perr);
             out = PRODUCER_PASS_FAILED;
         }
     } else if (oc == API_STOPPED) {
-        snprintf(err, errlen, "stopped while fetching");
+        errbuf_set(err, errlen, "stopped while fetching");
         api_result_clear(&res);
         return PRODUCER_PASS_STOPPED;
     } else {
-        snprintf(err, errlen, "GET %s: %s after %d attempt(s): %s", url, api_outcome_name(oc),
-                 res.attempts, res.message);
+        errbuf_set(err, errlen, "GET %s: %s after %d attempt(s): %s", url, api_outcome_name(oc),
+                   res.attempts, res.message);
         out = oc == API_AUTH ? PRODUCER_PASS_AUTH : PRODUCER_PASS_FAILED;
     }
     if (out == PRODUCER_PASS_OK) {
@@ -122,9 +123,9 @@ producer_pass_t producer_deliver(producer_ctx_t *ctx, const char *entity, char *
         return PRODUCER_PASS_OK;
     char first[256];
     kafka_batch_error(ctx->batch, first, sizeof first);
-    snprintf(err, errlen, "delivery of %zu of %zu records failed (%s): %s %s",
-             kafka_batch_failed(ctx->batch) + kafka_batch_pending(ctx->batch),
-             kafka_batch_sent(ctx->batch), kafka_status_name(rc), kerr, first);
+    errbuf_set(err, errlen, "delivery of %zu of %zu records failed (%s): %s %s",
+               kafka_batch_failed(ctx->batch) + kafka_batch_pending(ctx->batch),
+               kafka_batch_sent(ctx->batch), kafka_status_name(rc), kerr, first);
     char m[600];
     log_msg(LOG_ERROR, "delivery_failed", "entity=%s error=%s", entity,
             log_quote(m, sizeof m, err));
@@ -210,9 +211,9 @@ producer_pass_t producer_publish(producer_ctx_t *ctx, const char *topic, const c
     publish_headers_t h;
     int rc = KAFKA_ERR_NOMEM;
     if (value == NULL) {
-        snprintf(err, errlen, "out of memory printing %s %s", entity, key);
+        errbuf_set(err, errlen, "out of memory printing %s %s", entity, key);
     } else if (publish_headers_build(&h, ctx->source, entity, key, stamp, fetched_at) != 0) {
-        snprintf(err, errlen, "could not build the headers of %s %s", entity, key);
+        errbuf_set(err, errlen, "could not build the headers of %s %s", entity, key);
     } else {
         char kerr[256];
         rc = publish_send(ctx->kafka, ctx->batch, topic, key, value, &h, kerr, sizeof kerr);
@@ -220,7 +221,7 @@ producer_pass_t producer_publish(producer_ctx_t *ctx, const char *topic, const c
             kafka_producer_poll(ctx->kafka, 0);
             return PRODUCER_PASS_OK;
         }
-        snprintf(err, errlen, "produce to %s failed: %s", topic, kerr);
+        errbuf_set(err, errlen, "produce of %s %s to %s failed: %s", entity, key, topic, kerr);
     }
     producer_drain(ctx); /* the page is abandoned; the cursor stays */
     return rc == KAFKA_ERR_FATAL ? PRODUCER_PASS_FATAL : PRODUCER_PASS_FAILED;
@@ -232,7 +233,7 @@ producer_pass_t producer_page_unusable(producer_ctx_t *ctx, const char *entity,
 {
     char url[512], q[800];
     http_redact_url(path, url, sizeof url);
-    snprintf(err, errlen, "GET %s: answer has %s", url, what);
+    errbuf_set(err, errlen, "GET %s: answer has %s", url, what);
     log_msg(LOG_ERROR, "page_failed", "entity=%s error=%s", entity,
             log_quote(q, sizeof q, err));
     metrics_counter_add(ctx->m_failures, PRODUCER_LABELS(ctx, entity), 1);
@@ -382,8 +383,12 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
     if (cfg->kafka_prop_count > 0) {
         knames = calloc(cfg->kafka_prop_count, sizeof *knames);
         kvalues = calloc(cfg->kafka_prop_count, sizeof *kvalues);
-        if (knames == NULL || kvalues == NULL)
+        if (knames == NULL || kvalues == NULL) {
+            log_msg(LOG_ERROR, "startup_failed",
+                    "error=\"out of memory copying %zu KAFKA_* properties\"",
+                    cfg->kafka_prop_count);
             goto out;
+        }
         for (size_t i = 0; i < cfg->kafka_prop_count; i++) {
             knames[i] = cfg->kafka_props[i].name;
             kvalues[i] = cfg->kafka_props[i].value;
