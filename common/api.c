@@ -51,6 +51,7 @@ const char *api_outcome_name(api_outcome_t outcome)
     case API_RETRIABLE_EXHAUSTED: return "retriable_exhausted";
     case API_PERMANENT: return "permanent";
     case API_AUTH: return "auth";
+    case API_AMBIGUOUS: return "ambiguous";
     case API_STOPPED: return "stopped";
     }
     return "permanent";
@@ -381,8 +382,10 @@ static void record_failure(api_result_t *out)
 }
 
 api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_url,
-                          const char *json_body, api_result_t *out)
+                          const char *json_body, api_idempotence_t idempotence,
+                          api_result_t *out)
 {
+    (void)idempotence; /* TODO(#8 item 1): ambiguous outcomes for API_NOT_IDEMPOTENT */
     api_result_clear(out);
     int64_t start = clock_mono_ms();
     const char *mname = http_method_name(method);

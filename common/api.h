@@ -66,12 +66,17 @@ typedef enum {
                                 was unreachable: error_class "RateLimitUnavailable", status 0) */
     API_PERMANENT,           /* other 4xx / status, bad URL, TLS, body too large: not retried */
     API_AUTH,                /* 401: the credential is wrong (SPEC §4: exit 3, no dead letter) */
+    API_AMBIGUOUS,           /* only for API_NOT_IDEMPOTENT calls: the request may have taken
+                                effect (timeout or connection lost after sending, 408, any
+                                5xx, a 2xx without a usable answer is the caller's call): never
+                                retried here; the caller searches the target first (SPEC §4
+                                "Ambiguous creates") */
     API_STOPPED              /* the stop flag (or the wait hook) ended a wait; nothing final:
                                 the caller must neither dead-letter nor store the offset. The
                                 result still describes the last failure, if there was one */
 } api_outcome_t;
 
-/* "ok", "retriable_exhausted", "permanent", "auth", "stopped". */
+/* "ok", "retriable_exhausted", "permanent", "auth", "ambiguous", "stopped". */
 const char *api_outcome_name(api_outcome_t outcome);
 
 /* Called repeatedly while a retry (or the rate limiter) waits, with the ms still to wait. It
@@ -132,6 +137,14 @@ void api_free(api_t *api);
 /* The base URL as normalised (no trailing '/'). */
 const char *api_base_url(const api_t *api);
 
+/* What the caller says about a request (never guessed from the method: `POST
+ * /chamado/listagem` is a read). */
+typedef enum {
+    API_IDEMPOTENT = 0,     /* reads and searches: every retriable failure is retried */
+    API_NOT_IDEMPOTENT = 1  /* creates: an outcome that may have taken effect is returned as
+                               API_AMBIGUOUS at once, never re-sent by api_ */
+} api_idempotence_t;
+
 /* Performs a request with the retry policy.
  *   path_or_url  "/Contacts?$filter=..." (joined to the base URL; a missing leading '/' is
  *                added) or an absolute "http(s)://" URL (auth header only for the base origin).
@@ -141,7 +154,8 @@ const char *api_base_url(const api_t *api);
  *                clear with api_result_clear().
  * Returns out->outcome. */
 api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_url,
-                          const char *json_body, api_result_t *out);
+                          const char *json_body, api_idempotence_t idempotence,
+                          api_result_t *out);
 
 /* Frees out->body and zeroes the struct. NULL is accepted. */
 void api_result_clear(api_result_t *out);

@@ -52,8 +52,12 @@ static const var_def_t VARS[] = {
      "Ploomes API base URL (http or https)"},
     {"PLOOMES_USER_KEY", CONFIG_NEED_PLOOMES, CONFIG_NEED_PLOOMES, V_SECRET, NULL,
      "Ploomes User-Key; or PLOOMES_USER_KEY_FILE"},
-    {"PLOOMES_RATE_PER_MIN", CONFIG_NEED_PLOOMES, 0, 0, "120",
-     "max Ploomes requests per 60 s across all processes"},
+    {"PLOOMES_RATE_PER_MIN", CONFIG_NEED_PLOOMES, 0, 0, "100",
+     "max Ploomes requests per 60 s across all processes (documented quota 120)"},
+    {"PLOOMES_SCAN_QUOTA_SHARE", CONFIG_NEED_PRODUCER, 0, 0, "0.5",
+     "share (0..1] of PLOOMES_RATE_PER_MIN that ploomes-producer may use"},
+    {"PLOOMES_403_PAUSE_MS", CONFIG_NEED_PLOOMES, 0, 0, "30000",
+     "a Ploomes 403 pauses the shared limiter this long"},
     {"PLOOMES_ENTITIES", CONFIG_NEED_PRODUCER, 0, 0, "contacts,tasks,interactions",
      "Ploomes entities the producer polls (comma-separated subset)"},
     {"MILVUS_BASE_URL", CONFIG_NEED_MILVUS, 0, 0, "https://apiintegracao.milvus.com.br/api",
@@ -62,11 +66,20 @@ static const var_def_t VARS[] = {
      "Milvus API token; or MILVUS_TOKEN_FILE"},
     {"MILVUS_RATE_PER_MIN", CONFIG_NEED_MILVUS, 0, 0, "60",
      "max Milvus requests per 60 s across all processes"},
-    {"MILVUS_MIN_ID", CONFIG_NEED_PRODUCER | CONFIG_NEED_WORKER, 0, 0, "0",
-     "Milvus clients with a lower id are ignored"},
+    {"MILVUS_SCAN_QUOTA_SHARE", CONFIG_NEED_PRODUCER, 0, 0, "0.25",
+     "share (0..1] of MILVUS_RATE_PER_MIN that milvus-producer's scans may use"},
+    {"MILVUS_MAX_PAGES", CONFIG_NEED_PRODUCER, 0, 0, "1000",
+     "pages per milvus-producer pass; a pass past it fails"},
+    {"MILVUS_MIN_ID", CONFIG_NEED_PRODUCER | CONFIG_NEED_WORKER, 0, 0, NULL,
+     "clients-to-ploomes creates only Milvus clients with id >= this (unset: fixed by "
+     "milvus-producer after its first full scan; 0 = all)"},
     {"SYNC_SINCE", CONFIG_NEED_PRODUCER | CONFIG_NEED_WORKER, 0, 0,
      "2024-02-24T00:00:00-03:00", "RFC 3339 cut-off for contacts (CreateDate)"},
     {"POLL_INTERVAL_SECONDS", CONFIG_NEED_PRODUCER, 0, 0, "60", "seconds between polls"},
+    {"PRODUCER_LEASE_SECONDS", CONFIG_NEED_PRODUCER, 0, 0, "60",
+     "the active producer's lease expires this long after its last renewal"},
+    {"FUTURE_STAMP_TOLERANCE_SECONDS", CONFIG_NEED_PRODUCER, 0, 0, "300",
+     "rows stamped later than now + this do not move the cursor"},
     {"TICKET_TAGS", CONFIG_NEED_TICKETS, 0, 0, DEFAULT_TICKET_TAGS,
      "TagId=Category,... : Ploomes tags that open a ticket, and its primary category"},
     {"TICKETS_SINCE", CONFIG_NEED_TICKETS, 0, 0, NULL,
@@ -75,6 +88,8 @@ static const var_def_t VARS[] = {
      "first start reaches this many minutes back for tasks and interactions"},
     {"TICKET_MAX_AGE_MINUTES", CONFIG_NEED_TICKETS, 0, 0, "0",
      "skip records older than this (vs the fetched-at header); 0 = off"},
+    {"TICKET_DESCRIPTION_MAX", CONFIG_NEED_TICKETS, 0, 0, "10000",
+     "chamado_descricao is capped at this many characters"},
     {"TICKET_MESA", CONFIG_NEED_TICKETS, 0, 0, "", "chamado_mesa (empty = not sent)"},
     {"TICKET_SETOR", CONFIG_NEED_TICKETS, 0, 0, "", "chamado_setor (empty = not sent)"},
     {"TICKET_TECNICO", CONFIG_NEED_TICKETS, 0, 0, "",
@@ -97,6 +112,9 @@ static const var_def_t VARS[] = {
      "age after which a pending claim is presumed abandoned"},
     {"DRY_RUN", CONFIG_NEED_WORKER, 0, 0, "0",
      "1 = log what would be sent; no writes (own consumer group)"},
+    {"KAFKA_MAX_MESSAGE_BYTES", CONFIG_NEED_KAFKA, 0, 0, "8388608",
+     "max record size (topics' max.message.bytes, producers' message.max.bytes); the DLQ "
+     "topic gets 64 KiB more"},
     {"HTTP_TIMEOUT_MS", 0, 0, 0, "30000", "timeout of one HTTP request"},
     {"LOG_LEVEL", 0, 0, 0, "info", "error|warn|info|debug"},
     {"METRICS_PORT", 0, 0, 0, "0", "port of /metrics, /healthz, /readyz (0 = off)"},
@@ -420,6 +438,29 @@ static bool get_bool(loader_t *ld, const char *name)
         char b[112];
         problem(ld, "%s: got %s; expected 1/true/yes/on or 0/false/no/off", name,
                 shown(b, sizeof b, v));
+    }
+    free(v);
+    return out;
+}
+
+/* A share of a quota: a decimal number in (0, 1]. Default from the table. */
+static double get_share(loader_t *ld, const char *name)
+{
+    const var_def_t *d = def_of(name);
+    double def = d && d->def ? strtod(d->def, NULL) : 1.0;
+    char *v = fetch(ld, name, NULL);
+    if (!v)
+        return def;
+    double out = def;
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno != 0 || end == v || *end != '\0' || !(x > 0.0 && x <= 1.0)) {
+        char b[112];
+        problem(ld, "%s: got %s; expected a number greater than 0 and at most 1 (e.g. 0.5)",
+                name, shown(b, sizeof b, v));
+    } else {
+        out = x;
     }
     free(v);
     return out;
@@ -1056,7 +1097,8 @@ static void get_kafka(loader_t *ld)
         var[nlen] = '\0';
         if (strcmp(var, "KAFKA_BOOTSTRAP_SERVERS") == 0 ||
             strcmp(var, "KAFKA_SASL_PASSWORD") == 0 ||
-            strcmp(var, "KAFKA_SASL_PASSWORD_FILE") == 0)
+            strcmp(var, "KAFKA_SASL_PASSWORD_FILE") == 0 ||
+            strcmp(var, "KAFKA_MAX_MESSAGE_BYTES") == 0)
             continue;
         const char *value = eq + 1;
         if (!*value || nlen == 6)
@@ -1107,6 +1149,8 @@ static void get_kafka(loader_t *ld)
         }
     }
     cfg->topic_partitions = (int)get_int(ld, "TOPIC_PARTITIONS", 1, 10000);
+    /* librdkafka's message.max.bytes is at most 1000000000; leave room for the DLQ's 64 KiB. */
+    cfg->kafka_max_message_bytes = get_int(ld, "KAFKA_MAX_MESSAGE_BYTES", 1024, 999000000);
 }
 
 /* ---- secrets that stand alone --------------------------------------------------------------- */
@@ -1164,14 +1208,26 @@ int config_load_env(config_t *cfg, unsigned needs, char *const *envp)
     cfg->ploomes_user_key = get_secret(&ld, "PLOOMES_USER_KEY");
     cfg->ploomes_rate_per_min = (int)get_int(&ld, "PLOOMES_RATE_PER_MIN", 1, 100000);
     cfg->ploomes_entities = get_entities(&ld);
+    cfg->ploomes_scan_quota_share = get_share(&ld, "PLOOMES_SCAN_QUOTA_SHARE");
+    cfg->ploomes_403_pause_ms = get_int(&ld, "PLOOMES_403_PAUSE_MS", 0, 3600000);
 
     cfg->milvus_base_url = get_url(&ld, "MILVUS_BASE_URL");
     cfg->milvus_token = get_secret(&ld, "MILVUS_TOKEN");
     cfg->milvus_rate_per_min = (int)get_int(&ld, "MILVUS_RATE_PER_MIN", 1, 100000);
     cfg->milvus_min_id = get_int(&ld, "MILVUS_MIN_ID", 0, INT64_MAX);
+    {
+        const char *raw = env_get(envp, "MILVUS_MIN_ID");
+        if (!raw || !*raw)
+            cfg->milvus_min_id = -1; /* unset: milvus-producer fixes it after a full scan */
+    }
+    cfg->milvus_scan_quota_share = get_share(&ld, "MILVUS_SCAN_QUOTA_SHARE");
+    cfg->milvus_max_pages = (int)get_int(&ld, "MILVUS_MAX_PAGES", 1, 1000000);
 
     get_time(&ld, "SYNC_SINCE", &cfg->sync_since, &cfg->sync_since_ms);
     cfg->poll_interval_seconds = (int)get_int(&ld, "POLL_INTERVAL_SECONDS", 1, 86400);
+    cfg->producer_lease_seconds = (int)get_int(&ld, "PRODUCER_LEASE_SECONDS", 5, 86400);
+    cfg->future_stamp_tolerance_seconds =
+        (int)get_int(&ld, "FUTURE_STAMP_TOLERANCE_SECONDS", 0, 86400 * 366);
 
     get_ticket_tags(&ld);
     get_time(&ld, "TICKETS_SINCE", &cfg->tickets_since, &cfg->tickets_since_ms);
@@ -1187,6 +1243,7 @@ int config_load_env(config_t *cfg, unsigned needs, char *const *envp)
             cfg->ticket_max_age_minutes = (int)get_int(&ld, "TICKET_MAX_AGE_MINUTES", 0, 5256000);
         }
     }
+    cfg->ticket_description_max = (int)get_int(&ld, "TICKET_DESCRIPTION_MAX", 100, 1000000);
     cfg->ticket_mesa = get_str(&ld, "TICKET_MESA");
     cfg->ticket_setor = get_str(&ld, "TICKET_SETOR");
     cfg->ticket_tecnico = get_str(&ld, "TICKET_TECNICO");

@@ -51,7 +51,9 @@ typedef enum {
 #define CONFIG_NEED_PLOOMES  (1u << 2) /* required PLOOMES_USER_KEY; PLOOMES_BASE_URL, rate */
 #define CONFIG_NEED_MILVUS   (1u << 3) /* required MILVUS_TOKEN; MILVUS_BASE_URL, rate */
 #define CONFIG_NEED_PRODUCER (1u << 4) /* POLL_INTERVAL_SECONDS, SYNC_SINCE, PLOOMES_ENTITIES,
-                                          TICKET_LOOKBACK_MINUTES, MILVUS_MIN_ID */
+                                          TICKET_LOOKBACK_MINUTES, MILVUS_MIN_ID, lease,
+                                          scan quota shares, MILVUS_MAX_PAGES,
+                                          FUTURE_STAMP_TOLERANCE_SECONDS */
 #define CONFIG_NEED_WORKER   (1u << 5) /* MAX_ATTEMPTS, RETRY_*, MAX_IN_FLIGHT, DRY_RUN,
                                           CLAIM_LEASE_SECONDS, SYNC_SINCE, MILVUS_MIN_ID */
 #define CONFIG_NEED_TICKETS  (1u << 6) /* TICKET_* settings */
@@ -103,6 +105,9 @@ typedef struct {
     size_t kafka_prop_count;
     char *topic_prefix;                /* "" by default; used verbatim */
     int topic_partitions;              /* 6 */
+    int64_t kafka_max_message_bytes;   /* KAFKA_MAX_MESSAGE_BYTES, 8 MiB: topics'
+                                          max.message.bytes and producers' message.max.bytes;
+                                          the DLQ topic gets 64 KiB more */
 
     /* MongoDB */
     char *mongodb_uri;          /* secret-bearing, full URI with password; NULL when unset */
@@ -112,19 +117,25 @@ typedef struct {
     /* Ploomes */
     char *ploomes_base_url;  /* no trailing '/'; default https://api2.ploomes.com */
     char *ploomes_user_key;  /* secret; NULL when unset */
-    int ploomes_rate_per_min;    /* 120 */
+    int ploomes_rate_per_min;    /* 100 */
     unsigned ploomes_entities;   /* CONFIG_ENTITY_* bits; default all three */
+    double ploomes_scan_quota_share; /* 0.5: ploomes-producer's share of the window */
+    int64_t ploomes_403_pause_ms;    /* 30000: a Ploomes 403 pauses the shared limiter */
 
     /* Milvus */
     char *milvus_base_url;   /* no trailing '/'; default https://apiintegracao.milvus.com.br/api */
     char *milvus_token;      /* secret; NULL when unset */
     int milvus_rate_per_min; /* 60 */
-    int64_t milvus_min_id;   /* 0 */
+    int64_t milvus_min_id;   /* -1 when unset (milvus-producer fixes it in MongoDB) */
+    double milvus_scan_quota_share; /* 0.25: milvus-producer's scans' share of the quota */
+    int milvus_max_pages;    /* 1000: pages per milvus-producer pass */
 
     /* Producers */
     char *sync_since;           /* RFC 3339 text; default 2024-02-24T00:00:00-03:00 */
     int64_t sync_since_ms;      /* the same instant, Unix epoch milliseconds */
     int poll_interval_seconds;  /* 60 */
+    int producer_lease_seconds; /* 60 */
+    int future_stamp_tolerance_seconds; /* 300 */
 
     /* Tickets */
     config_ticket_tag_t *ticket_tags; /* TICKET_TAGS parsed, in order; never empty */
@@ -133,6 +144,7 @@ typedef struct {
     int64_t tickets_since_ms;     /* -1 when unset */
     int ticket_lookback_minutes;  /* 10 */
     int ticket_max_age_minutes;   /* 0 = off (default) */
+    int ticket_description_max;   /* 10000 characters */
     char *ticket_mesa;            /* "" = not sent */
     char *ticket_setor;           /* "" = not sent */
     char *ticket_tecnico;         /* "" = not sent */

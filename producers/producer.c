@@ -67,7 +67,7 @@ producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const ch
     *root = NULL;
     api_result_t res;
     memset(&res, 0, sizeof res);
-    api_outcome_t oc = api_request(ctx->api, HTTP_GET, path_or_url, NULL, &res);
+    api_outcome_t oc = api_request(ctx->api, HTTP_GET, path_or_url, NULL, API_IDEMPOTENT, &res);
     producer_pass_t out = PRODUCER_PASS_OK;
     char url[512];
     http_redact_url(path_or_url, url, sizeof url);

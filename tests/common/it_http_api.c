@@ -391,7 +391,7 @@ static void test_outcome_table(void **state)
          * /slow's 1.5 s */
         api_t *api = make_api(w->kind, srv_a.base, w->max_attempts, 10, 1000, NULL);
         api_result_t r = {0};
-        api_outcome_t got = api_request(api, HTTP_GET, w->path, NULL, &r);
+        api_outcome_t got = api_request(api, HTTP_GET, w->path, NULL, API_IDEMPOTENT, &r);
         if (got != w->outcome || r.outcome != w->outcome || r.attempts != w->attempts ||
             r.status != w->status || strcmp(r.error_class, w->error_class) != 0 ||
             !strstr(r.message, w->message_part))
@@ -427,14 +427,14 @@ static void test_bodies_and_excerpt(void **state)
     (void)state;
     api_t *api = make_api(API_MILVUS, srv_a.base, 3, 0, 2000, NULL);
     api_result_t r = {0};
-    assert_int_equal(api_request(api, HTTP_GET, "/flaky", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/flaky", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_string_equal(r.body, "123");
     assert_int_equal(r.body_len, 3);
     assert_int_equal(r.attempts, 3);
     assert_true(r.first_failure[0] != '\0'); /* two failures before the success */
     char ex[8];
     assert_string_equal(api_result_excerpt(&r, 2, ex, sizeof ex), "12");
-    assert_int_equal(api_request(api, HTTP_GET, "/bad", NULL, &r), API_PERMANENT);
+    assert_int_equal(api_request(api, HTTP_GET, "/bad", NULL, API_IDEMPOTENT, &r), API_PERMANENT);
     /* {"message":"Cliente já cadastrado}: byte 22 is the 2nd byte of "á": the cut moves back */
     char ex2[64];
     api_result_excerpt(&r, 22, ex2, sizeof ex2);
@@ -451,7 +451,7 @@ static void test_retry_after_honoured(void **state)
     api_t *api = make_api(API_PLOOMES, srv_a.base, 3, 0, 2000, NULL);
     api_result_t r = {0};
     int64_t t0 = testenv_now_ms();
-    assert_int_equal(api_request(api, HTTP_GET, "/limited", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/limited", NULL, API_IDEMPOTENT, &r), API_OK);
     int64_t took = testenv_now_ms() - t0;
     assert_int_equal(r.attempts, 2);
     assert_int_equal(route_hits(&srv_a, "/limited"), 2);
@@ -464,7 +464,7 @@ static void test_retry_after_honoured(void **state)
     /* Retry-After larger than the retry max is capped by it (2000 ms here, header says 30 s) */
     t0 = testenv_now_ms();
     api_t *api2 = make_api(API_PLOOMES, srv_a.base, 2, 0, 2000, NULL);
-    assert_int_equal(api_request(api2, HTTP_GET, "/busy", NULL, &r), API_RETRIABLE_EXHAUSTED);
+    assert_int_equal(api_request(api2, HTTP_GET, "/busy", NULL, API_IDEMPOTENT, &r), API_RETRIABLE_EXHAUSTED);
     took = testenv_now_ms() - t0;
     if (took < 1950 || took > 20000) /* capped: far from the 30 s the header asks for */
         fail_msg("Retry-After capped at 2000 ms gave a wait of %lld ms", (long long)took);
@@ -489,7 +489,7 @@ static void test_connection_refused(void **state)
     snprintf(base, sizeof base, "http://127.0.0.1:%d", ntohs(addr.sin_port));
     api_t *api = make_api(API_PLOOMES, base, 3, 1, 1000, NULL);
     api_result_t r = {0};
-    assert_int_equal(api_request(api, HTTP_POST, "/Contacts", "{}", &r), API_RETRIABLE_EXHAUSTED);
+    assert_int_equal(api_request(api, HTTP_POST, "/Contacts", "{}", API_IDEMPOTENT, &r), API_RETRIABLE_EXHAUSTED);
     assert_int_equal(r.attempts, 3);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.error_class, "CurlConnect");
@@ -509,18 +509,18 @@ static void test_auth_header_only_for_base_origin(void **state)
     char url[128];
 
     /* relative path: base origin, key sent */
-    assert_int_equal(api_request(api, HTTP_GET, "/echo?$top=1", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/echo?$top=1", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_string_equal(srv_a.last_user_key, SECRET);
     assert_string_equal(srv_a.last_accept, "application/json");
 
     /* absolute URL on the base origin (a nextLink): key sent */
     snprintf(url, sizeof url, "%s/echo?$skip=300", srv_a.base);
-    assert_int_equal(api_request(api, HTTP_GET, url, NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, url, NULL, API_IDEMPOTENT, &r), API_OK);
     assert_int_equal(srv_a.auth_requests, 2);
 
     /* absolute URL on another port of the same host: a different origin, key NOT sent */
     snprintf(url, sizeof url, "%s/echo?$skip=600", srv_b.base);
-    assert_int_equal(api_request(api, HTTP_GET, url, NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, url, NULL, API_IDEMPOTENT, &r), API_OK);
     assert_int_equal(route_hits(&srv_b, "/echo"), 1);
     assert_int_equal(srv_b.auth_requests, 0);
     assert_int_equal(srv_b.plain_requests, 1);
@@ -528,7 +528,7 @@ static void test_auth_header_only_for_base_origin(void **state)
 
     /* same host spelled "localhost": a different origin too (no DNS games) */
     snprintf(url, sizeof url, "http://localhost:%d/echo", srv_b.port);
-    api_request(api, HTTP_GET, url, NULL, &r);
+    api_request(api, HTTP_GET, url, NULL, API_IDEMPOTENT, &r);
     assert_int_equal(srv_b.auth_requests, 0);
     api_result_clear(&r);
     api_free(api);
@@ -540,12 +540,12 @@ static void test_auth_header_only_for_base_origin(void **state)
     base[strlen(base) - 1] = '\0';
     assert_string_equal(api_base_url(api), base);
     server_reset(&srv_a);
-    assert_int_equal(api_request(api, HTTP_GET, "ok", NULL, &r), API_OK); /* '/' added */
+    assert_int_equal(api_request(api, HTTP_GET, "ok", NULL, API_IDEMPOTENT, &r), API_OK); /* '/' added */
     assert_int_equal(route_hits(&srv_a, "/api/ok"), 1);
     assert_string_equal(srv_a.last_authorization, SECRET);
     assert_string_equal(srv_a.last_user_key, "");
     snprintf(url, sizeof url, "%s/echo", srv_b.base);
-    api_request(api, HTTP_GET, url, NULL, &r);
+    api_request(api, HTTP_GET, url, NULL, API_IDEMPOTENT, &r);
     assert_int_equal(srv_b.auth_requests, 0);
 
     /* origin comparison details */
@@ -590,7 +590,7 @@ static void test_methods_and_body(void **state)
         {HTTP_POST, NULL, "POST"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        assert_int_equal(api_request(api, rows[i].m, "/echo", rows[i].body, &r), API_OK);
+        assert_int_equal(api_request(api, rows[i].m, "/echo", rows[i].body, API_IDEMPOTENT, &r), API_OK);
         assert_string_equal(srv_a.last_method, rows[i].want_method);
         assert_string_equal(srv_a.last_body, rows[i].body ? rows[i].body : "");
         assert_string_equal(srv_a.last_ctype, "application/json");
@@ -605,7 +605,7 @@ static void test_keep_alive(void **state)
     api_t *api = make_api(API_PLOOMES, srv_a.base, 1, 0, 2000, NULL);
     api_result_t r = {0};
     for (int i = 0; i < 5; i++)
-        assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, &r), API_OK);
+        assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_int_equal(route_hits(&srv_a, "/ok"), 5);
     assert_int_equal(srv_a.connections, 1); /* one connection for five requests */
     api_result_clear(&r);
@@ -647,7 +647,7 @@ static void test_stop_flag_interrupts_wait(void **state)
     pthread_create(&th, NULL, set_stop_later, NULL);
     api_result_t r = {0};
     int64_t t0 = testenv_now_ms();
-    assert_int_equal(api_request(api, HTTP_GET, "/busy", NULL, &r), API_STOPPED);
+    assert_int_equal(api_request(api, HTTP_GET, "/busy", NULL, API_IDEMPOTENT, &r), API_STOPPED);
     int64_t took = testenv_now_ms() - t0;
     pthread_join(th, NULL);
     if (took > 10000)
@@ -693,7 +693,7 @@ static void test_wait_hook(void **state)
     api_t *api = api_new(&o, err, sizeof err);
     assert_non_null(api);
     api_result_t r = {0};
-    assert_int_equal(api_request(api, HTTP_GET, "/limited", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/limited", NULL, API_IDEMPOTENT, &r), API_OK);
     /* Retry-After: 1 -> about 20 calls of <= 50 ms, remaining shrinking from ~1000 (bounds
      * generous for a loaded machine, where a 50 ms sleep can take far longer) */
     assert_true(h.calls >= 3);
@@ -704,7 +704,7 @@ static void test_wait_hook(void **state)
     hook_state_t h2 = {.give_up_after = 3};
     o.wait_ctx = &h2;
     api_t *api2 = api_new(&o, err, sizeof err);
-    assert_int_equal(api_request(api2, HTTP_GET, "/busy", NULL, &r), API_STOPPED);
+    assert_int_equal(api_request(api2, HTTP_GET, "/busy", NULL, API_IDEMPOTENT, &r), API_STOPPED);
     assert_int_equal(h2.calls, 3);
     api_result_clear(&r);
     api_free(api2);
@@ -722,9 +722,9 @@ static void test_no_secret_in_logs(void **state)
     log_clear_secrets(); /* prove that api_ itself never prints it, scrubbing aside */
     log_set_fd(fd);
     api_result_t r = {0};
-    api_request(api, HTTP_GET, "/auth", NULL, &r);
-    api_request(api, HTTP_GET, "/down?$filter=Register%20eq%20%2711144477735%27", NULL, &r);
-    api_request(api, HTTP_GET, "/slow", NULL, &r);
+    api_request(api, HTTP_GET, "/auth", NULL, API_IDEMPOTENT, &r);
+    api_request(api, HTTP_GET, "/down?$filter=Register%20eq%20%2711144477735%27", NULL, API_IDEMPOTENT, &r);
+    api_request(api, HTTP_GET, "/slow", NULL, API_IDEMPOTENT, &r);
     log_set_fd(2);
     log_init("it_http_api", LOG_WARN);
     char buf[16384];
@@ -856,7 +856,7 @@ static void test_metrics_outcomes(void **state)
 
     /* 503 then 200: one retry, one call ok, two attempts observed */
     api_t *api = make_api_metrics(API_PLOOMES, srv_a.base, 3, 10, 2000, NULL, m);
-    assert_int_equal(api_request(api, HTTP_GET, "/blip?$filter=Register%20eq%20%2711144477735%27", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/blip?$filter=Register%20eq%20%2711144477735%27", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_true(retries_total(m, "ploomes", "HttpStatus503") == 1);
     assert_true(requests_total(m, "ploomes", "GET", "ok") == 1);
     assert_true(attempts_count(m, "ploomes", "GET", "503") == 1);
@@ -864,7 +864,7 @@ static void test_metrics_outcomes(void **state)
     assert_true(api_counter(m, "http_retry_wait_seconds_total", "ploomes") < 1.0);
 
     /* 429 + Retry-After: 1 -> a retry for HttpStatus429 and about a second of backoff */
-    assert_int_equal(api_request(api, HTTP_GET, "/limited", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/limited", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_true(retries_total(m, "ploomes", "HttpStatus429") == 1);
     assert_true(attempts_count(m, "ploomes", "GET", "429") == 1);
     assert_true(attempts_count(m, "ploomes", "GET", "200") == 2);
@@ -874,19 +874,19 @@ static void test_metrics_outcomes(void **state)
         fail_msg("http_retry_wait_seconds_total=%g after Retry-After: 1", waited);
 
     /* 401: final at once, no retry */
-    assert_int_equal(api_request(api, HTTP_GET, "/auth", NULL, &r), API_AUTH);
+    assert_int_equal(api_request(api, HTTP_GET, "/auth", NULL, API_IDEMPOTENT, &r), API_AUTH);
     assert_true(requests_total(m, "ploomes", "GET", "auth") == 1);
     assert_true(attempts_count(m, "ploomes", "GET", "401") == 1);
     assert_true(retries_total(m, "ploomes", "HttpStatus401") == 0);
 
     /* a second client on the same registry adds to the same families */
     api_t *mil = make_api_metrics(API_MILVUS, srv_a.base, 2, 0, 1000, NULL, m); /* < /slow */
-    assert_int_equal(api_request(mil, HTTP_POST, "/bad", "{}", &r), API_PERMANENT);
+    assert_int_equal(api_request(mil, HTTP_POST, "/bad", "{}", API_IDEMPOTENT, &r), API_PERMANENT);
     assert_true(requests_total(m, "milvus", "POST", "permanent") == 1);
     assert_true(attempts_count(m, "milvus", "POST", "400") == 1);
 
     /* timeouts: no status, the transport class labels the attempt */
-    assert_int_equal(api_request(mil, HTTP_GET, "/slow", NULL, &r), API_RETRIABLE_EXHAUSTED);
+    assert_int_equal(api_request(mil, HTTP_GET, "/slow", NULL, API_IDEMPOTENT, &r), API_RETRIABLE_EXHAUSTED);
     assert_true(attempts_count(m, "milvus", "GET", "CurlTimeout") == 2);
     assert_true(retries_total(m, "milvus", "CurlTimeout") == 1);
     assert_true(requests_total(m, "milvus", "GET", "retriable_exhausted") == 1);
@@ -926,7 +926,7 @@ static void test_metrics_stopped(void **state)
     api_t *api = api_new(&o, err, sizeof err);
     assert_non_null(api);
     api_result_t r = {0};
-    assert_int_equal(api_request(api, HTTP_DELETE, "/busy", NULL, &r), API_STOPPED);
+    assert_int_equal(api_request(api, HTTP_DELETE, "/busy", NULL, API_IDEMPOTENT, &r), API_STOPPED);
     assert_true(requests_total(m, "milvus", "DELETE", "stopped") == 1);
     assert_true(retries_total(m, "milvus", "HttpStatus503") == 1);
     assert_true(attempts_count(m, "milvus", "DELETE", "503") == 1);
@@ -943,7 +943,7 @@ static void test_metrics_registration(void **state)
     /* NULL metrics: nothing registered, nothing recorded */
     api_t *api = make_api(API_PLOOMES, srv_a.base, 1, 0, 2000, NULL);
     api_result_t r = {0};
-    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, API_IDEMPOTENT, &r), API_OK);
     api_free(api);
     char *text = metrics_render(m);
     assert_null(strstr(text, "http_requests_total"));
@@ -984,9 +984,9 @@ static void test_metrics_ratelimit_wait(void **state)
     api_t *api = api_new(&o, err, sizeof err);
     assert_non_null(api);
     api_result_t r = {0};
-    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_true(api_counter(m, "ratelimit_waits_total", "ploomes") == 0);
-    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_true(api_counter(m, "ratelimit_waits_total", "ploomes") == 1);
     double waited = api_counter(m, "ratelimit_wait_seconds_total", "ploomes");
     if (waited < 0.5 || waited > 10.0)

@@ -462,7 +462,7 @@ static void test_api_429_penalizes(void **state)
     assert_non_null(api);
     api_result_t r = {0};
     int64_t t0 = wall_ms();
-    assert_int_equal(api_request(api, HTTP_GET, "/Contacts", NULL, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_GET, "/Contacts", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_int_equal(r.attempts, 2);
     assert_true(wall_ms() - t0 >= 950);
     assert_int_equal(g_hits, 2);
@@ -508,7 +508,7 @@ static void test_database_error_is_retriable(void **state)
     api_t *api = api_new(&ao, err, sizeof err);
     assert_non_null(api);
     api_result_t r = {0};
-    assert_int_equal(api_request(api, HTTP_GET, "/cliente/busca", NULL, &r),
+    assert_int_equal(api_request(api, HTTP_GET, "/cliente/busca", NULL, API_IDEMPOTENT, &r),
                      API_RETRIABLE_EXHAUSTED);
     assert_int_equal(r.attempts, 2);
     assert_int_equal(r.status, 0);

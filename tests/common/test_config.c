@@ -123,9 +123,17 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_attempts, 3);
     assert_int_equal(c.retry_base_ms, 5000);
     assert_int_equal(c.retry_max_ms, 60000);
-    assert_int_equal(c.ploomes_rate_per_min, 120);
+    assert_int_equal(c.ploomes_rate_per_min, 100);
     assert_int_equal(c.milvus_rate_per_min, 60);
-    assert_int_equal(c.milvus_min_id, 0);
+    assert_int_equal(c.milvus_min_id, -1); /* unset: fixed by milvus-producer */
+    assert_true(c.ploomes_scan_quota_share == 0.5);
+    assert_true(c.milvus_scan_quota_share == 0.25);
+    assert_int_equal(c.ploomes_403_pause_ms, 30000);
+    assert_int_equal(c.milvus_max_pages, 1000);
+    assert_int_equal(c.producer_lease_seconds, 60);
+    assert_int_equal(c.future_stamp_tolerance_seconds, 300);
+    assert_int_equal(c.ticket_description_max, 10000);
+    assert_int_equal(c.kafka_max_message_bytes, 8 * 1024 * 1024);
     assert_int_equal(c.max_in_flight, 1);
     assert_false(c.dry_run);
     assert_int_equal(c.log_level, LOG_INFO);
@@ -306,6 +314,9 @@ static void test_all_problems_reported_at_once(void **state)
                    "RETRY_MAX_MS=50",
                    "PLOOMES_RATE_PER_MIN=12abc",
                    "MILVUS_MIN_ID=-5",
+                   "PLOOMES_SCAN_QUOTA_SHARE=1.5",
+                   "MILVUS_SCAN_QUOTA_SHARE=half",
+                   "KAFKA_MAX_MESSAGE_BYTES=12",
                    "MAX_IN_FLIGHT=99999",
                    "DRY_RUN=maybe",
                    "LOG_LEVEL=verbose",
@@ -333,6 +344,9 @@ static void test_all_problems_reported_at_once(void **state)
         {"RETRY_MAX_MS", "50"},
         {"PLOOMES_RATE_PER_MIN", "12abc"},
         {"MILVUS_MIN_ID", "-5"},
+        {"PLOOMES_SCAN_QUOTA_SHARE", "1.5"},
+        {"MILVUS_SCAN_QUOTA_SHARE", "half"},
+        {"KAFKA_MAX_MESSAGE_BYTES", "\"12\""},
         {"MAX_IN_FLIGHT", "99999"},
         {"DRY_RUN", "maybe"},
         {"LOG_LEVEL", "verbose"},
