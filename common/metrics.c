@@ -484,6 +484,7 @@ struct metrics_server {
     int64_t stale_after_ms;
     metrics_ready_fn ready;
     void *ready_ctx;
+    int64_t started_ms; /* wall clock, for process_start_time_seconds */
 };
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *ctype,
@@ -501,6 +502,35 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
     enum MHD_Result r = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     return r;
+}
+
+/* The registry's text followed by the gauges every process has: process_ready (what /readyz
+ * says, so a dashboard and an alert can see it) and process_start_time_seconds. */
+static char *render_with_process(metrics_server_t *srv)
+{
+    char *rendered = metrics_render(srv->m);
+    if (!rendered)
+        return NULL;
+    char why[256] = "";
+    bool ok = srv->ready ? srv->ready(srv->ready_ctx, why, sizeof why) : true;
+    char tail[512];
+    int n = snprintf(tail, sizeof tail,
+                     "# HELP process_ready 1 when /readyz answers 200 (Kafka and MongoDB reachable)\n"
+                     "# TYPE process_ready gauge\nprocess_ready %d\n"
+                     "# HELP process_start_time_seconds Start time of the process since the Unix "
+                     "epoch\n# TYPE process_start_time_seconds gauge\n"
+                     "process_start_time_seconds %lld\n",
+                     ok ? 1 : 0, (long long)(srv->started_ms / 1000));
+    if (n < 0 || (size_t)n >= sizeof tail)
+        return rendered;
+    size_t len = strlen(rendered);
+    char *grown = realloc(rendered, len + (size_t)n + 1);
+    if (!grown) {
+        free(rendered);
+        return NULL;
+    }
+    memcpy(grown + len, tail, (size_t)n + 1);
+    return grown;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -522,7 +552,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, text, "method not allowed\n", false);
 
     if (strcmp(url, "/metrics") == 0) {
-        char *rendered = metrics_render(srv->m);
+        char *rendered = render_with_process(srv);
         if (!rendered)
             return respond(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, text, "out of memory\n", false);
         return respond(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", rendered,
@@ -619,6 +649,7 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
     srv->stale_after_ms = cfg->stale_after_ms > 0 ? cfg->stale_after_ms : METRICS_DEFAULT_STALE_MS;
     srv->ready = cfg->ready;
     srv->ready_ctx = cfg->ready_ctx;
+    srv->started_ms = clock_wall_ms();
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | (v6 ? MHD_USE_IPv6 : 0);
     /* MHD owns the listening socket from here and closes it in MHD_stop_daemon(). */
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET,

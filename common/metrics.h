@@ -108,7 +108,9 @@ typedef struct {
 typedef struct metrics_server metrics_server_t;
 
 /* Starts serving on its own thread:
- *   GET /metrics  200 text/plain; version=0.0.4  (metrics_render())
+ *   GET /metrics  200 text/plain; version=0.0.4  (metrics_render(), then the gauges
+ *                 process_ready — 1 when the ready callback says so — and
+ *                 process_start_time_seconds)
  *   GET /healthz  200 "ok" when the heartbeat is fresh, else 503 "stale: last heartbeat N ms ago"
  *   GET /readyz   200 "ready" when cfg->ready says so, else 503 "not ready: <why>"
  *   other paths 404, other methods 405 (HEAD is answered like GET).

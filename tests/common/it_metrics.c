@@ -114,6 +114,12 @@ static void test_server_endpoints(void **state)
     metrics_heartbeat(m);
     assert_int_equal(http_get(port, "GET", "/healthz", NULL), 200);
 
+    /* /metrics carries process_ready, following the same callback */
+    assert_int_equal(http_get(port, "GET", "/metrics", &body), 200);
+    assert_non_null(strstr(body, "\nprocess_ready 0\n"));
+    assert_non_null(strstr(body, "# TYPE process_start_time_seconds gauge"));
+    free(body);
+
     /* /readyz follows the callback */
     assert_int_equal(http_get(port, "GET", "/readyz", &body), 503);
     assert_non_null(strstr(body, "kafka not connected"));
@@ -126,6 +132,9 @@ static void test_server_endpoints(void **state)
     free(body);
     atomic_store(&r.mongo_ok, true);
     assert_int_equal(http_get(port, "GET", "/readyz", NULL), 200);
+    assert_int_equal(http_get(port, "GET", "/metrics", &body), 200);
+    assert_non_null(strstr(body, "\nprocess_ready 1\n"));
+    free(body);
     assert_true(atomic_load(&r.calls) >= 4);
 
     /* other paths and methods */
