@@ -1,0 +1,507 @@
+/* dlq_: reading and replaying the dead-letter topic. See dlq.h. */
+#include "dlq.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "errbuf.h"
+#include "log.h"
+
+#define READ_IDLE_MS 500 /* a poll slice while reading */
+
+dlq_filter_t dlq_filter_all(void)
+{
+    return (dlq_filter_t){.partition = -1, .from_offset = -1, .to_offset = -1};
+}
+
+int dlq_settings_from_config(const config_t *cfg, kafka_settings_t *out, const char ***names,
+                             const char ***values)
+{
+    *names = NULL;
+    *values = NULL;
+    size_t n = cfg->kafka_prop_count;
+    if (n > 0) {
+        *names = calloc(n, sizeof **names);
+        *values = calloc(n, sizeof **values);
+        if (!*names || !*values) {
+            free(*names);
+            free(*values);
+            *names = *values = NULL;
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            (*names)[i] = cfg->kafka_props[i].name;
+            (*values)[i] = cfg->kafka_props[i].value;
+        }
+    }
+    *out = (kafka_settings_t){.bootstrap_servers = cfg->kafka_bootstrap_servers,
+                              .names = *names,
+                              .values = *values,
+                              .count = n,
+                              .max_message_bytes = cfg->kafka_max_message_bytes};
+    return 0;
+}
+
+/* A group-less consumer able to fetch the largest dead letter. Returns NULL with err. */
+static rd_kafka_t *reader_new(const kafka_settings_t *s, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kafka_conf_from_settings(s, err, errlen);
+    if (!conf)
+        return NULL;
+    char fetch[32];
+    snprintf(fetch, sizeof fetch, "%" PRId64,
+             kafka_topic_max_message_bytes(s, KAFKA_TOPIC_DLQ) + 1024 * 1024);
+    const char *const props[][2] = {
+        {"enable.auto.commit", "false"},   {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "true"},  {"max.partition.fetch.bytes", fetch},
+        {"fetch.max.bytes", fetch},        {"client.id", "pipeline-dlq-reader"},
+        /* librdkafka wants a group id even for assign(); nothing ever joins or commits it. */
+        {"group.id", "pipeline-dlq-reader"},
+    };
+    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
+        if (kafka_conf_set(conf, props[i][0], props[i][1], err, errlen) != 0) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    char rec[32];
+    snprintf(rec, sizeof rec, "%" PRId64,
+             kafka_topic_max_message_bytes(s, KAFKA_TOPIC_DLQ) + 2 * 1024 * 1024);
+    if (kafka_conf_set(conf, "receive.message.max.bytes", rec, err, errlen) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    char e[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        errbuf_set(err, errlen, "cannot create a Kafka consumer: %s", e);
+        return NULL;
+    }
+    return rk; /* conf is owned by rk now */
+}
+
+/* Partition count of `topic`, 0 when it does not exist, -1 on failure. */
+static int partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
+                           size_t errlen)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt) {
+        errbuf_set(err, errlen, "cannot open topic %s", topic);
+        return -1;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        errbuf_set(err, errlen, "Kafka metadata for %s: %s", topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    int n = 0;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+static char *dup_bytes(const void *p, size_t n)
+{
+    char *c = malloc(n + 1);
+    if (!c)
+        return NULL;
+    if (n)
+        memcpy(c, p, n);
+    c[n] = '\0';
+    return c;
+}
+
+static void letter_free(dlq_letter_t *l)
+{
+    free(l->key);
+    free(l->value);
+    for (size_t i = 0; i < l->header_count; i++) {
+        free((char *)l->headers[i].name);
+        free((char *)l->headers[i].value);
+    }
+    free(l->headers);
+    memset(l, 0, sizeof *l);
+}
+
+const char *dlq_header(const dlq_letter_t *l, const char *name)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < l->header_count; i++) {
+        if (strcmp(l->headers[i].name, name) == 0)
+            v = l->headers[i].value;
+    }
+    return v;
+}
+
+static int64_t header_i64(const dlq_letter_t *l, const char *name, int64_t dflt)
+{
+    const char *v = dlq_header(l, name);
+    if (!v || !*v)
+        return dflt;
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    return errno == 0 && end && *end == '\0' ? (int64_t)x : dflt;
+}
+
+static void decode(dlq_letter_t *l)
+{
+    const char *s;
+    l->orig_topic = (s = dlq_header(l, "__connect.errors.topic")) ? s : "";
+    l->orig_partition = (int32_t)header_i64(l, "__connect.errors.partition", -1);
+    l->orig_offset = header_i64(l, "__connect.errors.offset", -1);
+    l->worker = (s = dlq_header(l, "__connect.errors.connector.name")) ? s : "";
+    l->error_class = (s = dlq_header(l, "__connect.errors.exception.class.name")) ? s : "";
+    l->message = (s = dlq_header(l, "__connect.errors.exception.message")) ? s : "";
+    l->http_status = (long)header_i64(l, "x-dlq.http-status", 0);
+    l->attempts = (int)header_i64(l, "x-dlq.attempts", 0);
+    l->response = (s = dlq_header(l, "x-dlq.response")) ? s : "";
+}
+
+/* Copies a consumed message into *l. Returns 0 or -1 (out of memory; *l freed). */
+static int letter_copy(const rd_kafka_message_t *m, dlq_letter_t *l)
+{
+    memset(l, 0, sizeof *l);
+    l->partition = m->partition;
+    l->offset = m->offset;
+    l->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+    if (m->key && !(l->key = dup_bytes(m->key, m->key_len)))
+        goto oom;
+    l->key_len = m->key_len;
+    if (m->payload && !(l->value = dup_bytes(m->payload, m->len)))
+        goto oom;
+    l->value_len = m->len;
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+        size_t n = rd_kafka_header_cnt(hdrs);
+        l->headers = calloc(n ? n : 1, sizeof *l->headers);
+        if (!l->headers)
+            goto oom;
+        for (size_t i = 0; i < n; i++) {
+            const char *name;
+            const void *val;
+            size_t size;
+            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                break;
+            kafka_header_t *h = &l->headers[l->header_count++];
+            h->name = dup_bytes(name, strlen(name));
+            h->value = val ? dup_bytes(val, size) : NULL;
+            h->value_len = size;
+            if (!h->name || (val && !h->value))
+                goto oom;
+        }
+    }
+    decode(l);
+    return 0;
+oom:
+    letter_free(l);
+    return -1;
+}
+
+static bool keep(const dlq_filter_t *f, const dlq_letter_t *l)
+{
+    if (f->worker && *f->worker && strcmp(f->worker, l->worker) != 0)
+        return false;
+    if (f->error_class && *f->error_class && strcmp(f->error_class, l->error_class) != 0)
+        return false;
+    if (f->since_ms > 0 && l->timestamp_ms >= 0 && l->timestamp_ms < f->since_ms)
+        return false;
+    return true;
+}
+
+static int push(dlq_list_t *out, size_t *cap, dlq_letter_t *l)
+{
+    if (out->count == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        dlq_letter_t *grown = realloc(out->items, ncap * sizeof *grown);
+        if (!grown)
+            return -1;
+        out->items = grown;
+        *cap = ncap;
+    }
+    out->items[out->count++] = *l;
+    return 0;
+}
+
+/* Newest first by (timestamp, partition, offset) for the limit, then back to topic order. */
+static int by_time(const void *a, const void *b)
+{
+    const dlq_letter_t *x = a, *y = b;
+    if (x->timestamp_ms != y->timestamp_ms)
+        return x->timestamp_ms < y->timestamp_ms ? -1 : 1;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return x->offset < y->offset ? -1 : (x->offset > y->offset);
+}
+
+static void apply_limit(dlq_list_t *out, size_t limit)
+{
+    qsort(out->items, out->count, sizeof *out->items, by_time);
+    if (limit == 0 || out->count <= limit)
+        return;
+    size_t drop = out->count - limit;
+    for (size_t i = 0; i < drop; i++)
+        letter_free(&out->items[i]);
+    memmove(out->items, out->items + drop, limit * sizeof *out->items);
+    out->count = limit;
+}
+
+/* Assigns [start, end] of every selected partition; *pending = partitions with work. */
+static int assign_ranges(rd_kafka_t *rk, const char *topic, int parts, const dlq_filter_t *f,
+                         int timeout_ms, dlq_list_t *out, int64_t *ends, int *pending,
+                         char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(parts);
+    if (!tp) {
+        errbuf_set(err, errlen, "out of memory");
+        return -1;
+    }
+    *pending = 0;
+    for (int p = 0; p < parts; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, timeout_ms);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            errbuf_set(err, errlen, "watermarks of %s [%d]: %s", topic, p, rd_kafka_err2str(e));
+            rd_kafka_topic_partition_list_destroy(tp);
+            return -1;
+        }
+        out->total += hi - lo;
+        int64_t start = f->from_offset > lo ? f->from_offset : lo;
+        int64_t end = hi - 1;
+        if (f->to_offset >= 0 && f->to_offset < end)
+            end = f->to_offset;
+        ends[p] = end;
+        if ((f->partition >= 0 && f->partition != p) || start > end)
+            continue;
+        rd_kafka_topic_partition_list_add(tp, topic, p)->offset = start;
+        (*pending)++;
+    }
+    rd_kafka_resp_err_t e = *pending ? rd_kafka_assign(rk, tp) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_topic_partition_list_destroy(tp);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        errbuf_set(err, errlen, "cannot read %s: %s", topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *f,
+             int timeout_ms, dlq_list_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (kafka_topic_name(out->topic, sizeof out->topic, prefix, KAFKA_TOPIC_DLQ) != 0) {
+        errbuf_set(err, errlen, "TOPIC_PREFIX makes the DLQ topic name too long");
+        return -1;
+    }
+    rd_kafka_t *rk = reader_new(s, err, errlen);
+    if (!rk)
+        return -1;
+    int rc = -1;
+    int64_t *ends = NULL;
+    size_t cap = 0;
+    int parts = partition_count(rk, out->topic, timeout_ms, err, errlen);
+    if (parts <= 0) {
+        rc = parts; /* 0: no DLQ topic yet, nothing dead-lettered */
+        goto done;
+    }
+    ends = calloc((size_t)parts, sizeof *ends);
+    int pending = 0;
+    if (!ends || assign_ranges(rk, out->topic, parts, f, timeout_ms, out, ends, &pending, err,
+                               errlen) != 0)
+        goto done;
+    int64_t quiet_since = clock_mono_ms();
+    while (pending > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, READ_IDLE_MS);
+        if (!m) {
+            if (clock_mono_ms() - quiet_since > timeout_ms) {
+                errbuf_set(err, errlen, "reading %s timed out after %d ms without a record",
+                           out->topic, timeout_ms);
+                goto done;
+            }
+            continue;
+        }
+        quiet_since = clock_mono_ms();
+        bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+        if (m->err && !eof) {
+            log_msg(LOG_WARN, "dlq_read_error", "error=\"%s\"", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        int32_t p = m->partition;
+        bool last = eof || m->offset >= ends[p];
+        if (!eof && m->offset <= ends[p]) {
+            dlq_letter_t l;
+            if (letter_copy(m, &l) != 0) {
+                rd_kafka_message_destroy(m);
+                errbuf_set(err, errlen, "out of memory reading %s", out->topic);
+                goto done;
+            }
+            if (!keep(f, &l))
+                letter_free(&l);
+            else if (push(out, &cap, &l) != 0) {
+                letter_free(&l);
+                rd_kafka_message_destroy(m);
+                errbuf_set(err, errlen, "out of memory reading %s", out->topic);
+                goto done;
+            }
+        }
+        rd_kafka_message_destroy(m);
+        if (last && ends[p] != INT64_MIN) {
+            ends[p] = INT64_MIN; /* this partition is done */
+            pending--;
+        }
+    }
+    apply_limit(out, f->limit);
+    rc = 0;
+done:
+    free(ends);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    if (rc != 0)
+        dlq_list_free(out);
+    return rc;
+}
+
+int dlq_size(const kafka_settings_t *s, const char *prefix, int timeout_ms, int64_t *messages,
+             int64_t *newest_ms, char *err, size_t errlen)
+{
+    *messages = 0;
+    *newest_ms = -1;
+    char topic[KAFKA_TOPIC_NAME_MAX];
+    if (kafka_topic_name(topic, sizeof topic, prefix, KAFKA_TOPIC_DLQ) != 0) {
+        errbuf_set(err, errlen, "TOPIC_PREFIX makes the DLQ topic name too long");
+        return -1;
+    }
+    rd_kafka_t *rk = reader_new(s, err, errlen);
+    if (!rk)
+        return -1;
+    int parts = partition_count(rk, topic, timeout_ms, err, errlen);
+    int rc = parts < 0 ? -1 : 0;
+    int pending = 0;
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(parts > 0 ? parts : 1);
+    for (int p = 0; rc == 0 && tp && p < parts; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, timeout_ms);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            errbuf_set(err, errlen, "watermarks of %s [%d]: %s", topic, p, rd_kafka_err2str(e));
+            rc = -1;
+            break;
+        }
+        *messages += hi - lo;
+        if (hi > lo) { /* read only the last letter of the partition, for its time */
+            rd_kafka_topic_partition_list_add(tp, topic, p)->offset = hi - 1;
+            pending++;
+        }
+    }
+    if (rc == 0 && pending > 0 && rd_kafka_assign(rk, tp) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        pending = 0; /* the size is known; the time stays unknown */
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    while (rc == 0 && pending > 0 && clock_mono_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, READ_IDLE_MS);
+        if (!m)
+            continue;
+        if (!m->err) {
+            int64_t ts = rd_kafka_message_timestamp(m, NULL);
+            if (ts > *newest_ms)
+                *newest_ms = ts;
+        }
+        if (!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            pending = m->err ? pending : pending - 1;
+        rd_kafka_message_destroy(m);
+    }
+    if (tp)
+        rd_kafka_topic_partition_list_destroy(tp);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+void dlq_list_free(dlq_list_t *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        letter_free(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = 0;
+}
+
+/* The letter's original topic must be one of this account's pipeline topics: a replay never
+ * writes anywhere a header happens to name. */
+static bool replay_target_ok(const char *dlq_topic, const char *orig)
+{
+    size_t dlen = strlen(dlq_topic), blen = strlen(kafka_topic_base(KAFKA_TOPIC_DLQ));
+    size_t plen = dlen - blen; /* the prefix is what precedes "pipeline.dlq" */
+    if (strncmp(orig, dlq_topic, plen) != 0)
+        return false;
+    for (int id = 0; id < KAFKA_TOPIC_DLQ; id++) {
+        if (strcmp(orig + plen, kafka_topic_base((kafka_topic_id_t)id)) == 0)
+            return true;
+    }
+    return false;
+}
+
+dlq_replay_rc_t dlq_replay(kafka_producer_t *p, store_t *st, const char *dlq_topic,
+                           const dlq_letter_t *l, const char *by, bool force, bool dry_run,
+                           char *err, size_t errlen)
+{
+    if (!replay_target_ok(dlq_topic, l->orig_topic)) {
+        errbuf_set(err, errlen, "letter %d/%" PRId64 " names original topic \"%s\", which is not "
+                   "a pipeline topic of this TOPIC_PREFIX: not replayed", l->partition,
+                   l->offset, l->orig_topic);
+        return DLQ_FAILED;
+    }
+    store_replay_t prev;
+    int rc = store_replay_get(st, dlq_topic, l->partition, l->offset, &prev, err, errlen);
+    if (rc != STORE_OK && rc != STORE_NOT_FOUND)
+        return DLQ_FAILED;
+    if (rc == STORE_OK && !force)
+        return DLQ_ALREADY;
+    if (dry_run)
+        return DLQ_WOULD;
+    rc = store_replay_mark(st, dlq_topic, l->partition, l->offset, by, force, err, errlen);
+    if (rc == STORE_CONFLICT)
+        return DLQ_ALREADY;
+    if (rc != STORE_OK)
+        return DLQ_FAILED;
+
+    kafka_header_t *hs = calloc(l->header_count + 1, sizeof *hs);
+    if (!hs) {
+        errbuf_set(err, errlen, "out of memory");
+        return DLQ_FAILED;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < l->header_count; i++) {
+        const char *name = l->headers[i].name;
+        if (strncmp(name, "__connect.errors.", 17) == 0 || strncmp(name, "x-dlq.", 6) == 0)
+            continue;
+        hs[n++] = l->headers[i];
+    }
+    char from[KAFKA_TOPIC_NAME_MAX + 48];
+    snprintf(from, sizeof from, "%s/%d/%" PRId64, dlq_topic, l->partition, l->offset);
+    hs[n++] = (kafka_header_t){.name = "x-dlq.replayed-from", .value = from,
+                               .value_len = strlen(from)};
+    kafka_batch_t *b = kafka_batch_new();
+    dlq_replay_rc_t out = DLQ_FAILED;
+    char e[512] = "";
+    if (b && kafka_producer_send_raw(p, l->orig_topic, l->key, l->key_len, l->value, l->value_len,
+                                     hs, n, -1, b, NULL, NULL, e, sizeof e) == 0 &&
+        kafka_batch_wait(p, b, 30000, e, sizeof e) == 0)
+        out = DLQ_REPLAYED;
+    else
+        errbuf_set(err, errlen, "letter %d/%" PRId64 " was recorded as replayed but not "
+                   "delivered to %s (%s): run the replay again with --force", l->partition,
+                   l->offset, l->orig_topic, e[0] ? e : "out of memory");
+    kafka_batch_free(b);
+    free(hs);
+    return out;
+}

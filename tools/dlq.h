@@ -1,0 +1,111 @@
+/* dlq_: reading, filtering, summarising and replaying the dead-letter topic (SPEC §7), shared by
+ * pipeline-dlq and pipeline-status.
+ *
+ * Reading: a group-less consumer assigned to every partition of `<prefix>pipeline.dlq` from the
+ * low watermark (or the filter's first offset) to the high watermark as it was when the read
+ * began; it commits nothing and never joins a group, so inspecting the DLQ cannot move anyone's
+ * offsets. Each letter is copied out (key, value, headers) and its Kafka Connect headers are
+ * decoded (original topic/partition/offset, worker, error class, message, x-dlq.*).
+ *
+ * Replay (SPEC §4, §7): the letter's original key, value and original headers (everything but
+ * __connect.errors.* and x-dlq.*) are produced to its original topic with
+ * `x-dlq.replayed-from: <dlq topic>/<partition>/<offset>`. The replay is recorded in MongoDB
+ * (store_replay_mark) BEFORE it is produced: a letter is never replayed twice without `force`
+ * (a produce that failed after the mark is recovered with --force).
+ *
+ * Ownership: dlq_read() fills a dlq_list_t that owns every letter and string in it;
+ * dlq_list_free() frees it. Borrowed: settings, store (must outlive the calls).
+ * Threads: none of these functions may run concurrently on one list.
+ */
+#ifndef PIPELINE_TOOLS_DLQ_H
+#define PIPELINE_TOOLS_DLQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "store.h"
+
+/* One dead letter as read from the topic. Every pointer is owned by its dlq_list_t. */
+typedef struct {
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;          /* when it was dead-lettered (-1 when unknown) */
+    char *key;                     /* NULL when the record had no key */
+    size_t key_len;
+    char *value;                   /* NULL for a tombstone */
+    size_t value_len;
+    kafka_header_t *headers;       /* every header, in order (names/values owned) */
+    size_t header_count;
+    /* Decoded from the headers ("" / -1 / 0 when absent): */
+    const char *orig_topic;        /* __connect.errors.topic */
+    int32_t orig_partition;        /* __connect.errors.partition */
+    int64_t orig_offset;           /* __connect.errors.offset */
+    const char *worker;            /* __connect.errors.connector.name */
+    const char *error_class;       /* __connect.errors.exception.class.name */
+    const char *message;           /* __connect.errors.exception.message */
+    long http_status;              /* x-dlq.http-status */
+    int attempts;                  /* x-dlq.attempts */
+    const char *response;          /* x-dlq.response */
+} dlq_letter_t;
+
+typedef struct {
+    dlq_letter_t *items;
+    size_t count;
+    char topic[KAFKA_TOPIC_NAME_MAX];
+    int64_t total;                 /* messages in the topic (high - low, all partitions) */
+} dlq_list_t;
+
+/* Which letters to keep. Zero = everything. */
+typedef struct {
+    const char *worker;            /* exact connector name */
+    const char *error_class;       /* exact exception class */
+    int32_t partition;             /* -1 = every partition */
+    int64_t from_offset;           /* inclusive; -1 = from the start */
+    int64_t to_offset;             /* inclusive; -1 = to the end */
+    int64_t since_ms;              /* keep letters dead-lettered at or after this; 0 = any */
+    size_t limit;                  /* keep at most this many of the NEWEST; 0 = all */
+} dlq_filter_t;
+
+/* A filter that keeps everything. */
+dlq_filter_t dlq_filter_all(void);
+
+/* Builds librdkafka settings from the loaded config. The arrays are malloc'd into `names` /
+ * `values` (free both with free()); `out` borrows them and the config. Returns 0, or -1 when out
+ * of memory. */
+int dlq_settings_from_config(const config_t *cfg, kafka_settings_t *out, const char ***names,
+                             const char ***values);
+
+/* Reads every letter of `<prefix>pipeline.dlq` matching `f` (see the top comment). A missing
+ * topic is an empty list. Returns 0, or -1 with err set (broker unreachable, out of memory). */
+int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *f,
+             int timeout_ms, dlq_list_t *out, char *err, size_t errlen);
+
+/* Only the size: messages in the DLQ topic (high - low watermarks over all partitions) and the
+ * timestamp of the newest letter (-1 when empty or unknown). Cheap (no record is read besides
+ * the last of each partition). Returns 0 or -1 with err. */
+int dlq_size(const kafka_settings_t *s, const char *prefix, int timeout_ms, int64_t *messages,
+             int64_t *newest_ms, char *err, size_t errlen);
+
+void dlq_list_free(dlq_list_t *l);
+
+/* Header `name` of a letter (last one wins), or NULL. */
+const char *dlq_header(const dlq_letter_t *l, const char *name);
+
+/* Outcome of one replay. */
+typedef enum {
+    DLQ_REPLAYED = 0,      /* recorded and delivered to the original topic */
+    DLQ_ALREADY = 1,       /* replayed before (without force): nothing sent */
+    DLQ_WOULD = 2,         /* dry run: would be replayed */
+    DLQ_FAILED = -1,       /* store or Kafka failure: err says which */
+} dlq_replay_rc_t;
+
+/* Replays one letter (see the top comment). `by` names who replays (user@host or instance).
+ * dry_run: checks the record in MongoDB and sends nothing. */
+dlq_replay_rc_t dlq_replay(kafka_producer_t *p, store_t *st, const char *dlq_topic,
+                           const dlq_letter_t *l, const char *by, bool force, bool dry_run,
+                           char *err, size_t errlen);
+
+#endif
