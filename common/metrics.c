@@ -485,6 +485,8 @@ struct metrics_server {
     metrics_ready_fn ready;
     void *ready_ctx;
     int64_t started_ms; /* wall clock, for process_start_time_seconds */
+    metrics_route_fn route;
+    void *route_ctx;
 };
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *ctype,
@@ -574,6 +576,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         snprintf(body, sizeof body, "not ready: %s\n", why[0] ? why : "(no reason given)");
         return respond(conn, MHD_HTTP_SERVICE_UNAVAILABLE, text, body, false);
     }
+    if (srv->route) {
+        unsigned status = MHD_HTTP_OK;
+        const char *ctype = text;
+        char *routed = NULL;
+        if (srv->route(srv->route_ctx, url, &status, &ctype, &routed) == 0 && routed)
+            return respond(conn, status, ctype, routed, true);
+        free(routed);
+    }
     return respond(conn, MHD_HTTP_NOT_FOUND, text, "not found\n", false);
 }
 
@@ -650,6 +660,8 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
     srv->ready = cfg->ready;
     srv->ready_ctx = cfg->ready_ctx;
     srv->started_ms = clock_wall_ms();
+    srv->route = cfg->route;
+    srv->route_ctx = cfg->route_ctx;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | (v6 ? MHD_USE_IPv6 : 0);
     /* MHD owns the listening socket from here and closes it in MHD_stop_daemon(). */
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET,

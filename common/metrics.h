@@ -96,6 +96,13 @@ typedef bool (*metrics_ready_fn)(void *ctx, char *why, size_t whylen);
 #define METRICS_PORT_OFF 0
 #define METRICS_PORT_AUTO (-1) /* bind an ephemeral port; read it back with metrics_server_port() */
 
+/* Optional extra GET routes (e.g. pipeline-status's page and JSON): called for every path other
+ * than /metrics, /healthz and /readyz, on the server's thread. To answer, return 0 and set
+ * *status, *content_type (a static string) and *body (malloc'd, NUL-terminated; the server frees
+ * it). Return -1 to let the server answer 404. */
+typedef int (*metrics_route_fn)(void *ctx, const char *url, unsigned *status,
+                                const char **content_type, char **body);
+
 typedef struct {
     const char *bind_address; /* numeric IPv4/IPv6 address; NULL = "0.0.0.0" (docker needs it);
                                  "127.0.0.1" for loopback only */
@@ -103,6 +110,8 @@ typedef struct {
     int64_t stale_after_ms;   /* /healthz is 503 when the last heartbeat is older; 0 = 60000 */
     metrics_ready_fn ready;   /* NULL = always ready */
     void *ready_ctx;
+    metrics_route_fn route;   /* NULL = no other routes */
+    void *route_ctx;
 } metrics_server_config_t;
 
 typedef struct metrics_server metrics_server_t;

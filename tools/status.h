@@ -1,0 +1,83 @@
+/* status_: one snapshot of the pipeline for operators (SPEC §7 pipeline-status): consumer lag
+ * per worker group and partition, the dead-letter topic's size and newest letter, producer
+ * cursors with their last polls, producer leases, and the shared rate limits' use.
+ *
+ * Collecting never joins a consumer group or commits anything (committed offsets are read with
+ * a group-less query per group), and never writes to MongoDB. A part that cannot be read (Kafka
+ * or MongoDB down, no key configured for a rate limit) is reported in the snapshot's `problems`
+ * and the rest is still filled.
+ *
+ * Ownership: status_collect() fills a caller-owned status_t whose arrays it allocates;
+ * status_free() frees them. Settings, store and config are borrowed for the call.
+ */
+#ifndef PIPELINE_TOOLS_STATUS_H
+#define PIPELINE_TOOLS_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "store.h"
+
+/* The four workers: binary name (the consumer group suffix) and the topic each consumes. */
+typedef struct {
+    const char *worker;
+    kafka_topic_id_t topic;
+} status_worker_t;
+extern const status_worker_t STATUS_WORKERS[4];
+
+typedef struct {
+    const char *worker;        /* static */
+    char topic[KAFKA_TOPIC_NAME_MAX];
+    int32_t partition;
+    int64_t committed;         /* -1 when the group never committed on this partition */
+    int64_t low, high;         /* watermarks */
+    int64_t lag;               /* high - committed (high - low when nothing committed) */
+} status_lag_t;
+
+typedef struct {
+    const char *api;           /* "ploomes" | "milvus" */
+    bool known;                /* false when the key is not configured or MongoDB failed */
+    int used, limit;           /* tickets in the last window, N */
+} status_rate_t;
+
+#define STATUS_PROBLEMS_MAX 8
+
+typedef struct {
+    int64_t taken_ms;          /* wall clock of the snapshot */
+    status_lag_t *lags;
+    size_t lag_count;
+    int64_t dlq_messages;      /* -1 when unknown */
+    int64_t dlq_newest_ms;     /* -1 when empty or unknown */
+    store_cursor_t *cursors;
+    size_t cursor_count;
+    store_lease_t leases[2];   /* producer:ploomes, producer:milvus */
+    bool leases_known;
+    status_rate_t rates[2];
+    char problems[STATUS_PROBLEMS_MAX][256];
+    size_t problem_count;
+} status_t;
+
+extern const char *const STATUS_LEASE_NAMES[2];
+
+/* Takes a snapshot (see the top comment). `st` may be NULL (MongoDB parts then reported as
+ * problems). Returns 0 (possibly with problems), or -1 when out of memory. */
+int status_collect(const config_t *cfg, const kafka_settings_t *ks, store_t *st, status_t *out);
+
+void status_free(status_t *s);
+
+/* Total lag of one worker over its partitions (0 when unknown). */
+int64_t status_worker_lag(const status_t *s, const char *worker);
+
+/* Human-readable screen (what `pipeline-status` prints; --watch redraws it). */
+void status_print(const status_t *s, const config_t *cfg, FILE *out);
+
+/* The same as JSON (`--json`, GET /api/status). NULL when out of memory. */
+cJSON *status_json(const status_t *s);
+
+#endif
