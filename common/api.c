@@ -32,6 +32,11 @@ struct api {
     api_wait_fn wait_hook;
     void *wait_ctx;
     bool forbidden_is_retriable;
+    int64_t forbidden_pause_ms;
+    void (*on_store_state)(void *ctx, bool up);
+    int64_t store_retry_ms;
+    bool store_down;                  /* the limiter's MongoDB failed last time we asked */
+    int64_t store_down_since_ms;      /* mono, when it did */
     /* metrics (all NULL when api_options_t.metrics is NULL: metrics_ ignores a NULL family) */
     metrics_family_t *m_duration;     /* {api, method, status} histogram, per attempt */
     metrics_family_t *m_requests;     /* {api, method, outcome} per api_request() */
@@ -103,11 +108,11 @@ static int register_metrics(api_t *api, metrics_t *m, char *err, size_t errlen)
     } counters[] = {
         {&api->m_requests, "http_requests_total",
          "API calls (retries included) by final outcome: ok, retriable_exhausted, permanent, "
-         "auth, stopped.",
+         "auth, ambiguous, stopped.",
          l_request},
         {&api->m_retries, "http_retries_total",
          "Retries of API calls, by the error class of the failed attempt (HttpStatus503, "
-         "HttpStatus429, CurlTimeout, RateLimitUnavailable...).",
+         "HttpStatus429, CurlTimeout...).",
          l_reason},
         {&api->m_retry_wait, "http_retry_wait_seconds_total",
          "Seconds spent waiting between retries (backoff and Retry-After).", l_api},
@@ -212,6 +217,9 @@ api_t *api_new(const api_options_t *opts, char *err, size_t errlen)
     api->wait_ctx = opts->wait_ctx;
     api->forbidden_is_retriable =
         opts->override_forbidden ? opts->forbidden_is_retriable : opts->kind == API_PLOOMES;
+    api->forbidden_pause_ms = opts->forbidden_pause_ms > 0 ? opts->forbidden_pause_ms : 30000;
+    api->on_store_state = opts->on_store_state;
+    api->store_retry_ms = opts->store_retry_ms > 0 ? opts->store_retry_ms : 1000;
     api->rl_wait_mark_ms = -1;
     if (opts->metrics && register_metrics(api, opts->metrics, err, errlen) != 0)
         goto fail;
@@ -291,43 +299,6 @@ static void meter_tick(const api_t *api, metrics_family_t *seconds, int64_t *mar
     *mark_ms = now;
 }
 
-/* Waits ms (retry backoff, metered in http_retry_wait_seconds_total), through the hook or in
- * slices; returns 1 when stopped early, else 0. */
-static int api_wait(api_t *api, int64_t ms)
-{
-    int64_t mark = clock_mono_ms();
-    int64_t deadline = mark + ms;
-    int stopped = 0;
-    for (;;) {
-        meter_tick(api, api->m_retry_wait, &mark);
-        if (api->stop && *api->stop) {
-            stopped = 1;
-            break;
-        }
-        int64_t remaining = deadline - clock_mono_ms();
-        if (remaining <= 0)
-            break;
-        if (api->wait_hook) {
-            int64_t before = clock_mono_ms();
-            if (api->wait_hook(api->wait_ctx, remaining) != 0) {
-                stopped = 1;
-                break;
-            }
-            if (clock_mono_ms() == before) {
-                /* a hook that returns at once would spin: give the CPU a break */
-                struct timespec ts = {0, 1000000L};
-                nanosleep(&ts, NULL);
-            }
-        } else {
-            int64_t slice = remaining < API_SLICE_MS ? remaining : API_SLICE_MS;
-            struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-    }
-    meter_tick(api, api->m_retry_wait, &mark);
-    return stopped;
-}
-
 /* ratelimit_acquire() calls this only while the budget is spent: its first call counts one
  * wait and starts the meter (see ratelimit_acquire_measured). */
 static int api_ratelimit_hook(void *ctx, int64_t remaining_ms)
@@ -381,104 +352,169 @@ static void record_failure(api_result_t *out)
         memcpy(out->first_failure, out->last_failure, sizeof out->first_failure);
 }
 
-api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_url,
-                          const char *json_body, api_idempotence_t idempotence,
-                          api_result_t *out)
+/* One api_request() call: what every step needs to name it in logs. */
+typedef struct {
+    http_method_t method;
+    const char *mname;            /* "GET", "POST", ... */
+    const char *kname;            /* "ploomes" / "milvus" */
+    const char *url;
+    const char *const *headers;
+    const char *body;
+    bool idempotent;
+    char q[600];                  /* the redacted URL, quoted for logfmt */
+} request_t;
+
+/* What one attempt ended with. */
+typedef enum {
+    VERDICT_OK,        /* 2xx */
+    VERDICT_RETRY,     /* retriable, and safe to send again */
+    VERDICT_AUTH,      /* 401 */
+    VERDICT_PERMANENT, /* final failure */
+    VERDICT_AMBIGUOUS  /* a create that may have taken effect (api.h "Idempotence") */
+} verdict_t;
+
+/* api.h "Idempotence": the verdict on one finished HTTP exchange. */
+static verdict_t judge(const api_t *api, const request_t *rq, const http_response_t *resp)
 {
-    (void)idempotence; /* TODO(#8 item 1): ambiguous outcomes for API_NOT_IDEMPOTENT */
-    api_result_clear(out);
-    int64_t start = clock_mono_ms();
-    const char *mname = http_method_name(method);
-    const char *kname = api_kind_name(api->kind);
-    char *url = NULL;
-    char shown[512];
-    char q[600];
-    http_response_t resp = {.retry_after_ms = -1};
+    http_class_t cls = http_classify_response(resp, api->forbidden_is_retriable);
+    if (cls == HTTP_CLASS_SUCCESS)
+        return VERDICT_OK;
+    if (cls == HTTP_CLASS_AUTH)
+        return VERDICT_AUTH;
+    if (!rq->idempotent) {
+        if (resp->transport != HTTP_TRANSPORT_OK && resp->request_sent)
+            return VERDICT_AMBIGUOUS;
+        if (resp->transport == HTTP_TRANSPORT_OK &&
+            (resp->status == 408 || (resp->status >= 500 && resp->status <= 599)))
+            return VERDICT_AMBIGUOUS;
+    }
+    return cls == HTTP_CLASS_RETRIABLE ? VERDICT_RETRY : VERDICT_PERMANENT;
+}
 
-    out->outcome = API_PERMANENT;
-    if (!path_or_url)
-        path_or_url = "";
-    if (is_absolute(path_or_url)) {
-        url = strdup(path_or_url);
+/* Pauses every process of the account for ms (after a 429 or a Ploomes 403). A failure is
+ * logged: the retry still happens, only less politely. */
+static void penalize(api_t *api, const request_t *rq, int64_t ms)
+{
+    char perr[256], q[300];
+    if (!api->ratelimit || ms <= 0)
+        return;
+    if (ratelimit_penalize(api->ratelimit, ms, perr, sizeof perr) != 0)
+        log_msg(LOG_WARN, "ratelimit_penalize_failed", "api=%s pause_ms=%lld error=%s",
+                rq->kname, (long long)ms, log_quote(q, sizeof q, perr));
+}
+
+/* Waits ms, through the hook or in slices, adding the time to the {api} counter `meter` (NULL:
+ * not metered); returns 1 when stopped early, else 0. */
+static int api_wait(api_t *api, int64_t ms, metrics_family_t *meter)
+{
+    int64_t mark = clock_mono_ms();
+    int64_t deadline = mark + ms;
+    int stopped = 0;
+    for (;;) {
+        meter_tick(api, meter, &mark);
+        if (api->stop && *api->stop) {
+            stopped = 1;
+            break;
+        }
+        int64_t remaining = deadline - clock_mono_ms();
+        if (remaining <= 0)
+            break;
+        if (api->wait_hook) {
+            int64_t before = clock_mono_ms();
+            if (api->wait_hook(api->wait_ctx, remaining) != 0) {
+                stopped = 1;
+                break;
+            }
+            if (clock_mono_ms() == before) {
+                /* a hook that returns at once would spin: give the CPU a break */
+                struct timespec ts = {0, 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        } else {
+            int64_t slice = remaining < API_SLICE_MS ? remaining : API_SLICE_MS;
+            struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    meter_tick(api, meter, &mark);
+    return stopped;
+}
+
+/* Records a change of the limiter's MongoDB (api.h "Shared rate limit and MongoDB"): one log
+ * line and one on_store_state call per transition. */
+static void store_state(api_t *api, const request_t *rq, bool up, const char *error)
+{
+    if (up == !api->store_down)
+        return;
+    api->store_down = !up;
+    if (up) {
+        log_msg(LOG_INFO, "store_recovered", "api=%s down_ms=%lld", rq->kname,
+                (long long)(clock_mono_ms() - api->store_down_since_ms));
     } else {
-        size_t n = strlen(api->base_url) + strlen(path_or_url) + 2;
-        url = malloc(n);
-        if (url)
-            snprintf(url, n, "%s%s%s", api->base_url, path_or_url[0] == '/' ? "" : "/",
-                     path_or_url);
+        char q[448];
+        api->store_down_since_ms = clock_mono_ms();
+        log_msg(LOG_WARN, "store_unavailable",
+                "api=%s retry_in_ms=%lld error=%s (waiting for MongoDB; not an HTTP attempt)",
+                rq->kname, (long long)api->store_retry_ms, log_quote(q, sizeof q, error));
     }
-    if (!url) {
-        snprintf(out->error_class, sizeof out->error_class, "OutOfMemory");
-        snprintf(out->message, sizeof out->message, "out of memory building the URL");
-        goto done;
+    if (api->on_store_state)
+        api->on_store_state(api->wait_ctx, up);
+}
+
+/* Takes a ticket from the shared limiter, waiting out the budget and any MongoDB outage.
+ * Returns 0 when the request may go, 1 when stopped. */
+static int acquire_budget(api_t *api, const request_t *rq)
+{
+    if (!api->ratelimit)
+        return 0;
+    for (;;) {
+        char err[384] = "";
+        int r = ratelimit_acquire_measured(api, err, sizeof err);
+        if (r == 0) {
+            store_state(api, rq, true, NULL);
+            return 0;
+        }
+        if (r == 1)
+            return 1;
+        store_state(api, rq, false, err);
+        if (api_wait(api, api->store_retry_ms, NULL) != 0)
+            return 1;
     }
-    http_redact_url(url, shown, sizeof shown);
-    log_quote(q, sizeof q, shown);
+}
 
-    /* The credential goes only to the base URL's origin (SPEC §3). */
-    bool send_auth = api_same_origin(api, url);
-    if (!send_auth)
-        log_msg(LOG_DEBUG, "http_foreign_origin", "api=%s method=%s url=%s auth=omitted", kname,
-                mname, q);
-    const char *headers[4];
-    size_t h = 0;
-    headers[h++] = "Accept: application/json";
-    headers[h++] = "Content-Type: application/json";
-    if (send_auth)
-        headers[h++] = api->auth_header;
-    headers[h] = NULL;
+/* One HTTP attempt: sends, fills out (status, body, error class and message, failure times),
+ * meters and logs it, pauses the account after a 429 or a retriable 403. Returns its verdict
+ * and, in *retry_after, the server's Retry-After (-1 when none). */
+static verdict_t attempt_once(api_t *api, const request_t *rq, int attempt, api_result_t *out,
+                              int64_t *retry_after)
+{
+    http_response_t resp = {.retry_after_ms = -1};
+    char herr[384];
+    out->attempts = attempt;
+    /* no silent re-send by libcurl on a reused connection that died (http.h) */
+    http_client_set_fresh_connect(api->http, !rq->idempotent);
+    http_request(api->http, rq->method, rq->url, rq->headers, rq->body,
+                 rq->body ? strlen(rq->body) : 0, &resp, herr, sizeof herr);
+    verdict_t v = judge(api, rq, &resp);
+    http_error_class(resp.status, resp.transport, out->error_class, sizeof out->error_class);
+    out->status = resp.status;
+    free(out->body);
+    out->body = resp.body; /* moved */
+    out->body_len = resp.body_len;
+    resp.body = NULL;
+    resp.body_len = 0;
+    *retry_after = resp.retry_after_ms;
+    observe_attempt(api, rq->mname, &resp);
+    log_msg(LOG_DEBUG, "http_attempt",
+            "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempt=%d class=%s sent=%d",
+            rq->kname, rq->mname, rq->q, resp.status, (long long)resp.elapsed_ms, attempt,
+            http_class_name(http_classify_response(&resp, api->forbidden_is_retriable)),
+            resp.request_sent ? 1 : 0);
 
-    for (int attempt = 1; attempt <= api->max_attempts; attempt++) {
-        http_class_t cls;
-        int64_t retry_after = -1;
-        char herr[384] = "";
-
-        if (api->ratelimit) {
-            int r = ratelimit_acquire_measured(api, herr, sizeof herr);
-            if (r == 1) {
-                out->outcome = API_STOPPED;
-                snprintf(out->error_class, sizeof out->error_class, "Stopped");
-                snprintf(out->message, sizeof out->message,
-                         "stopped while waiting for the rate limit");
-                goto done;
-            }
-            if (r < 0) {
-                out->attempts = attempt;
-                out->status = 0;
-                free(out->body);
-                out->body = NULL;
-                out->body_len = 0;
-                snprintf(out->error_class, sizeof out->error_class, "RateLimitUnavailable");
-                snprintf(out->message, sizeof out->message, "rate limiter: %s", herr);
-                record_failure(out);
-                cls = HTTP_CLASS_RETRIABLE;
-                goto decide;
-            }
-        }
-
-        out->attempts = attempt;
-        http_request(api->http, method, url, headers, json_body,
-                     json_body ? strlen(json_body) : 0, &resp, herr, sizeof herr);
-        cls = http_classify_response(&resp, api->forbidden_is_retriable);
-        http_error_class(resp.status, resp.transport, out->error_class, sizeof out->error_class);
-        out->status = resp.status;
-        free(out->body);
-        out->body = resp.body; /* moved */
-        out->body_len = resp.body_len;
-        resp.body = NULL;
-        resp.body_len = 0;
-        retry_after = resp.retry_after_ms;
-        observe_attempt(api, mname, &resp);
-        log_msg(LOG_DEBUG, "http_attempt",
-                "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempt=%d class=%s", kname,
-                mname, q, resp.status, (long long)resp.elapsed_ms, attempt, http_class_name(cls));
-
-        if (cls == HTTP_CLASS_SUCCESS) {
-            out->outcome = API_OK;
-            out->error_class[0] = '\0';
-            out->message[0] = '\0';
-            goto done;
-        }
+    if (v == VERDICT_OK) {
+        out->error_class[0] = '\0';
+        out->message[0] = '\0';
+    } else {
         record_failure(out);
         if (resp.transport != HTTP_TRANSPORT_OK) {
             snprintf(out->message, sizeof out->message, "%s", resp.curl_error);
@@ -490,69 +526,142 @@ api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_
             else
                 snprintf(out->message, sizeof out->message, "HTTP %ld", resp.status);
         }
-        if (resp.status == 429 && api->ratelimit) {
-            int64_t pen = retry_after >= 0 ? retry_after : api->retry_base_ms;
-            if (pen > api->retry_max_ms)
-                pen = api->retry_max_ms;
-            char perr[256];
-            if (pen > 0 && ratelimit_penalize(api->ratelimit, pen, perr, sizeof perr) != 0)
-                log_msg(LOG_WARN, "ratelimit_penalize_failed", "api=%s error=%s", kname,
-                        log_quote(q, sizeof q, perr));
-            log_quote(q, sizeof q, shown);
-        }
+    }
+    if (resp.transport == HTTP_TRANSPORT_OK && resp.status == 429) {
+        int64_t pen = resp.retry_after_ms >= 0 ? resp.retry_after_ms : api->retry_base_ms;
+        penalize(api, rq, pen < api->retry_max_ms ? pen : api->retry_max_ms);
+    } else if (resp.transport == HTTP_TRANSPORT_OK && resp.status == 403 &&
+               api->forbidden_is_retriable) {
+        penalize(api, rq, api->forbidden_pause_ms);
+    }
+    http_response_clear(&resp);
+    return v;
+}
 
-    decide:
-        if (cls == HTTP_CLASS_AUTH) {
-            out->outcome = API_AUTH;
+/* Full-jitter backoff for the retry after `attempt`, at least the server's Retry-After (both
+ * capped by retry_max_ms). */
+static int64_t next_delay(const api_t *api, int attempt, int64_t retry_after)
+{
+    int64_t delay =
+        http_backoff_ms(attempt, api->retry_base_ms, api->retry_max_ms, http_random_u64());
+    if (retry_after >= 0) {
+        int64_t ra = retry_after < api->retry_max_ms ? retry_after : api->retry_max_ms;
+        if (ra > delay)
+            delay = ra;
+    }
+    return delay;
+}
+
+static api_outcome_t outcome_of(verdict_t v)
+{
+    switch (v) {
+    case VERDICT_OK: return API_OK;
+    case VERDICT_RETRY: return API_RETRIABLE_EXHAUSTED;
+    case VERDICT_AUTH: return API_AUTH;
+    case VERDICT_AMBIGUOUS: return API_AMBIGUOUS;
+    case VERDICT_PERMANENT: return API_PERMANENT;
+    }
+    return API_PERMANENT;
+}
+
+/* The URL to request: path_or_url joined to the base URL unless absolute. NULL when out of
+ * memory. */
+static char *join_url(const api_t *api, const char *path_or_url)
+{
+    if (is_absolute(path_or_url))
+        return strdup(path_or_url);
+    size_t n = strlen(api->base_url) + strlen(path_or_url) + 2;
+    char *url = malloc(n);
+    if (url)
+        snprintf(url, n, "%s%s%s", api->base_url, path_or_url[0] == '/' ? "" : "/", path_or_url);
+    return url;
+}
+
+api_outcome_t api_request(api_t *api, http_method_t method, const char *path_or_url,
+                          const char *json_body, api_idempotence_t idempotence,
+                          api_result_t *out)
+{
+    api_result_clear(out);
+    int64_t start = clock_mono_ms();
+    request_t rq = {.method = method,
+                    .mname = http_method_name(method),
+                    .kname = api_kind_name(api->kind),
+                    .body = json_body,
+                    .idempotent = idempotence != API_NOT_IDEMPOTENT};
+    char *url = join_url(api, path_or_url ? path_or_url : "");
+    char shown[512];
+
+    out->outcome = API_PERMANENT;
+    if (!url) {
+        snprintf(out->error_class, sizeof out->error_class, "OutOfMemory");
+        snprintf(out->message, sizeof out->message, "out of memory building the URL");
+        goto done;
+    }
+    rq.url = url;
+    http_redact_url(url, shown, sizeof shown);
+    log_quote(rq.q, sizeof rq.q, shown);
+
+    /* The credential goes only to the base URL's origin (SPEC §3). */
+    bool send_auth = api_same_origin(api, url);
+    if (!send_auth)
+        log_msg(LOG_DEBUG, "http_foreign_origin", "api=%s method=%s url=%s auth=omitted",
+                rq.kname, rq.mname, rq.q);
+    const char *headers[4];
+    size_t h = 0;
+    headers[h++] = "Accept: application/json";
+    headers[h++] = "Content-Type: application/json";
+    if (send_auth)
+        headers[h++] = api->auth_header;
+    headers[h] = NULL;
+    rq.headers = headers;
+
+    for (int attempt = 1;; attempt++) {
+        if (acquire_budget(api, &rq) != 0) {
+            out->outcome = API_STOPPED;
+            if (out->attempts == 0) {
+                snprintf(out->error_class, sizeof out->error_class, "Stopped");
+                snprintf(out->message, sizeof out->message,
+                         "stopped while waiting for the rate limit");
+            }
+            goto done;
+        }
+        int64_t retry_after = -1;
+        verdict_t v = attempt_once(api, &rq, attempt, out, &retry_after);
+        out->outcome = outcome_of(v);
+        if (v != VERDICT_RETRY || attempt >= api->max_attempts)
             break;
-        }
-        if (cls == HTTP_CLASS_PERMANENT) {
-            out->outcome = API_PERMANENT;
-            break;
-        }
-        if (attempt >= api->max_attempts) {
-            out->outcome = API_RETRIABLE_EXHAUSTED;
-            break;
-        }
-        int64_t delay =
-            http_backoff_ms(attempt, api->retry_base_ms, api->retry_max_ms, http_random_u64());
-        if (retry_after >= 0) {
-            int64_t ra = retry_after < api->retry_max_ms ? retry_after : api->retry_max_ms;
-            if (ra > delay)
-                delay = ra;
-        }
+        int64_t delay = next_delay(api, attempt, retry_after);
         char mq[600];
         log_msg(LOG_WARN, "http_retry",
-                "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempt=%d error_class=%s "
-                "retry_in_ms=%lld message=%s",
-                kname, mname, q, out->status, (long long)resp.elapsed_ms, attempt,
-                out->error_class, (long long)delay, log_quote(mq, sizeof mq, out->message));
-        metrics_counter_add(api->m_retries, (const char *[]){kname, out->error_class}, 1);
-        if (api_wait(api, delay) != 0) {
+                "api=%s method=%s url=%s status=%ld attempt=%d error_class=%s retry_in_ms=%lld "
+                "message=%s",
+                rq.kname, rq.mname, rq.q, out->status, attempt, out->error_class,
+                (long long)delay, log_quote(mq, sizeof mq, out->message));
+        metrics_counter_add(api->m_retries, (const char *[]){rq.kname, out->error_class}, 1);
+        if (api_wait(api, delay, api->m_retry_wait) != 0) {
             out->outcome = API_STOPPED;
-            log_msg(LOG_DEBUG, "http_stopped", "api=%s method=%s url=%s attempts=%d", kname,
-                    mname, q, out->attempts);
+            log_msg(LOG_DEBUG, "http_stopped", "api=%s method=%s url=%s attempts=%d", rq.kname,
+                    rq.mname, rq.q, out->attempts);
             goto done;
         }
     }
 
-    {
+    if (out->outcome != API_OK) {
         char mq[600];
         log_msg(LOG_WARN, "http_failed",
                 "api=%s method=%s url=%s status=%ld elapsed_ms=%lld attempts=%d outcome=%s "
                 "error_class=%s message=%s",
-                kname, mname, q, out->status, (long long)(clock_mono_ms() - start), out->attempts,
-                api_outcome_name(out->outcome), out->error_class,
+                rq.kname, rq.mname, rq.q, out->status, (long long)(clock_mono_ms() - start),
+                out->attempts, api_outcome_name(out->outcome), out->error_class,
                 log_quote(mq, sizeof mq, out->message));
     }
 
 done:
-    http_response_clear(&resp);
     free(url);
     if (!out->body)
         out->body = calloc(1, 1);
     out->elapsed_ms = clock_mono_ms() - start;
     metrics_counter_add(api->m_requests,
-                        (const char *[]){kname, mname, api_outcome_name(out->outcome)}, 1);
+                        (const char *[]){rq.kname, rq.mname, api_outcome_name(out->outcome)}, 1);
     return out->outcome;
 }

@@ -10,10 +10,40 @@
  * (an @odata.nextLink, say) whose scheme+host+port differ from the base URL's is requested
  * WITHOUT the auth header (SPEC §3).
  *
+ * Idempotence (SPEC §4 "Ambiguous creates"): the caller says whether a request may be sent
+ * twice (api_idempotence_t). For API_NOT_IDEMPOTENT (creates), api_ never sends the request
+ * again once the server may have acted on it; what it still retries is a failure that
+ * certainly did not reach the server or that the server says it did not process:
+ *   retried as usual   DNS failure, connection refused/failed, TLS handshake failure, a
+ *                      timeout before curl began sending (connect timeout) (http_response_t.
+ *                      request_sent false); 429 and 425 (not processed); Ploomes' 403 (it
+ *                      refuses under load); waits for the rate limit and for MongoDB (never
+ *                      attempts at all)
+ *   API_AMBIGUOUS      a timeout or a connection lost once sending began (CurlTimeout,
+ *                      CurlSend, CurlRecv, an empty reply), 408, any 5xx, a response that could
+ *                      not be read whole (ResponseTooLarge, out of memory): returned at once,
+ *                      after that one attempt, with error_class/status/message describing it
+ *   final as usual     2xx (API_OK: whether its body holds a usable id is the caller's call),
+ *                      401 (API_AUTH), other 4xx (API_PERMANENT)
+ * A create is sent on a fresh connection (http_client_set_fresh_connect), so libcurl cannot
+ * re-send it by itself either. For API_IDEMPOTENT (reads, searches, `POST /chamado/listagem`),
+ * every retriable failure is retried; API_AMBIGUOUS never happens.
+ *
+ * Shared rate limit and MongoDB: a ticket is taken from the limiter before every HTTP attempt.
+ * When the limiter's MongoDB fails, that is not an HTTP attempt: api_ waits for MongoDB
+ * (retrying every store_retry_ms, through the wait hook, so a worker keeps polling Kafka),
+ * calls on_store_state(ctx, false) once and logs event=store_unavailable at warn once per
+ * outage, then event=store_recovered at info and on_store_state(ctx, true) when MongoDB answers
+ * again, and goes on with the request. Only the stop flag (or the wait hook) ends that wait
+ * (API_STOPPED). A 429 pauses every process of the account (ratelimit_penalize: Retry-After,
+ * else retry_base_ms, capped by retry_max_ms); so does Ploomes' 403, for forbidden_pause_ms
+ * (SPEC §4 PLOOMES_403_PAUSE_MS).
+ *
  * Logs (logfmt): event=http_attempt at debug for every attempt; event=http_retry at warn for
- * each retry, event=http_failed at warn for the final failure. Keys: api, method, url (query
- * values replaced by '*', never personal data or the secret), status, elapsed_ms, attempt,
- * error_class.
+ * each retry, event=http_failed at warn for the final failure (outcome=ambiguous included).
+ * Keys: api, method, url (query values replaced by '*', never personal data or the secret),
+ * status, elapsed_ms, attempt, error_class. event=store_unavailable / store_recovered (api,
+ * error / down_ms) as above.
  *
  * Metrics (SPEC §7), when api_options_t.metrics is set; label values are bounded sets, never
  * an id, a URL or a secret. `api` is "ploomes"|"milvus", `method` "GET"|"POST"|...:
@@ -23,8 +53,8 @@
  *       "ResponseTooLarge": http_error_class())
  *   http_requests_total{api,method,outcome}  one per api_request() call (api_outcome_name())
  *   http_retries_total{api,reason}           one per retry scheduled (reason = the failed
- *       attempt's error class: "HttpStatus503", "HttpStatus429", "CurlTimeout",
- *       "RateLimitUnavailable"); matches the event=http_retry log lines
+ *       attempt's error class: "HttpStatus503", "HttpStatus429", "CurlTimeout"); matches
+ *       the event=http_retry log lines
  *   http_retry_wait_seconds_total{api}       time spent in retry backoff (Retry-After included)
  *   ratelimit_waits_total{api}               acquisitions of the shared rate limit that had to
  *       wait (counted when the wait begins)
@@ -62,15 +92,15 @@ const char *api_kind_name(api_kind_t kind);
 
 typedef enum {
     API_OK = 0,              /* 2xx */
-    API_RETRIABLE_EXHAUSTED, /* every attempt failed retriably (or the rate limiter's MongoDB
-                                was unreachable: error_class "RateLimitUnavailable", status 0) */
+    API_RETRIABLE_EXHAUSTED, /* every attempt failed retriably (MongoDB outages are waited out,
+                                never counted as attempts) */
     API_PERMANENT,           /* other 4xx / status, bad URL, TLS, body too large: not retried */
     API_AUTH,                /* 401: the credential is wrong (SPEC §4: exit 3, no dead letter) */
     API_AMBIGUOUS,           /* only for API_NOT_IDEMPOTENT calls: the request may have taken
                                 effect (timeout or connection lost after sending, 408, any
-                                5xx, a 2xx without a usable answer is the caller's call): never
-                                retried here; the caller searches the target first (SPEC §4
-                                "Ambiguous creates") */
+                                5xx, an unreadable answer; a 2xx without a usable id is the
+                                caller's call): never retried here; the caller searches the
+                                target first (SPEC §4 "Ambiguous creates"; list above) */
     API_STOPPED              /* the stop flag (or the wait hook) ended a wait; nothing final:
                                 the caller must neither dead-letter nor store the offset. The
                                 result still describes the last failure, if there was one */
@@ -79,7 +109,8 @@ typedef enum {
 /* "ok", "retriable_exhausted", "permanent", "auth", "ambiguous", "stopped". */
 const char *api_outcome_name(api_outcome_t outcome);
 
-/* Called repeatedly while a retry (or the rate limiter) waits, with the ms still to wait. It
+/* Called repeatedly while a retry, the rate limiter or a MongoDB outage waits, with the ms
+ * still to wait (for a MongoDB outage: until the next try). It
  * should return within remaining_ms (returning earlier is fine: it is called again). Workers
  * poll Kafka in it (rd_kafka_poll / consumer poll with a timeout <= remaining_ms).
  * Returning non-zero abandons the wait: api_request() returns API_STOPPED. */
@@ -100,7 +131,14 @@ typedef struct {
     ratelimit_t *ratelimit;     /* borrowed, optional: acquired before every attempt */
     volatile sig_atomic_t *stop;/* borrowed, optional: set -> waits end early (API_STOPPED) */
     api_wait_fn wait_hook;      /* optional; NULL: sleep in slices of <= 100 ms */
-    void *wait_ctx;
+    void *wait_ctx;             /* passed to wait_hook and on_store_state */
+    /* optional: told when the limiter's MongoDB stops answering (up = false, once per outage)
+     * and when it answers again (up = true), so the caller can turn readiness off and on.
+     * Called from api_request(), in the calling thread. */
+    void (*on_store_state)(void *ctx, bool up);
+    int64_t store_retry_ms;     /* <= 0: 1000; pause between tries while MongoDB is down */
+    int64_t forbidden_pause_ms; /* <= 0: 30000 (PLOOMES_403_PAUSE_MS): a retriable 403 pauses
+                                   the shared limiter this long (ratelimit_penalize) */
     metrics_t *metrics;         /* borrowed, optional: NULL records no metrics (see above) */
     /* Ploomes' 403 is retriable (it answers 403 under load); this is set from `kind`
      * (PLOOMES: true, MILVUS: false) unless override_forbidden is set. */
@@ -116,11 +154,13 @@ typedef struct {
     char *body;               /* last response body (owned, NUL-terminated, "" when none) */
     size_t body_len;
     char error_class[48];     /* "" on OK; "HttpStatus503", "CurlTimeout", "HttpStatus401",
-                                 "ResponseTooLarge", "RateLimitUnavailable" (see
-                                 http_error_class()); "Stopped" when stopped before any attempt
-                                 finished; else the last failure's class */
+                                 "ResponseTooLarge" (see http_error_class()); "Stopped" when
+                                 stopped before any attempt finished; else the last failure's
+                                 class */
     char message[512];        /* readable: "HTTP 503: <message from the body>" or curl's text */
-    int attempts;             /* HTTP attempts made (rate-limiter failures count as attempts) */
+    int attempts;             /* HTTP attempts made (waits for the limiter or MongoDB are not
+                                 attempts); API_AMBIGUOUS ends at the attempt that may have
+                                 taken effect */
     char first_failure[32];   /* RFC 3339 UTC with ms of the first failed attempt, "" if none */
     char last_failure[32];    /* ... of the last failed attempt */
     int64_t elapsed_ms;       /* whole call, waits included */

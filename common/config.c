@@ -866,7 +866,54 @@ typedef struct {
     size_t db_end;
 } mongo_parts_t;
 
-static int mongo_split(const char *uri, mongo_parts_t *m)
+typedef enum {
+    MONGO_URI_OK = 0,
+    MONGO_URI_INVALID = -1,  /* not a MongoDB URI: say nothing of its text */
+    MONGO_URI_USERINFO = -2  /* parts found, but the user or password holds a character RFC 3986
+                                and MongoDB require percent-encoded: rejected, never shown */
+} mongo_split_t;
+
+/* One "host[:port]" or "[v6]:port" of the host list (unix sockets as %2F-encoded paths). */
+static bool mongo_host_ok(const char *h, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && h[0] == '[') {
+        while (i < n && h[i] != ']')
+            i++;
+        if (i >= n || i == 1)
+            return false;
+        i++;
+    } else {
+        while (i < n && h[i] != ':') {
+            unsigned char c = (unsigned char)h[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-' || c == '_' || c == '~' || c == '%'))
+                return false;
+            i++;
+        }
+        if (i == 0)
+            return false;
+    }
+    if (i == n)
+        return true;
+    if (h[i] != ':' || i + 1 == n || n - i - 1 > 5)
+        return false;
+    long port = 0;
+    for (size_t k = i + 1; k < n; k++) {
+        if (h[k] < '0' || h[k] > '9')
+            return false;
+        port = port * 10 + (h[k] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* Splits a MongoDB URI. What counts as the userinfo is chosen so that no way of reading the URI
+ * can put part of a password outside it: it runs to the LAST '@' of the whole text. A password
+ * with an unencoded '?', '/', '#' or '@' therefore stays inside it (and is then rejected:
+ * MONGO_URI_USERINFO, the offsets still filled so the caller can register the secret); a URI
+ * whose '@' sits elsewhere (an option value) fails the host check instead (MONGO_URI_INVALID):
+ * percent-encode it. */
+static mongo_split_t mongo_split(const char *uri, mongo_parts_t *m)
 {
     memset(m, 0, sizeof *m);
     if (strncmp(uri, "mongodb://", 10) == 0)
@@ -874,32 +921,23 @@ static int mongo_split(const char *uri, mongo_parts_t *m)
     else if (strncmp(uri, "mongodb+srv://", 14) == 0)
         m->scheme_end = 14;
     else
-        return -1;
+        return MONGO_URI_INVALID;
     size_t len = strlen(uri);
-    const char *q = strchr(uri + m->scheme_end, '?');
-    size_t limit = q ? (size_t)(q - uri) : len;
-    /* The LAST '@' before the options ends the userinfo: a password with a stray '@' or '/'
-     * (should have been percent-encoded) is still treated as password, never shown. */
-    for (size_t i = m->scheme_end; i < limit; i++) {
-        if (uri[i] == '@') {
-            m->has_userinfo = true;
-            m->at = i;
-        }
-    }
-    m->hosts = m->has_userinfo ? m->at + 1 : m->scheme_end;
-    if (m->has_userinfo) {
+    const char *last_at = strrchr(uri + m->scheme_end, '@');
+    if (last_at) {
+        m->has_userinfo = true;
+        m->at = (size_t)(last_at - uri);
         const char *colon = memchr(uri + m->scheme_end, ':', m->at - m->scheme_end);
         if (colon) {
             m->has_password = true;
             m->colon = (size_t)(colon - uri);
         }
     }
+    m->hosts = m->has_userinfo ? m->at + 1 : m->scheme_end;
     size_t i = m->hosts;
     while (i < len && uri[i] != '/' && uri[i] != '?')
         i++;
     m->hosts_end = i;
-    if (m->hosts_end == m->hosts)
-        return -1;
     if (i < len && uri[i] == '/') {
         m->db = i + 1;
         size_t j = m->db;
@@ -909,7 +947,31 @@ static int mongo_split(const char *uri, mongo_parts_t *m)
     } else {
         m->db = m->db_end = i;
     }
-    return 0;
+    mongo_split_t rc = MONGO_URI_OK;
+    if (m->has_userinfo) {
+        int colons = 0;
+        for (size_t k = m->scheme_end; k < m->at; k++) {
+            char c = uri[k];
+            if (c == ':')
+                colons++;
+            if (colons > 1 || strchr("@/?#[]", c) ||
+                (c == '%' && (k + 2 >= m->at || hexval(uri[k + 1]) < 0 || hexval(uri[k + 2]) < 0)))
+                rc = MONGO_URI_USERINFO;
+        }
+        if (m->at == m->scheme_end)
+            rc = MONGO_URI_USERINFO;
+    }
+    if (m->hosts_end == m->hosts)
+        return MONGO_URI_INVALID;
+    for (size_t h = m->hosts; h <= m->hosts_end;) {
+        size_t e = h;
+        while (e < m->hosts_end && uri[e] != ',')
+            e++;
+        if (!mongo_host_ok(uri + h, e - h))
+            return MONGO_URI_INVALID;
+        h = e + 1;
+    }
+    return rc;
 }
 
 static void get_mongo(loader_t *ld)
@@ -925,15 +987,10 @@ static void get_mongo(loader_t *ld)
         free(pw);
         return;
     }
-    if (mongo_split(uri, &m) != 0) {
-        problem(ld, "MONGODB_URI: not a MongoDB URI (value hidden: it may hold a password); "
-                    "expected mongodb://[user[:password]@]host[:port][/database][?options]");
-        free(uri);
-        free(pw);
-        return;
-    }
+    mongo_split_t split = mongo_split(uri, &m);
     if (m.has_password) {
-        /* Register the password exactly as written and percent-decoded. */
+        /* Register the password exactly as written and percent-decoded, also when the URI is
+         * then rejected: whatever prints it later (a driver's error) gets it scrubbed. */
         size_t plen = m.at - m.colon - 1;
         char *raw = malloc(plen + 1);
         if (!raw) {
@@ -948,6 +1005,22 @@ static void get_mongo(loader_t *ld)
             free(dec);
             free(raw);
         }
+    }
+    if (split == MONGO_URI_INVALID) {
+        problem(ld, "MONGODB_URI: not a MongoDB URI (value hidden: it may hold a password); "
+                    "expected mongodb://[user[:password]@]host[:port][/database][?options]");
+        free(uri);
+        free(pw);
+        return;
+    }
+    if (split == MONGO_URI_USERINFO) {
+        problem(ld, "MONGODB_URI: the user name or password holds a character that must be "
+                    "percent-encoded (value hidden); expected one '@' ending user:password, with "
+                    "any : / ? # [ ] @ %% inside them written as %%XX (e.g. '@' as %%40), or the "
+                    "password in MONGODB_PASSWORD");
+        free(uri);
+        free(pw);
+        return;
     }
     if (pw) {
         if (!m.has_userinfo || m.has_password || m.at == m.scheme_end) {
@@ -979,9 +1052,9 @@ static void get_mongo(loader_t *ld)
         }
         free(pw);
     }
-    /* Redacted form: password replaced by ***. */
-    if (m.has_password) {
-        size_t head = m.colon + 1, tail = strlen(uri) - m.at;
+    /* Redacted form: the whole userinfo (user and password) replaced by ***. */
+    if (m.has_userinfo) {
+        size_t head = m.scheme_end, tail = strlen(uri) - m.at;
         char *red = malloc(head + 3 + tail + 1);
         if (!red) {
             ld->oom = true;

@@ -33,6 +33,7 @@ struct http_client {
     long total_timeout_ms;
     size_t max_body_bytes;
     char *user_agent;
+    bool fresh_connect; /* see http_client_set_fresh_connect() */
 };
 
 /* Per-request state handed to curl's callbacks. */
@@ -105,6 +106,8 @@ http_client_t *http_client_new(const http_options_t *opts, char *err, size_t err
     }
     return c;
 }
+
+void http_client_set_fresh_connect(http_client_t *client, bool on) { client->fresh_connect = on; }
 
 void http_client_free(http_client_t *client)
 {
@@ -180,10 +183,47 @@ static size_t sink_header(char *buffer, size_t size, size_t nitems, void *userda
     return n;
 }
 
+/* A certificate or TLS set-up problem (not a handshake cut short, CURLE_SSL_CONNECT_ERROR,
+ * which is usually transient): permanent, and always before any byte of the request. */
+static bool tls_failure(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_USE_SSL_FAILED: return true;
+    default: return false;
+    }
+}
+
+/* True for the curl codes that end a transfer before any byte of the request is sent: name
+ * resolution, the TCP connect, the TLS handshake, a URL curl refuses. */
+static bool fails_before_sending(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL: return true;
+    default: return tls_failure(rc);
+    }
+}
+
 static http_transport_t transport_of(CURLcode rc, const http_sink_t *sink)
 {
     if (sink->too_large)
         return HTTP_TRANSPORT_TOO_LARGE;
+    if (tls_failure(rc))
+        return HTTP_TRANSPORT_TLS;
     switch (rc) {
     case CURLE_OK: return HTTP_TRANSPORT_OK;
     case CURLE_OPERATION_TIMEDOUT: return HTTP_TRANSPORT_TIMEOUT;
@@ -198,17 +238,6 @@ static http_transport_t transport_of(CURLcode rc, const http_sink_t *sink)
     case CURLE_PARTIAL_FILE:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM: return HTTP_TRANSPORT_RECV;
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_USE_SSL_FAILED: return HTTP_TRANSPORT_TLS;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL: return HTTP_TRANSPORT_BAD_URL;
     case CURLE_FILESIZE_EXCEEDED: return HTTP_TRANSPORT_TOO_LARGE;
@@ -260,6 +289,7 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, client->fresh_connect ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, client->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, client->total_timeout_ms);
     curl_easy_setopt(c, CURLOPT_USERAGENT, client->user_agent);
@@ -303,6 +333,12 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     out->status = status;
     out->curl_code = (int)cc;
     out->transport = transport_of(cc, &sink);
+    /* Sent unless it failed before sending: curl sets the pre-transfer time just before it
+     * starts sending the request (after connect and TLS), so 0 means nothing left us. */
+    curl_off_t pretransfer_us = 0;
+    if (curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us) != CURLE_OK)
+        pretransfer_us = 1; /* unknown: assume it may have been sent */
+    out->request_sent = cc == CURLE_OK || (!fails_before_sending(cc) && pretransfer_us > 0);
     if (sink.oom && out->transport == HTTP_TRANSPORT_OTHER) {
         errbuf_set(err, errlen, "%s %s: out of memory reading the response",
                    http_method_name(method), shown);

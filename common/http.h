@@ -68,6 +68,15 @@ typedef struct {
     int64_t retry_after_ms;      /* parsed Retry-After; -1 when absent or unparseable */
     int64_t elapsed_ms;          /* wall time of the call */
     http_transport_t transport;  /* HTTP_TRANSPORT_OK when a response was received */
+    bool request_sent;           /* false only when the request certainly never reached the
+                                    server: DNS failure, connection refused or failed, TLS
+                                    handshake failure, bad URL, or any failure before curl began
+                                    to send it (CURLINFO_PRETRANSFER_TIME 0: a connect timeout).
+                                    true for every received response and for every failure once
+                                    sending began (a timeout waiting for the answer, a connection
+                                    lost while sending or receiving, an empty reply): the server
+                                    may have acted on it. Non-idempotent callers (creates) must
+                                    not simply send it again then (SPEC §4 "Ambiguous creates"). */
     int curl_code;               /* raw CURLcode (0 = CURLE_OK), for diagnostics */
     char curl_error[256];        /* curl's text for a transport error ("" otherwise) */
 } http_response_t;
@@ -78,6 +87,14 @@ typedef struct http_client http_client_t;
  * (curl init failed, out of memory). Call curl_global_init() once per process before threads
  * start; http_client_new() calls it lazily too, which is fine for single-threaded programs. */
 http_client_t *http_client_new(const http_options_t *opts, char *err, size_t errlen);
+
+/* While `on` is true, requests open a new connection instead of reusing a kept-alive one
+ * (CURLOPT_FRESH_CONNECT; the connection is still kept for later requests). Reason: libcurl
+ * silently sends a request again, once, when a REUSED connection dies before any byte of the
+ * answer arrives — harmless for a read, a possible duplicate for a create the server acted on
+ * before the connection broke. On a fresh connection that case ends in a transport error
+ * (request_sent true) instead. api_ sets it for API_NOT_IDEMPOTENT calls. Off by default. */
+void http_client_set_fresh_connect(http_client_t *client, bool on);
 
 /* Frees the client and its connection cache. NULL is accepted. */
 void http_client_free(http_client_t *client);

@@ -18,6 +18,8 @@
  *   /big            128 KiB body with Content-Length
  *   /big-chunked    128 KiB body, chunked (no length)
  *   /echo           200, records method, body and headers
+ *   /vanish         reads the request, then closes the connection without an answer (a server
+ *                   that acted on a create and died before answering)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -231,6 +233,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     }
     if (strcmp(url, "/echo") == 0)
         return reply(conn, 200, "{\"ok\":true}", NULL);
+    if (strcmp(url, "/vanish") == 0)
+        return MHD_NO; /* microhttpd closes the connection, nothing answered */
     return reply(conn, 404, "{\"message\":\"não encontrado\"}", NULL);
 }
 
@@ -745,6 +749,31 @@ static void test_no_secret_in_logs(void **state)
     api_free(api);
 }
 
+/* A create whose connection is lost after the server read it (issue 8 item 1): one request,
+ * API_AMBIGUOUS. The connection of an earlier read is kept alive; libcurl would re-send a
+ * request by itself on such a reused connection that dies before answering, so a create goes
+ * on a fresh one. A read in the same place is retried as usual. */
+static void test_create_connection_lost(void **state)
+{
+    (void)state;
+    api_t *api = make_api(API_MILVUS, srv_a.base, 3, 0, 2000, NULL);
+    api_result_t r = {0};
+    assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, API_IDEMPOTENT, &r), API_OK);
+    assert_int_equal(api_request(api, HTTP_POST, "/vanish", "{\"chamado_assunto\":\"x\"}",
+                                 API_NOT_IDEMPOTENT, &r), API_AMBIGUOUS);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.error_class, "CurlRecv");
+    if (route_hits(&srv_a, "/vanish") != 1)
+        fail_msg("the server saw the create %d times", route_hits(&srv_a, "/vanish"));
+
+    assert_int_equal(api_request(api, HTTP_POST, "/vanish", "{}", API_IDEMPOTENT, &r),
+                     API_RETRIABLE_EXHAUSTED);
+    assert_true(r.attempts == 3 && route_hits(&srv_a, "/vanish") >= 4);
+    api_result_clear(&r);
+    api_free(api);
+}
+
 static void test_http_client_direct(void **state)
 {
     (void)state;
@@ -1019,6 +1048,7 @@ int main(void)
         cmocka_unit_test_setup(test_stop_flag_interrupts_wait, reset_each),
         cmocka_unit_test_setup(test_wait_hook, reset_each),
         cmocka_unit_test_setup(test_no_secret_in_logs, reset_each),
+        cmocka_unit_test_setup(test_create_connection_lost, reset_each),
         cmocka_unit_test_setup(test_http_client_direct, reset_each),
         cmocka_unit_test_setup(test_api_new_validation, reset_each),
         cmocka_unit_test_setup_teardown(test_metrics_outcomes, metrics_setup, metrics_teardown),

@@ -485,8 +485,23 @@ static void test_api_429_penalizes(void **state)
     MHD_stop_daemon(d);
 }
 
+/* Counts its calls and gives up on the third: a worker's stop. */
+static int give_up_on_third(void *ctx, int64_t remaining_ms)
+{
+    (void)remaining_ms;
+    int *calls = ctx;
+    return ++*calls >= 3;
+}
+
+static void note_store_state(void *ctx, bool up)
+{
+    (void)ctx;
+    (void)up;
+}
+
 /* The database fails after start (here: a collection name it refuses): try_acquire reports an
- * error, and api_request treats it as retriable without sending anything. */
+ * error, and api_request waits for MongoDB (not an HTTP attempt, nothing sent) until stopped
+ * (issue 8 item 7; api.h "Shared rate limit and MongoDB"). */
 static void test_database_error_is_retriable(void **state)
 {
     (void)state;
@@ -502,19 +517,21 @@ static void test_database_error_is_retriable(void **state)
     assert_int_equal(ratelimit_penalize(rl, 100, err, sizeof err), -1);
 
     /* nothing listens on port 1: an HTTP attempt would say CurlConnect */
+    int calls = 0;
     api_options_t ao = {.kind = API_MILVUS, .base_url = "http://127.0.0.1:1/api",
                         .secret = SECRET, .max_attempts = 2, .retry_base_ms = 1,
-                        .retry_max_ms = 10, .ratelimit = rl};
+                        .retry_max_ms = 10, .ratelimit = rl, .wait_hook = give_up_on_third,
+                        .wait_ctx = &calls, .on_store_state = note_store_state,
+                        .store_retry_ms = 10};
     api_t *api = api_new(&ao, err, sizeof err);
     assert_non_null(api);
     api_result_t r = {0};
     assert_int_equal(api_request(api, HTTP_GET, "/cliente/busca", NULL, API_IDEMPOTENT, &r),
-                     API_RETRIABLE_EXHAUSTED);
-    assert_int_equal(r.attempts, 2);
+                     API_STOPPED);
+    assert_int_equal(calls, 3);
+    assert_int_equal(r.attempts, 0);
     assert_int_equal(r.status, 0);
-    assert_string_equal(r.error_class, "RateLimitUnavailable");
-    assert_non_null(strstr(r.message, "rate limiter"));
-    assert_true(r.first_failure[0] && r.last_failure[0]);
+    assert_string_equal(r.error_class, "Stopped");
     api_result_clear(&r);
     api_free(api);
     ratelimit_free(rl);

@@ -480,7 +480,7 @@ static void test_masking_print_and_logs(void **state)
                    NULL};
     config_t c;
     assert_int_equal(load(&c, ALL_NEEDS, env), 0);
-    assert_string_equal(c.mongodb_uri_redacted, "mongodb://app:***@db1:27017,db2/acme?tls=true");
+    assert_string_equal(c.mongodb_uri_redacted, "mongodb://***@db1:27017,db2/acme?tls=true");
     assert_string_equal(c.mongodb_database, "acme");
 
     char *out = print_to_string(&c);
@@ -488,7 +488,7 @@ static void test_masking_print_and_logs(void **state)
     assert_non_null(strstr(out, "PLOOMES_USER_KEY=***  # env\n"));
     assert_non_null(strstr(out, "MILVUS_TOKEN=***  # file "));
     assert_non_null(strstr(out, "KAFKA_SASL_PASSWORD=***  # env\n"));
-    assert_non_null(strstr(out, "MONGODB_URI=mongodb://app:***@db1:27017,db2/acme?tls=true  # env"));
+    assert_non_null(strstr(out, "MONGODB_URI=mongodb://***@db1:27017,db2/acme?tls=true  # env"));
     assert_non_null(strstr(out, "# librdkafka sasl.password=***\n"));
     assert_non_null(strstr(out, "# librdkafka ssl.key.password=***\n"));
     assert_non_null(strstr(out, "# librdkafka security.protocol=SASL_SSL\n"));
@@ -525,6 +525,15 @@ static void test_masking_print_and_logs(void **state)
 
 /* ---- MongoDB URI ---------------------------------------------------------------------------- */
 
+/* Loads with MONGODB_URI=uri as the only variable; returns the number of problems. */
+static int load_mongo_uri(config_t *c, const char *uri)
+{
+    char var[256];
+    snprintf(var, sizeof var, "MONGODB_URI=%s", uri);
+    char *env[] = {var, NULL};
+    return load(c, CONFIG_NEED_MONGO, env);
+}
+
 static void test_mongo_uri(void **state)
 {
     (void)state;
@@ -537,11 +546,19 @@ static void test_mongo_uri(void **state)
         {"mongodb://localhost:27017", 0, "pipeline", "mongodb://localhost:27017"},
         {"mongodb://localhost:27017/", 0, "pipeline", "mongodb://localhost:27017/"},
         {"mongodb://localhost/?w=1", 0, "pipeline", "mongodb://localhost/?w=1"},
-        {"mongodb://u:pw12345@h/acct1", 0, "acct1", "mongodb://u:***@h/acct1"},
+        /* no part of the userinfo is shown, not even the user name */
+        {"mongodb://u:pw12345@h/acct1", 0, "acct1", "mongodb://***@h/acct1"},
         {"mongodb+srv://u:pw12345@cluster.example.net/x?retryWrites=true", 0, "x",
-         "mongodb+srv://u:***@cluster.example.net/x?retryWrites=true"},
-        {"mongodb://u@h/db", 0, "db", "mongodb://u@h/db"},
-        {"mongodb://u:pw@with@at@h/db", 0, "db", "mongodb://u:***@h/db"},
+         "mongodb+srv://***@cluster.example.net/x?retryWrites=true"},
+        {"mongodb://u@h/db", 0, "db", "mongodb://***@h/db"},
+        {"mongodb://u:pw%40x%3F@[::1]:27017,h2:1/db", 0, "db", "mongodb://***@[::1]:27017,h2:1/db"},
+        /* reserved characters left unencoded in a password: rejected, never shown */
+        {"mongodb://u:pw@with@at@h/db", 1, "pipeline", NULL},
+        {"mongodb://u:pw?x@h/db", 1, "pipeline", NULL},
+        {"mongodb://u:pw%4@h/db", 1, "pipeline", NULL},
+        /* not a URI at all: no text of it in the problem */
+        {"mongodb://u:pw12345/h", 1, "pipeline", NULL},
+        {"mongodb://h:99999/db", 1, "pipeline", NULL},
         {"mongodb://h/bad.name", 1, "pipeline", NULL},
         {"mongodb://h/bad$name", 1, "pipeline", NULL},
         {"http://h/db", 1, "pipeline", NULL},
@@ -549,11 +566,8 @@ static void test_mongo_uri(void **state)
         {"mongodb://u:pw@/db", 1, "pipeline", NULL},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        char var[256];
-        snprintf(var, sizeof var, "MONGODB_URI=%s", rows[i].uri);
-        char *env[] = {var, NULL};
         config_t c;
-        int n = load(&c, CONFIG_NEED_MONGO, env);
+        int n = load_mongo_uri(&c, rows[i].uri);
         if (n != rows[i].problems)
             fail_msg("uri %s: %d problems", rows[i].uri, n);
         assert_string_equal(c.mongodb_database, rows[i].db);
@@ -574,7 +588,7 @@ static void test_mongo_password_variable(void **state)
                    NULL};
     assert_int_equal(load(&c, CONFIG_NEED_MONGO, env), 0);
     assert_string_equal(c.mongodb_uri, "mongodb://app:p%40ss%2Fw0rd%3Ax@db:27017/acme");
-    assert_string_equal(c.mongodb_uri_redacted, "mongodb://app:***@db:27017/acme");
+    assert_string_equal(c.mongodb_uri_redacted, "mongodb://***@db:27017/acme");
     char *out = print_to_string(&c);
     assert_null(strstr(out, "p@ss"));
     assert_null(strstr(out, "p%40ss"));
@@ -595,6 +609,80 @@ static void test_mongo_password_variable(void **state)
     char *env4[] = {"MONGODB_PASSWORD=newpass1", NULL};
     assert_int_equal(load(&c, 0, env4), 1);
     config_free(&c);
+}
+
+/* issue 8 item 12: a password holding an unencoded '?', '@', '/' or '#' defeated the
+ * redaction (a '?' ended the search for the userinfo, so the whole URI was shown). Whatever the
+ * character, nothing of the userinfo reaches config_print, the problems or a log line. */
+static void test_mongo_password_reserved_chars(void **state)
+{
+    (void)state;
+    static const char *const uris[] = {
+        "mongodb://app:Hid?SECRET-pw@db1:27017/acme?tls=true",
+        "mongodb://app:Hid@SECRET-pw@db1:27017/acme?tls=true",
+        "mongodb://app:Hid/SECRET-pw@db1:27017/acme?tls=true",
+        "mongodb://app:Hid#SECRET-pw@db1:27017/acme?tls=true",
+        "mongodb://app:Hid?SECRET-pw@db1:27017",
+        "mongodb://app:Hid/SECRET-pw@db1",
+        "mongodb://app:Hid?SECRET-pw@",        /* no host: not a URI, nothing shown */
+        "mongodb://app:Hid?SECRET-pw",         /* no '@' at all */
+        "mongodb://app:Hid?SECRET-pw@db1/acme?appName=x@y", /* two '@', one in the options */
+    };
+    for (size_t i = 0; i < sizeof uris / sizeof uris[0]; i++) {
+        log_clear_secrets();
+        config_t c;
+        int n = load_mongo_uri(&c, uris[i]);
+        char *out = print_to_string(&c);
+        if (strstr(out, "SECRET") || strstr(out, "Hid") || !strstr(out, "MONGODB_URI=***"))
+            fail_msg("uri #%zu: print-config shows:\n%s", i, out);
+        free(out);
+        if (n != 1 || !problem_for(&c, "MONGODB_URI"))
+            fail_msg("uri #%zu: %d problems, want one for MONGODB_URI", i, n);
+        for (size_t k = 0; k < c.problem_count; k++)
+            if (strstr(c.problems[k], "SECRET") || strstr(c.problems[k], "Hid") ||
+                strstr(c.problems[k], "db1"))
+                fail_msg("uri #%zu: problem quotes the URI: %s", i, c.problems[k]);
+        assert_null(c.mongodb_uri_redacted);
+
+        /* a driver error that quotes the URI or the password: scrubbed (the password as
+         * written was registered before the URI was rejected). Only for URIs that have a
+         * userinfo, i.e. an '@'. */
+        if (strchr(uris[i], '@')) {
+            char *logpath = write_temp("", 0);
+            FILE *lf = fopen(logpath, "w+");
+            assert_non_null(lf);
+            log_set_fd(fileno(lf));
+            log_msg(LOG_ERROR, "driver_error", "uri=%s", uris[i]);
+            log_set_fd(2);
+            char *logged = slurp_fd(fileno(lf));
+            fclose(lf);
+            if (strstr(logged, "SECRET"))
+                fail_msg("uri #%zu: the log shows:\n%s", i, logged);
+            free(logged);
+            unlink(logpath);
+            free(logpath);
+        }
+        config_free(&c);
+    }
+
+    /* the same passwords percent-encoded are fine, and still never shown */
+    static const char *const good[] = {
+        "mongodb://app:Hid%3FSECRET-pw@db1:27017/acme?tls=true",
+        "mongodb://app:Hid%40SECRET-pw@db1:27017/acme?tls=true",
+        "mongodb://app:Hid%2FSECRET-pw@db1:27017/acme?tls=true",
+        "mongodb://app:Hid%23SECRET-pw@db1:27017/acme?tls=true",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        config_t c;
+        assert_int_equal(load_mongo_uri(&c, good[i]), 0);
+        assert_string_equal(c.mongodb_uri_redacted, "mongodb://***@db1:27017/acme?tls=true");
+        assert_string_equal(c.mongodb_database, "acme");
+        char *out = print_to_string(&c);
+        assert_null(strstr(out, "SECRET"));
+        assert_non_null(strstr(out, "MONGODB_URI=mongodb://***@db1:27017/acme?tls=true  # env"));
+        free(out);
+        config_free(&c);
+    }
 }
 
 /* ---- KAFKA_ passthrough --------------------------------------------------------------------- */
@@ -787,6 +875,7 @@ int main(void)
         cmocka_unit_test_setup(test_masking_print_and_logs, setup),
         cmocka_unit_test_setup(test_mongo_uri, setup),
         cmocka_unit_test_setup(test_mongo_password_variable, setup),
+        cmocka_unit_test_setup(test_mongo_password_reserved_chars, setup),
         cmocka_unit_test_setup(test_kafka_passthrough, setup),
         cmocka_unit_test_setup(test_rfc3339, setup),
         cmocka_unit_test_setup(test_lists_and_bools, setup),
