@@ -381,6 +381,9 @@ static verdict_t judge(const api_t *api, const request_t *rq, const http_respons
         return VERDICT_OK;
     if (cls == HTTP_CLASS_AUTH)
         return VERDICT_AUTH;
+    /* Milvus answers a bad token with 401 or 403 (SPEC §4): both mean the key is wrong. */
+    if (api->kind == API_MILVUS && resp->transport == HTTP_TRANSPORT_OK && resp->status == 403)
+        return VERDICT_AUTH;
     if (!rq->idempotent) {
         if (resp->transport != HTTP_TRANSPORT_OK && resp->request_sent)
             return VERDICT_AMBIGUOUS;

@@ -95,7 +95,8 @@ typedef enum {
     API_RETRIABLE_EXHAUSTED, /* every attempt failed retriably (MongoDB outages are waited out,
                                 never counted as attempts) */
     API_PERMANENT,           /* other 4xx / status, bad URL, TLS, body too large: not retried */
-    API_AUTH,                /* 401: the credential is wrong (SPEC §4: exit 3, no dead letter) */
+    API_AUTH,                /* 401 (and a Milvus 403: Milvus answers a bad token either way):
+                                the credential is wrong (SPEC §4: exit 3, no dead letter) */
     API_AMBIGUOUS,           /* only for API_NOT_IDEMPOTENT calls: the request may have taken
                                 effect (timeout or connection lost after sending, 408, any
                                 5xx, an unreadable answer; a 2xx without a usable id is the
