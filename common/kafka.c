@@ -154,6 +154,88 @@ rd_kafka_conf_t *kafka_conf_from_settings(const kafka_settings_t *s, char *err, 
     return kafka_conf_new(s->bootstrap_servers, s->names, s->values, s->count, err, errlen);
 }
 
+/* ---- message sizes ------------------------------------------------------------------------- */
+
+/* librdkafka's worst-case per-record framing (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD: length,
+ * attributes, timestamp/offset deltas, key/value lengths, header count) that its local
+ * message.max.bytes check adds to key + value + headers. */
+#define KAFKA_RECORD_OVERHEAD_BYTES ((int64_t)36)
+#define KAFKA_PROPERTY_BYTES_MAX ((int64_t)1000000000)    /* librdkafka's cap on sizes */
+
+static int64_t settings_max_bytes(const kafka_settings_t *s)
+{
+    int64_t v = s && s->max_message_bytes > 0 ? s->max_message_bytes
+                                              : KAFKA_MAX_MESSAGE_BYTES_DEFAULT;
+    /* Keep the DLQ's extra room inside librdkafka's range. */
+    if (v > KAFKA_PROPERTY_BYTES_MAX - KAFKA_DLQ_EXTRA_BYTES)
+        v = KAFKA_PROPERTY_BYTES_MAX - KAFKA_DLQ_EXTRA_BYTES;
+    return v;
+}
+
+int64_t kafka_topic_max_message_bytes(const kafka_settings_t *s, int id)
+{
+    return settings_max_bytes(s) + (id == KAFKA_TOPIC_DLQ ? KAFKA_DLQ_EXTRA_BYTES : 0);
+}
+
+/* The producer's message.max.bytes for topics of that kind. */
+static int64_t producer_message_max(const kafka_settings_t *s, bool dlq)
+{
+    int64_t v = kafka_topic_max_message_bytes(s, dlq ? KAFKA_TOPIC_DLQ : 0) -
+                KAFKA_BATCH_RESERVE_BYTES;
+    return v < 1000 ? 1000 : v; /* librdkafka's minimum */
+}
+
+int64_t kafka_record_max_bytes(const kafka_settings_t *s, bool dlq)
+{
+    return producer_message_max(s, dlq) - KAFKA_RECORD_OVERHEAD_BYTES;
+}
+
+/* Current integer value of a size property of `conf` (0 when unreadable). */
+static int64_t conf_get_int(rd_kafka_conf_t *conf, const char *name)
+{
+    char buf[64];
+    size_t size = sizeof buf;
+    if (rd_kafka_conf_get(conf, name, buf, &size) != RD_KAFKA_CONF_OK)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno != 0 || end == buf || *end != '\0')
+        return 0;
+    return v;
+}
+
+/* Sets an integer property. */
+static int conf_set_int(rd_kafka_conf_t *conf, const char *name, int64_t value, char *err,
+                        size_t errlen)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, value);
+    return kafka_conf_set(conf, name, buf, err, errlen);
+}
+
+int kafka_conf_consumer_sizes(rd_kafka_conf_t *conf, const kafka_settings_t *s, char *err,
+                              size_t errlen)
+{
+    /* A consumer must be able to fetch the largest record of any pipeline topic (the DLQ's).
+     * Only raised, never lowered: a passthrough value that is already large enough stays. */
+    int64_t need = kafka_topic_max_message_bytes(s, KAFKA_TOPIC_DLQ);
+    if (conf_get_int(conf, "max.partition.fetch.bytes") < need &&
+        conf_set_int(conf, "max.partition.fetch.bytes", need, err, errlen) != KAFKA_OK)
+        return KAFKA_ERR_CONFIG;
+    int64_t fetch = conf_get_int(conf, "fetch.max.bytes");
+    if (fetch < need) {
+        if (conf_set_int(conf, "fetch.max.bytes", need, err, errlen) != KAFKA_OK)
+            return KAFKA_ERR_CONFIG;
+        fetch = need;
+    }
+    /* librdkafka wants receive.message.max.bytes >= fetch.max.bytes + 512 once either was set. */
+    if (conf_get_int(conf, "receive.message.max.bytes") < fetch + 512 &&
+        conf_set_int(conf, "receive.message.max.bytes", fetch + 512, err, errlen) != KAFKA_OK)
+        return KAFKA_ERR_CONFIG;
+    return KAFKA_OK;
+}
+
 /* ---- topics ------------------------------------------------------------------------------- */
 
 static const char *const topic_bases[KAFKA_TOPIC_COUNT] = {
@@ -385,8 +467,8 @@ int kafka_topic_partition_count(const kafka_settings_t *s, const char *topic, in
 
 /* Creates `names[0..n)` (all missing), DLQ flags per name. */
 static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], const bool *is_dlq,
-                         size_t n, int partitions, int replication, int timeout_ms, char *err,
-                         size_t errlen)
+                         const int64_t *max_bytes, size_t n, int partitions, int replication,
+                         int timeout_ms, char *err, size_t errlen)
 {
     int rc = KAFKA_ERR_BROKER;
     rd_kafka_NewTopic_t *nts[KAFKA_TOPIC_COUNT] = {0};
@@ -405,6 +487,14 @@ static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], con
         nts[i] = rd_kafka_NewTopic_new(names[i], partitions, replication, rkerr, sizeof rkerr);
         if (!nts[i]) {
             errbuf_set(err, errlen, "cannot describe new topic %s: %s", names[i], rkerr);
+            rc = KAFKA_ERR_INVALID;
+            goto out;
+        }
+        /* Sized for real records (issue 8 item 15): the broker default (~1 MB) is not. */
+        char mb[32];
+        snprintf(mb, sizeof mb, "%" PRId64, max_bytes[i]);
+        if (rd_kafka_NewTopic_set_config(nts[i], "max.message.bytes", mb)) {
+            errbuf_set(err, errlen, "cannot set max.message.bytes on new topic %s", names[i]);
             rc = KAFKA_ERR_INVALID;
             goto out;
         }
@@ -436,8 +526,14 @@ static int create_topics(rd_kafka_t *rk, char names[][KAFKA_TOPIC_NAME_MAX], con
         rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
         const char *tname = rd_kafka_topic_result_name(res[i]);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            log_msg(LOG_INFO, "kafka_topic_created", "topic=%s partitions=%d replication=%d",
-                    tname, partitions, replication);
+            int64_t mb = 0;
+            for (size_t j = 0; j < n; j++) {
+                if (strcmp(names[j], tname) == 0)
+                    mb = max_bytes[j];
+            }
+            log_msg(LOG_INFO, "kafka_topic_created",
+                    "topic=%s partitions=%d replication=%d max_message_bytes=%" PRId64, tname,
+                    partitions, replication, mb);
         } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             log_msg(LOG_INFO, "kafka_topic_exists", "topic=%s reason=concurrent_creator", tname);
         } else {
@@ -483,6 +579,118 @@ static void check_dlq_retention(rd_kafka_t *rk, const char *topic, int timeout_m
     }
 }
 
+/* Raises an existing topic's max.message.bytes to `want` when it is lower (topics made before
+ * KAFKA_MAX_MESSAGE_BYTES existed, or with a smaller value). AlterConfigs (the incremental
+ * variant needs librdkafka 2.2) replaces the topic's whole set of overrides, so every other
+ * per-topic override read just before is sent back unchanged (the DLQ's retention stays -1).
+ * Best effort: a failure is a warning, the topic still works for records that fit. */
+static void raise_max_bytes(rd_kafka_t *rk, const char *topic, int64_t want, int timeout_ms)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *dopts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_AdminOptions_t *aopts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+    rd_kafka_ConfigResource_t *dres = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_ConfigResource_t *ares = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_event_t *dev = NULL, *aev = NULL;
+    char rkerr[256], why[300] = "";
+    int64_t have = -1;
+    if (!q || !dopts || !aopts || !dres || !ares) {
+        snprintf(why, sizeof why, "out of memory");
+        goto out;
+    }
+    rd_kafka_AdminOptions_set_request_timeout(dopts, timeout_ms, rkerr, sizeof rkerr);
+    rd_kafka_AdminOptions_set_request_timeout(aopts, timeout_ms, rkerr, sizeof rkerr);
+    rd_kafka_DescribeConfigs(rk, &dres, 1, dopts, q);
+    dev = admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, timeout_ms + 1000);
+    if (!dev || rd_kafka_event_error(dev)) {
+        snprintf(why, sizeof why, "describing the topic failed: %s",
+                 dev ? rd_kafka_event_error_string(dev) : "timed out");
+        goto out;
+    }
+    size_t nres = 0;
+    const rd_kafka_ConfigResource_t **rs = rd_kafka_DescribeConfigs_result_resources(
+        rd_kafka_event_DescribeConfigs_result(dev), &nres);
+    if (nres != 1 || rd_kafka_ConfigResource_error(rs[0])) {
+        snprintf(why, sizeof why, "describing the topic failed: %s",
+                 nres == 1 ? rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[0])) : "no result");
+        goto out;
+    }
+    size_t nent = 0;
+    const rd_kafka_ConfigEntry_t **ents = rd_kafka_ConfigResource_configs(rs[0], &nent);
+    for (size_t j = 0; j < nent; j++) {
+        const char *name = rd_kafka_ConfigEntry_name(ents[j]);
+        const char *value = rd_kafka_ConfigEntry_value(ents[j]);
+        if (strcmp(name, "max.message.bytes") == 0) {
+            char *end = NULL;
+            errno = 0;
+            long long v = value ? strtoll(value, &end, 10) : -1;
+            have = (value && errno == 0 && end != value && *end == '\0') ? v : -1;
+            continue;
+        }
+        if (rd_kafka_ConfigEntry_source(ents[j]) != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG)
+            continue;
+        if (rd_kafka_ConfigEntry_is_sensitive(ents[j]) || !value) {
+            /* Its value cannot be read back, so it could not be preserved: do not alter. */
+            snprintf(why, sizeof why, "the topic has an override (%s) that cannot be read back",
+                     name);
+            goto out;
+        }
+        if (rd_kafka_ConfigResource_set_config(ares, name, value)) {
+            snprintf(why, sizeof why, "cannot carry over the override %s", name);
+            goto out;
+        }
+    }
+    if (have >= want)
+        goto out; /* large enough: nothing to do */
+    char wtext[32];
+    snprintf(wtext, sizeof wtext, "%" PRId64, want);
+    if (rd_kafka_ConfigResource_set_config(ares, "max.message.bytes", wtext)) {
+        snprintf(why, sizeof why, "cannot describe the change");
+        goto out;
+    }
+    rd_kafka_AlterConfigs(rk, &ares, 1, aopts, q);
+    aev = admin_wait(q, RD_KAFKA_EVENT_ALTERCONFIGS_RESULT, timeout_ms + 1000);
+    if (!aev || rd_kafka_event_error(aev)) {
+        snprintf(why, sizeof why, "AlterConfigs failed: %s",
+                 aev ? rd_kafka_event_error_string(aev) : "timed out");
+        goto out;
+    }
+    rs = rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(aev), &nres);
+    if (nres != 1 || rd_kafka_ConfigResource_error(rs[0])) {
+        const char *es = nres == 1 ? rd_kafka_ConfigResource_error_string(rs[0]) : NULL;
+        snprintf(why, sizeof why, "AlterConfigs failed: %s",
+                 es ? es
+                    : nres == 1 ? rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[0]))
+                                : "no result");
+        goto out;
+    }
+    log_msg(LOG_WARN, "kafka_topic_max_bytes_raised",
+            "topic=%s from=%" PRId64 " to=%" PRId64 " reason=\"KAFKA_MAX_MESSAGE_BYTES\"", topic,
+            have, want);
+out:
+    if (why[0]) {
+        char qw[400];
+        log_msg(LOG_WARN, "kafka_topic_max_bytes_low",
+                "topic=%s max_message_bytes=%" PRId64 " wanted=%" PRId64 " error=%s hint=\"records "
+                "larger than the topic's max.message.bytes are refused: raise it on the topic\"",
+                topic, have, want, log_quote(qw, sizeof qw, why));
+    }
+    if (aev)
+        rd_kafka_event_destroy(aev);
+    if (dev)
+        rd_kafka_event_destroy(dev);
+    if (ares)
+        rd_kafka_ConfigResource_destroy(ares);
+    if (dres)
+        rd_kafka_ConfigResource_destroy(dres);
+    if (aopts)
+        rd_kafka_AdminOptions_destroy(aopts);
+    if (dopts)
+        rd_kafka_AdminOptions_destroy(dopts);
+    if (q)
+        rd_kafka_queue_destroy(q);
+}
+
 int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int partitions,
                         const kafka_topic_id_t *ids, size_t n, int timeout_ms, char *err,
                         size_t errlen)
@@ -503,6 +711,7 @@ int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int parti
     char names[KAFKA_TOPIC_COUNT][KAFKA_TOPIC_NAME_MAX];
     char missing[KAFKA_TOPIC_COUNT][KAFKA_TOPIC_NAME_MAX];
     bool missing_dlq[KAFKA_TOPIC_COUNT];
+    int64_t missing_max[KAFKA_TOPIC_COUNT];
     size_t nmissing = 0;
     for (size_t i = 0; i < n; i++) {
         if (kafka_topic_name(names[i], sizeof names[i], prefix, ids[i]) != KAFKA_OK) {
@@ -528,18 +737,20 @@ int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int parti
         if (t && t->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             if (ids[i] == KAFKA_TOPIC_DLQ)
                 check_dlq_retention(rk, names[i], timeout_ms);
+            raise_max_bytes(rk, names[i], kafka_topic_max_message_bytes(s, ids[i]), timeout_ms);
             continue;
         }
         memcpy(missing[nmissing], names[i], sizeof names[i]);
         missing_dlq[nmissing] = ids[i] == KAFKA_TOPIC_DLQ;
+        missing_max[nmissing] = kafka_topic_max_message_bytes(s, ids[i]);
         nmissing++;
     }
     rd_kafka_metadata_destroy(md);
     md = NULL;
     if (nmissing == 0)
         goto out;
-    rc = create_topics(rk, missing, missing_dlq, nmissing, partitions, replication, timeout_ms,
-                       err, errlen);
+    rc = create_topics(rk, missing, missing_dlq, missing_max, nmissing, partitions, replication,
+                       timeout_ms, err, errlen);
     if (rc != KAFKA_OK)
         goto out;
     /* Wait until metadata shows every new topic with leaders, so a consumer subscribing right
@@ -601,6 +812,10 @@ struct kafka_batch {
 struct kafka_producer {
     rd_kafka_t *rk;
     atomic_size_t failed_total;
+    /* Messages accepted by producev() without a delivery report yet. rd_kafka_outq_len() also
+     * counts queued error events (a down broker keeps adding them), which made an idle
+     * producer look like it had undelivered messages at close. */
+    atomic_size_t undelivered;
 };
 
 /* Per-message state travelling through librdkafka as the message opaque. */
@@ -688,6 +903,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     (void)rk;
     kafka_producer_t *p = opaque;
     msg_ctx_t *ctx = m->_private;
+    atomic_fetch_sub(&p->undelivered, 1);
     const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
     if (m->err) {
         atomic_fetch_add(&p->failed_total, 1);
@@ -733,8 +949,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     free(ctx);
 }
 
-kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *client_id, char *err,
-                                     size_t errlen)
+static kafka_producer_t *producer_new(const kafka_settings_t *s, const char *client_id, bool dlq,
+                                      char *err, size_t errlen)
 {
     kafka_producer_t *p = calloc(1, sizeof *p);
     if (!p) {
@@ -750,6 +966,11 @@ kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *clie
     /* Forced last so the passthrough cannot turn them off (reliability rule 8). */
     if (kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) != KAFKA_OK)
         goto fail_conf;
+    /* Sized to the topics (issue 8 item 15): never above them, so the broker cannot refuse
+     * what librdkafka accepted (that would fail the delivery and stall a cursor). */
+    if (conf_set_int(conf, "message.max.bytes", producer_message_max(s, dlq), err, errlen) !=
+        KAFKA_OK)
+        goto fail_conf;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     rd_kafka_conf_set_opaque(conf, p);
     char rkerr[512];
@@ -764,6 +985,18 @@ fail_conf:
 fail:
     free(p);
     return NULL;
+}
+
+kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *client_id, char *err,
+                                     size_t errlen)
+{
+    return producer_new(s, client_id, false, err, errlen);
+}
+
+kafka_producer_t *kafka_producer_new_dlq(const kafka_settings_t *s, const char *client_id,
+                                         char *err, size_t errlen)
+{
+    return producer_new(s, client_id, true, err, errlen);
 }
 
 rd_kafka_t *kafka_producer_handle(kafka_producer_t *p) { return p ? p->rk : NULL; }
@@ -787,10 +1020,7 @@ size_t kafka_producer_failed_total(kafka_producer_t *p)
 
 size_t kafka_producer_outq_len(kafka_producer_t *p)
 {
-    if (!p)
-        return 0;
-    int n = rd_kafka_outq_len(p->rk);
-    return n > 0 ? (size_t)n : 0;
+    return p ? atomic_load(&p->undelivered) : 0;
 }
 
 int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *key,
@@ -826,6 +1056,7 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
     }
 
     rd_kafka_resp_err_t e;
+    atomic_fetch_add(&p->undelivered, 1); /* before producev(): the report may come at once */
     for (;;) {
         rd_kafka_headers_t *hdrs = NULL;
         if (hcount > 0) {
@@ -855,6 +1086,7 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
             break;
         }
     }
+    atomic_fetch_sub(&p->undelivered, 1);
     if (batch) {
         pthread_mutex_lock(&batch->lock);
         batch->sent--;
@@ -954,12 +1186,15 @@ int kafka_producer_flush(kafka_producer_t *p, int timeout_ms, char *err, size_t 
         errbuf_set(err, errlen, "kafka_producer_flush: missing producer");
         return KAFKA_ERR_INVALID;
     }
-    rd_kafka_flush(p->rk, timeout_ms);
+    if (kafka_producer_outq_len(p) > 0)
+        rd_kafka_flush(p->rk, timeout_ms);
+    else
+        rd_kafka_poll(p->rk, 0); /* nothing to wait for: serve pending events only */
     if (kafka_producer_fatal(p, err, errlen))
         return KAFKA_ERR_FATAL;
-    int left = rd_kafka_outq_len(p->rk);
+    size_t left = kafka_producer_outq_len(p);
     if (left > 0) {
-        errbuf_set(err, errlen, "%d Kafka messages still undelivered after %d ms", left,
+        errbuf_set(err, errlen, "%zu Kafka messages still undelivered after %d ms", left,
                    timeout_ms);
         return KAFKA_ERR_TIMEOUT;
     }
@@ -971,21 +1206,23 @@ int kafka_producer_close(kafka_producer_t *p, int timeout_ms, char *err, size_t 
     if (!p)
         return KAFKA_OK;
     int rc = kafka_producer_flush(p, timeout_ms, err, errlen);
-    int undelivered = rd_kafka_outq_len(p->rk);
+    size_t undelivered = kafka_producer_outq_len(p);
     if (undelivered > 0) {
         /* Purged messages get a failed delivery report, so batches and callbacks learn it. */
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         int64_t deadline = clock_mono_ms() + KAFKA_CLOSE_PURGE_WAIT_MS;
-        while (rd_kafka_outq_len(p->rk) > 0 && clock_mono_ms() < deadline)
+        while (kafka_producer_outq_len(p) > 0 && clock_mono_ms() < deadline)
             rd_kafka_poll(p->rk, 100);
-        log_msg(LOG_ERROR, "kafka_producer_undelivered", "count=%d", undelivered);
+        log_msg(LOG_ERROR, "kafka_producer_undelivered", "count=%zu", undelivered);
         if (rc != KAFKA_ERR_FATAL) {
-            errbuf_set(err, errlen, "%d Kafka messages were not delivered before close",
+            errbuf_set(err, errlen, "%zu Kafka messages were not delivered before close",
                        undelivered);
             rc = KAFKA_ERR_DELIVERY;
         }
     } else {
         rd_kafka_poll(p->rk, 0); /* serve the last reports */
+        if (rc == KAFKA_ERR_TIMEOUT)
+            rc = KAFKA_OK; /* every message has its report: nothing was left behind */
     }
     bool fatal = kafka_producer_fatal(p, rc == KAFKA_OK ? err : NULL, errlen);
     if (fatal)

@@ -55,7 +55,31 @@ typedef struct kafka_settings {
     const char *const *names;        /* may be NULL when count == 0 */
     const char *const *values;
     size_t count;
+    /* KAFKA_MAX_MESSAGE_BYTES (config_t.kafka_max_message_bytes): the largest record batch a
+     * pipeline topic accepts (its `max.message.bytes`; the DLQ gets KAFKA_DLQ_EXTRA_BYTES more).
+     * Producers, consumers and kafka_topics_ensure() size themselves from it.
+     * 0 (or negative) = KAFKA_MAX_MESSAGE_BYTES_DEFAULT, so a zeroed struct is safe. */
+    int64_t max_message_bytes;
 } kafka_settings_t;
+
+#define KAFKA_MAX_MESSAGE_BYTES_DEFAULT ((int64_t)8 * 1024 * 1024) /* SPEC §6: 8 MiB */
+#define KAFKA_DLQ_EXTRA_BYTES ((int64_t)64 * 1024) /* room for a dead letter's headers */
+/* Kafka's record-batch framing (61-byte v2 header) that the broker counts against
+ * max.message.bytes and librdkafka's local message.max.bytes check does not: a producer's
+ * message.max.bytes is the topic's limit minus this, so every record librdkafka accepts also
+ * fits the topic (never a "Message size too large" delivery failure). Uncompressed batches. */
+#define KAFKA_BATCH_RESERVE_BYTES ((int64_t)128)
+
+/* Topic-level max.message.bytes for topic `id` under settings `s` (s may be NULL: defaults):
+ * s->max_message_bytes (or the default), plus KAFKA_DLQ_EXTRA_BYTES for KAFKA_TOPIC_DLQ. */
+int64_t kafka_topic_max_message_bytes(const kafka_settings_t *s, int id);
+
+/* Largest record (key + value + headers as librdkafka measures them) that a producer made by
+ * kafka_producer_new() (dlq false) or kafka_producer_new_dlq() (dlq true) accepts: the topic
+ * limit minus KAFKA_BATCH_RESERVE_BYTES minus librdkafka's per-record overhead. A record over it
+ * is refused by kafka_producer_send*() with KAFKA_ERR_INVALID (message too large) before it is
+ * queued; producers may compare against it first to skip `too_large` records (issue 8 item 15). */
+int64_t kafka_record_max_bytes(const kafka_settings_t *s, bool dlq);
 
 /* True when the value of property `name` must never be printed ("password"/"secret" anywhere
  * in the name, case-insensitive, plus ssl.key.pem and sasl.oauthbearer.config). */
@@ -77,6 +101,13 @@ rd_kafka_conf_t *kafka_conf_new(const char *bootstrap_servers, const char *const
 
 /* Same from a settings struct. */
 rd_kafka_conf_t *kafka_conf_from_settings(const kafka_settings_t *s, char *err, size_t errlen);
+
+/* Makes a consumer configuration able to fetch the largest record of any pipeline topic
+ * (kafka_topic_max_message_bytes() of the DLQ): raises max.partition.fetch.bytes,
+ * fetch.max.bytes and receive.message.max.bytes when they are below it (never lowers a
+ * passthrough value). kafka_consumer_new() calls it. Returns 0 or KAFKA_ERR_CONFIG with err. */
+int kafka_conf_consumer_sizes(rd_kafka_conf_t *conf, const kafka_settings_t *s, char *err,
+                              size_t errlen);
 
 /* ---- topics ----------------------------------------------------------------------------------- */
 
@@ -106,10 +137,15 @@ int kafka_topic_for_entity(const char *source, const char *entity, kafka_topic_i
 
 /* Checks that the topics `ids[0..n)` (n == 0 or ids == NULL: all five) named with `prefix`
  * exist, and creates the missing ones with the Admin API: `partitions` partitions (≥ 1;
- * TOPIC_PARTITIONS), replication factor min(3, brokers in the cluster); the DLQ also gets
- * retention.ms=-1 and retention.bytes=-1 (dead letters never expire). TOPIC_ALREADY_EXISTS from
- * a concurrent creator counts as success. An existing DLQ whose retention is not unlimited is
- * logged as a warning (not altered). Each step is bounded by `timeout_ms`.
+ * TOPIC_PARTITIONS), replication factor min(3, brokers in the cluster),
+ * max.message.bytes = kafka_topic_max_message_bytes() (KAFKA_MAX_MESSAGE_BYTES; the DLQ 64 KiB
+ * more); the DLQ also gets retention.ms=-1 and retention.bytes=-1 (dead letters never expire).
+ * TOPIC_ALREADY_EXISTS from a concurrent creator counts as success. An existing DLQ whose
+ * retention is not unlimited is logged as a warning (not altered). An existing topic whose
+ * max.message.bytes is below the wanted value is RAISED (AlterConfigs carrying every other
+ * per-topic override unchanged; never lowered), logged as event=kafka_topic_max_bytes_raised;
+ * when that is refused (no ALTER_CONFIGS permission...) it is logged as a warning
+ * (kafka_topic_max_bytes_low) and ensure still succeeds. Each step is bounded by `timeout_ms`.
  * Returns 0 when all exist afterwards; KAFKA_ERR_BROKER (cluster unreachable, creation refused:
  * err names the topic and Kafka's reason), KAFKA_ERR_CONFIG, or KAFKA_ERR_INVALID. */
 int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int partitions,
@@ -174,10 +210,19 @@ typedef struct kafka_delivery {
 typedef void (*kafka_delivery_cb)(void *opaque, const kafka_delivery_t *d);
 
 /* Creates an idempotent producer: passthrough settings, then enable.idempotence=true (cannot be
- * overridden), delivery reports, log_ callbacks. `client_id` (may be NULL) names the client in
- * broker logs (the binary name). Returns NULL with err naming the property at fault. */
+ * overridden) and message.max.bytes = the pipeline topics' max.message.bytes minus
+ * KAFKA_BATCH_RESERVE_BYTES (s->max_message_bytes; a larger passthrough value is lowered to it
+ * so no accepted record can be refused by the broker), delivery reports, log_ callbacks.
+ * `client_id` (may be NULL) names the client in broker logs (the binary name). Returns NULL
+ * with err naming the property at fault. */
 kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *client_id, char *err,
                                      size_t errlen);
+
+/* Same for the producer that writes dead letters (kafka_dlq_opts_t.producer): its
+ * message.max.bytes follows the DLQ topic (KAFKA_DLQ_EXTRA_BYTES more), so the dead letter of
+ * any record that fitted its topic fits too, with its error headers. */
+kafka_producer_t *kafka_producer_new_dlq(const kafka_settings_t *s, const char *client_id,
+                                         char *err, size_t errlen);
 
 /* A delivery tracker for one group of sends (e.g. one page of records). Counters only; a
  * batch is reusable after kafka_batch_reset() once nothing is pending. */
@@ -238,10 +283,13 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
 int kafka_producer_poll(kafka_producer_t *p, int timeout_ms);
 
 /* Waits until every message of this producer is delivered or failed (rd_kafka_flush, then
- * outq_len == 0). Returns 0, KAFKA_ERR_TIMEOUT (err says how many are left) or KAFKA_ERR_FATAL. */
+ * kafka_producer_outq_len() == 0). Returns 0, KAFKA_ERR_TIMEOUT (err says how many are left) or
+ * KAFKA_ERR_FATAL. */
 int kafka_producer_flush(kafka_producer_t *p, int timeout_ms, char *err, size_t errlen);
 
-/* Number of messages not yet delivered (queued, in flight or awaiting a report). */
+/* Number of messages accepted by send() whose delivery report has not been served yet
+ * (queued, in flight or awaiting a report). Messages only: unlike rd_kafka_outq_len(), queued
+ * error events of an unreachable broker do not count. */
 size_t kafka_producer_outq_len(kafka_producer_t *p);
 
 /* True once librdkafka raised a fatal error; err gets its text (may be NULL). */

@@ -16,6 +16,7 @@
 #include "log.h"
 
 #define REVOKE_WAIT_DEFAULT_MS 10000
+#define SEEK_WAIT_MS 2000 /* bound on the synchronous seek after a release */
 
 /* A handed-out record and what the wrapper needs to settle it. One allocation: the box, then
  * the header array, then every byte buffer (each followed by a NUL). */
@@ -24,10 +25,20 @@ typedef struct record_box {
     uint64_t generation;
 } record_box_t;
 
-typedef struct paused {
+/* A partition in one of the wrapper's small lists: paused partitions, and released records to
+ * fetch again (the poll thread seeks the partition back to `offset` if it is still assigned
+ * under `generation`). */
+typedef struct tp {
     char *topic;
     int32_t partition;
-} paused_t;
+    int64_t offset;      /* seeks only */
+    uint64_t generation; /* seeks only */
+} tp_t;
+
+typedef struct tp_list {
+    tp_t *items;
+    size_t count, cap;
+} tp_list_t;
 
 typedef struct held {
     rd_kafka_message_t *msg;
@@ -46,9 +57,18 @@ struct kafka_consumer {
     kafka_revoke_cb on_revoke;
     kafka_assign_cb on_assign;
     void *opaque;
+    /* Eviction (issue 8 item 9): max.poll.interval.ms as configured, when the poll thread last
+     * left/entered poll(), whether it is inside it, and a sticky "thrown out" flag set by
+     * librdkafka's MAX_POLL_EXCEEDED error and cleared by the next assignment. */
+    int64_t max_poll_interval_ms;
+    atomic_int_fast64_t last_poll_ms;
+    atomic_bool in_poll;
+    atomic_bool evicted;
+    /* Released records to seek back to (any thread adds under `lock`, the poll thread takes). */
+    tp_list_t seeks;
     /* Poll thread only: */
-    paused_t *paused;
-    size_t paused_count, paused_cap;
+    bool gap_exceeded; /* this poll() began after a gap longer than max.poll.interval.ms */
+    tp_list_t paused;
     held_t *held_head, *held_tail; /* messages of paused partitions, in arrival order */
 };
 
@@ -127,50 +147,64 @@ void kafka_record_free(kafka_record_t *rec) { free(rec); }
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static bool is_paused(const kafka_consumer_t *c, const char *topic, int32_t partition)
+static tp_t *tp_find(const tp_list_t *l, const char *topic, int32_t partition)
 {
-    for (size_t i = 0; i < c->paused_count; i++) {
-        if (c->paused[i].partition == partition && strcmp(c->paused[i].topic, topic) == 0)
-            return true;
+    for (size_t i = 0; i < l->count; i++) {
+        if (l->items[i].partition == partition && strcmp(l->items[i].topic, topic) == 0)
+            return &l->items[i];
     }
-    return false;
+    return NULL;
 }
 
-static int paused_add(kafka_consumer_t *c, const char *topic, int32_t partition)
+/* The entry of (topic, partition), added (zeroed but for the names) when missing; NULL on
+ * allocation failure. */
+static tp_t *tp_get(tp_list_t *l, const char *topic, int32_t partition)
 {
-    if (is_paused(c, topic, partition))
-        return KAFKA_OK;
-    if (c->paused_count == c->paused_cap) {
-        size_t ncap = c->paused_cap ? c->paused_cap * 2 : 8;
-        paused_t *np = realloc(c->paused, ncap * sizeof *np);
-        if (!np)
-            return KAFKA_ERR_NOMEM;
-        c->paused = np;
-        c->paused_cap = ncap;
+    tp_t *e = tp_find(l, topic, partition);
+    if (e)
+        return e;
+    if (l->count == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 8;
+        tp_t *n = realloc(l->items, ncap * sizeof *n);
+        if (!n)
+            return NULL;
+        l->items = n;
+        l->cap = ncap;
     }
     char *t = strdup(topic);
     if (!t)
-        return KAFKA_ERR_NOMEM;
-    c->paused[c->paused_count++] = (paused_t){t, partition};
-    return KAFKA_OK;
+        return NULL;
+    l->items[l->count] = (tp_t){.topic = t, .partition = partition};
+    return &l->items[l->count++];
 }
 
-static void paused_remove(kafka_consumer_t *c, const char *topic, int32_t partition)
+static void tp_remove(tp_list_t *l, const char *topic, int32_t partition)
 {
-    for (size_t i = 0; i < c->paused_count; i++) {
-        if (c->paused[i].partition == partition && strcmp(c->paused[i].topic, topic) == 0) {
-            free(c->paused[i].topic);
-            c->paused[i] = c->paused[--c->paused_count];
-            return;
-        }
+    tp_t *e = tp_find(l, topic, partition);
+    if (e) {
+        free(e->topic);
+        *e = l->items[--l->count];
     }
 }
 
-static void paused_clear(kafka_consumer_t *c)
+static void tp_clear(tp_list_t *l)
 {
-    for (size_t i = 0; i < c->paused_count; i++)
-        free(c->paused[i].topic);
-    c->paused_count = 0;
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i].topic);
+    l->count = 0;
+}
+
+static void tp_free(tp_list_t *l)
+{
+    tp_clear(l);
+    free(l->items);
+    l->items = NULL;
+    l->cap = 0;
+}
+
+static bool is_paused(const kafka_consumer_t *c, const char *topic, int32_t partition)
+{
+    return tp_find(&c->paused, topic, partition) != NULL;
 }
 
 static void held_push(kafka_consumer_t *c, rd_kafka_message_t *m)
@@ -250,6 +284,110 @@ static int commit_sync(kafka_consumer_t *c, char *err, size_t errlen)
     return KAFKA_ERR_BROKER;
 }
 
+/* True when the gap since the poll thread last polled exceeds max.poll.interval.ms: librdkafka
+ * has thrown (or is about to throw) this member out of the group. */
+static bool poll_gap_exceeded(kafka_consumer_t *c)
+{
+    if (c->max_poll_interval_ms <= 0 || atomic_load(&c->in_poll))
+        return false;
+    return clock_mono_ms() - atomic_load(&c->last_poll_ms) > c->max_poll_interval_ms;
+}
+
+/* True when this member's assignment must be treated as lost (SPEC §4 "Consumer hygiene"):
+ * librdkafka says so, it reported max.poll.interval.ms exceeded, or the poll gap says so. */
+static bool assignment_lost(kafka_consumer_t *c)
+{
+    return atomic_load(&c->evicted) || rd_kafka_assignment_lost(c->rk) || poll_gap_exceeded(c);
+}
+
+/* Queues a seek back to a released record (caller holds c->lock). Keeps the lowest offset
+ * per partition and generation. Returns false on allocation failure. */
+static bool seek_add(kafka_consumer_t *c, const char *topic, int32_t partition, int64_t offset,
+                     uint64_t generation)
+{
+    tp_t *q = tp_get(&c->seeks, topic, partition);
+    if (!q)
+        return false;
+    if (q->generation != generation || offset < q->offset) {
+        q->generation = generation; /* 0 when new: never a real generation */
+        q->offset = offset;
+    }
+    return true;
+}
+
+/* Destroys held messages of one partition from `offset` on: they will be fetched again. */
+static void held_drop_from(kafka_consumer_t *c, const char *topic, int32_t partition,
+                           int64_t offset)
+{
+    held_t **link = &c->held_head;
+    c->held_tail = NULL;
+    while (*link) {
+        held_t *h = *link;
+        if (h->msg->partition == partition && h->msg->offset >= offset &&
+            strcmp(rd_kafka_topic_name(h->msg->rkt), topic) == 0) {
+            *link = h->next;
+            rd_kafka_message_destroy(h->msg);
+            free(h);
+        } else {
+            c->held_tail = h;
+            link = &h->next;
+        }
+    }
+}
+
+/* Poll thread: performs the queued seeks of partitions still assigned under the generation
+ * the released record came from (issue 8 item 8: a released record is fetched again instead
+ * of blocking its partition until the next rebalance). */
+static void seeks_run(kafka_consumer_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    if (c->seeks.count == 0) {
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->seeks.count);
+    for (size_t i = 0; i < c->seeks.count; i++) {
+        const tp_t *q = &c->seeks.items[i];
+        if (kafka_offsets_generation(c->offsets, q->topic, q->partition) != q->generation)
+            continue; /* revoked since: the next owner starts from the committed offset */
+        rd_kafka_topic_partition_list_add(l, q->topic, q->partition)->offset = q->offset;
+    }
+    tp_clear(&c->seeks);
+    pthread_mutex_unlock(&c->lock);
+    for (int i = 0; i < l->cnt; i++)
+        held_drop_from(c, l->elems[i].topic, l->elems[i].partition, l->elems[i].offset);
+    if (l->cnt > 0) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, SEEK_WAIT_MS);
+        for (int i = 0; i < l->cnt; i++) {
+            rd_kafka_resp_err_t pe = e ? rd_kafka_error_code(e) : l->elems[i].err;
+            log_msg(pe ? LOG_WARN : LOG_INFO, "kafka_seek_released", "topic=%s partition=%" PRId32
+                    " offset=%" PRId64 " error=%s", l->elems[i].topic, l->elems[i].partition,
+                    l->elems[i].offset, rd_kafka_err2name(pe));
+        }
+        if (e)
+            rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Resumes fetching in librdkafka (which keeps a pause across an eager rebalance) and forgets
+ * our own pause of these partitions. A partition librdkafka does not know is not an error. */
+static void resume_quietly(kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts)
+{
+    if (parts->cnt == 0)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_resp_err_t e = rd_kafka_resume_partitions(c->rk, l);
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_resp_err_t pe = e ? e : l->elems[i].err;
+        if (pe && pe != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+            log_msg(LOG_WARN, "kafka_resume_failed", "topic=%s partition=%" PRId32 " error=%s",
+                    l->elems[i].topic, l->elems[i].partition, rd_kafka_err2name(pe));
+        tp_remove(&c->paused, l->elems[i].topic, l->elems[i].partition);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* ---- rebalance ------------------------------------------------------------------------------ */
 
 static void on_assign(kafka_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
@@ -261,7 +399,12 @@ static void on_assign(kafka_consumer_t *c, rd_kafka_topic_partition_list_t *part
                     parts->elems[i].topic, parts->elems[i].partition);
     }
     pthread_mutex_unlock(&c->lock);
+    atomic_store(&c->evicted, false);
+    c->gap_exceeded = false;
     rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, parts);
+    /* A pause set before a rebalance survives it inside librdkafka (issue 8 item 2): a fresh
+     * assignment starts unpaused, so nothing stays stopped that no one will resume. */
+    resume_quietly(c, parts);
     log_msg(e ? LOG_ERROR : LOG_INFO, "kafka_assign", "partitions=%d error=%s", parts->cnt,
             rd_kafka_err2name(e));
     if (c->on_assign)
@@ -270,12 +413,13 @@ static void on_assign(kafka_consumer_t *c, rd_kafka_topic_partition_list_t *part
 
 static void on_revoke(kafka_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
 {
-    bool lost = rd_kafka_assignment_lost(c->rk) != 0;
-    /* 1. Stop handing out: nothing of these partitions stays held back. */
-    for (int i = 0; i < parts->cnt; i++) {
+    /* Thrown out of the group (max.poll.interval.ms, session timeout): librdkafka 2.0.2 may
+     * hand that over as a plain revoke, so our own signs count too (issue 8 item 9). */
+    bool lost = c->gap_exceeded || assignment_lost(c);
+    /* 1. Stop handing out: nothing of these partitions stays held back or paused. */
+    for (int i = 0; i < parts->cnt; i++)
         held_drop(c, parts->elems[i].topic, parts->elems[i].partition);
-        paused_remove(c, parts->elems[i].topic, parts->elems[i].partition);
-    }
+    resume_quietly(c, parts);
     /* 2. Give in-flight work a chance to end: the caller's hook, then a bounded wait. */
     if (c->on_revoke)
         c->on_revoke(c->opaque, c, parts, lost);
@@ -347,6 +491,7 @@ kafka_consumer_t *kafka_consumer_new(const kafka_consumer_opts_t *o, char *err, 
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->settled, NULL);
     atomic_store(&c->last_record_ms, clock_mono_ms());
+    atomic_store(&c->last_poll_ms, clock_mono_ms());
     c->revoke_wait_ms = o->revoke_wait_ms == 0 ? REVOKE_WAIT_DEFAULT_MS : o->revoke_wait_ms;
     c->on_revoke = o->on_revoke;
     c->on_assign = o->on_assign;
@@ -367,6 +512,20 @@ kafka_consumer_t *kafka_consumer_new(const kafka_consumer_opts_t *o, char *err, 
     for (size_t i = 0; i < o->extra_count; i++) {
         if (kafka_conf_set(conf, o->extra_names[i], o->extra_values[i], err, errlen) != KAFKA_OK)
             goto fail;
+    }
+    /* Able to fetch the largest record of any pipeline topic (issue 8 item 15). */
+    if (kafka_conf_consumer_sizes(conf, o->settings, err, errlen) != KAFKA_OK)
+        goto fail;
+    {
+        char buf[32];
+        size_t size = sizeof buf;
+        char *end = NULL;
+        if (rd_kafka_conf_get(conf, "max.poll.interval.ms", buf, &size) == RD_KAFKA_CONF_OK) {
+            errno = 0;
+            long long v = strtoll(buf, &end, 10);
+            if (errno == 0 && end != buf && *end == '\0')
+                c->max_poll_interval_ms = v;
+        }
     }
     /* Forced last (reliability rule 1). */
     static const char *const forced[][2] = {
@@ -446,15 +605,20 @@ static kafka_record_t *hand_out(kafka_consumer_t *c, rd_kafka_message_t *m)
     }
     rd_kafka_message_destroy(m);
     pthread_mutex_lock(&c->lock);
-    box->generation = kafka_offsets_begin(c->offsets, box->rec.topic, box->rec.partition,
-                                          box->rec.offset);
+    /* After a seek back to a released record, the records after it come again: those being
+     * handled or done are not handed out twice. */
+    bool redundant = kafka_offsets_redundant(c->offsets, box->rec.topic, box->rec.partition,
+                                             box->rec.offset) != 0;
+    box->generation = redundant ? 0
+                                : kafka_offsets_begin(c->offsets, box->rec.topic,
+                                                      box->rec.partition, box->rec.offset);
     if (box->generation)
         c->outstanding++;
     pthread_mutex_unlock(&c->lock);
     if (!box->generation) {
         log_msg(LOG_DEBUG, "kafka_record_dropped", "topic=%s partition=%" PRId32
-                " offset=%" PRId64 " reason=not_assigned", box->rec.topic, box->rec.partition,
-                box->rec.offset);
+                " offset=%" PRId64 " reason=%s", box->rec.topic, box->rec.partition,
+                box->rec.offset, redundant ? "already_handed_out" : "not_assigned");
         free(box);
         return NULL;
     }
@@ -462,12 +626,66 @@ static kafka_record_t *hand_out(kafka_consumer_t *c, rd_kafka_message_t *m)
     return &box->rec;
 }
 
-kafka_record_t *kafka_consumer_poll(kafka_consumer_t *c, int timeout_ms)
+/* Handles one message from librdkafka: a record of a paused partition or any record while
+ * `hold_all` is pushed to the held queue; errors are logged (and remembered: fatal,
+ * max.poll.interval.ms exceeded). Returns the record to hand out, or NULL (*stop set when
+ * poll() must return NULL now). */
+static kafka_record_t *take_message(kafka_consumer_t *c, rd_kafka_message_t *m, bool hold_all,
+                                    bool *stop)
 {
-    if (!c || atomic_load(&c->fatal))
+    *stop = false;
+    if (m->err) {
+        rd_kafka_resp_err_t e = m->err;
+        if (e == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            rd_kafka_message_destroy(m);
+            return NULL;
+        }
+        if (e == RD_KAFKA_RESP_ERR__FATAL) {
+            char buf[512];
+            rd_kafka_resp_err_t orig = rd_kafka_fatal_error(c->rk, buf, sizeof buf);
+            char q[600];
+            log_msg(LOG_ERROR, "kafka_consumer_fatal", "error=%s message=%s",
+                    rd_kafka_err2name(orig), log_quote(q, sizeof q, buf));
+            atomic_store(&c->fatal, true);
+        } else {
+            /* The revoke that follows (if not served already) is a loss. Only while something
+             * is assigned: a flag raised after that revoke would outlive it. */
+            if (e == RD_KAFKA_RESP_ERR__MAX_POLL_EXCEEDED && kafka_consumer_assigned_count(c) > 0)
+                atomic_store(&c->evicted, true);
+            char q[600];
+            log_msg(LOG_WARN, "kafka_consume_error", "topic=%s partition=%" PRId32
+                    " error=%s message=%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
+                    m->partition, rd_kafka_err2name(e),
+                    log_quote(q, sizeof q, rd_kafka_message_errstr(m)));
+        }
+        rd_kafka_message_destroy(m);
+        *stop = true;
         return NULL;
-    rd_kafka_message_t *ready = held_take_ready(c);
-    if (ready) {
+    }
+    if (hold_all || is_paused(c, rd_kafka_topic_name(m->rkt), m->partition)) {
+        held_push(c, m);
+        return NULL;
+    }
+    return hand_out(c, m);
+}
+
+static kafka_record_t *poll_inner(kafka_consumer_t *c, int timeout_ms)
+{
+    seeks_run(c);
+    bool stop = false;
+    while (c->held_head) {
+        /* Keep librdkafka's own poll clock (max.poll.interval.ms) and rebalances served while
+         * held records are handed out without a broker fetch: one non-blocking poll first,
+         * whose message (if any) queues behind the held ones. */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
+        if (m) {
+            take_message(c, m, true, &stop);
+            if (stop)
+                return NULL;
+        }
+        rd_kafka_message_t *ready = held_take_ready(c);
+        if (!ready)
+            break;
         kafka_record_t *r = hand_out(c, ready);
         if (r)
             return r;
@@ -478,38 +696,30 @@ kafka_record_t *kafka_consumer_poll(kafka_consumer_t *c, int timeout_ms)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, left > 0 ? (int)left : 0);
         if (!m)
             return NULL;
-        if (m->err) {
-            rd_kafka_resp_err_t e = m->err;
-            if (e == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                rd_kafka_message_destroy(m);
-            } else if (e == RD_KAFKA_RESP_ERR__FATAL) {
-                char buf[512];
-                rd_kafka_resp_err_t orig = rd_kafka_fatal_error(c->rk, buf, sizeof buf);
-                char q[600];
-                log_msg(LOG_ERROR, "kafka_consumer_fatal", "error=%s message=%s",
-                        rd_kafka_err2name(orig), log_quote(q, sizeof q, buf));
-                atomic_store(&c->fatal, true);
-                rd_kafka_message_destroy(m);
-                return NULL;
-            } else {
-                char q[600];
-                log_msg(LOG_WARN, "kafka_consume_error", "topic=%s partition=%" PRId32
-                        " error=%s message=%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
-                        m->partition, rd_kafka_err2name(e),
-                        log_quote(q, sizeof q, rd_kafka_message_errstr(m)));
-                rd_kafka_message_destroy(m);
-                return NULL;
-            }
-        } else if (is_paused(c, rd_kafka_topic_name(m->rkt), m->partition)) {
-            held_push(c, m);
-        } else {
-            kafka_record_t *r = hand_out(c, m);
-            if (r)
-                return r;
-        }
-        if (clock_mono_ms() >= deadline)
+        kafka_record_t *r = take_message(c, m, false, &stop);
+        if (r)
+            return r;
+        if (stop || atomic_load(&c->fatal) || clock_mono_ms() >= deadline)
             return NULL;
     }
+}
+
+kafka_record_t *kafka_consumer_poll(kafka_consumer_t *c, int timeout_ms)
+{
+    if (!c || atomic_load(&c->fatal))
+        return NULL;
+    /* A gap longer than max.poll.interval.ms got this member thrown out: a revoke served by
+     * this poll is a lost assignment, even when librdkafka presents it as a plain one. */
+    c->gap_exceeded = poll_gap_exceeded(c);
+    if (c->gap_exceeded)
+        log_msg(LOG_WARN, "kafka_poll_gap_exceeded", "gap_ms=%" PRId64 " max_poll_interval_ms=%"
+                PRId64, clock_mono_ms() - atomic_load(&c->last_poll_ms), c->max_poll_interval_ms);
+    atomic_store(&c->in_poll, true);
+    kafka_record_t *r = poll_inner(c, timeout_ms);
+    atomic_store(&c->last_poll_ms, clock_mono_ms());
+    atomic_store(&c->in_poll, false);
+    c->gap_exceeded = false;
+    return r;
 }
 
 int kafka_consumer_done(kafka_consumer_t *c, kafka_record_t *rec)
@@ -518,11 +728,18 @@ int kafka_consumer_done(kafka_consumer_t *c, kafka_record_t *rec)
         return KAFKA_ERR_INVALID;
     record_box_t *box = (record_box_t *)rec;
     int rc = KAFKA_OK;
+    /* Thrown out of the group while this record was handled: its partition belongs to another
+     * member already; storing would report it done here while the new owner redoes it. */
+    bool lost = assignment_lost(c);
     pthread_mutex_lock(&c->lock);
     int64_t store = -1;
-    int f = kafka_offsets_finish(c->offsets, rec->topic, rec->partition, box->generation,
-                                 rec->offset, &store);
-    if (f == 1) {
+    int f = lost ? kafka_offsets_abandon(c->offsets, rec->topic, rec->partition, box->generation,
+                                         rec->offset)
+                 : kafka_offsets_finish(c->offsets, rec->topic, rec->partition, box->generation,
+                                        rec->offset, &store);
+    if (lost) {
+        rc = KAFKA_ERR_STATE;
+    } else if (f == 1) {
         /* Under the lock so a concurrent revoke cannot slip between the check and the store. */
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, rec->topic, rec->partition)->offset = store;
@@ -548,8 +765,9 @@ int kafka_consumer_done(kafka_consumer_t *c, kafka_record_t *rec)
     pthread_cond_broadcast(&c->settled);
     pthread_mutex_unlock(&c->lock);
     if (rc == KAFKA_ERR_STATE)
-        log_msg(LOG_INFO, "kafka_record_stale", "topic=%s partition=%" PRId32 " offset=%" PRId64
-                " reason=partition_revoked", rec->topic, rec->partition, rec->offset);
+        log_msg(lost ? LOG_WARN : LOG_INFO, "kafka_record_stale", "topic=%s partition=%" PRId32
+                " offset=%" PRId64 " reason=%s", rec->topic, rec->partition, rec->offset,
+                lost ? "assignment_lost" : "partition_revoked");
     free(box);
     return rc;
 }
@@ -561,8 +779,15 @@ void kafka_consumer_release(kafka_consumer_t *c, kafka_record_t *rec)
     if (c) {
         record_box_t *box = (record_box_t *)rec;
         pthread_mutex_lock(&c->lock);
-        kafka_offsets_abandon(c->offsets, rec->topic, rec->partition, box->generation,
-                              rec->offset);
+        int a = kafka_offsets_abandon(c->offsets, rec->topic, rec->partition, box->generation,
+                                      rec->offset);
+        /* Fetch it again (seek on the next poll) instead of blocking the partition until the
+         * next rebalance (issue 8 item 8). */
+        if (a == KAFKA_OK &&
+            !seek_add(c, rec->topic, rec->partition, rec->offset, box->generation))
+            log_msg(LOG_ERROR, "kafka_consumer_nomem", "topic=%s partition=%" PRId32
+                    " offset=%" PRId64 " reason=seek_after_release", rec->topic, rec->partition,
+                    rec->offset);
         if (c->outstanding > 0)
             c->outstanding--;
         pthread_cond_broadcast(&c->settled);
@@ -573,24 +798,19 @@ void kafka_consumer_release(kafka_consumer_t *c, kafka_record_t *rec)
 
 /* ---- pause / resume ------------------------------------------------------------------------- */
 
-static int pause_resume_list(kafka_consumer_t *c, rd_kafka_topic_partition_list_t *l, bool pause)
+/* Pauses in librdkafka and remembers it (resuming is resume_quietly()). */
+static int pause_list(kafka_consumer_t *c, rd_kafka_topic_partition_list_t *l)
 {
-    rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(c->rk, l)
-                                  : rd_kafka_resume_partitions(c->rk, l);
+    rd_kafka_resp_err_t e = rd_kafka_pause_partitions(c->rk, l);
     for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt; i++)
         e = l->elems[i].err;
     if (e) {
-        log_msg(LOG_WARN, pause ? "kafka_pause_failed" : "kafka_resume_failed", "error=%s",
-                rd_kafka_err2name(e));
+        log_msg(LOG_WARN, "kafka_pause_failed", "error=%s", rd_kafka_err2name(e));
         return KAFKA_ERR_BROKER;
     }
     for (int i = 0; i < l->cnt; i++) {
-        if (pause) {
-            if (paused_add(c, l->elems[i].topic, l->elems[i].partition) != KAFKA_OK)
-                return KAFKA_ERR_NOMEM;
-        } else {
-            paused_remove(c, l->elems[i].topic, l->elems[i].partition);
-        }
+        if (!tp_get(&c->paused, l->elems[i].topic, l->elems[i].partition))
+            return KAFKA_ERR_NOMEM;
     }
     return KAFKA_OK;
 }
@@ -599,14 +819,19 @@ static int pause_resume_one(kafka_consumer_t *c, const char *topic, int32_t part
 {
     if (!c || !topic)
         return KAFKA_ERR_INVALID;
-    pthread_mutex_lock(&c->lock);
-    bool assigned = kafka_offsets_is_assigned(c->offsets, topic, partition);
-    pthread_mutex_unlock(&c->lock);
-    if (!assigned)
-        return KAFKA_ERR_STATE;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, partition);
-    int rc = pause_resume_list(c, l, pause);
+    int rc = KAFKA_OK;
+    if (pause) {
+        pthread_mutex_lock(&c->lock);
+        bool assigned = kafka_offsets_is_assigned(c->offsets, topic, partition);
+        pthread_mutex_unlock(&c->lock);
+        rc = assigned ? pause_list(c, l) : KAFKA_ERR_STATE;
+    } else {
+        /* Always passed through, assigned or not (issue 8 item 2): librdkafka may hold a pause
+         * of this partition from before a rebalance. */
+        resume_quietly(c, l);
+    }
     rd_kafka_topic_partition_list_destroy(l);
     return rc;
 }
@@ -633,10 +858,17 @@ static int pause_resume_all(kafka_consumer_t *c, bool pause)
         return KAFKA_ERR_BROKER;
     }
     int rc = KAFKA_OK;
-    if (l->cnt > 0)
-        rc = pause_resume_list(c, l, pause);
-    if (!pause && rc == KAFKA_OK)
-        paused_clear(c);
+    if (pause) {
+        if (l->cnt > 0)
+            rc = pause_list(c, l);
+    } else {
+        /* The assignment plus whatever we still think is paused (passed through as well). */
+        for (size_t i = 0; i < c->paused.count; i++)
+            rd_kafka_topic_partition_list_add(l, c->paused.items[i].topic,
+                                              c->paused.items[i].partition);
+        resume_quietly(c, l);
+        tp_clear(&c->paused);
+    }
     rd_kafka_topic_partition_list_destroy(l);
     return rc;
 }
@@ -650,7 +882,66 @@ int kafka_consumer_commit(kafka_consumer_t *c, char *err, size_t errlen)
 {
     if (!c)
         return KAFKA_ERR_INVALID;
+    if (assignment_lost(c)) {
+        errbuf_set(err, errlen, "Kafka offset commit skipped: this member was thrown out of its "
+                                "group (max.poll.interval.ms or session timeout); its "
+                                "partitions belong to another member");
+        return KAFKA_ERR_STATE;
+    }
     return commit_sync(c, err, errlen);
+}
+
+int kafka_consumer_lag(kafka_consumer_t *c, kafka_lag_t *out, size_t max, size_t *n)
+{
+    if (n)
+        *n = 0;
+    if (!c || !n || (max > 0 && !out))
+        return KAFKA_ERR_INVALID;
+    /* Snapshot the assignment (our tracker: no request to librdkafka's main thread). */
+    pthread_mutex_lock(&c->lock);
+    size_t count = kafka_offsets_count(c->offsets);
+    size_t k = 0;
+    for (size_t i = 0; i < count && k < max; i++) {
+        const char *topic = NULL;
+        int32_t partition = 0;
+        if (kafka_offsets_at(c->offsets, i, &topic, &partition) != KAFKA_OK)
+            continue;
+        kafka_lag_t *l = &out[k];
+        if (snprintf(l->topic, sizeof l->topic, "%s", topic) >= (int)sizeof l->topic)
+            continue;
+        l->partition = partition;
+        l->position = kafka_offsets_position(c->offsets, topic, partition);
+        k++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (k == 0)
+        return KAFKA_OK;
+    rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new((int)k);
+    for (size_t i = 0; i < k; i++)
+        rd_kafka_topic_partition_list_add(pl, out[i].topic, out[i].partition);
+    /* Both answer from librdkafka's local state: no broker round trip. */
+    rd_kafka_resp_err_t pe = rd_kafka_position(c->rk, pl);
+    for (size_t i = 0; i < k; i++) {
+        kafka_lag_t *l = &out[i];
+        int64_t low = RD_KAFKA_OFFSET_INVALID, high = RD_KAFKA_OFFSET_INVALID;
+        if (rd_kafka_get_watermark_offsets(c->rk, l->topic, l->partition, &low, &high) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            high < 0)
+            high = -1;
+        int64_t fetched = pe == RD_KAFKA_RESP_ERR_NO_ERROR && pl->elems[i].err == 0
+                              ? pl->elems[i].offset
+                              : RD_KAFKA_OFFSET_INVALID;
+        if (fetched >= 0)
+            l->position = fetched; /* last record librdkafka gave us + 1 */
+        else if (l->position < 0)
+            l->position = -1;      /* nothing consumed yet in this assignment */
+        l->high = high;
+        l->lag = high >= 0 && l->position >= 0 ? (high > l->position ? high - l->position : 0)
+                                               : -1;
+    }
+    rd_kafka_topic_partition_list_destroy(pl);
+    *n = k;
+    return KAFKA_OK;
 }
 
 size_t kafka_consumer_in_flight(kafka_consumer_t *c)
@@ -691,7 +982,7 @@ int kafka_consumer_close(kafka_consumer_t *c, char *err, size_t errlen)
     /* Every message object must be gone before close/destroy, or destroy hangs (rule 6). */
     held_drop(c, NULL, 0);
     bool fatal = kafka_consumer_fatal(c, NULL, 0);
-    if (!fatal && kafka_consumer_assigned_count(c) > 0 && !rd_kafka_assignment_lost(c->rk))
+    if (!fatal && kafka_consumer_assigned_count(c) > 0 && !assignment_lost(c))
         rc = commit_sync(c, err, errlen);
     /* Close runs the final revoke through rebalance_cb; records still out stay stale. */
     int saved_wait = c->revoke_wait_ms;
@@ -705,8 +996,8 @@ int kafka_consumer_close(kafka_consumer_t *c, char *err, size_t errlen)
     held_drop(c, NULL, 0);
     rd_kafka_destroy(c->rk);
     kafka_offsets_free(c->offsets);
-    paused_clear(c);
-    free(c->paused);
+    tp_free(&c->paused);
+    tp_free(&c->seeks);
     pthread_cond_destroy(&c->settled);
     pthread_mutex_destroy(&c->lock);
     free(c);

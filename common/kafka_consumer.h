@@ -12,17 +12,28 @@
  * out of order; per partition only the highest CONTIGUOUS finished offset is stored
  * (rd_kafka_offsets_store with offset + 1) and auto-commit sends it.
  *
- * Rebalance (eager): on revoke, records of the revoked partitions stop being handed out, the
- * caller's on_revoke hook runs (it may finish or abandon in-flight work), then the wrapper waits
- * (bounded by revoke_wait_ms) until in-flight records of those partitions reach zero, stores
- * and synchronously commits what is finished (unless rd_kafka_assignment_lost()), and
- * unassigns. Records of a revoked partition finished later are not stored (done() returns
- * KAFKA_ERR_STATE) and are freed normally. On assign, trackers start fresh.
+ * Rebalance (eager): on revoke, records of the revoked partitions stop being handed out, their
+ * pauses are lifted, the caller's on_revoke hook runs (it may finish or abandon in-flight
+ * work), then the wrapper waits (bounded by revoke_wait_ms) until in-flight records of those
+ * partitions reach zero, stores and synchronously commits what is finished, and unassigns.
+ * Records of a revoked partition finished later are not stored (done() returns
+ * KAFKA_ERR_STATE) and are freed normally. On assign, trackers start fresh and the partitions
+ * are resumed (librdkafka 2.0.2 keeps a pause across an eager rebalance).
+ *
+ * Lost assignment: when this member was thrown out of the group — librdkafka's
+ * rd_kafka_assignment_lost(), its MAX_POLL_EXCEEDED consumer error, or a gap between two
+ * poll() calls longer than max.poll.interval.ms (librdkafka 2.0.2 may present such an
+ * eviction as a plain revoke) — the revoke is treated as lost: no wait, no commit, the hook
+ * gets lost = true; and done() returns KAFKA_ERR_STATE without storing from the moment the
+ * loss is known (even before the revoke is served), until the next assignment.
+ *
+ * Record size: the consumer fetches records up to the DLQ's max.message.bytes
+ * (kafka_conf_consumer_sizes()).
  *
  * Thread-safety: kafka_consumer_poll(), _pause*(), _resume*(), _commit() and _close() must be
  * called from one thread (the poll thread: rebalance callbacks run inside poll() and close()).
- * kafka_consumer_done(), _release(), _in_flight(), _idle_ms() and _fatal() may be called from
- * any thread (worker threads finishing records). on_revoke/on_assign run on the poll thread.
+ * kafka_consumer_done(), _release(), _in_flight(), _idle_ms(), _lag() and _fatal() may be called
+ * from any thread (worker threads finishing records). on_revoke/on_assign run on the poll thread.
  */
 #ifndef PIPELINE_KAFKA_CONSUMER_H
 #define PIPELINE_KAFKA_CONSUMER_H
@@ -74,31 +85,62 @@ kafka_record_t *kafka_consumer_poll(kafka_consumer_t *c, int timeout_ms);
 
 /* The record reached a terminal outcome. Frees `rec` (always, whatever is returned).
  * Returns 0 (finished; stored when the contiguous position advanced), KAFKA_ERR_STATE when its
- * partition was revoked meanwhile (not stored: the new owner re-processes it; not an error for
- * the worker), or KAFKA_ERR_BROKER when rd_kafka_offsets_store() failed otherwise (logged). */
+ * partition was revoked meanwhile or this member's assignment is lost — thrown out of the
+ * group because poll() was not called within max.poll.interval.ms, or librdkafka reports the
+ * assignment lost (not stored: the new owner re-processes it; not an error for the worker) —,
+ * or KAFKA_ERR_BROKER when rd_kafka_offsets_store() failed otherwise (logged). */
 int kafka_consumer_done(kafka_consumer_t *c, kafka_record_t *rec);
 
 /* Gives a record back without a terminal outcome (shutdown mid-work, a 401 that stops the
- * worker): frees it; its offset is never stored by this member, so it is re-delivered after a
- * restart or rebalance. Later finished offsets of its partition are not stored past it. */
+ * worker, a handler that cannot finish it now): frees it. Its offset is not stored and later
+ * finished offsets of its partition are not stored past it until it is finished. The next
+ * poll() seeks its partition back to it (SPEC §4 "Consumer hygiene"), so it is handed out
+ * again soon, by this member, instead of blocking the partition until the next rebalance;
+ * records after it that are in flight or done are not handed out a second time, those held
+ * back or not yet handed out come again in order. */
 void kafka_consumer_release(kafka_consumer_t *c, kafka_record_t *rec);
 
 /* Frees a record without touching any consumer (only for records left over after close). */
 void kafka_record_free(kafka_record_t *rec);
 
 /* Pauses/resumes fetching of one partition (a worker waiting on a retry for it keeps calling
- * poll() so the group does not evict it). Returns 0, KAFKA_ERR_STATE when the partition is not
- * assigned, KAFKA_ERR_BROKER when librdkafka refused. Pauses are cleared by a rebalance. */
+ * poll() so the group does not evict it). pause: 0, KAFKA_ERR_STATE when the partition is not
+ * assigned, KAFKA_ERR_BROKER when librdkafka refused. resume: always passed through to
+ * librdkafka, assigned or not (a pause can outlive an eager rebalance inside librdkafka 2.0.2),
+ * and returns 0. Pauses are cleared by a rebalance: the wrapper resumes every partition when
+ * it is revoked and again when it is assigned (SPEC §4 "Consumer hygiene"). */
 int kafka_consumer_pause(kafka_consumer_t *c, const char *topic, int32_t partition);
 int kafka_consumer_resume(kafka_consumer_t *c, const char *topic, int32_t partition);
 
-/* Pause/resume the whole current assignment. Same returns. */
+/* Pause/resume the whole current assignment (resume_all also every partition still recorded
+ * as paused). pause_all: as pause; resume_all: 0, or KAFKA_ERR_BROKER when the assignment
+ * could not be read. */
 int kafka_consumer_pause_all(kafka_consumer_t *c);
 int kafka_consumer_resume_all(kafka_consumer_t *c);
 
 /* Synchronously commits the stored offsets of the current assignment. Returns 0 (also when
- * nothing was stored), or KAFKA_ERR_BROKER with err. */
+ * nothing was stored), KAFKA_ERR_STATE when this member was thrown out of the group (nothing
+ * sent), or KAFKA_ERR_BROKER with err. */
 int kafka_consumer_commit(kafka_consumer_t *c, char *err, size_t errlen);
+
+/* Consumer lag of one assigned partition (for worker_consumer_lag{topic,partition}). */
+typedef struct kafka_lag {
+    char topic[KAFKA_TOPIC_NAME_MAX];
+    int32_t partition;
+    int64_t high;     /* high watermark seen by the last fetch; -1 unknown (nothing fetched yet) */
+    int64_t position; /* next offset of this member: rd_kafka_position() (last record librdkafka
+                       * returned + 1; held-back records of paused partitions count as
+                       * returned), else the stored position; -1 unknown */
+    int64_t lag;      /* high - position (≥ 0), or -1 when either is unknown */
+} kafka_lag_t;
+
+/* Fills out[0..max) with the lag of each partition currently assigned (at most `max`; the
+ * number of assigned partitions is kafka_consumer_assigned_count()) and sets *n to how many
+ * were written. Cheap: reads librdkafka's cached watermarks (rd_kafka_get_watermark_offsets,
+ * refreshed by every fetch response) and positions (rd_kafka_position); no broker request, no
+ * blocking; fine once per loop turn or per metrics scrape. Any thread.
+ * Returns 0, or KAFKA_ERR_INVALID (c or n NULL, out NULL with max > 0). */
+int kafka_consumer_lag(kafka_consumer_t *c, kafka_lag_t *out, size_t max, size_t *n);
 
 /* Records handed out and not yet done/released (all partitions). For --idle-exit. */
 size_t kafka_consumer_in_flight(kafka_consumer_t *c);

@@ -216,6 +216,16 @@ static int add_text(kafka_header_t *h, size_t *n, const char *name, const char *
     return add_owned(h, n, name, v, v ? strlen(v) : 0);
 }
 
+/* A caller-supplied text header: scrubbed, UTF-8-clean, at most `max` bytes, so the error
+ * headers stay far inside the DLQ topic's KAFKA_DLQ_EXTRA_BYTES. */
+static int add_capped(const kafka_dlq_t *d, kafka_header_t *h, size_t *n, const char *name,
+                      const char *value, size_t max)
+{
+    const char *text = value ? value : "";
+    char *v = clean_copy(d, text, strlen(text), max);
+    return add_owned(h, n, name, v, v ? strlen(v) : 0);
+}
+
 int kafka_dlq_build_headers(const kafka_dlq_t *d, const kafka_record_t *rec,
                             const kafka_dlq_error_t *e, int64_t now_ms, kafka_header_t **out,
                             size_t *count)
@@ -273,15 +283,14 @@ int kafka_dlq_build_headers(const kafka_dlq_t *d, const kafka_record_t *rec,
     if (rc == KAFKA_OK)
         rc = add_text(h, &n, KAFKA_DLQ_H_STAGE, KAFKA_DLQ_STAGE_TASK_PUT);
     if (rc == KAFKA_OK)
-        rc = add_text(h, &n, KAFKA_DLQ_H_CLASS,
-                      e->class_name && e->class_name[0] ? e->class_name : d->connector);
+        rc = add_capped(d, h, &n, KAFKA_DLQ_H_CLASS,
+                        e->class_name && e->class_name[0] ? e->class_name : d->connector,
+                        KAFKA_DLQ_CLASS_MAX);
     if (rc == KAFKA_OK)
-        rc = add_text(h, &n, KAFKA_DLQ_H_EXC_CLASS, e->exception_class);
-    if (rc == KAFKA_OK) {
-        const char *msg = e->exception_message ? e->exception_message : "";
-        char *v = clean_copy(d, msg, strlen(msg), SIZE_MAX);
-        rc = add_owned(h, &n, KAFKA_DLQ_H_EXC_MESSAGE, v, v ? strlen(v) : 0);
-    }
+        rc = add_capped(d, h, &n, KAFKA_DLQ_H_EXC_CLASS, e->exception_class, KAFKA_DLQ_CLASS_MAX);
+    if (rc == KAFKA_OK)
+        rc = add_capped(d, h, &n, KAFKA_DLQ_H_EXC_MESSAGE, e->exception_message,
+                        KAFKA_DLQ_MESSAGE_MAX);
     snprintf(num, sizeof num, "%d", e->attempts > 0 ? e->attempts : 0);
     if (rc == KAFKA_OK)
         rc = add_text(h, &n, KAFKA_DLQ_H_ATTEMPTS, num);

@@ -10,10 +10,10 @@
  *   __connect.errors.connector.name    worker binary name (e.g. "clients-to-milvus")
  *   __connect.errors.task.id           instance id "hostname-pid"
  *   __connect.errors.stage             "TASK_PUT"
- *   __connect.errors.class.name        error->class_name, else the connector name
+ *   __connect.errors.class.name        error->class_name, else the connector name (≤ 256 B)
  *   __connect.errors.exception.class.name   e.g. "HttpStatus503", "CurlTimeout",
- *                                      "InvalidDocument", "ClientNotFound"
- *   __connect.errors.exception.message human-readable reason
+ *                                      "InvalidDocument", "ClientNotFound" (≤ 256 B)
+ *   __connect.errors.exception.message human-readable reason (first 4 KiB)
  *   x-dlq.attempts                     attempts made (decimal)
  *   x-dlq.http-status                  last HTTP status, "0" when there was none
  *   x-dlq.response                     first 1 KiB of the last response body ("" when none),
@@ -33,6 +33,11 @@
  * caller marks the original record done ONLY then (never when merely enqueued); on failure it
  * releases the record (it will be re-delivered) or retries the DLQ send.
  *
+ * Size: the error headers stay under ~8 KiB (the caller's texts are capped as above), so the
+ * dead letter of any record that fitted its topic fits the DLQ topic, which has
+ * KAFKA_DLQ_EXTRA_BYTES (64 KiB) more room, when written by a kafka_producer_new_dlq()
+ * producer (issue 8 item 15).
+ *
  * Ownership: the writer borrows the producer (which must outlive it) and copies everything
  * else. Thread-safety: kafka_dlq_send() may be called from several threads.
  */
@@ -46,6 +51,8 @@
 #include "kafka.h"
 
 #define KAFKA_DLQ_RESPONSE_MAX 1024
+#define KAFKA_DLQ_MESSAGE_MAX 4096 /* exception message, cut on a UTF-8 boundary */
+#define KAFKA_DLQ_CLASS_MAX 256    /* class name and exception class name */
 
 typedef struct kafka_dlq kafka_dlq_t;
 

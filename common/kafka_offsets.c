@@ -8,7 +8,8 @@
 typedef struct entry {
     int64_t offset;
     int pending;    /* hand-outs of this offset not yet finished/abandoned */
-    bool abandoned; /* given back unfinished: blocks the position for this generation */
+    bool abandoned; /* given back unfinished: blocks the position until handed out again */
+    bool finished;  /* some hand-out of it reached a terminal outcome */
 } entry_t;
 
 typedef struct part {
@@ -172,6 +173,7 @@ uint64_t kafka_offsets_begin(kafka_offsets_t *o, const char *topic, int32_t part
     size_t at = entry_find(p, offset);
     if (at != (size_t)-1) {
         p->entries[at].pending++; /* the same offset handed out again (a seek) */
+        p->entries[at].abandoned = false; /* re-fetched after a release: in flight again */
         p->in_flight++;
         return p->generation;
     }
@@ -182,7 +184,7 @@ uint64_t kafka_offsets_begin(kafka_offsets_t *o, const char *topic, int32_t part
     while (pos > p->head && p->entries[pos - 1].offset > offset)
         pos--;
     memmove(p->entries + pos + 1, p->entries + pos, (p->len - pos) * sizeof *p->entries);
-    p->entries[pos] = (entry_t){.offset = offset, .pending = 1, .abandoned = false};
+    p->entries[pos] = (entry_t){.offset = offset, .pending = 1};
     p->len++;
     p->in_flight++;
     return p->generation;
@@ -192,7 +194,8 @@ uint64_t kafka_offsets_begin(kafka_offsets_t *o, const char *topic, int32_t part
 static bool advance(part_t *p)
 {
     bool moved = false;
-    while (p->head < p->len && p->entries[p->head].pending == 0 && !p->entries[p->head].abandoned) {
+    while (p->head < p->len && p->entries[p->head].pending == 0 &&
+           (p->entries[p->head].finished || !p->entries[p->head].abandoned)) {
         int64_t next = p->entries[p->head].offset + 1;
         if (next > p->position) {
             p->position = next;
@@ -218,6 +221,8 @@ static int settle(kafka_offsets_t *o, const char *topic, int32_t partition, uint
     p->in_flight--;
     if (abandon)
         p->entries[at].abandoned = true;
+    else
+        p->entries[at].finished = true; /* one finished copy is enough, whatever the others */
     *out = p;
     return KAFKA_OK;
 }
@@ -241,6 +246,27 @@ int kafka_offsets_abandon(kafka_offsets_t *o, const char *topic, int32_t partiti
 {
     part_t *p = NULL;
     return settle(o, topic, partition, generation, offset, true, &p);
+}
+
+uint64_t kafka_offsets_generation(const kafka_offsets_t *o, const char *topic, int32_t partition)
+{
+    const part_t *p = find(o, topic, partition);
+    return p ? p->generation : 0;
+}
+
+int kafka_offsets_redundant(const kafka_offsets_t *o, const char *topic, int32_t partition,
+                            int64_t offset)
+{
+    const part_t *p = find(o, topic, partition);
+    if (!p)
+        return 0;
+    if (p->position >= 0 && offset < p->position)
+        return 1;
+    size_t at = entry_find(p, offset);
+    if (at == (size_t)-1)
+        return 0;
+    const entry_t *e = &p->entries[at];
+    return e->pending > 0 || e->finished;
 }
 
 int64_t kafka_offsets_position(const kafka_offsets_t *o, const char *topic, int32_t partition)

@@ -46,7 +46,8 @@ int kafka_offsets_is_assigned(const kafka_offsets_t *o, const char *topic, int32
 /* Records that `offset` was handed out. Returns the partition's generation (> 0), or 0 when
  * the partition is not assigned (the caller must not hand the record out) or on allocation
  * failure. Handing out an offset lower than or equal to one already handed out in this
- * generation is accepted (a seek): it is inserted in offset order. */
+ * generation is accepted (a seek): it is inserted in offset order. Handing out again an offset
+ * that was abandoned clears the abandonment (the record is in flight again). */
 uint64_t kafka_offsets_begin(kafka_offsets_t *o, const char *topic, int32_t partition,
                              int64_t offset);
 
@@ -59,10 +60,22 @@ int kafka_offsets_finish(kafka_offsets_t *o, const char *topic, int32_t partitio
                          uint64_t generation, int64_t offset, int64_t *store_offset);
 
 /* Like finish() but the offset is abandoned, not finished: it stays a gap that blocks the
- * position until the partition is re-assigned (the record will be re-delivered). Returns 0,
- * KAFKA_ERR_STATE or KAFKA_ERR_INVALID. */
+ * position until it is handed out again and finished (the consumer seeks back to it) or the
+ * partition is re-assigned. An offset of which some hand-out already finished is not blocked
+ * by another copy's abandonment. Returns 0, KAFKA_ERR_STATE or KAFKA_ERR_INVALID. */
 int kafka_offsets_abandon(kafka_offsets_t *o, const char *topic, int32_t partition,
                           uint64_t generation, int64_t offset);
+
+/* Generation of a tracked partition, or 0 when it is not assigned. */
+uint64_t kafka_offsets_generation(const kafka_offsets_t *o, const char *topic, int32_t partition);
+
+/* True when handing `offset` out again would be redundant: in this generation it is below the
+ * committable position, still in flight, or already finished. False for an offset never seen
+ * or one that was abandoned (released): that one must be handed out again. The consumer uses
+ * it after seeking back to a released record, so the records after it that are being handled
+ * or are done are not handed out twice. */
+int kafka_offsets_redundant(const kafka_offsets_t *o, const char *topic, int32_t partition,
+                            int64_t offset);
 
 /* Committable position of a partition (last contiguous finished + 1), or -1 when nothing
  * finished yet in this generation or the partition is unknown. */

@@ -1,7 +1,10 @@
 /* Integration tests for kafka_ against the real broker (KAFKA_BOOTSTRAP_SERVERS):
  * topic creation (DLQ retention), the idempotent producer and its delivery tracker, fatal
  * errors, the at-least-once consumer (gaps after a clean close and after SIGKILL, pause/resume,
- * a rebalance with a second member joining mid-stream) and the dead-letter writer's headers.
+ * a rebalance with a second member joining mid-stream) and the dead-letter writer's headers;
+ * issue 8's consumer hygiene (a pause does not outlive a rebalance, a released record is
+ * fetched again, an evicted member stores nothing) and record sizes (KAFKA_MAX_MESSAGE_BYTES:
+ * 2 MiB records, the exact limit, its dead letter, raising an existing topic).
  * Every test uses its own topic prefix and group ids (testenv_unique). */
 #include <errno.h>
 #include <pthread.h>
@@ -39,19 +42,33 @@ static const char *const fast_names[] = {"session.timeout.ms", "heartbeat.interv
                                          "topic.metadata.refresh.interval.ms"};
 static const char *const fast_values[] = {"6000", "500", "2000"};
 
-static kafka_consumer_t *consumer_new(const char *group, const char *topic, int revoke_wait_ms,
-                                      kafka_revoke_cb on_revoke, void *opaque)
+/* A consumer with the fast group settings plus `extra_count` more properties (e.g. a small
+ * max.poll.interval.ms). */
+static kafka_consumer_t *consumer_new_extra(const char *group, const char *topic,
+                                            int revoke_wait_ms, kafka_revoke_cb on_revoke,
+                                            void *opaque, const char *const *extra_names,
+                                            const char *const *extra_values, size_t extra_count)
 {
     kafka_settings_t s = settings();
     const char *topics[] = {topic};
+    const char *names[8], *values[8];
+    size_t n = 0;
+    for (size_t i = 0; i < 3; i++, n++) {
+        names[n] = fast_names[i];
+        values[n] = fast_values[i];
+    }
+    for (size_t i = 0; i < extra_count && n < 8; i++, n++) {
+        names[n] = extra_names[i];
+        values[n] = extra_values[i];
+    }
     kafka_consumer_opts_t o = {.settings = &s,
                                .group_id = group,
                                .client_id = "it_kafka",
                                .topics = topics,
                                .topic_count = 1,
-                               .extra_names = fast_names,
-                               .extra_values = fast_values,
-                               .extra_count = 3,
+                               .extra_names = names,
+                               .extra_values = values,
+                               .extra_count = n,
                                .revoke_wait_ms = revoke_wait_ms,
                                .on_revoke = on_revoke,
                                .opaque = opaque};
@@ -60,6 +77,12 @@ static kafka_consumer_t *consumer_new(const char *group, const char *topic, int 
     if (!c)
         fail_msg("kafka_consumer_new: %s", err);
     return c;
+}
+
+static kafka_consumer_t *consumer_new(const char *group, const char *topic, int revoke_wait_ms,
+                                      kafka_revoke_cb on_revoke, void *opaque)
+{
+    return consumer_new_extra(group, topic, revoke_wait_ms, on_revoke, opaque, NULL, NULL, 0);
 }
 
 /* Creates the five pipeline topics under a fresh prefix; returns the contacts topic name. */
@@ -79,8 +102,16 @@ static void fresh_topics(char *prefix, size_t psize, char *topic, size_t tsize, 
     assert_int_equal(kafka_topic_name(topic, tsize, prefix, KAFKA_TOPIC_PLOOMES_CONTACTS), 0);
 }
 
-/* Produces records value "i" key "i" for i in [from, to) and waits for every ack. */
-static void produce_range(const char *topic, int from, int to)
+static void delivered_to(void *opaque, const kafka_delivery_t *d)
+{
+    int32_t *slot = opaque;
+    assert_int_equal(d->err, RD_KAFKA_RESP_ERR_NO_ERROR);
+    *slot = d->partition;
+}
+
+/* Produces records value "i" key "i" for i in [from, to) and waits for every ack. part_of (may
+ * be NULL) gets each record's partition, part_of[i] for record i. */
+static void produce_where(const char *topic, int from, int to, int32_t *part_of)
 {
     kafka_settings_t s = settings();
     char err[512] = "";
@@ -88,13 +119,15 @@ static void produce_range(const char *topic, int from, int to)
     if (!p)
         fail_msg("kafka_producer_new: %s", err);
     kafka_batch_t *b = kafka_batch_new();
+    kafka_header_t h[] = {{"source", "ploomes", 7}, {"entity", "contact", 7}};
     for (int i = from; i < to; i++) {
         char num[32];
         snprintf(num, sizeof num, "%d", i);
-        const char *hn[] = {"source", "entity"};
-        const char *hv[] = {"ploomes", "contact"};
-        int rc = kafka_producer_send(p, topic, num, num, hn, hv, 2, b, err, sizeof err);
-        if (rc != 0)
+        int32_t *slot = part_of ? &part_of[i] : NULL;
+        if (slot)
+            *slot = -1;
+        if (kafka_producer_send_raw(p, topic, num, strlen(num), num, strlen(num), h, 2, -1, b,
+                                    slot ? delivered_to : NULL, slot, err, sizeof err) != 0)
             fail_msg("send %d: %s", i, err);
     }
     int rc = kafka_batch_wait(p, b, 30000, err, sizeof err);
@@ -104,6 +137,11 @@ static void produce_range(const char *topic, int from, int to)
     assert_int_equal(kafka_batch_failed(b), 0);
     kafka_batch_free(b);
     assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
+}
+
+static void produce_range(const char *topic, int from, int to)
+{
+    produce_where(topic, from, to, NULL);
 }
 
 static int record_number(const kafka_record_t *r)
@@ -155,6 +193,16 @@ static bool collect_until_target(void *ctx)
     if (r)
         collect_one(k, r);
     return k->count >= k->target;
+}
+
+/* Polls `c` until it hands out one record, and returns it (the caller finishes it). */
+static kafka_record_t *next_record(kafka_consumer_t *c)
+{
+    collect_t k = {.c = c, .keep = true, .target = 1};
+    assert_true(testenv_wait_until(collect_until_target, &k, 60000, 1));
+    kafka_record_t *r = k.recs[0];
+    free(k.recs);
+    return r;
 }
 
 static bool got_any(void *ctx)
@@ -925,10 +973,7 @@ static void test_dlq_headers_read_back(void **state)
 
     /* The worker side: consume it, dead-letter it, mark done only on confirmation. */
     kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
-    collect_t k = {.c = c, .keep = true, .target = 1};
-    assert_true(testenv_wait_until(collect_until_target, &k, 60000, 1));
-    kafka_record_t *rec = k.recs[0];
-    free(k.recs);
+    kafka_record_t *rec = next_record(c);
     assert_int_equal(rec->timestamp_ms, ts);
 
     const char *secrets[] = {"tok-SECRET-123"};
@@ -963,10 +1008,7 @@ static void test_dlq_headers_read_back(void **state)
     char group2[96];
     testenv_unique(group2, sizeof group2, "it-kafka-dlqread-");
     c = consumer_new(group2, dlq_topic, 0, NULL, NULL);
-    collect_t k2 = {.c = c, .keep = true, .target = 1};
-    assert_true(testenv_wait_until(collect_until_target, &k2, 60000, 1));
-    kafka_record_t *dl = k2.recs[0];
-    free(k2.recs);
+    kafka_record_t *dl = next_record(c);
     assert_int_equal(dl->key_len, 2);
     assert_memory_equal(dl->key, "42", 2);
     assert_int_equal(dl->value_len, strlen(value));
@@ -1011,6 +1053,403 @@ static void test_dlq_headers_read_back(void **state)
     assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
 }
 
+/* ---- consumer hygiene (issue 8 items 2, 8, 9) --------------------------------------------- */
+
+typedef struct pair {
+    kafka_consumer_t *a, *b;
+} pair_t;
+
+static void poll_and_finish(kafka_consumer_t *c)
+{
+    kafka_record_t *r = kafka_consumer_poll(c, 50);
+    if (r)
+        assert_int_equal(kafka_consumer_done(c, r), 0);
+}
+
+static bool split_between_two(void *ctx)
+{
+    pair_t *x = ctx;
+    poll_and_finish(x->a);
+    poll_and_finish(x->b);
+    size_t na = kafka_consumer_assigned_count(x->a), nb = kafka_consumer_assigned_count(x->b);
+    return na > 0 && nb > 0 && na + nb == 2;
+}
+
+static bool owns_both(void *ctx)
+{
+    collect_t *k = ctx;
+    kafka_record_t *r = kafka_consumer_poll(k->c, 50);
+    if (r)
+        collect_one(k, r);
+    return kafka_consumer_assigned_count(k->c) == 2;
+}
+
+/* Item 2: A pauses p0; B joins, then leaves; A gets both partitions back. librdkafka 2.0.2 kept
+ * the pause across the eager rebalance while the wrapper forgot it: new records on p0 never
+ * came. Now every record of both partitions must arrive. */
+static void test_consumer_pause_does_not_survive_rebalance(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, 2);
+    testenv_unique(group, sizeof group, "it-kafka-pzrb-");
+    kafka_consumer_t *a = consumer_new(group, topic, 300, NULL, NULL);
+    int seen[N] = {0};
+    collect_t k = {.c = a, .seen = seen, .seen_size = N};
+    assert_true(testenv_wait_until(owns_both, &k, 60000, 1));
+    assert_int_equal(kafka_consumer_pause(a, topic, 0), 0); /* waiting on a retry for p0 */
+
+    pair_t x = {.a = a, .b = consumer_new(group, topic, 300, NULL, NULL)};
+    assert_true(testenv_wait_until(split_between_two, &x, 90000, 1));
+    char err[512] = "";
+    assert_int_equal(kafka_consumer_close(x.b, err, sizeof err), 0);
+    assert_true(testenv_wait_until(owns_both, &k, 90000, 1));
+
+    int32_t part_of[N];
+    produce_where(topic, 0, N, part_of);
+    int on_p0 = 0;
+    for (int i = 0; i < N; i++)
+        on_p0 += part_of[i] == 0;
+    assert_true(on_p0 > 0 && on_p0 < N); /* both partitions got records */
+    k.target = N;
+    bool all = testenv_wait_until(collect_until_target, &k, 30000, 1);
+    for (int i = 0; all && i < N; i++)
+        all = seen[i] == 1;
+    if (!all) {
+        int got_p0 = 0, got_p1 = 0;
+        for (int i = 0; i < N; i++) {
+            got_p0 += part_of[i] == 0 && seen[i] > 0;
+            got_p1 += part_of[i] == 1 && seen[i] > 0;
+        }
+        fail_msg("after the rebalance A received %d of %d records of p0 and %d of %d of p1", got_p0,
+                 on_p0, got_p1, N - on_p0);
+    }
+    assert_int_equal(kafka_consumer_close(a, err, sizeof err), 0);
+}
+
+/* Item 8: a released record blocked its partition until the next rebalance. Now it is fetched
+ * again (seek) while the member keeps polling; the records after it that were finished are not
+ * handed out twice, and the committed position ends past everything. Also the lag report. */
+static void test_consumer_release_fetches_again(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, 1);
+    testenv_unique(group, sizeof group, "it-kafka-rel-");
+    produce_range(topic, 0, N);
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    collect_t k = {.c = c, .keep = true, .target = 3};
+    assert_true(testenv_wait_until(collect_until_target, &k, 60000, 1));
+    assert_int_equal(k.count, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(k.recs[i]->offset, i);
+
+    kafka_lag_t lag[4];
+    size_t n = 99;
+    assert_int_equal(kafka_consumer_lag(c, lag, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(lag[0].topic, topic);
+    assert_int_equal(lag[0].partition, 0);
+    assert_int_equal(lag[0].high, N);
+    assert_int_equal(lag[0].position, 3);
+    assert_int_equal(lag[0].lag, N - 3);
+    assert_int_equal(kafka_consumer_lag(c, NULL, 0, &n), 0);
+    assert_int_equal(n, 0);
+
+    assert_int_equal(kafka_consumer_done(c, k.recs[0]), 0);
+    assert_int_equal(kafka_consumer_done(c, k.recs[2]), 0);
+    kafka_consumer_release(c, k.recs[1]); /* e.g. a worker that cannot finish it now */
+    free(k.recs);
+
+    /* Keep polling: offset 1 comes back, then 3, 4, 5 — and 2 (finished) not again. */
+    collect_t k2 = {.c = c, .keep = true, .target = 4};
+    if (!testenv_wait_until(collect_until_target, &k2, 30000, 1))
+        fail_msg("the released record did not come back: %zu records after the release",
+                 k2.count);
+    k2.target = 5;
+    assert_false(testenv_wait_until(collect_until_target, &k2, 1500, 1));
+    const int64_t want[] = {1, 3, 4, 5};
+    assert_int_equal(k2.count, 4);
+    for (size_t i = 0; i < 4; i++) {
+        if (k2.recs[i]->offset != want[i])
+            fail_msg("record %zu after the release has offset %" PRId64 ", want %" PRId64, i,
+                     k2.recs[i]->offset, want[i]);
+        assert_int_equal(kafka_consumer_done(c, k2.recs[i]), 0);
+    }
+    free(k2.recs);
+    assert_int_equal(kafka_consumer_lag(c, lag, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(lag[0].lag, 0);
+    char err[512] = "";
+    assert_int_equal(kafka_consumer_commit(c, err, sizeof err), 0);
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+
+    /* Everything was stored and committed: the group has nothing left to give. */
+    c = consumer_new(group, topic, 0, NULL, NULL);
+    collect_t k3 = {.c = c};
+    assert_true(testenv_wait_until(is_assigned, &k3, 60000, 1));
+    assert_false(testenv_wait_until(got_any, &k3, 3000, 1));
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+}
+
+typedef struct evict {
+    kafka_consumer_t *c;
+    int revokes;
+    bool lost; /* as the first revoke said */
+} evict_t;
+
+static void evict_on_revoke(void *opaque, kafka_consumer_t *c,
+                            const rd_kafka_topic_partition_list_t *parts, bool lost)
+{
+    (void)c;
+    (void)parts;
+    evict_t *e = opaque;
+    if (e->revokes++ == 0)
+        e->lost = lost;
+}
+
+static bool revoked(void *ctx)
+{
+    evict_t *e = ctx;
+    kafka_record_t *r = kafka_consumer_poll(e->c, 50);
+    if (r)
+        kafka_consumer_done(e->c, r); /* re-assigned after rejoining: fine either way */
+    return e->revokes > 0;
+}
+
+/* Item 9: a member whose handler outlives max.poll.interval.ms is thrown out of the group; its
+ * partition goes to B, which handles the record again. A's late done() must not report
+ * "stored", its commit must not be attempted, and its next revoke is a lost one. */
+static void test_consumer_eviction_is_a_lost_assignment(void **state)
+{
+    (void)state;
+    enum { N = 3 };
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, 1);
+    testenv_unique(group, sizeof group, "it-kafka-evict-");
+    produce_range(topic, 0, N);
+    /* The smallest max.poll.interval.ms librdkafka allows with session.timeout.ms=6000. */
+    const char *xn[] = {"max.poll.interval.ms"};
+    const char *xv[] = {"6000"};
+    evict_t ev = {0};
+    kafka_consumer_t *a = consumer_new_extra(group, topic, 0, evict_on_revoke, &ev, xn, xv, 1);
+    kafka_record_t *stuck = next_record(a);
+    assert_int_equal(stuck->offset, 0);
+
+    /* A stops polling (a handler stuck on one record). B joins; it can only get the partition
+     * once A is out of the group, and then it gets record 0 again. */
+    kafka_consumer_t *b = consumer_new(group, topic, 0, NULL, NULL);
+    int seen[N] = {0};
+    collect_t kb = {.c = b, .seen = seen, .seen_size = N, .target = N};
+    assert_true(testenv_wait_until(collect_until_target, &kb, 120000, 1));
+    assert_int_equal(seen[0], 1);
+
+    /* A's handler finishes late: nothing stored, nothing committed. */
+    assert_int_equal(kafka_consumer_done(a, stuck), KAFKA_ERR_STATE);
+    char err[512] = "";
+    assert_int_equal(kafka_consumer_commit(a, err, sizeof err), KAFKA_ERR_STATE);
+    assert_non_null(strstr(err, "thrown out"));
+
+    /* A polls again: what it gets is a lost assignment. */
+    ev.c = a;
+    assert_true(testenv_wait_until(revoked, &ev, 60000, 1));
+    assert_true(ev.lost);
+    assert_int_equal(kafka_consumer_close(b, err, sizeof err), 0);
+    assert_int_equal(kafka_consumer_close(a, err, sizeof err), 0);
+}
+
+/* ---- record size (issue 8 item 15) -------------------------------------------------------- */
+
+/* A JSON record of exactly `size` bytes: {"Id":1,"Notes":"xxx...x"}. */
+static char *json_of_size(size_t size)
+{
+    static const char head[] = "{\"Id\":1,\"Notes\":\"", tail[] = "\"}";
+    assert_true(size >= sizeof head + sizeof tail);
+    char *v = malloc(size + 1);
+    assert_non_null(v);
+    memset(v, 'x', size);
+    memcpy(v, head, sizeof head - 1);
+    memcpy(v + size - (sizeof tail - 1), tail, sizeof tail - 1);
+    v[size] = '\0';
+    return v;
+}
+
+static bool topic_config_is(const char *topic, const char *name, const char *want)
+{
+    kafka_settings_t s = settings();
+    char value[64], err[512];
+    if (kafka_topic_config_get(&s, topic, name, value, sizeof value, 10000, err, sizeof err) != 0)
+        fail_msg("describe %s: %s", topic, err);
+    return strcmp(value, want) == 0;
+}
+
+/* A 2 MiB record (over the broker's ~1 MB default) through topics made by our code, the
+ * default producer and the default consumer. */
+static void test_large_record_through_our_topics(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], dlq[KAFKA_TOPIC_NAME_MAX], group[96];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, 1);
+    testenv_unique(group, sizeof group, "it-kafka-big-");
+    const size_t big = 2 * 1024 * 1024;
+    char *value = json_of_size(big);
+    kafka_settings_t s = settings();
+    char err[512] = "";
+    kafka_producer_t *p = kafka_producer_new(&s, "it_kafka", err, sizeof err);
+    assert_non_null(p);
+    kafka_batch_t *b = kafka_batch_new();
+    if (kafka_producer_send(p, topic, "1", value, NULL, NULL, 0, b, err, sizeof err) != 0)
+        fail_msg("a 2 MiB record was refused: %s", err);
+    if (kafka_batch_wait(p, b, 30000, err, sizeof err) != 0)
+        fail_msg("a 2 MiB record was not delivered: %s", err);
+    kafka_batch_free(b);
+    assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
+
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    kafka_record_t *rec = next_record(c);
+    assert_int_equal(rec->value_len, big);
+    assert_memory_equal(rec->value, value, big);
+    assert_int_equal(kafka_consumer_done(c, rec), 0);
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+    free(value);
+
+    /* SPEC §6 defaults: 8 MiB, the DLQ 64 KiB more. */
+    assert_true(topic_config_is(topic, "max.message.bytes", "8388608"));
+    assert_int_equal(kafka_topic_name(dlq, sizeof dlq, prefix, KAFKA_TOPIC_DLQ), 0);
+    assert_true(topic_config_is(dlq, "max.message.bytes", "8454144"));
+}
+
+/* Serialized size of record headers as Kafka (and librdkafka's size check) count them:
+ * zigzag varint lengths, then the bytes. */
+static size_t zigzag_varint_len(size_t n)
+{
+    uint64_t z = (uint64_t)n << 1;
+    size_t len = 1;
+    while (z >= 0x80) {
+        z >>= 7;
+        len++;
+    }
+    return len;
+}
+
+static size_t headers_size(const kafka_header_t *h, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strlen(h[i].name);
+        total += zigzag_varint_len(nl) + nl + zigzag_varint_len(h[i].value_len) + h[i].value_len;
+    }
+    return total;
+}
+
+static bool value_is(void *ctx)
+{
+    const char **w = ctx; /* topic, name, want */
+    return topic_config_is(w[0], w[1], w[2]);
+}
+
+/* The largest record our producer accepts for a topic is delivered (the broker never refuses
+ * what librdkafka accepted), one byte more is refused before it is queued, and its dead letter
+ * with the fullest error headers fits the DLQ. Then an existing topic made with a smaller
+ * KAFKA_MAX_MESSAGE_BYTES is raised, keeping its other settings. */
+static void test_exact_fit_also_fits_the_dlq(void **state)
+{
+    (void)state;
+    char unique[80], prefix[96], topic[KAFKA_TOPIC_NAME_MAX], dlq[KAFKA_TOPIC_NAME_MAX];
+    char group[96], err[512] = "";
+    testenv_unique(unique, sizeof unique, "it-kafka-fit-");
+    snprintf(prefix, sizeof prefix, "%s.", unique);
+    testenv_unique(group, sizeof group, "it-kafka-fit-");
+    kafka_settings_t s = settings();
+    s.max_message_bytes = 1024 * 1024;
+    assert_int_equal(kafka_topics_ensure(&s, prefix, 1, NULL, 0, 30000, err, sizeof err), 0);
+    assert_int_equal(kafka_topic_name(topic, sizeof topic, prefix, KAFKA_TOPIC_PLOOMES_CONTACTS), 0);
+    assert_int_equal(kafka_topic_name(dlq, sizeof dlq, prefix, KAFKA_TOPIC_DLQ), 0);
+    assert_true(topic_config_is(topic, "max.message.bytes", "1048576"));
+    assert_true(topic_config_is(dlq, "max.message.bytes", "1114112"));
+
+    /* A producer's record: key, value and SPEC §2's four headers. */
+    char event_id[65];
+    memset(event_id, 'a', 64);
+    event_id[64] = '\0';
+    kafka_header_t hs[] = {{"source", "ploomes", 7},
+                           {"entity", "contact", 7},
+                           {"fetched-at", "2024-05-01T12:00:00Z", 20},
+                           {"event-id", event_id, 64}};
+    const char *key = "9007199254740991";
+    size_t fixed = strlen(key) + headers_size(hs, 4);
+    int64_t room = kafka_record_max_bytes(&s, false);
+    assert_true(room > (int64_t)fixed + 100 && room < 1024 * 1024);
+    size_t vlen = (size_t)room - fixed;
+    char *value = json_of_size(vlen + 1);
+
+    kafka_producer_t *p = kafka_producer_new(&s, "it_kafka", err, sizeof err);
+    assert_non_null(p);
+    kafka_batch_t *b = kafka_batch_new();
+    /* One byte over: refused locally, never a delivery failure. */
+    assert_int_equal(kafka_producer_send_raw(p, topic, key, strlen(key), value, vlen + 1, hs, 4, -1,
+                                             b, NULL, NULL, err, sizeof err),
+                     KAFKA_ERR_INVALID);
+    assert_non_null(strstr(err, "too large"));
+    /* Exactly the limit: accepted and acknowledged by the broker. */
+    char *exact = json_of_size(vlen);
+    if (kafka_producer_send_raw(p, topic, key, strlen(key), exact, vlen, hs, 4, -1, b, NULL,
+                                NULL, err, sizeof err) != 0)
+        fail_msg("the largest accepted record was refused: %s", err);
+    if (kafka_batch_wait(p, b, 30000, err, sizeof err) != 0)
+        fail_msg("the broker refused a record the producer accepted: %s", err);
+    kafka_batch_free(b);
+    free(value);
+
+    /* Its dead letter, with the fullest error headers a worker can write. */
+    kafka_consumer_t *c = consumer_new(group, topic, 0, NULL, NULL);
+    kafka_record_t *rec = next_record(c);
+    assert_int_equal(rec->value_len, vlen);
+    assert_memory_equal(rec->value, exact, vlen);
+    free(exact);
+    kafka_producer_t *pd = kafka_producer_new_dlq(&s, "it_kafka", err, sizeof err);
+    assert_non_null(pd);
+    kafka_dlq_opts_t o = {.producer = pd, .topic_prefix = prefix, .connector_name = "clients-to-milvus"};
+    kafka_dlq_t *d = kafka_dlq_new(&o, err, sizeof err);
+    assert_non_null(d);
+    char *longtext = json_of_size(64 * 1024); /* capped by the writer */
+    kafka_dlq_error_t e = {.class_name = longtext,
+                           .exception_class = longtext,
+                           .exception_message = longtext,
+                           .attempts = 3,
+                           .http_status = 503,
+                           .response = longtext,
+                           .response_len = strlen(longtext)};
+    dlq_result_t res = {0};
+    if (kafka_dlq_send(d, rec, &e, dlq_cb, &res, err, sizeof err) != 0)
+        fail_msg("the dead letter of a record that fits its topic was refused: %s", err);
+    dlq_wait_t w = {.p = pd, .r = &res};
+    assert_true(testenv_wait_until(dlq_done, &w, 30000, 1));
+    assert_true(res.ok);
+    free(longtext);
+    assert_int_equal(kafka_consumer_done(c, rec), 0);
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+    kafka_dlq_free(d);
+    assert_int_equal(kafka_producer_close(pd, 10000, err, sizeof err), 0);
+    assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
+
+    /* KAFKA_MAX_MESSAGE_BYTES raised later: existing topics follow, other settings kept. */
+    s.max_message_bytes = 2 * 1024 * 1024;
+    assert_int_equal(kafka_topics_ensure(&s, prefix, 1, NULL, 0, 30000, err, sizeof err), 0);
+    const char *w1[] = {topic, "max.message.bytes", "2097152"};
+    const char *w2[] = {dlq, "max.message.bytes", "2162688"};
+    assert_true(testenv_wait_until(value_is, w1, 30000, 100));
+    assert_true(testenv_wait_until(value_is, w2, 30000, 100));
+    assert_true(topic_config_is(dlq, "retention.ms", "-1"));
+    assert_true(topic_config_is(dlq, "retention.bytes", "-1"));
+    /* Never lowered. */
+    s.max_message_bytes = 1024 * 1024;
+    assert_int_equal(kafka_topics_ensure(&s, prefix, 1, NULL, 0, 30000, err, sizeof err), 0);
+    assert_true(topic_config_is(topic, "max.message.bytes", "2097152"));
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--child-gap") == 0)
@@ -1030,6 +1469,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_consumer_rebalance_second_member),
         cmocka_unit_test(test_consumer_revoke_waits_for_worker_threads),
         cmocka_unit_test(test_dlq_headers_read_back),
+        cmocka_unit_test(test_consumer_pause_does_not_survive_rebalance),
+        cmocka_unit_test(test_consumer_release_fetches_again),
+        cmocka_unit_test(test_consumer_eviction_is_a_lost_assignment),
+        cmocka_unit_test(test_large_record_through_our_topics),
+        cmocka_unit_test(test_exact_fit_also_fits_the_dlq),
     };
+    /* IT_KAFKA_ONLY=<glob>: run a subset (cmocka's test filter), e.g. "*release*". */
+    if (getenv("IT_KAFKA_ONLY"))
+        cmocka_set_test_filter(getenv("IT_KAFKA_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include "kafka.h"
 #include "kafka_dlq.h"
 #include "log.h"
+#include "testenv.h"
 
 static void test_topic_names(void **state)
 {
@@ -169,13 +170,23 @@ static const char *hval(const kafka_header_t *h, size_t n, const char *name)
     return v;
 }
 
+/* A producer that never connects (headers are built without a broker). */
+static kafka_producer_t *offline_producer(bool dlq)
+{
+    char err[256];
+    kafka_settings_t s = {.bootstrap_servers = "127.0.0.1:1"};
+    kafka_producer_t *p = dlq ? kafka_producer_new_dlq(&s, "unit", err, sizeof err)
+                              : kafka_producer_new(&s, "unit", err, sizeof err);
+    if (!p)
+        fail_msg("producer: %s", err);
+    return p;
+}
+
 static void test_dlq_headers(void **state)
 {
     (void)state;
     char err[256];
-    kafka_settings_t s = {.bootstrap_servers = "127.0.0.1:1"};
-    kafka_producer_t *p = kafka_producer_new(&s, "unit", err, sizeof err);
-    assert_non_null(p);
+    kafka_producer_t *p = offline_producer(false);
     const char *secrets[] = {"SuperSecretKey123", "ab" /* too short: ignored */};
     kafka_dlq_opts_t o = {.producer = p,
                           .topic_prefix = "acme.",
@@ -273,6 +284,125 @@ static void test_dlq_headers(void **state)
     assert_int_equal(kafka_producer_close(p, 100, err, sizeof err), 0);
 }
 
+/* Issue 8 item 15: the long caller texts are capped, so a dead letter's error headers stay far
+ * inside the DLQ topic's extra 64 KiB. */
+static void test_dlq_headers_capped(void **state)
+{
+    (void)state;
+    char err[256];
+    kafka_producer_t *p = offline_producer(true);
+    kafka_dlq_opts_t o = {.producer = p, .connector_name = "clients-to-milvus"};
+    kafka_dlq_t *d = kafka_dlq_new(&o, err, sizeof err);
+    assert_non_null(d);
+    size_t big = 100 * 1024;
+    char *text = malloc(big + 1);
+    assert_non_null(text);
+    memset(text, 'z', big);
+    text[big] = '\0';
+    kafka_record_t rec = sample_record();
+    kafka_dlq_error_t e = {.class_name = text,
+                           .exception_class = text,
+                           .exception_message = text,
+                           .response = text,
+                           .response_len = big};
+    kafka_header_t *h = NULL;
+    size_t n = 0;
+    assert_int_equal(kafka_dlq_build_headers(d, &rec, &e, 1700000000000LL, &h, &n), 0);
+    assert_int_equal(strlen(hval(h, n, KAFKA_DLQ_H_CLASS)), KAFKA_DLQ_CLASS_MAX);
+    assert_int_equal(strlen(hval(h, n, KAFKA_DLQ_H_EXC_CLASS)), KAFKA_DLQ_CLASS_MAX);
+    assert_int_equal(strlen(hval(h, n, KAFKA_DLQ_H_EXC_MESSAGE)), KAFKA_DLQ_MESSAGE_MAX);
+    assert_int_equal(strlen(hval(h, n, KAFKA_DLQ_H_RESPONSE)), KAFKA_DLQ_RESPONSE_MAX);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(h[i].name) + h[i].value_len;
+    assert_true(total < 16 * 1024);
+    kafka_dlq_headers_free(h, n);
+    free(text);
+    kafka_dlq_free(d);
+    assert_int_equal(kafka_producer_close(p, 100, err, sizeof err), 0);
+}
+
+/* Issue 8 item 15: topic limits, producer limits and consumer fetch sizes follow
+ * KAFKA_MAX_MESSAGE_BYTES; a zeroed settings struct means the 8 MiB default. */
+static void test_message_sizes(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t setting, topic, dlq;
+    } rows[] = {
+        {0, 8388608, 8454144},        /* SPEC §6 default, DLQ + 64 KiB */
+        {-5, 8388608, 8454144},       /* nonsense = default */
+        {1048576, 1048576, 1114112},
+        {999000000, 999000000, 999065536},   /* KAFKA_MAX_MESSAGE_BYTES' upper bound */
+        {2000000000, 999934464, 1000000000}, /* the DLQ stays inside librdkafka's range */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        kafka_settings_t s = {.bootstrap_servers = "127.0.0.1:1",
+                              .max_message_bytes = rows[i].setting};
+        assert_int_equal(kafka_topic_max_message_bytes(&s, KAFKA_TOPIC_PLOOMES_TASKS),
+                         rows[i].topic);
+        assert_int_equal(kafka_topic_max_message_bytes(&s, KAFKA_TOPIC_DLQ), rows[i].dlq);
+        /* The record room leaves Kafka's batch framing and librdkafka's record overhead. */
+        assert_true(kafka_record_max_bytes(&s, false) < rows[i].topic - 61);
+        assert_true(kafka_record_max_bytes(&s, false) > rows[i].topic - 512);
+        assert_int_equal(kafka_record_max_bytes(&s, true) - kafka_record_max_bytes(&s, false),
+                         rows[i].dlq - rows[i].topic);
+    }
+    assert_int_equal(kafka_topic_max_message_bytes(NULL, KAFKA_TOPIC_DLQ), 8454144);
+
+    /* Consumers are raised to fetch the DLQ's largest record; a larger passthrough stays. */
+    static const char *const names[] = {"fetch.max.bytes"};
+    static const char *const values[] = {"90000000"};
+    static const struct {
+        int64_t setting;
+        size_t passthrough; /* how many of names/values */
+        const char *name, *want;
+    } conf_rows[] = {
+        {20000000, 0, "max.partition.fetch.bytes", "20065536"},
+        {20000000, 0, "fetch.max.bytes", "52428800"}, /* librdkafka's default is larger */
+        {60000000, 1, "max.partition.fetch.bytes", "60065536"},
+        {60000000, 1, "fetch.max.bytes", "90000000"},            /* passthrough kept */
+        {60000000, 1, "receive.message.max.bytes", "100000000"}, /* >= fetch + 512 already */
+        {150000000, 0, "fetch.max.bytes", "150065536"},
+        {150000000, 0, "receive.message.max.bytes", "150066048"}, /* fetch.max.bytes + 512 */
+    };
+    for (size_t i = 0; i < sizeof conf_rows / sizeof conf_rows[0]; i++) {
+        char err[256], buf[64];
+        kafka_settings_t s = {.bootstrap_servers = "127.0.0.1:1",
+                              .names = names,
+                              .values = values,
+                              .count = conf_rows[i].passthrough,
+                              .max_message_bytes = conf_rows[i].setting};
+        rd_kafka_conf_t *conf = kafka_conf_from_settings(&s, err, sizeof err);
+        assert_non_null(conf);
+        assert_int_equal(kafka_conf_consumer_sizes(conf, &s, err, sizeof err), 0);
+        size_t size = sizeof buf;
+        assert_int_equal(rd_kafka_conf_get(conf, conf_rows[i].name, buf, &size), 0);
+        if (strcmp(buf, conf_rows[i].want) != 0)
+            fail_msg("row %zu: %s = %s, want %s", i, conf_rows[i].name, buf, conf_rows[i].want);
+        rd_kafka_conf_destroy(conf);
+    }
+}
+
+static bool events_queued(void *ctx)
+{
+    return rd_kafka_outq_len(kafka_producer_handle(ctx)) > 0;
+}
+
+/* An unreachable broker queues error events; they are not undelivered messages: an idle
+ * producer reports nothing pending and closes cleanly (it used to report them as undelivered
+ * messages and close with KAFKA_ERR_DELIVERY). */
+static void test_idle_producer_has_nothing_undelivered(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    kafka_producer_t *p = offline_producer(false);
+    assert_true(testenv_wait_until(events_queued, p, 10000, 10));
+    assert_int_equal(kafka_producer_outq_len(p), 0);
+    assert_int_equal(kafka_producer_flush(p, 100, err, sizeof err), 0);
+    assert_int_equal(kafka_producer_close(p, 100, err, sizeof err), 0);
+}
+
 static void test_batch_counters(void **state)
 {
     (void)state;
@@ -297,6 +427,9 @@ int main(void)
         cmocka_unit_test(test_secret_names),
         cmocka_unit_test(test_conf_errors_name_property_never_secret),
         cmocka_unit_test(test_dlq_headers),
+        cmocka_unit_test(test_dlq_headers_capped),
+        cmocka_unit_test(test_message_sizes),
+        cmocka_unit_test(test_idle_producer_has_nothing_undelivered),
         cmocka_unit_test(test_batch_counters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,6 +51,19 @@ static const tcase_t cases[] = {
     {"same offset handed out twice needs two finishes",
      {{BEGIN, 4, 0, -1}, {BEGIN, 4, 0, -1}, {FINISH, 4, 0, -1}, {FINISH, 4, 1, 5},
       {END, 0, 0, 0}}},
+    /* Issue 8 item 8: a released record is fetched again (seek) and finishing that copy
+     * unblocks the partition; records after it come again too. */
+    {"released offset handed out again and finished unblocks the position",
+     {{BEGIN, 0, 0, -1}, {BEGIN, 1, 0, -1}, {BEGIN, 2, 0, -1}, {FINISH, 0, 1, 1},
+      {ABANDON, 1, 0, 1}, {FINISH, 2, 0, 1}, {BEGIN, 1, 0, 1}, {BEGIN, 2, 0, 1},
+      {FINISH, 1, 1, 2}, {FINISH, 2, 1, 3}, {END, 0, 0, 0}}},
+    {"released again after the re-fetch still blocks",
+     {{BEGIN, 0, 0, -1}, {BEGIN, 1, 0, -1}, {ABANDON, 0, 0, -1}, {BEGIN, 0, 0, -1},
+      {ABANDON, 0, 0, -1}, {FINISH, 1, 0, -1}, {BEGIN, 0, 0, -1}, {FINISH, 0, 1, 2},
+      {END, 0, 0, 0}}},
+    {"a finished copy is not undone by another copy's release",
+     {{BEGIN, 4, 0, -1}, {BEGIN, 4, 0, -1}, {BEGIN, 5, 0, -1}, {FINISH, 4, 0, -1},
+      {ABANDON, 4, 0, -1}, {FINISH, 5, 1, 6}, {END, 0, 0, 0}}},
 };
 
 static void run_case(const tcase_t *tc)
@@ -142,6 +155,31 @@ static void test_partitions_are_independent(void **state)
     kafka_offsets_free(o);
 }
 
+/* What the consumer may skip after seeking back to a released record: offsets below the
+ * position, in flight or finished; never one that was released or never seen. */
+static void test_redundant_after_seek(void **state)
+{
+    (void)state;
+    kafka_offsets_t *o = kafka_offsets_new();
+    uint64_t g = kafka_offsets_assign(o, "t", 0);
+    assert_int_equal(kafka_offsets_generation(o, "t", 0), g);
+    assert_int_equal(kafka_offsets_generation(o, "t", 1), 0);
+    for (int64_t i = 0; i < 5; i++)
+        kafka_offsets_begin(o, "t", 0, i);
+    int64_t store = -1;
+    assert_int_equal(kafka_offsets_finish(o, "t", 0, g, 0, &store), 1); /* position 1 */
+    assert_int_equal(kafka_offsets_abandon(o, "t", 0, g, 1), 0);        /* released */
+    assert_int_equal(kafka_offsets_finish(o, "t", 0, g, 2, &store), 0); /* done, blocked */
+    /* 3 and 4 still in flight. */
+    assert_true(kafka_offsets_redundant(o, "t", 0, 0));  /* below the position */
+    assert_false(kafka_offsets_redundant(o, "t", 0, 1)); /* released: hand out again */
+    assert_true(kafka_offsets_redundant(o, "t", 0, 2));  /* finished */
+    assert_true(kafka_offsets_redundant(o, "t", 0, 3));  /* in flight */
+    assert_false(kafka_offsets_redundant(o, "t", 0, 5)); /* never seen */
+    assert_false(kafka_offsets_redundant(o, "u", 0, 0)); /* unknown partition */
+    kafka_offsets_free(o);
+}
+
 /* Many records finishing in a scrambled order: the position only ever grows and ends at the
  * end, and at every moment no unfinished offset is below it. */
 static void test_scrambled_large(void **state)
@@ -183,6 +221,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_partitions_are_independent),
+        cmocka_unit_test(test_redundant_after_seek),
         cmocka_unit_test(test_scrambled_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
