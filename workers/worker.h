@@ -4,10 +4,11 @@
  * consumer keeps polling, dead letters confirmed before the offset moves, metrics, logs,
  * signals, --idle-exit, DRY_RUN, exit codes — lives here.
  *
- * Flow of one record (runtime): poll → parse (bounded, UTF-8 checked; invalid JSON or a value
- * that is not an object → dead letter `InvalidJson` / `NotAnObject`) → handler->handle() →
- * outcome → terminal: store the offset (delivered, skipped, dedup hit) or dead-letter and store
- * the offset once the letter is confirmed; WORKER_RELEASE: give the record back and seek to it;
+ * Flow of one record (runtime): poll → parse (bounded, UTF-8 checked; invalid JSON, a value
+ * that is not an object, invalid UTF-8 → dead letter `InvalidJson` / `NotAnObject` /
+ * `InvalidUtf8`) → handler->handle() → outcome → terminal: store the offset (delivered,
+ * skipped, dedup hit) or dead-letter and store the offset once the letter is confirmed;
+ * WORKER_RELEASE: retried after a back-off, or given back on a stop (see "Runtime" below);
  * WORKER_AUTH: release, log, exit 3.
  *
  * Handlers create at the target only through worker_create_once(), which owns the claim
@@ -22,6 +23,45 @@
  * Threads: with MAX_IN_FLIGHT = 1 everything runs on the poll thread. With more, handle() runs
  * on worker threads, each with its own worker_ctx_t and API clients (api_t is one curl handle):
  * a handler must keep no mutable global state outside its `state` (guard it if it has any).
+ *
+ * Runtime (workers/worker_loop.c; changes by the runtime engineer are marked "runtime:"):
+ * - runtime: single-threaded today. The poll thread polls, parses, calls handle(), finishes
+ *   the record. While api_request() waits (retry backoff, Retry-After, the shared rate limit,
+ *   a MongoDB outage) its wait hook pauses the whole assignment and keeps calling
+ *   kafka_consumer_poll() (≤ 100 ms slices), so the member is never evicted
+ *   (max.poll.interval.ms) and rebalances are served; the wrapper holds back records of paused
+ *   partitions (a record handed out anyway is queued locally, in order, and handled next).
+ *   The assignment is resumed when handle() returns.
+ * - runtime: MAX_IN_FLIGHT > 1 (design; the loop refuses nothing but handles one at a time
+ *   until it lands): the poll thread would hand records to N worker threads through a queue
+ *   keyed by (topic, partition, key) so that two records of one key are never in flight at
+ *   once (per-key ordering: a record whose key is busy waits behind it); the consumer wrapper
+ *   already stores, per partition, only the highest CONTIGUOUS finished offset, so offsets
+ *   never pass the lowest unfinished record. Each thread owns its worker_ctx_t and api_t pair;
+ *   the store, limiter, metrics and DLQ writer are shared (all thread-safe); DLQ delivery
+ *   callbacks finish records from the producer-poll thread (kafka_consumer_done is
+ *   thread-safe); the wait hook of a worker thread pauses only its own record's partition.
+ * - runtime: WORKER_RELEASE while running (claim busy, a dead letter the broker refused) keeps
+ *   the record in the runtime and pauses its partition for a short, growing back-off (200 ms
+ *   doubling to 5 s, reset by a terminal outcome), then handles it again: nothing is spun on,
+ *   the partition's order is kept and no seek is needed. On a stop, a revocation or an exit
+ *   the record is given back (kafka_consumer_release: re-delivered to whoever owns the
+ *   partition next, or after a restart).
+ * - runtime: DRY_RUN: no claim is taken and no store write happens in worker_create_once();
+ *   a handler must also skip its own store writes (store_record_done, identity-map writes)
+ *   when ctx->dry_run is set. Reads are fine.
+ * - runtime: metrics (label worker): worker_records_total{outcome,reason} (outcome as
+ *   worker_outcome_name(); a WORKER_AUTH record counts as "released"; dead letters count with
+ *   reason = error class, once confirmed), worker_dead_letters_total{error_class},
+ *   worker_claim_recoveries_total{result: found|not_found|failed}, worker_consumer_lag{topic,
+ *   partition} (every 5 s), worker_in_flight, process_ready, the api_ http_* families and
+ *   store_round_trips_total{op}. Logs: one event=record_done line per handling (key, outcome,
+ *   reason, error_class, http_status, attempts, elapsed_ms, target_id; at debug for skips, warn
+ *   for dead letters and auth, info otherwise; never the value).
+ * - runtime: exits: 0 (SIGTERM/SIGINT, --idle-exit), 1 (MongoDB unreachable at start, Kafka
+ *   fatal, the store refusing requests: STORE_REJECTED), 2 (usage/config), 3 (WORKER_AUTH, or
+ *   5 records in a row dead on a Ploomes 403 after all attempts: the 5th is released, not
+ *   dead-lettered).
  */
 #ifndef PIPELINE_WORKER_H
 #define PIPELINE_WORKER_H
@@ -86,6 +126,8 @@ worker_outcome_t worker_result_dead(worker_result_t *out, const char *error_clas
 
 /* Folds a finished api_request() into out: API_OK changes nothing (returns WORKER_DELIVERED
  * without setting the outcome); API_AUTH → WORKER_AUTH; API_STOPPED → WORKER_RELEASE;
+ * runtime: API_PERMANENT with status 403 → WORKER_AUTH (only Milvus' 403 is permanent: it
+ * answers a bad token with 403; Ploomes' 403 is retried and ends API_RETRIABLE_EXHAUSTED);
  * API_PERMANENT / API_RETRIABLE_EXHAUSTED / API_AMBIGUOUS → WORKER_DEAD with the result's
  * error class, message, status, attempts, failure times and body excerpt. Attempts add up. */
 worker_outcome_t worker_result_from_api(worker_result_t *out, const api_result_t *res);
@@ -105,7 +147,16 @@ typedef struct worker_ctx {
     const kafka_record_t *rec;
     bool replayed;            /* carries x-dlq.replayed-from */
     int64_t fetched_at_ms;    /* the fetched-at header, -1 when absent or unparsable */
+    struct worker_rt *rt;     /* runtime: the runtime's own state (opaque; NULL in unit tests,
+                                 then store waits give up at once) */
 } worker_ctx_t;
+
+/* runtime: for handlers that call store_* themselves. After a STORE_DOWN answer, waits until
+ * MongoDB answers again (readiness off meanwhile, event=store_unavailable / store_recovered
+ * logged once per outage) while keeping the consumer alive; returns true then (retry the
+ * call), false when a stop was requested (return WORKER_RELEASE with reason "stopping").
+ * Never dead-letter a record because MongoDB is down. */
+bool worker_store_wait(worker_ctx_t *ctx);
 
 /* A worker. `handle` must fill `out` (outcome and the matching fields) and never crash on any
  * JSON object: wrong types, nulls, huge strings are WORKER_DEAD or WORKER_SKIPPED with a reason. */
@@ -125,6 +176,20 @@ typedef struct worker_handler {
  * SECONDS), config, store, API clients with the shared rate limits, topics, consumer, DLQ,
  * metrics server, loop, shutdown. Returns the process exit code (SPEC §4). */
 int worker_main(const worker_handler_t *h, int argc, char **argv);
+
+/* runtime: parsing of a record's value, exposed for tests. Parses rec->value bounded by
+ * max_bytes (json_parse_bounded); returns WORKER_DELIVERED with *value set (caller
+ * cJSON_Delete()s it) when it is a JSON object with valid UTF-8 everywhere, else WORKER_DEAD
+ * with `out` filled: "InvalidJson" (not JSON, too large, or a tombstone), "NotAnObject",
+ * "InvalidUtf8" (the message names the JSON path, never the text). */
+worker_outcome_t worker_parse_value(const kafka_record_t *rec, size_t max_bytes, cJSON **value,
+                                    worker_result_t *out);
+
+/* runtime: "<instance_id>/<16 random hex>" into buf (a claim owner unique per handling). */
+const char *worker_owner_new(const char *instance_id, char *buf, size_t size);
+
+/* runtime: the fetched-at header as epoch ms, -1 when absent or not RFC 3339. */
+int64_t worker_fetched_at_ms(const kafka_record_t *rec);
 
 /* ---- creating at the target exactly once ---------------------------------------------------- */
 
@@ -148,6 +213,22 @@ typedef struct worker_create {
     void *arg;
 } worker_create_t;
 
+/* runtime: details of the protocol as implemented (workers/worker_create.c):
+ * - `search` reports a failure by filling `out` through worker_result_from_api() (WORKER_DEAD,
+ *   WORKER_AUTH or WORKER_RELEASE) and returning WORKER_SEARCH_FAILED.
+ * - `create` is called at most MAX_ATTEMPTS times, and again only after an API_AMBIGUOUS
+ *   answer followed by a search that found nothing. A 4xx (API_PERMANENT, status 400..499)
+ *   is followed by a search: FOUND → WORKER_DEDUP_HIT "found_at_target"; else the claim is
+ *   released and the record dead with the 4xx's class.
+ * - Outcomes: created → WORKER_DELIVERED "created"; found after an ambiguous create →
+ *   WORKER_DELIVERED "found_after_ambiguous"; found after a recovered claim → WORKER_DEDUP_HIT
+ *   "found_at_target"; claim done → WORKER_DEDUP_HIT "claim_done"; claim busy →
+ *   WORKER_RELEASE "claim_busy"; DRY_RUN → WORKER_DELIVERED "dry_run" (or the search's
+ *   dedup hit). A stop or a 401 releases the claim unless a create may have taken effect
+ *   (then it stays pending: whoever takes it over searches first).
+ * - store_complete() answering STORE_CONFLICT is logged at error (event=claim_conflict) and
+ *   the record still counts as delivered (the store merged the result).
+ * - STORE_DOWN anywhere: worker_store_wait(), then the same step again. */
 /* claim → (search, when the claim was recovered) → create → (search, when the create was
  * ambiguous or answered 4xx; create again only when nothing was found and budget remains) →
  * complete (or release on a permanent failure; an ambiguous create whose search failed is
