@@ -6,6 +6,10 @@
  *
  *   milvus-sim --port P --token T [--state FILE]
  *
+ * Strict (issue 9, README.md): documents match as stored (document_match), a seeded catalogue
+ * (mesas, setores, categorias) validates ticket names, /chamado/listagem applies every
+ * documented filter and lists open tickets unless told otherwise (listagem_default_status).
+ *
  * Stored records keep every field the client sent (cliente_*, chamado_*) next to the fields the
  * listings print; listings leave the request-only fields out.
  */
@@ -34,7 +38,22 @@ typedef struct app {
     int64_t next_codigo;
     int64_t next_followup_id;
     uint64_t rng;
+    /* the account's catalogue (seed keys mesas, setores, categorias): arrays of names, NULL
+     * until seeded; a seeded one makes chamado/criar reject names outside it */
+    cJSON *mesas, *setores, *categorias;
 } app;
+
+/* Is `name` in the seeded catalogue `cat` (case-sensitive)? true when no catalogue. */
+static bool in_catalogue(const cJSON *cat, const char *name)
+{
+    if (!cat)
+        return true;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cat)
+        if (cJSON_IsString(it) && strcmp(it->valuestring, name) == 0)
+            return true;
+    return false;
+}
 
 static void error_body(void *ctx, simsrv *srv, simsrv_resp *resp, int status, const char *message)
 {
@@ -46,13 +65,10 @@ static void error_body(void *ctx, simsrv *srv, simsrv_resp *resp, int status, co
 static const char *auth_cb(void *ctx, simsrv *srv, const simsrv_req *req)
 {
     app *a = ctx;
-    const char *h = simsrv_header(req, "Authorization");
-    if (!h)
-        return NULL;
-    if (strcmp(h, a->token) == 0)
+    if (simsrv_header_is(req, "Authorization", NULL, a->token))
         return a->token;
-    if (simsrv_get_faults(srv)->accept_bearer && strncmp(h, "Bearer ", 7) == 0 &&
-        strcmp(h + 7, a->token) == 0)
+    if (simsrv_get_faults(srv)->accept_bearer &&
+        simsrv_header_is(req, "Authorization", "Bearer ", a->token))
         return a->token;
     return NULL;
 }
@@ -133,13 +149,63 @@ static bool stored_doc_key(const cJSON *client, char *out, size_t size)
     return d && doc_key(d, hint, out, size);
 }
 
-static const cJSON *client_by_doc(const app *a, const char *key)
+/* The document exactly as stored: the string, or the digits of a stored number. */
+static bool stored_doc_text(const cJSON *client, char *out, size_t size)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(client, "cnpj_cpf");
+    int64_t v;
+    if (cJSON_IsString(d) && strlen(d->valuestring) < size) {
+        snprintf(out, size, "%s", d->valuestring);
+        return true;
+    }
+    if (simjson_i64(d, &v) && v >= 0) {
+        snprintf(out, size, "%lld", (long long)v);
+        return true;
+    }
+    return false;
+}
+
+/* Does client c hold the document? normalized: `key` is a doc_key and is compared with the
+ * stored document's key; exact: `key` is compared with the stored text byte for byte. */
+static bool client_has_doc(const cJSON *c, const char *key, bool normalized)
 {
     char k2[64];
+    if (normalized)
+        return stored_doc_key(c, k2, sizeof k2) && strcmp(k2, key) == 0;
+    return stored_doc_text(c, k2, sizeof k2) && strcmp(k2, key) == 0;
+}
+
+static const cJSON *client_by_doc(const app *a, const char *key, bool normalized)
+{
     for (size_t i = 0; i < a->clients.n; i++)
-        if (stored_doc_key(a->clients.items[i].obj, k2, sizeof k2) && strcmp(k2, key) == 0)
+        if (client_has_doc(a->clients.items[i].obj, key, normalized))
             return a->clients.items[i].obj;
     return NULL;
+}
+
+/* Fields of a /cliente/busca row (apis.md §2.2) a seeded record may lack, with their default. */
+static void fill_client_defaults(cJSON *row)
+{
+    static const char *nulls[] = {"bc_cliente_id", "pais_id", "cliente_matriz_id", "tipo_moeda",
+                                  "motivo_bloqueio", "inscricao_estadual", "site", "sexo",
+                                  "data_nascimento", "observacao", NULL};
+    for (int i = 0; nulls[i]; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(row, nulls[i]))
+            cJSON_AddNullToObject(row, nulls[i]);
+    if (!cJSON_GetObjectItemCaseSensitive(row, "tipo_tempo_sla_id"))
+        cJSON_AddNumberToObject(row, "tipo_tempo_sla_id", 1);
+    if (!cJSON_GetObjectItemCaseSensitive(row, "nome_fantasia"))
+        cJSON_AddNullToObject(row, "nome_fantasia");
+    if (!cJSON_GetObjectItemCaseSensitive(row, "razao_social"))
+        simjson_set(row, "razao_social", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(row, "nome_fantasia"), true));
+    if (!cJSON_GetObjectItemCaseSensitive(row, "is_ativo"))
+        cJSON_AddBoolToObject(row, "is_ativo", true);
+    if (!cJSON_GetObjectItemCaseSensitive(row, "is_fisica")) {
+        char doc[64];
+        cJSON_AddBoolToObject(row, "is_fisica", stored_doc_text(row, doc, sizeof doc) && strlen(doc) <= 11);
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(row, "equipes"))
+        cJSON_AddArrayToObject(row, "equipes");
 }
 
 static bool nonempty(const cJSON *o, const char *key)
@@ -203,6 +269,7 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
         error_body(a, srv, resp, 400, "status inválido: use 1 (ativos), 2 (bloqueados) ou 3 (todos)");
         return;
     }
+    const simsrv_faults *f = simsrv_get_faults(srv);
     const char *doc_s = simsrv_param_get(req, "documento");
     char doc[64] = "";
     if (doc_s && doc_s[0]) {
@@ -213,10 +280,12 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
             error_body(a, srv, resp, 400, "documento inválido");
             return;
         }
+        if (!f->document_normalized) /* as stored: the text sent, byte for byte */
+            snprintf(doc, sizeof doc, "%s", doc_s);
     }
     const char *nome = simsrv_param_get(req, "nome_fantasia");
-    const char *pag_s = simsrv_param_get(req, "pagina");
-    const char *tot_s = simsrv_param_get(req, "total_registros");
+    const char *pag_s = f->busca_paging ? simsrv_param_get(req, "pagina") : NULL;
+    const char *tot_s = f->busca_paging ? simsrv_param_get(req, "total_registros") : NULL;
     int64_t pagina = 1, per = INT64_MAX;
     if ((pag_s && (!simjson_parse_count(pag_s, &pagina) || pagina < 1)) ||
         (tot_s && (!simjson_parse_count(tot_s, &per) || per < 1))) {
@@ -224,7 +293,7 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
         return;
     }
     /* truncate_at (default 1000, the seed's blind spot) caps every answer; 0 = no cap */
-    int64_t cap = simsrv_get_faults(srv)->truncate_at;
+    int64_t cap = f->truncate_at;
     if (cap > 0 && per > cap)
         per = cap;
 
@@ -233,21 +302,24 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
     int64_t matched = 0, first = 0;
     if (pagina > 1)
         first = per > INT64_MAX / (pagina - 1) ? INT64_MAX : (pagina - 1) * per;
-    char k2[64];
     for (size_t i = 0; i < a->clients.n; i++) {
         const cJSON *c = a->clients.items[i].obj;
         bool active = is_active(c);
         if ((status == 1 && !active) || (status == 2 && active))
             continue;
-        if (doc[0] && (!stored_doc_key(c, k2, sizeof k2) || strcmp(k2, doc) != 0))
+        if (doc[0] && !client_has_doc(c, doc, f->document_normalized))
             continue;
         if (nome && nome[0]) {
             const char *nf = simjson_get_str(c, "nome_fantasia");
             if (!nf || !ci_contains(nf, nome))
                 continue;
         }
-        if (matched >= first && matched - first < per)
-            cJSON_AddItemToArray(lista, public_view(c, "cliente_", NULL));
+        if (matched >= first && matched - first < per) {
+            cJSON *row = public_view(c, "cliente_", NULL);
+            if (row)
+                fill_client_defaults(row);
+            cJSON_AddItemToArray(lista, row);
+        }
         matched++;
     }
     if (pag_s || tot_s) {
@@ -297,9 +369,18 @@ static void handle_cliente_criar(app *a, simsrv *srv, const simsrv_req *req, sim
     const cJSON *pj = cJSON_GetObjectItemCaseSensitive(body, "cliente_pessoa_juridica");
     bool has_pf = pf && !cJSON_IsNull(pf), has_pj = pj && !cJSON_IsNull(pj);
     char key[64], stored[64];
+    const simsrv_faults *f = simsrv_get_faults(srv);
     if (!docv || cJSON_IsNull(docv) || (cJSON_IsString(docv) && !docv->valuestring[0])) {
         msg = "cliente_documento é obrigatório";
         goto fail;
+    }
+    if (cJSON_IsString(docv) && !f->uppercase_documents) {
+        for (const char *q = docv->valuestring; *q; q++) {
+            if (*q >= 'a' && *q <= 'z') {
+                msg = "Documento inválido: letras do CNPJ devem ser maiúsculas";
+                goto fail;
+            }
+        }
     }
     if (!doc_key(docv, has_pf && !has_pj ? 11 : has_pj && !has_pf ? 14 : 0, key, sizeof key)) {
         msg = "Documento inválido";
@@ -360,8 +441,9 @@ static void handle_cliente_criar(app *a, simsrv *srv, const simsrv_req *req, sim
         msg = "cliente_ativo deve ser booleano";
         goto fail;
     }
-    if (client_by_doc(a, key)) {
-        status = simsrv_get_faults(srv)->duplicate_status;
+    if (f->duplicate_status != 200 &&
+        client_by_doc(a, f->document_normalized ? key : stored, f->document_normalized)) {
+        status = f->duplicate_status;
         msg = "Cliente já cadastrado";
         goto fail;
     }
@@ -401,11 +483,13 @@ static void handle_cliente_criar(app *a, simsrv *srv, const simsrv_req *req, sim
     cJSON_AddItemToArray(eq, cJSON_CreateString("EQUIPE PADRÃO"));
     simjson_set(rec, "equipes", eq);
     simjson_set(rec, "grupo_categorias", cJSON_CreateArray());
+    fill_client_defaults(rec);
     if (simstore_put(&a->clients, id, rec) < 0) {
         error_body(a, srv, resp, 500, "out of memory");
         return;
     }
     bare_number(resp, id);
+    simsrv_after_write(srv, resp);
     return;
 fail:
     cJSON_Delete(body);
@@ -427,7 +511,14 @@ static void handle_chamado_criar(app *a, simsrv *srv, const simsrv_req *req, sim
         msg = "cliente_id é obrigatório";
         goto fail;
     }
-    if (!cJSON_IsString(cid) || !(client = client_by_token(a, cid->valuestring))) {
+    if (cJSON_IsString(cid))
+        client = client_by_token(a, cid->valuestring);
+    if (!client && simsrv_get_faults(srv)->ticket_client_id_any) {
+        int64_t num;
+        if (simjson_i64(cid, &num) || (cJSON_IsString(cid) && simjson_parse_count(cid->valuestring, &num)))
+            client = simstore_get(&a->clients, num);
+    }
+    if (!client) {
         status = 404;
         msg = "Cliente não encontrado";
         goto fail;
@@ -442,6 +533,27 @@ static void handle_chamado_criar(app *a, simsrv *srv, const simsrv_req *req, sim
         if (strncmp(it->string, "chamado_", 8) == 0 && !cJSON_IsString(it) && !cJSON_IsNull(it) &&
             !cJSON_IsBool(it)) {
             msg = "Campo inválido";
+            goto fail;
+        }
+    }
+    static const struct {
+        const char *field;
+        int cat; /* 0 mesas, 1 setores, 2 categorias */
+        const char *what;
+    } named[] = {{"chamado_mesa", 0, "Mesa de trabalho"},
+                 {"chamado_setor", 1, "Setor"},
+                 {"chamado_categoria_primaria", 2, "Categoria primária"},
+                 {"chamado_categoria_secundaria", 2, "Categoria secundária"}};
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        const cJSON *cat = named[i].cat == 0 ? a->mesas : named[i].cat == 1 ? a->setores : a->categorias;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, named[i].field);
+        if (!cat || !v || cJSON_IsNull(v))
+            continue;
+        if (!cJSON_IsString(v) || !in_catalogue(cat, v->valuestring)) {
+            static char why[160]; /* the state lock is held: one writer at a time */
+            snprintf(why, sizeof why, "%s não encontrado(a): %.80s", named[i].what,
+                     cJSON_IsString(v) ? v->valuestring : "?");
+            msg = why;
             goto fail;
         }
     }
@@ -476,6 +588,7 @@ static void handle_chamado_criar(app *a, simsrv *srv, const simsrv_req *req, sim
         return;
     }
     bare_number(resp, codigo);
+    simsrv_after_write(srv, resp);
     return;
 fail:
     cJSON_Delete(body);
@@ -558,6 +671,171 @@ static int cmp_tickets(const void *pa, const void *pb, void *ctx)
     return s->desc ? -c : c;
 }
 
+/* filtro_body keys of /chamado/listagem (apis.md §2.5). codigo, cliente_token and status are
+ * applied by handle_listagem; the rest by ticket_matches. An unknown key is a 400. */
+typedef enum { FK_BUILTIN, FK_TEXT_EQ, FK_TEXT_IN, FK_DAY, FK_FROM, FK_TO, FK_CLIENT, FK_SAME,
+               FK_CATEGORIES } fkind;
+static const struct {
+    const char *key;
+    fkind kind;
+    const char *field; /* the ticket field compared */
+} FILTER_KEYS[] = {
+    {"codigo", FK_BUILTIN, NULL},
+    {"cliente_token", FK_BUILTIN, NULL},
+    {"status", FK_BUILTIN, NULL},
+    {"assunto", FK_TEXT_IN, "assunto"},
+    {"nome_contato", FK_TEXT_EQ, "contato"},
+    {"email_conferencia", FK_TEXT_EQ, "email_conferencia"},
+    {"tecnico", FK_TEXT_EQ, "tecnico"},
+    {"cliente", FK_TEXT_EQ, "cliente"},
+    {"mesa_trabalho", FK_TEXT_EQ, "mesa_trabalho"},
+    {"categoria_primaria", FK_TEXT_EQ, "categoria_primaria"},
+    {"categoria_secundaria", FK_TEXT_EQ, "categoria_secundaria"},
+    {"setor", FK_TEXT_EQ, "setor"},
+    {"prioridade", FK_TEXT_EQ, "prioridade"},
+    {"data_criacao", FK_DAY, "data_criacao"},
+    {"data_solucao", FK_DAY, "data_solucao"},
+    {"data_hora_criacao_inicial", FK_FROM, "data_criacao"},
+    {"data_hora_criacao_final", FK_TO, "data_criacao"},
+    {"data_hora_solucao_inicial", FK_FROM, "data_solucao"},
+    {"data_hora_solucao_final", FK_TO, "data_solucao"},
+    {"cliente_id", FK_CLIENT, NULL},
+    {"categorias_id", FK_CATEGORIES, "categoria_id"},
+    {"tipo_ticket", FK_SAME, "tipo_ticket"},
+    {"dispositivo", FK_SAME, "dispositivo"},
+    {"possui_avaliacao", FK_SAME, "possui_avaliacao"},
+};
+
+static int filter_index(const char *key)
+{
+    for (size_t i = 0; i < sizeof FILTER_KEYS / sizeof FILTER_KEYS[0]; i++)
+        if (strcmp(FILTER_KEYS[i].key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* "YYYY-MM-DD HH:MM:SS" (or, with day_only, "YYYY-MM-DD") */
+static bool is_milvus_time(const char *s, bool day_only)
+{
+    static const char shape[] = "dddd-dd-dd dd:dd:dd";
+    size_t n = day_only ? 10 : sizeof shape - 1;
+    if (strlen(s) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i])
+            return false;
+    return true;
+}
+
+/* Filter values that mean "no filter": null and "". */
+static bool filter_unset(const cJSON *v)
+{
+    return !v || cJSON_IsNull(v) || (cJSON_IsString(v) && !v->valuestring[0]);
+}
+
+/* NULL when filtro_body key it is known and well-typed, else the 400 message. */
+static const char *check_filter_key(const cJSON *it)
+{
+    static char why[160]; /* the state lock is held */
+    int k = filter_index(it->string);
+    if (k < 0) {
+        snprintf(why, sizeof why, "filtro_body: campo desconhecido '%.60s'", it->string);
+        return why;
+    }
+    if (filter_unset(it) || FILTER_KEYS[k].kind == FK_BUILTIN || FILTER_KEYS[k].kind == FK_SAME)
+        return NULL;
+    bool ok = true;
+    switch (FILTER_KEYS[k].kind) {
+    case FK_TEXT_EQ:
+    case FK_TEXT_IN: ok = cJSON_IsString(it); break;
+    case FK_DAY: ok = cJSON_IsString(it) && is_milvus_time(it->valuestring, true); break;
+    case FK_FROM:
+    case FK_TO: ok = cJSON_IsString(it) && is_milvus_time(it->valuestring, false); break;
+    case FK_CLIENT: {
+        int64_t v;
+        ok = simjson_i64(it, &v) || cJSON_IsString(it);
+        break;
+    }
+    case FK_CATEGORIES: {
+        ok = cJSON_IsArray(it);
+        const cJSON *el;
+        int64_t v;
+        cJSON_ArrayForEach(el, it) ok = ok && simjson_i64(el, &v);
+        break;
+    }
+    default: break;
+    }
+    if (ok)
+        return NULL;
+    snprintf(why, sizeof why, "filtro_body.%.60s inválido", it->string);
+    return why;
+}
+
+/* Every filtro_body condition but the built-in ones holds for ticket t. */
+static bool ticket_matches(const app *a, const cJSON *t, const cJSON *filtro)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, filtro)
+    {
+        int k = filter_index(it->string);
+        if (k < 0 || filter_unset(it))
+            continue;
+        const char *field = FILTER_KEYS[k].field;
+        const char *have = field ? simjson_get_str(t, field) : NULL;
+        switch (FILTER_KEYS[k].kind) {
+        case FK_TEXT_EQ:
+            if (!have || strcasecmp(have, it->valuestring) != 0)
+                return false;
+            break;
+        case FK_TEXT_IN:
+            if (!have || !ci_contains(have, it->valuestring))
+                return false;
+            break;
+        case FK_DAY:
+            if (!have || strncmp(have, it->valuestring, 10) != 0)
+                return false;
+            break;
+        case FK_FROM:
+            if (!have || strcmp(have, it->valuestring) < 0)
+                return false;
+            break;
+        case FK_TO:
+            if (!have || strcmp(have, it->valuestring) > 0)
+                return false;
+            break;
+        case FK_CLIENT: {
+            const char *tok = simjson_get_str(t, "cliente_token");
+            const cJSON *client = tok ? client_by_token(a, tok) : NULL;
+            int64_t want, id;
+            if (simjson_i64(it, &want) || simjson_parse_count(it->valuestring, &want)) {
+                if (!client || !simjson_get_i64(client, "id", &id) || id != want)
+                    return false;
+            } else if (!tok || strcmp(tok, it->valuestring) != 0) {
+                return false;
+            }
+            break;
+        }
+        case FK_CATEGORIES: {
+            int64_t have_id, v;
+            bool hit = false;
+            const cJSON *el;
+            if (!simjson_get_i64(t, field, &have_id))
+                return false;
+            cJSON_ArrayForEach(el, it) hit = hit || (simjson_i64(el, &v) && v == have_id);
+            if (!hit)
+                return false;
+            break;
+        }
+        case FK_SAME:
+            if (!cJSON_Compare(cJSON_GetObjectItemCaseSensitive(t, field), it, true))
+                return false;
+            break;
+        default: break;
+        }
+    }
+    return true;
+}
+
 static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
 {
     cJSON *body = parse_object(a, srv, req, resp, true);
@@ -620,7 +898,7 @@ static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_r
     const char *f_token = simjson_get_str(filtro, "cliente_token");
     if (f_token && !f_token[0])
         f_token = NULL;
-    int64_t f_status = 10; /* Todos */
+    int64_t f_status = simsrv_get_faults(srv)->listagem_default_status;
     const cJSON *fs = cJSON_GetObjectItemCaseSensitive(filtro, "status");
     if (fs && !cJSON_IsNull(fs) && !(cJSON_IsString(fs) && !fs->valuestring[0])) {
         f_status = -1;
@@ -632,6 +910,15 @@ static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_r
         }
         if (f_status < 1 || f_status > 23) {
             msg = "filtro_body.status inválido";
+            goto fail;
+        }
+    }
+    const cJSON *fk;
+    cJSON_ArrayForEach(fk, filtro)
+    {
+        const char *why = check_filter_key(fk);
+        if (why) {
+            msg = why;
             goto fail;
         }
     }
@@ -656,6 +943,8 @@ static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_r
         } else if (f_status != 10 && st != f_status) {
             continue;
         }
+        if (!ticket_matches(a, t, filtro))
+            continue;
         rows[n++] = t;
     }
     qsort_r(rows, n, sizeof *rows, cmp_tickets, &sort);
@@ -666,7 +955,10 @@ static void handle_listagem(app *a, simsrv *srv, const simsrv_req *req, simsrv_r
     if (pagina - 1 > (int64_t)(n / (size_t)per) + 1)
         first = n;
     size_t shown = 0;
-    for (uint64_t i = first; i < n && shown < (size_t)per; i++, shown++)
+    size_t take = (size_t)per;
+    if (first + (uint64_t)per < n) /* mid-scan: more rows follow this page */
+        take = simsrv_short_page(srv, take);
+    for (uint64_t i = first; i < n && shown < take; i++, shown++)
         cJSON_AddItemToArray(lista, public_view(rows[i], "chamado_", "cliente_id"));
     snprintf(buf, sizeof buf, "%lld", (long long)pagina);
     cJSON_AddStringToObject(pg, "current_page", buf);
@@ -811,6 +1103,7 @@ static void handle_acomp_criar(app *a, simsrv *srv, const simsrv_req *req, simsr
     cJSON_AddItemToArray(list, f);
     cJSON_Delete(body);
     simsrv_resp_text(resp, 204, NULL, NULL);
+    simsrv_after_write(srv, resp);
     return;
 fail:
     cJSON_Delete(body);
@@ -894,10 +1187,56 @@ static void app_reset(void *ctx)
     app *a = ctx;
     simstore_clear(&a->clients);
     simstore_clear(&a->tickets);
+    cJSON_Delete(a->mesas);
+    cJSON_Delete(a->setores);
+    cJSON_Delete(a->categorias);
+    a->mesas = a->setores = a->categorias = NULL;
     a->next_client_id = 1001;
     a->next_ticket_id = 5001;
     a->next_codigo = 101;
     a->next_followup_id = 9001;
+}
+
+/* Types of the seeded fields the simulator reads: a wrong one is a 400 naming the record and
+ * the field, not a record that breaks later searches and filters. */
+static bool seed_types_ok(const cJSON *rec, bool clients, const char *name, size_t idx, char *err,
+                          size_t errlen)
+{
+    enum { T_STR, T_BOOL, T_INT, T_DOC, T_TIME, T_STATUS };
+    static const struct {
+        const char *field;
+        int type;
+    } cf[] = {{"cnpj_cpf", T_DOC}, {"token", T_STR}, {"nome_fantasia", T_STR},
+              {"razao_social", T_STR}, {"is_ativo", T_BOOL}, {"is_fisica", T_BOOL},
+              {NULL, 0}},
+      tf[] = {{"cliente_token", T_STR}, {"assunto", T_STR}, {"status", T_STATUS},
+              {"status_id", T_INT}, {"data_criacao", T_TIME}, {"data_solucao", T_TIME},
+              {"contato", T_STR}, {"email_conferencia", T_STR}, {NULL, 0}};
+    for (int i = 0; (clients ? cf : tf)[i].field; i++) {
+        const char *field = (clients ? cf : tf)[i].field;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, field);
+        if (!v || cJSON_IsNull(v))
+            continue;
+        int64_t n;
+        bool ok;
+        const char *want;
+        switch ((clients ? cf : tf)[i].type) {
+        case T_STR: ok = cJSON_IsString(v); want = "a string"; break;
+        case T_BOOL: ok = cJSON_IsBool(v); want = "true or false"; break;
+        case T_INT: ok = simjson_i64(v, &n); want = "an integer"; break;
+        case T_DOC: ok = cJSON_IsString(v) || (simjson_i64(v, &n) && n >= 0); want = "a string (or a number)"; break;
+        case T_TIME:
+            ok = cJSON_IsString(v) && is_milvus_time(v->valuestring, false);
+            want = "\"YYYY-MM-DD HH:MM:SS\"";
+            break;
+        default: ok = cJSON_IsString(v) || simjson_i64(v, &n); want = "a status name or id"; break;
+        }
+        if (!ok) {
+            snprintf(err, errlen, "seed: %s[%zu].%s must be %s", name, idx, field, want);
+            return false;
+        }
+    }
+    return true;
 }
 
 static int seed_list(app *a, const cJSON *arr, bool clients, char *err, size_t errlen)
@@ -915,6 +1254,8 @@ static int seed_list(app *a, const cJSON *arr, bool clients, char *err, size_t e
             snprintf(err, errlen, "seed: %s[%zu] is not an object", name, idx);
             return -1;
         }
+        if (!seed_types_ok(rec, clients, name, idx, err, errlen))
+            return -1;
         cJSON *copy = cJSON_Duplicate(rec, true);
         if (!copy) {
             snprintf(err, errlen, "seed: out of memory");
@@ -965,6 +1306,13 @@ static int seed_list(app *a, const cJSON *arr, bool clients, char *err, size_t e
     return 0;
 }
 
+static cJSON **catalogue_slot(app *a, const char *key)
+{
+    return strcmp(key, "mesas") == 0 ? &a->mesas : strcmp(key, "setores") == 0 ? &a->setores
+                                   : strcmp(key, "categorias") == 0            ? &a->categorias
+                                                                               : NULL;
+}
+
 static int app_seed(void *ctx, simsrv *srv, const cJSON *body, char *err, size_t errlen)
 {
     (void)srv;
@@ -972,10 +1320,34 @@ static int app_seed(void *ctx, simsrv *srv, const cJSON *body, char *err, size_t
     const cJSON *it;
     cJSON_ArrayForEach(it, body)
     {
-        if (strcmp(it->string, "clientes") != 0 && strcmp(it->string, "chamados") != 0) {
-            snprintf(err, errlen, "seed: unknown key '%.60s' (clientes, chamados)", it->string);
+        if (strcmp(it->string, "clientes") != 0 && strcmp(it->string, "chamados") != 0 &&
+            !catalogue_slot(a, it->string)) {
+            snprintf(err, errlen, "seed: unknown key '%.60s' (clientes, chamados, mesas, setores, categorias)",
+                     it->string);
             return -1;
         }
+        if (catalogue_slot(a, it->string)) {
+            bool ok = cJSON_IsArray(it);
+            const cJSON *el;
+            cJSON_ArrayForEach(el, it) ok = ok && cJSON_IsString(el) && el->valuestring[0];
+            if (!ok) {
+                snprintf(err, errlen, "seed: '%s' must be an array of non-empty names", it->string);
+                return -1;
+            }
+        }
+    }
+    cJSON_ArrayForEach(it, body)
+    {
+        cJSON **slot = catalogue_slot(a, it->string);
+        if (!slot)
+            continue;
+        cJSON *copy = cJSON_Duplicate(it, true);
+        if (!copy) {
+            snprintf(err, errlen, "seed: out of memory");
+            return -1;
+        }
+        cJSON_Delete(*slot);
+        *slot = copy;
     }
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(body, "clientes");
     if (c && seed_list(a, c, true, err, errlen) < 0)
@@ -996,6 +1368,12 @@ static cJSON *app_state(void *ctx)
     cJSON *t = cJSON_AddArrayToObject(o, "chamados");
     for (size_t i = 0; t && i < a->tickets.n; i++)
         cJSON_AddItemToArray(t, cJSON_Duplicate(a->tickets.items[i].obj, true));
+    const char *cats[] = {"mesas", "setores", "categorias"};
+    for (int i = 0; o && i < 3; i++) {
+        cJSON **slot = catalogue_slot(a, cats[i]);
+        if (*slot)
+            cJSON_AddItemToObject(o, cats[i], cJSON_Duplicate(*slot, true));
+    }
     return o;
 }
 
@@ -1084,6 +1462,7 @@ int main(int argc, char **argv)
         .reset = app_reset,
     };
     rc = simmain_run(&def, &args);
+    app_reset(a);
     simstore_clear(&a->clients);
     simstore_clear(&a->tickets);
     free(a);

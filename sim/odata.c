@@ -14,6 +14,7 @@
 #define MAX_DEPTH 64        /* parentheses / nesting: deep input is a 400, never a crash */
 #define MAX_LAMBDA 8
 #define MAX_SEGS 8
+#define MAX_ABS 24 /* a member's path from the record, lambda variables expanded */
 
 typedef enum { OP_EQ, OP_NE, OP_GT, OP_GE, OP_LT, OP_LE } cmpop;
 typedef enum { N_OR, N_AND, N_NOT, N_CMP, N_FUNC, N_ANY, N_ALL } nkind;
@@ -27,6 +28,10 @@ typedef struct operand {
     size_t nsegs;
     int lambda; /* -1: path starts at the record; else index of the lambda variable */
     odata_type ftype;
+    /* the path from the record (borrowed pointers into this and enclosing operands, valid
+     * while the expression lives): segs[i] is abs[abs_off + i] for i >= 1 */
+    const char *abs[MAX_ABS];
+    size_t nabs, abs_off;
     /* literal */
     littype lt;
     bool b;
@@ -62,6 +67,7 @@ typedef struct parser {
     bool has_tok;
     const odata_schema *schema;
     char *vars[MAX_LAMBDA];
+    const operand *varcoll[MAX_LAMBDA]; /* the collection each variable ranges over */
     int nvars;
     int depth;
     char *err;
@@ -364,28 +370,79 @@ static bool parse_path(parser *ps, operand *o, int *lambda_kind)
     }
 }
 
-/* Resolves a member's first segment against lambda variables and the schema. */
+/* "A/B/C" of path[0..n) into buf, for messages. */
+static const char *path_text(const char *const *path, size_t n, char *buf, size_t size)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && o + 1 < size; i++) {
+        int w = snprintf(buf + o, size - o, "%s%s", i ? "/" : "", path[i]);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    return buf;
+}
+
+/* Resolves a member against lambda variables and the schema: its path from the record and
+ * its declared type. */
 static bool check_member(parser *ps, operand *o, bool want_collection)
 {
-    for (int i = ps->nvars - 1; i >= 0; i--) {
+    char shown[200];
+    o->nabs = 0;
+    o->abs_off = 0;
+    for (int i = ps->nvars - 1; i >= 0 && o->lambda < 0; i--) {
         if (strcmp(ps->vars[i], o->segs[0]) == 0) {
+            const operand *coll = ps->varcoll[i];
+            if (coll->nabs + o->nsegs > MAX_ABS) {
+                perr(ps, "member path too long");
+                return false;
+            }
             o->lambda = i;
-            o->ftype = ODATA_ANY;
-            return true;
+            memcpy(o->abs, coll->abs, coll->nabs * sizeof *o->abs);
+            o->nabs = coll->nabs;
+            o->abs_off = coll->nabs - 1;
         }
     }
-    odata_type t = ps->schema && ps->schema->field_type
-                       ? ps->schema->field_type(ps->schema->ctx, o->segs[0])
-                       : ODATA_ANY;
+    if (o->lambda >= 0) {
+        for (size_t k = 1; k < o->nsegs; k++)
+            o->abs[o->nabs++] = o->segs[k];
+        if (o->nsegs == 1 || !ps->schema || !ps->schema->path_type) {
+            o->ftype = ODATA_ANY; /* the element itself (a primitive collection) */
+            return true;
+        }
+    } else {
+        for (size_t k = 0; k < o->nsegs; k++)
+            o->abs[o->nabs++] = o->segs[k];
+    }
+    if (o->lambda < 0 && (o->nsegs > 1 || want_collection) && ps->schema && ps->schema->field_type) {
+        odata_type first = ps->schema->field_type(ps->schema->ctx, o->segs[0]);
+        if (first == ODATA_UNKNOWN) {
+            perr(ps, "unknown field '%s' in $filter", o->segs[0]);
+            return false;
+        }
+        if (first != ODATA_NAV && first != ODATA_ANY) {
+            perr(ps, "'%s' is not a navigation property", o->segs[0]);
+            return false;
+        }
+    }
+    odata_type t;
+    if (o->lambda < 0 && o->nsegs == 1)
+        t = ps->schema && ps->schema->field_type ? ps->schema->field_type(ps->schema->ctx, o->segs[0])
+                                                 : ODATA_ANY;
+    else if (ps->schema && ps->schema->path_type)
+        t = ps->schema->path_type(ps->schema->ctx, o->abs, o->nabs);
+    else
+        t = ODATA_ANY;
     if (t == ODATA_UNKNOWN) {
-        perr(ps, "unknown field '%s' in $filter", o->segs[0]);
+        perr(ps, "unknown field '%s' in $filter", path_text(o->abs, o->nabs, shown, sizeof shown));
         return false;
     }
-    if ((o->nsegs > 1 || want_collection) && t != ODATA_NAV && t != ODATA_ANY) {
-        perr(ps, "'%s' is not a navigation property", o->segs[0]);
+    if (want_collection && t != ODATA_NAV && t != ODATA_ANY) {
+        perr(ps, "'%s' is not a navigation property", path_text(o->abs, o->nabs, shown, sizeof shown));
         return false;
     }
-    o->ftype = o->nsegs > 1 ? ODATA_ANY : t;
+    o->ftype = t;
     return true;
 }
 
@@ -504,6 +561,7 @@ static odata_expr *parse_lambda(parser *ps, operand *coll, int kind)
         free(var);
         goto fail;
     }
+    ps->varcoll[ps->nvars] = &e->l;
     ps->vars[ps->nvars++] = var;
     e->a = parse_or(ps);
     ps->nvars--;
@@ -751,26 +809,65 @@ odata_expr *odata_filter_parse(const char *text, const odata_schema *schema, cha
 typedef struct evalctx {
     const cJSON *record;
     const odata_schema *schema;
+    bool ci;
     const cJSON *env[MAX_LAMBDA];
     char *err;
     size_t errlen;
 } evalctx;
+
+/* Keeps a computed value alive until the caller deletes *holder (an array made on demand). */
+static void hold(cJSON **holder, cJSON *v)
+{
+    if (!v)
+        return;
+    if (!*holder)
+        *holder = cJSON_CreateArray();
+    if (*holder)
+        cJSON_AddItemToArray(*holder, v);
+    else
+        cJSON_Delete(v);
+}
 
 static const cJSON *resolve(evalctx *c, const operand *o, cJSON **owned)
 {
     *owned = NULL;
     const cJSON *cur;
     size_t i = 1;
+    cJSON *one = NULL;
     if (o->lambda >= 0) {
         cur = c->env[o->lambda];
     } else if (c->schema && c->schema->member) {
-        cur = c->schema->member(c->schema->ctx, c->record, o->segs[0], owned);
+        cur = c->schema->member(c->schema->ctx, c->record, o->segs[0], &one);
+        hold(owned, one);
     } else {
         cur = cJSON_GetObjectItemCaseSensitive(c->record, o->segs[0]);
     }
-    for (; cur && i < o->nsegs; i++)
-        cur = cJSON_IsObject(cur) ? cJSON_GetObjectItemCaseSensitive(cur, o->segs[i]) : NULL;
+    for (; cur && i < o->nsegs; i++) {
+        if (!cJSON_IsObject(cur)) {
+            cur = NULL;
+        } else if (c->schema && c->schema->member_at && o->nabs == o->abs_off + o->nsegs) {
+            one = NULL;
+            cur = c->schema->member_at(c->schema->ctx, cur, o->abs, o->abs_off + i, &one);
+            hold(owned, one);
+        } else {
+            cur = cJSON_GetObjectItemCaseSensitive(cur, o->segs[i]);
+        }
+    }
     return cur;
+}
+
+static int lower(int ch);
+
+/* strcmp, or its ASCII case-insensitive form. */
+static int str_cmp(const char *a, const char *b, bool ci)
+{
+    if (!ci)
+        return strcmp(a, b);
+    for (;; a++, b++) {
+        int x = lower((unsigned char)*a), y = lower((unsigned char)*b);
+        if (x != y || !x)
+            return x - y;
+    }
 }
 
 static bool apply(cmpop op, int cmp)
@@ -832,7 +929,7 @@ static int eval_cmp(evalctx *c, const odata_expr *e, bool *out)
             rc = mismatch(c, &e->l, "string");
             goto out;
         }
-        *out = apply(e->op, strcmp(v->valuestring, lit->str));
+        *out = apply(e->op, str_cmp(v->valuestring, lit->str, c->ci));
         break;
     case L_NUM:
         if (!cJSON_IsNumber(v)) {
@@ -871,10 +968,10 @@ static int lower(int ch)
     return ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch;
 }
 
-static bool ci_prefix(const char *s, const char *pre)
+static bool ci_prefix(const char *s, const char *pre, bool ci)
 {
     for (; *pre; s++, pre++)
-        if (!*s || lower((unsigned char)*s) != lower((unsigned char)*pre))
+        if (!*s || (ci ? lower((unsigned char)*s) != lower((unsigned char)*pre) : *s != *pre))
             return false;
     return true;
 }
@@ -903,14 +1000,14 @@ static int eval_func(evalctx *c, const odata_expr *e, bool *out)
     size_t n0 = strlen(s[0]), n1 = strlen(s[1]);
     switch (e->func) {
     case F_STARTSWITH:
-        *out = ci_prefix(s[0], s[1]);
+        *out = ci_prefix(s[0], s[1], c->ci);
         break;
     case F_ENDSWITH:
-        *out = n1 <= n0 && ci_prefix(s[0] + n0 - n1, s[1]);
+        *out = n1 <= n0 && ci_prefix(s[0] + n0 - n1, s[1], c->ci);
         break;
     default:
         for (size_t i = 0; i + n1 <= n0; i++) {
-            if (ci_prefix(s[0] + i, s[1])) {
+            if (ci_prefix(s[0] + i, s[1], c->ci)) {
                 *out = true;
                 break;
             }
@@ -999,7 +1096,8 @@ static int eval(evalctx *c, const odata_expr *e, int lambda_depth, bool *out)
 int odata_filter_eval(const odata_expr *expr, const cJSON *record, const odata_schema *schema,
                       bool *match, char *err, size_t errlen)
 {
-    evalctx c = {.record = record, .schema = schema, .err = err, .errlen = errlen};
+    evalctx c = {.record = record, .schema = schema, .err = err, .errlen = errlen,
+                 .ci = schema && schema->case_insensitive};
     *match = false;
     if (!expr) {
         *match = true;
@@ -1157,7 +1255,10 @@ int odata_list_parse(const char *text, odata_list *out, char *err, size_t errlen
                 p++;
         }
         p = skip_ws(p);
+        const char *opt_start = NULL;
+        size_t opt_len = 0;
         if (*p == '(') {
+            opt_start = p + 1;
             int depth = 0;
             bool in_str = false;
             for (; *p; p++) {
@@ -1177,6 +1278,7 @@ int odata_list_parse(const char *text, odata_list *out, char *err, size_t errlen
                 snprintf(err, errlen, "unbalanced parentheses in nested options");
                 goto fail;
             }
+            opt_len = (size_t)(p - opt_start);
             p = skip_ws(p + 1);
         }
         if (*p != ',' && *p != '\0') {
@@ -1189,8 +1291,17 @@ int odata_list_parse(const char *text, odata_list *out, char *err, size_t errlen
             goto fail;
         }
         out->names = names;
+        char **opts = realloc(out->opts, (out->n + 1) * sizeof *opts);
+        if (!opts) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        out->opts = opts;
         names[out->n] = strndup(s, n);
-        if (!names[out->n]) {
+        opts[out->n] = opt_start ? strndup(opt_start, opt_len) : NULL;
+        if (!names[out->n] || (opt_start && !opts[out->n])) {
+            free(names[out->n]);
+            free(opts[out->n]);
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
@@ -1206,11 +1317,77 @@ fail:
 
 void odata_list_free(odata_list *list)
 {
-    for (size_t i = 0; i < list->n; i++)
+    for (size_t i = 0; i < list->n; i++) {
         free(list->names[i]);
+        if (list->opts)
+            free(list->opts[i]);
+    }
     free(list->names);
+    free(list->opts);
     list->names = NULL;
+    list->opts = NULL;
     list->n = 0;
+}
+
+const char *odata_list_opts(const odata_list *list, const char *name)
+{
+    for (size_t i = 0; list && i < list->n; i++)
+        if (strcmp(list->names[i], name) == 0)
+            return list->opts ? list->opts[i] : NULL;
+    return NULL;
+}
+
+int odata_options_each(const char *text,
+                       int (*fn)(void *ctx, const char *name, const char *value, char *err,
+                                 size_t errlen),
+                       void *ctx, char *err, size_t errlen)
+{
+    const char *p = text ? text : "";
+    while (*p) {
+        const char *start = skip_ws(p);
+        int depth = 0;
+        bool in_str = false;
+        const char *q = start;
+        for (; *q; q++) {
+            if (in_str) {
+                if (*q == '\'')
+                    in_str = false;
+                continue;
+            }
+            if (*q == '\'')
+                in_str = true;
+            else if (*q == '(')
+                depth++;
+            else if (*q == ')' && --depth < 0)
+                break;
+            else if (*q == ';' && depth == 0)
+                break;
+        }
+        if (depth != 0 || in_str) {
+            snprintf(err, errlen, "unbalanced parentheses in nested options");
+            return -1;
+        }
+        const char *eq = memchr(start, '=', (size_t)(q - start));
+        if (!eq || eq == start) {
+            snprintf(err, errlen, "nested option '%.*s' needs name=value",
+                     (int)((size_t)(q - start) > 40 ? 40 : (size_t)(q - start)), start);
+            return -1;
+        }
+        size_t nlen = (size_t)(eq - start);
+        while (nlen > 0 && (start[nlen - 1] == ' ' || start[nlen - 1] == '\t'))
+            nlen--;
+        char *name = strndup(start, nlen);
+        char *value = strndup(eq + 1, (size_t)(q - eq - 1));
+        int rc = name && value ? fn(ctx, name, value, err, errlen) : -1;
+        if (!name || !value)
+            snprintf(err, errlen, "out of memory");
+        free(name);
+        free(value);
+        if (rc < 0)
+            return -1;
+        p = *q == ';' ? q + 1 : q;
+    }
+    return 0;
 }
 
 bool odata_list_has(const odata_list *list, const char *name)

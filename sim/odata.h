@@ -3,16 +3,18 @@
  *   $filter   eq ne gt ge lt le, and, or, not, parentheses; literals: 'strings' ('' escapes),
  *             integers and decimals, true/false, null, unquoted DateTimeOffset
  *             (2024-01-01T00:00:00.1234567-03:00, Z or any ±HH:MM; compared as instants);
- *             contains/startswith/endswith(Field,'x') (ASCII case-insensitive);
+ *             contains/startswith/endswith(Field,'x') (case as the schema says);
  *             Nav/any(x: <expr over x/...>), Nav/all(...); navigation paths (City/Id eq 1);
  *             a bare boolean field (Finished) means "Finished eq true".
  *   $orderby  Field [asc|desc][, ...]
- *   $select / $expand lists, with nested "(...)" options accepted and ignored.
+ *   $select / $expand lists, with nested "(...)" options kept for the caller
+ *   (Tags($select=Tag;$expand=Tag)).
  *
- * Anything outside the subset, an unknown field, or a literal whose type cannot be compared with
- * the field's declared type is a parse error, so the caller can answer 400 instead of a wrong
- * result. Runtime type mismatches (an undeclared field holding a number compared with a string)
- * are evaluation errors for the same reason.
+ * Anything outside the subset, an unknown field (at any depth, when the schema gives
+ * path_type: inside lambdas and navigation paths too), or a literal whose type cannot be
+ * compared with the field's declared type is a parse error, so the caller can answer 400
+ * instead of a wrong result. Runtime type mismatches (an untyped field holding a number
+ * compared with a string) are evaluation errors for the same reason.
  *
  * Ownership: parse functions return heap objects freed by their *_free. Thread-safe: no shared
  * state; the schema callbacks are called on the caller's thread.
@@ -26,7 +28,8 @@
 
 typedef enum odata_type {
     ODATA_UNKNOWN = 0, /* not a field of this entity set: 400 */
-    ODATA_ANY,         /* present in data but undeclared: checked at run time */
+    ODATA_ANY,         /* declared without a type (an undocumented object's content):
+                        * checked at run time */
     ODATA_INT,
     ODATA_NUM,
     ODATA_STR,
@@ -44,6 +47,19 @@ typedef struct odata_schema {
      * object lookup. */
     const cJSON *(*member)(void *ctx, const cJSON *record, const char *name, cJSON **owned);
     void *ctx;
+    /* Optional. Declared type of a path below the record ("City/Name", "Tags/TagId": a
+     * collection's segment stands for its elements; a lambda variable's path is the path of
+     * its collection); ODATA_UNKNOWN when not a property. NULL = nested paths are unchecked
+     * (ODATA_ANY). */
+    odata_type (*path_type)(void *ctx, const char *const *path, size_t n);
+    /* Optional. Member path[idx] of obj, where obj is the value reached by path[0..idx-1]
+     * (an element, for collections); may compute navigation properties, handing new values
+     * over in *owned like member. NULL = plain object lookup below the first segment. */
+    const cJSON *(*member_at)(void *ctx, const cJSON *obj, const char *const *path, size_t idx,
+                              cJSON **owned);
+    /* String comparisons (eq ne gt ge lt le, contains, startswith, endswith) ignore ASCII
+     * case when true; all of them are case-sensitive when false. */
+    bool case_insensitive;
 } odata_schema;
 
 typedef struct odata_expr odata_expr;
@@ -81,13 +97,26 @@ int odata_compare_values(const cJSON *a, const cJSON *b);
 typedef struct odata_list {
     size_t n;
     char **names;
+    char **opts; /* per name: the text inside its "(...)" nested options, or NULL */
 } odata_list;
 
 /* Parses a comma-separated $select / $expand list. Each item is an identifier (or "*"), may
- * be a path "A/B" (only "A" is kept) and may carry "(...)" nested options, which are skipped.
- * Returns 0, or -1 with err (empty item, bad identifier, unbalanced parentheses). */
+ * be a path "A/B" (only "A" is kept) and may carry "(...)" nested options, whose inner text
+ * is kept in opts. Returns 0, or -1 with err (empty item, bad identifier, unbalanced
+ * parentheses). */
 int odata_list_parse(const char *text, odata_list *out, char *err, size_t errlen);
 void odata_list_free(odata_list *list);
 bool odata_list_has(const odata_list *list, const char *name);
+
+/* The nested options of `name` in list, or NULL. */
+const char *odata_list_opts(const odata_list *list, const char *name);
+
+/* Splits nested options "$select=A,B;$expand=C($select=D)" (';' at depth 0) and calls fn
+ * for each "name=value" (name includes the '$'; value NUL-terminated copy). Returns 0, or -1
+ * with err (an item without '=', unbalanced parentheses, fn's error). */
+int odata_options_each(const char *text,
+                       int (*fn)(void *ctx, const char *name, const char *value, char *err,
+                                 size_t errlen),
+                       void *ctx, char *err, size_t errlen);
 
 #endif

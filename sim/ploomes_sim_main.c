@@ -9,6 +9,10 @@
  * Country, Company, Owner, Contact, Creator, Type and a company's Contacts are computed from
  * the foreign keys at read time.
  *
+ * Strict (issue 9, README.md): the schema is the documented one, fixed (TYPES below): bodies,
+ * seeds and every query option are checked against it, typed, and unknown names answer 400;
+ * nested $expand options are applied (shape_parse/render).
+ *
  * Dates: written like ASP.NET (up to 7 fractional digits, trailing zeros trimmed, -03:00); every
  * CreateDate/LastUpdateDate/FinishDate this server stamps is strictly later than the previous
  * one (100 ns apart at least), so no two writes share a LastUpdateDate. Contacts always carry
@@ -28,24 +32,32 @@
 
 #define PAGE_CAP 300
 #define ACCOUNT_USER_ID 10000001
+#define LARGE_ID_BASE 3000000000LL /* large_ids: past 2^31, as some real ids come close to it */
 
 /* ---- schema -------------------------------------------------------------------------------- */
 
+/* Entity sets (URL paths), then the types of their relation rows and lookups. The schema is
+ * the documented one (reference/apis.md §1.4-§1.7), fixed: stored data never adds a field. */
 enum { S_ACCOUNT, S_CONTACTS, S_TASKS, S_INTERACTIONS, S_TAGS, S_CITIES, S_STATES, S_COUNTRIES,
        S_USERS, S_CONTACT_TYPES, S_PHONE_TYPES, S_COUNT };
+enum { T_TAGREL = S_COUNT, T_PHONE, T_OTHERPROP, T_TASKCONTACT, T_TASKUSER, T_LOOKUP, T_OPAQUE,
+       T_COUNT };
 
 typedef struct fielddef {
     const char *name;
     odata_type type;
 } fielddef;
 
+/* MANY: a collection stored in the record (rows of type `target`); ONE: an object stored in
+ * the record (type `target`); LOOKUP: computed from our foreign key `fk` (set `target`);
+ * REVERSE: the records of set `target` whose `fk` is our Id. */
 typedef enum { NAV_MANY, NAV_ONE, NAV_LOOKUP, NAV_REVERSE } navkind;
 
 typedef struct navdef {
     const char *name;
     navkind kind;
-    int target;     /* NAV_LOOKUP / NAV_REVERSE: entity set */
-    const char *fk; /* LOOKUP: our field holding the target id; REVERSE: target's field = our Id */
+    int target;
+    const char *fk;
 } navdef;
 
 #define I ODATA_INT
@@ -67,24 +79,29 @@ static const fielddef contact_fields[] = {
     {"Longitude", N}, {"EmailMarketing", B}, {"HasConsent", B}, {"Editable", B},
     {"Deletable", B}, {"HasScheduledTasks", B}, {"CreatorId", I}, {"UpdaterId", I},
     {"CreateDate", D}, {"LastUpdateDate", D}, {"Key", S}, {"AvatarUrl", S}, {"ImportId", I},
+    {"CreateImportationId", I}, {"UpdateImportationId", I}, {"ImportationIdCreate", I},
+    {"ImportationIdUpdate", I}, {"PublicFormIdCreate", I}, {"PublicFormIdUpdate", I},
     {"LeadId", I}, {"FirstTaskId", I}, {"FirstTaskDate", D}, {"LastInteractionRecordId", I},
-    {"LastDealId", I}, {"LastOrderId", I}, {"LastDocumentId", I}, {NULL, 0}};
+    {"LastDealId", I}, {"LastOrderId", I}, {"LastDocumentId", I}, {"TasksOrdination", I},
+    {NULL, 0}};
 
 static const navdef contact_navs[] = {
-    {"Tags", NAV_MANY, 0, NULL}, {"Phones", NAV_MANY, 0, NULL},
-    {"OtherProperties", NAV_MANY, 0, NULL}, {"CollaboratingUsers", NAV_MANY, 0, NULL},
-    {"Attachments", NAV_MANY, 0, NULL},
+    {"Tags", NAV_MANY, T_TAGREL, NULL}, {"Phones", NAV_MANY, T_PHONE, NULL},
+    {"OtherProperties", NAV_MANY, T_OTHERPROP, NULL},
+    {"CollaboratingUsers", NAV_MANY, T_OPAQUE, NULL}, {"Attachments", NAV_MANY, T_OPAQUE, NULL},
     {"City", NAV_LOOKUP, S_CITIES, "CityId"}, {"State", NAV_LOOKUP, S_STATES, "StateId"},
     {"Country", NAV_LOOKUP, S_COUNTRIES, "CountryId"},
     {"Company", NAV_LOOKUP, S_CONTACTS, "CompanyId"}, {"Owner", NAV_LOOKUP, S_USERS, "OwnerId"},
     {"Creator", NAV_LOOKUP, S_USERS, "CreatorId"}, {"Updater", NAV_LOOKUP, S_USERS, "UpdaterId"},
     {"Type", NAV_LOOKUP, S_CONTACT_TYPES, "TypeId"},
     {"Contacts", NAV_REVERSE, S_CONTACTS, "CompanyId"},
-    {"Status", NAV_ONE, 0, NULL}, {"Class", NAV_ONE, 0, NULL}, {"Origin", NAV_ONE, 0, NULL},
-    {"Currency", NAV_ONE, 0, NULL}, {"Department", NAV_ONE, 0, NULL},
-    {"Relationship", NAV_ONE, 0, NULL}, {"LineOfBusiness", NAV_ONE, 0, NULL},
-    {"Role", NAV_ONE, 0, NULL}, {"NumberOfEmployees", NAV_ONE, 0, NULL}, {NULL, 0, 0, NULL}};
+    {"Status", NAV_ONE, T_LOOKUP, NULL}, {"Class", NAV_ONE, T_LOOKUP, NULL},
+    {"Origin", NAV_ONE, T_LOOKUP, NULL}, {"Currency", NAV_ONE, T_LOOKUP, NULL},
+    {"Department", NAV_ONE, T_LOOKUP, NULL}, {"Relationship", NAV_ONE, T_LOOKUP, NULL},
+    {"LineOfBusiness", NAV_ONE, T_LOOKUP, NULL}, {"Role", NAV_ONE, T_LOOKUP, NULL},
+    {"NumberOfEmployees", NAV_ONE, T_LOOKUP, NULL}, {NULL, 0, 0, NULL}};
 
+/* OwnerId is not a task field: the MCP server's Date/Hour/OwnerId contradict ITasks ([G]). */
 static const fielddef task_fields[] = {
     {"Id", I}, {"Title", S}, {"Description", S}, {"TypeId", I}, {"ContactId", I},
     {"ContactName", S}, {"DealId", I}, {"DateTime", D}, {"EndTime", D}, {"NoTime", B},
@@ -92,17 +109,16 @@ static const fielddef task_fields[] = {
     {"Editable", B}, {"CreatesGoogleCalendarEvent", B}, {"Address", S}, {"Latitude", N},
     {"Longitude", N}, {"InteractionRecordId", I}, {"OriginTaskId", I},
     {"RepeatIntervalLength", I}, {"RepeatIntervalUnitId", I}, {"EmailReminderId", I},
-    {"OwnerId", I}, {"CreatorId", I}, {"UpdaterId", I}, {"CreateDate", D},
-    {"LastUpdateDate", D}, {NULL, 0}};
+    {"CreatorId", I}, {"UpdaterId", I}, {"CreateDate", D}, {"LastUpdateDate", D}, {NULL, 0}};
 
 static const navdef task_navs[] = {
-    {"Tags", NAV_MANY, 0, NULL}, {"Contacts", NAV_MANY, 0, NULL}, {"Users", NAV_MANY, 0, NULL},
-    {"OtherProperties", NAV_MANY, 0, NULL},
-    {"Contact", NAV_LOOKUP, S_CONTACTS, "ContactId"}, {"Owner", NAV_LOOKUP, S_USERS, "OwnerId"},
+    {"Tags", NAV_MANY, T_TAGREL, NULL}, {"Contacts", NAV_MANY, T_TASKCONTACT, NULL},
+    {"Users", NAV_MANY, T_TASKUSER, NULL}, {"OtherProperties", NAV_MANY, T_OTHERPROP, NULL},
+    {"Contact", NAV_LOOKUP, S_CONTACTS, "ContactId"},
     {"Creator", NAV_LOOKUP, S_USERS, "CreatorId"}, {"Updater", NAV_LOOKUP, S_USERS, "UpdaterId"},
-    {"Finisher", NAV_LOOKUP, S_USERS, "FinisherId"}, {"Deal", NAV_ONE, 0, NULL},
-    {"Type", NAV_ONE, 0, NULL}, {"OriginTask", NAV_ONE, 0, NULL},
-    {"RepeatIntervalUnit", NAV_ONE, 0, NULL}, {"EmailReminder", NAV_ONE, 0, NULL},
+    {"Finisher", NAV_LOOKUP, S_USERS, "FinisherId"}, {"Deal", NAV_ONE, T_OPAQUE, NULL},
+    {"Type", NAV_ONE, T_LOOKUP, NULL}, {"OriginTask", NAV_ONE, T_OPAQUE, NULL},
+    {"RepeatIntervalUnit", NAV_ONE, T_LOOKUP, NULL}, {"EmailReminder", NAV_ONE, T_LOOKUP, NULL},
     {NULL, 0, 0, NULL}};
 
 static const fielddef interaction_fields[] = {
@@ -112,10 +128,10 @@ static const fielddef interaction_fields[] = {
     {"LastUpdateDate", D}, {"CreateDate", D}, {"Editable", B}, {NULL, 0}};
 
 static const navdef interaction_navs[] = {
-    {"Tags", NAV_MANY, 0, NULL}, {"NotifiedUsers", NAV_MANY, 0, NULL},
-    {"Comments", NAV_MANY, 0, NULL}, {"OtherProperties", NAV_MANY, 0, NULL},
+    {"Tags", NAV_MANY, T_TAGREL, NULL}, {"NotifiedUsers", NAV_MANY, T_OPAQUE, NULL},
+    {"Comments", NAV_MANY, T_OPAQUE, NULL}, {"OtherProperties", NAV_MANY, T_OTHERPROP, NULL},
     {"Contact", NAV_LOOKUP, S_CONTACTS, "ContactId"},
-    {"Creator", NAV_LOOKUP, S_USERS, "CreatorId"}, {"Type", NAV_ONE, 0, NULL},
+    {"Creator", NAV_LOOKUP, S_USERS, "CreatorId"}, {"Type", NAV_ONE, T_LOOKUP, NULL},
     {NULL, 0, 0, NULL}};
 
 static const fielddef tag_fields[] = {{"Id", I}, {"Name", S}, {"Color", S}, {"EntityId", I}, {NULL, 0}};
@@ -133,17 +149,65 @@ static const fielddef account_fields[] = {{"Id", I}, {"Name", S}, {"Email", S}, 
 static const fielddef lookup_fields[] = {{"Id", I}, {"Name", S}, {NULL, 0}};
 static const navdef no_navs[] = {{NULL, 0, 0, NULL}};
 
+/* Relation rows: ITagsRelational, IContactsPhones, IOtherProperties, task Contacts
+ * ({Id, TaskId, ContactId, Name, Email}); task Users ({Id, UserId, TaskId} + User, [G]). */
+static const fielddef tagrel_fields[] = {{"Id", I}, {"TagId", I}, {"ContactId", I}, {"TaskId", I},
+                                         {"InteractionRecordId", I}, {"DealId", I}, {"LeadId", I},
+                                         {"NoteId", I}, {NULL, 0}};
+static const navdef tagrel_navs[] = {{"Tag", NAV_LOOKUP, S_TAGS, "TagId"}, {NULL, 0, 0, NULL}};
+static const fielddef phone_fields[] = {{"Id", I}, {"ContactId", I}, {"PhoneNumber", S},
+                                        {"SearchPhoneNumber", N}, {"TypeId", I}, {"CountryId", I},
+                                        {NULL, 0}};
+static const navdef phone_navs[] = {{"Type", NAV_LOOKUP, S_PHONE_TYPES, "TypeId"},
+                                    {"Country", NAV_LOOKUP, S_COUNTRIES, "CountryId"},
+                                    {NULL, 0, 0, NULL}};
+static const fielddef otherprop_fields[] = {{"Id", I}, {"FieldKey", S}, {"StringValue", S},
+                                            {"BigStringValue", S}, {"IntegerValue", I},
+                                            {"DecimalValue", N}, {"DateTimeValue", D},
+                                            {"BoolValue", B}, {"ObjectValueId", I}, {NULL, 0}};
+static const fielddef taskcontact_fields[] = {{"Id", I}, {"TaskId", I}, {"ContactId", I},
+                                              {"Name", S}, {"Email", S}, {NULL, 0}};
+static const navdef taskcontact_navs[] = {{"Contact", NAV_LOOKUP, S_CONTACTS, "ContactId"},
+                                          {NULL, 0, 0, NULL}};
+static const fielddef taskuser_fields[] = {{"Id", I}, {"UserId", I}, {"TaskId", I}, {NULL, 0}};
+static const navdef taskuser_navs[] = {{"User", NAV_LOOKUP, S_USERS, "UserId"}, {NULL, 0, 0, NULL}};
+
 #undef I
 #undef S
 #undef D
 #undef B
 #undef N
 
+typedef struct typedef_ {
+    const char *name; /* for messages */
+    const fielddef *fields;
+    const navdef *navs; /* T_OPAQUE: NULL, its content is undocumented and not checked */
+} typedef_;
+
+static const typedef_ TYPES[T_COUNT] = {
+    [S_ACCOUNT] = {"Account", account_fields, no_navs},
+    [S_CONTACTS] = {"Contact", contact_fields, contact_navs},
+    [S_TASKS] = {"Task", task_fields, task_navs},
+    [S_INTERACTIONS] = {"InteractionRecord", interaction_fields, interaction_navs},
+    [S_TAGS] = {"Tag", tag_fields, no_navs},
+    [S_CITIES] = {"City", city_fields, city_navs},
+    [S_STATES] = {"State", state_fields, state_navs},
+    [S_COUNTRIES] = {"Country", country_fields, no_navs},
+    [S_USERS] = {"User", user_fields, no_navs},
+    [S_CONTACT_TYPES] = {"ContactType", lookup_fields, no_navs},
+    [S_PHONE_TYPES] = {"PhoneType", lookup_fields, no_navs},
+    [T_TAGREL] = {"TagRelation", tagrel_fields, tagrel_navs},
+    [T_PHONE] = {"Phone", phone_fields, phone_navs},
+    [T_OTHERPROP] = {"OtherProperty", otherprop_fields, no_navs},
+    [T_TASKCONTACT] = {"TaskContact", taskcontact_fields, taskcontact_navs},
+    [T_TASKUSER] = {"TaskUser", taskuser_fields, taskuser_navs},
+    [T_LOOKUP] = {"Lookup", lookup_fields, no_navs},
+    [T_OPAQUE] = {"Object", NULL, NULL},
+};
+
 typedef struct entset_def {
     const char *path;      /* URL segment */
     const char *seed_key;  /* key in /_admin/seed and /_admin/state; NULL = not seedable */
-    const fielddef *fields;
-    const navdef *navs;
     int64_t first_id;
     const char *owner_key; /* relation rows (Tags, Phones) point back with this key */
     bool has_dates;        /* CreateDate / LastUpdateDate maintained */
@@ -151,18 +215,30 @@ typedef struct entset_def {
 } entset_def;
 
 static const entset_def SETS[S_COUNT] = {
-    [S_ACCOUNT] = {"Account", "Account", account_fields, no_navs, 1, NULL, false, false},
-    [S_CONTACTS] = {"Contacts", "Contacts", contact_fields, contact_navs, 100000001, "ContactId", true, true},
-    [S_TASKS] = {"Tasks", "Tasks", task_fields, task_navs, 200000001, "TaskId", true, true},
-    [S_INTERACTIONS] = {"InteractionRecords", "InteractionRecords", interaction_fields, interaction_navs, 300000001, "InteractionRecordId", true, true},
-    [S_TAGS] = {"Tags", "Tags", tag_fields, no_navs, 40000001, NULL, false, false},
-    [S_CITIES] = {"Cities", "Cities", city_fields, city_navs, 1000001, NULL, false, false},
-    [S_STATES] = {"Cities@Countries@States", "States", state_fields, state_navs, 101, NULL, false, false},
-    [S_COUNTRIES] = {"Cities@Countries", "Countries", country_fields, no_navs, 1001, NULL, false, false},
-    [S_USERS] = {"Users", "Users", user_fields, no_navs, 10000101, NULL, false, false},
-    [S_CONTACT_TYPES] = {"Contacts@Types", NULL, lookup_fields, no_navs, 1, NULL, false, false},
-    [S_PHONE_TYPES] = {"PhoneTypes", NULL, lookup_fields, no_navs, 1, NULL, false, false},
+    [S_ACCOUNT] = {"Account", "Account", 1, NULL, false, false},
+    [S_CONTACTS] = {"Contacts", "Contacts", 100000001, "ContactId", true, true},
+    [S_TASKS] = {"Tasks", "Tasks", 200000001, "TaskId", true, true},
+    [S_INTERACTIONS] = {"InteractionRecords", "InteractionRecords", 300000001, "InteractionRecordId", true, true},
+    [S_TAGS] = {"Tags", "Tags", 40000001, NULL, false, false},
+    [S_CITIES] = {"Cities", "Cities", 1000001, NULL, false, false},
+    [S_STATES] = {"Cities@Countries@States", "States", 101, NULL, false, false},
+    [S_COUNTRIES] = {"Cities@Countries", "Countries", 1001, NULL, false, false},
+    [S_USERS] = {"Users", "Users", 10000101, NULL, false, false},
+    [S_CONTACT_TYPES] = {"Contacts@Types", NULL, 1, NULL, false, false},
+    [S_PHONE_TYPES] = {"PhoneTypes", NULL, 1, NULL, false, false},
 };
+
+/* Fields the server owns: in a write body they are a 400 (readonly_fields "reject") or
+ * dropped ("ignore"). */
+static bool is_readonly(const char *name)
+{
+    static const char *ro[] = {"Id", "CreatorId", "UpdaterId", "CreateDate", "LastUpdateDate",
+                               "Editable", "Deletable", "HasScheduledTasks", NULL};
+    for (int i = 0; ro[i]; i++)
+        if (strcmp(ro[i], name) == 0)
+            return true;
+    return false;
+}
 
 typedef struct app {
     const char *user_key;
@@ -179,26 +255,26 @@ typedef struct schema_ctx {
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static const fielddef *find_field(int set, const char *name)
+static const fielddef *find_field(int type, const char *name)
 {
-    for (const fielddef *f = SETS[set].fields; f->name; f++)
+    for (const fielddef *f = TYPES[type].fields; f && f->name; f++)
         if (strcmp(f->name, name) == 0)
             return f;
     return NULL;
 }
 
-static const navdef *find_nav(int set, const char *name)
+static const navdef *find_nav(int type, const char *name)
 {
-    for (const navdef *n = SETS[set].navs; n->name; n++)
+    for (const navdef *n = TYPES[type].navs; n && n->name; n++)
         if (strcmp(n->name, name) == 0)
             return n;
     return NULL;
 }
 
 /* Navigation-like: a declared navigation, or any stored array/object value. */
-static bool is_nav_item(int set, const cJSON *item)
+static bool is_nav_item(int type, const cJSON *item)
 {
-    return find_nav(set, item->string) || cJSON_IsArray(item) || cJSON_IsObject(item);
+    return find_nav(type, item->string) || cJSON_IsArray(item) || cJSON_IsObject(item);
 }
 
 static odata_type field_type_cb(void *ctx, const char *name)
@@ -209,18 +285,43 @@ static odata_type field_type_cb(void *ctx, const char *name)
         return f->type;
     if (find_nav(sc->set, name))
         return ODATA_NAV;
-    const simstore *st = &sc->a->sets[sc->set];
-    for (size_t i = 0; i < st->n; i++) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(st->items[i].obj, name);
-        if (it)
-            return cJSON_IsArray(it) || cJSON_IsObject(it) ? ODATA_NAV : ODATA_ANY;
-    }
     return ODATA_UNKNOWN;
+}
+
+/* The type reached by path[0..n) from `type` (a collection's segment stands for its rows);
+ * -1 when a segment is not a navigation property. */
+static int type_after(int type, const char *const *path, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (type == T_OPAQUE)
+            return T_OPAQUE;
+        const navdef *nd = find_nav(type, path[i]);
+        if (!nd)
+            return -1;
+        type = nd->target;
+    }
+    return type;
+}
+
+static odata_type path_type_cb(void *ctx, const char *const *path, size_t n)
+{
+    schema_ctx *sc = ctx;
+    if (n == 0)
+        return ODATA_UNKNOWN;
+    int t = type_after(sc->set, path, n - 1);
+    if (t < 0)
+        return ODATA_UNKNOWN;
+    if (t == T_OPAQUE)
+        return ODATA_ANY;
+    const fielddef *f = find_field(t, path[n - 1]);
+    if (f)
+        return f->type;
+    return find_nav(t, path[n - 1]) ? ODATA_NAV : ODATA_UNKNOWN;
 }
 
 /* Value of a navigation property; computed ones are returned in *owned (references, no
  * copies) and must be deleted by the caller. */
-static const cJSON *nav_value(app *a, int set, const cJSON *rec, const navdef *nd, cJSON **owned)
+static const cJSON *nav_value(app *a, const cJSON *rec, const navdef *nd, cJSON **owned)
 {
     *owned = NULL;
     if (nd->kind == NAV_LOOKUP) {
@@ -244,7 +345,6 @@ static const cJSON *nav_value(app *a, int set, const cJSON *rec, const navdef *n
         *owned = arr;
         return arr;
     }
-    (void)set;
     return cJSON_GetObjectItemCaseSensitive(rec, nd->name);
 }
 
@@ -254,67 +354,280 @@ static const cJSON *member_cb(void *ctx, const cJSON *rec, const char *name, cJS
     *owned = NULL;
     const navdef *nd = find_nav(sc->set, name);
     if (nd)
-        return nav_value(sc->a, sc->set, rec, nd, owned);
+        return nav_value(sc->a, rec, nd, owned);
     return cJSON_GetObjectItemCaseSensitive(rec, name);
 }
 
-/* A copy of a related record without its own navigation properties. */
-static cJSON *plain_copy(int set, const cJSON *rec)
+static const cJSON *member_at_cb(void *ctx, const cJSON *obj, const char *const *path, size_t idx,
+                                 cJSON **owned)
 {
-    cJSON *out = cJSON_CreateObject();
-    const cJSON *it;
-    cJSON_ArrayForEach(it, rec)
-    {
-        if (set >= 0 && is_nav_item(set, it))
-            continue;
-        cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, true));
-    }
-    return out;
+    schema_ctx *sc = ctx;
+    *owned = NULL;
+    int t = type_after(sc->set, path, idx);
+    const navdef *nd = t >= 0 ? find_nav(t, path[idx]) : NULL;
+    if (nd)
+        return nav_value(sc->a, obj, nd, owned);
+    return cJSON_GetObjectItemCaseSensitive(obj, path[idx]);
 }
 
-static cJSON *render(app *a, int set, const cJSON *rec, const odata_list *select,
-                     const odata_list *expand)
+static odata_schema make_schema(schema_ctx *sc, const simsrv *srv)
 {
+    odata_schema schema = {field_type_cb, member_cb, sc, path_type_cb, member_at_cb,
+                           simsrv_get_faults(srv)->string_ci};
+    return schema;
+}
+
+/* ---- $select / $expand shapes ------------------------------------------------------------- */
+
+/* What to print of a record: its $select and $expand, and per expanded navigation property
+ * the shape of its target (from the nested "(...)" options). */
+typedef struct shape {
+    odata_list select, expand;
+    struct shape *sub; /* expand.n entries */
+} shape;
+
+static void shape_free(shape *sh)
+{
+    for (size_t i = 0; sh->sub && i < sh->expand.n; i++)
+        shape_free(&sh->sub[i]);
+    free(sh->sub);
+    sh->sub = NULL;
+    odata_list_free(&sh->select);
+    odata_list_free(&sh->expand);
+}
+
+static int shape_parse(int type, const char *select, const char *expand, int depth, shape *sh,
+                       char *err, size_t errlen);
+
+typedef struct nested_opts {
+    const char *select, *expand;
+    char *sel_copy, *exp_copy;
+} nested_opts;
+
+static int nested_opt_cb(void *ctx, const char *name, const char *value, char *err, size_t errlen)
+{
+    nested_opts *no = ctx;
+    char **dst = strcmp(name, "$select") == 0 ? &no->sel_copy
+                 : strcmp(name, "$expand") == 0 ? &no->exp_copy
+                                                 : NULL;
+    if (!dst) {
+        snprintf(err, errlen, "The query option '%.40s' is not supported inside $expand.", name);
+        return -1;
+    }
+    if (*dst) {
+        snprintf(err, errlen, "The query option '%.40s' is specified more than once.", name);
+        return -1;
+    }
+    *dst = strdup(value);
+    if (!*dst) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int shape_parse(int type, const char *select, const char *expand, int depth, shape *sh,
+                       char *err, size_t errlen)
+{
+    memset(sh, 0, sizeof *sh);
+    char e2[300] = "";
+    if (depth > 8) {
+        snprintf(err, errlen, "$expand nested too deeply.");
+        return -1;
+    }
+    if (select) {
+        if (odata_list_parse(select, &sh->select, e2, sizeof e2) < 0) {
+            snprintf(err, errlen, "$select: %s", e2);
+            goto fail;
+        }
+        for (size_t i = 0; type != T_OPAQUE && i < sh->select.n; i++) {
+            const char *nm = sh->select.names[i];
+            if (strcmp(nm, "*") != 0 && !find_field(type, nm) && !find_nav(type, nm)) {
+                snprintf(err, errlen, "Could not find a property named '%.60s' on type '%s'.",
+                         nm, TYPES[type].name);
+                goto fail;
+            }
+        }
+    }
+    if (expand) {
+        if (odata_list_parse(expand, &sh->expand, e2, sizeof e2) < 0) {
+            snprintf(err, errlen, "$expand: %s", e2);
+            goto fail;
+        }
+        sh->sub = calloc(sh->expand.n ? sh->expand.n : 1, sizeof *sh->sub);
+        if (!sh->sub) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < sh->expand.n; i++) {
+            const char *nm = sh->expand.names[i];
+            const navdef *nd = type == T_OPAQUE ? NULL : find_nav(type, nm);
+            if (type != T_OPAQUE && !nd) {
+                snprintf(err, errlen,
+                         "Could not find a navigation property named '%.60s' on type '%s'.", nm,
+                         TYPES[type].name);
+                goto fail;
+            }
+            const char *opts = odata_list_opts(&sh->expand, nm);
+            nested_opts no = {0};
+            if (opts && odata_options_each(opts, nested_opt_cb, &no, err, errlen) < 0) {
+                free(no.sel_copy);
+                free(no.exp_copy);
+                goto fail;
+            }
+            int rc = shape_parse(nd ? nd->target : T_OPAQUE, no.sel_copy, no.exp_copy, depth + 1,
+                                 &sh->sub[i], err, errlen);
+            free(no.sel_copy);
+            free(no.exp_copy);
+            if (rc < 0)
+                goto fail;
+        }
+    }
+    return 0;
+fail:
+    shape_free(sh);
+    return -1;
+}
+
+static cJSON *render(app *a, int type, const cJSON *rec, const shape *sh)
+{
+    if (type == T_OPAQUE)
+        return cJSON_Duplicate(rec, true);
     cJSON *out = cJSON_CreateObject();
     if (!out)
         return NULL;
-    bool all = !select || select->n == 0 || odata_list_has(select, "*");
+    bool all = !sh || sh->select.n == 0 || odata_list_has(&sh->select, "*");
     const cJSON *it;
     cJSON_ArrayForEach(it, rec)
     {
-        if (is_nav_item(set, it))
+        if (is_nav_item(type, it) || !find_field(type, it->string)) /* the documented schema only */
             continue;
-        if (!all && !odata_list_has(select, it->string))
+        if (!all && !odata_list_has(&sh->select, it->string))
             continue;
         cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, true));
     }
-    for (size_t i = 0; expand && i < expand->n; i++) {
-        const char *name = expand->names[i];
+    for (size_t i = 0; sh && i < sh->expand.n; i++) {
+        const char *name = sh->expand.names[i];
         if (cJSON_GetObjectItemCaseSensitive(out, name))
             continue;
-        const navdef *nd = find_nav(set, name);
+        const navdef *nd = find_nav(type, name);
+        if (!nd)
+            continue;
         cJSON *owned = NULL;
-        const cJSON *v = nd ? nav_value(a, set, rec, nd, &owned) : cJSON_GetObjectItemCaseSensitive(rec, name);
+        const cJSON *v = nav_value(a, rec, nd, &owned);
         cJSON *copy;
-        if (nd && (nd->kind == NAV_LOOKUP || nd->kind == NAV_REVERSE)) {
-            if (cJSON_IsArray(v)) {
-                copy = cJSON_CreateArray();
-                const cJSON *el;
-                cJSON_ArrayForEach(el, v) cJSON_AddItemToArray(copy, plain_copy(nd->target, el));
-            } else if (cJSON_IsObject(v)) {
-                copy = plain_copy(nd->target, v);
-            } else {
-                copy = cJSON_CreateNull();
+        if (cJSON_IsArray(v)) {
+            copy = cJSON_CreateArray();
+            const cJSON *el;
+            cJSON_ArrayForEach(el, v)
+            {
+                if (copy)
+                    cJSON_AddItemToArray(copy, cJSON_IsObject(el) ? render(a, nd->target, el, &sh->sub[i])
+                                                                  : cJSON_Duplicate(el, true));
             }
-        } else if (v) {
-            copy = cJSON_Duplicate(v, true);
+        } else if (cJSON_IsObject(v)) {
+            copy = render(a, nd->target, v, &sh->sub[i]);
+        } else if (nd->kind == NAV_MANY || nd->kind == NAV_REVERSE) {
+            copy = cJSON_CreateArray();
         } else {
-            copy = (nd && nd->kind == NAV_ONE) ? cJSON_CreateNull() : cJSON_CreateArray();
+            copy = cJSON_CreateNull();
         }
         cJSON_Delete(owned);
         cJSON_AddItemToObject(out, name, copy);
     }
     return out;
+}
+
+/* ---- write and seed bodies ----------------------------------------------------------------- */
+
+typedef enum { BODY_WRITE, BODY_ROW, BODY_SEED } body_mode;
+
+/* A value of the declared type (null is always allowed). */
+static bool type_ok(odata_type t, const cJSON *v)
+{
+    int64_t n;
+    simtime_instant when;
+    if (cJSON_IsNull(v))
+        return true;
+    switch (t) {
+    case ODATA_INT: return simjson_i64(v, &n);
+    case ODATA_NUM: return cJSON_IsNumber(v);
+    case ODATA_STR: return cJSON_IsString(v);
+    case ODATA_BOOL: return cJSON_IsBool(v);
+    case ODATA_DATE:
+        return cJSON_IsString(v) && simtime_parse_iso(v->valuestring, strlen(v->valuestring), &when);
+    default: return true;
+    }
+}
+
+/* Checks a body (or a relation row) against the fixed schema of `type`: every member a
+ * documented field of the right type or a navigation property that can be written (a
+ * collection of rows, checked the same way); read-only fields rejected (or, with
+ * readonly_ignore, removed) in a write. A seeded record (BODY_SEED) keeps undocumented fields
+ * (SPEC §8: seeds keep the fields given; the API never shows or queries them) but its
+ * documented ones must have their type. where names the record in messages. 0, or -1 with err
+ * naming the record and the field. */
+static int check_body(int type, cJSON *body, body_mode mode, bool readonly_ignore,
+                      const char *where, char *err, size_t errlen)
+{
+    if (type == T_OPAQUE)
+        return 0;
+    cJSON *it = body->child;
+    while (it) {
+        cJSON *next = it->next;
+        const char *k = it->string;
+        const fielddef *f = find_field(type, k);
+        const navdef *nd = f ? NULL : find_nav(type, k);
+        if (f) {
+            if (!type_ok(f->type, it)) {
+                snprintf(err, errlen, "%s: the field '%.60s' must be %s.", where, k,
+                         f->type == ODATA_INT    ? "an integer (a JSON number)"
+                         : f->type == ODATA_NUM  ? "a number"
+                         : f->type == ODATA_STR  ? "a string"
+                         : f->type == ODATA_BOOL ? "true or false"
+                                                 : "a DateTimeOffset string (ISO 8601 with an offset)");
+                return -1;
+            }
+            if (mode == BODY_WRITE && is_readonly(k)) {
+                if (!readonly_ignore) {
+                    snprintf(err, errlen, "%s: the field '%.60s' is read-only.", where, k);
+                    return -1;
+                }
+                cJSON_Delete(cJSON_DetachItemViaPointer(body, it));
+            }
+        } else if (nd) {
+            if (mode != BODY_SEED && nd->kind != NAV_MANY) {
+                snprintf(err, errlen, "%s: the navigation property '%.60s' cannot be written.", where, k);
+                return -1;
+            }
+            if (nd->kind == NAV_MANY && !cJSON_IsNull(it)) {
+                if (!cJSON_IsArray(it)) {
+                    snprintf(err, errlen, "%s: '%.60s' must be an array.", where, k);
+                    return -1;
+                }
+                cJSON *row;
+                int idx = 0;
+                cJSON_ArrayForEach(row, it)
+                {
+                    char w2[160];
+                    snprintf(w2, sizeof w2, "%.100s.%.30s[%d]", where, k, idx++);
+                    if (!cJSON_IsObject(row)) {
+                        snprintf(err, errlen, "%s must be an object.", w2);
+                        return -1;
+                    }
+                    if (check_body(nd->target, row, mode == BODY_SEED ? BODY_SEED : BODY_ROW,
+                                   readonly_ignore, w2, err, errlen) < 0)
+                        return -1;
+                }
+            }
+        } else if (mode != BODY_SEED) {
+            snprintf(err, errlen, "%s: the property '%.60s' does not exist on type '%s'.", where, k,
+                     TYPES[type].name);
+            return -1;
+        }
+        it = next;
+    }
+    return 0;
 }
 
 static void error_body(void *ctx, simsrv *srv, simsrv_resp *resp, int status, const char *message)
@@ -337,8 +650,7 @@ static const char *auth_cb(void *ctx, simsrv *srv, const simsrv_req *req)
 {
     (void)srv;
     app *a = ctx;
-    const char *k = simsrv_header(req, "User-Key");
-    return k && strcmp(k, a->user_key) == 0 ? a->user_key : NULL;
+    return simsrv_header_is(req, "User-Key", NULL, a->user_key) ? a->user_key : NULL;
 }
 
 /* Dates are written like ASP.NET does (7 fractional digits, trailing zeros trimmed) and every
@@ -415,71 +727,12 @@ static int normalize_rows(app *a, int set, cJSON *rec, const char *nav, int64_t 
     return 0;
 }
 
-/* Checks declared field types of a write body: 400 rather than storing nonsense. */
-static int check_types(int set, const cJSON *body, char *err, size_t errlen)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, body)
-    {
-        const fielddef *f = find_field(set, it->string);
-        if (!f || cJSON_IsNull(it))
-            continue;
-        bool ok = true;
-        int64_t v;
-        switch (f->type) {
-        case ODATA_INT: ok = simjson_i64(it, &v); break;
-        case ODATA_NUM: ok = cJSON_IsNumber(it); break;
-        case ODATA_STR: ok = cJSON_IsString(it); break;
-        case ODATA_BOOL: ok = cJSON_IsBool(it); break;
-        case ODATA_DATE: {
-            simtime_instant t;
-            ok = cJSON_IsString(it) && simtime_parse_iso(it->valuestring, strlen(it->valuestring), &t);
-            break;
-        }
-        default: break;
-        }
-        if (!ok) {
-            snprintf(err, errlen, "The field '%.60s' has an invalid value for its type", it->string);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* ZipCode is numeric in Ploomes: digits in a string are converted (leading zeros lost). */
-static int fix_zipcode(cJSON *rec, char *err, size_t errlen)
-{
-    cJSON *z = cJSON_GetObjectItemCaseSensitive(rec, "ZipCode");
-    if (!z || cJSON_IsNull(z) || cJSON_IsNumber(z))
-        return 0;
-    if (cJSON_IsString(z)) {
-        int64_t v = 0;
-        size_t nd = 0;
-        for (const char *p = z->valuestring; *p; p++) {
-            if (*p >= '0' && *p <= '9') {
-                if (++nd > 15)
-                    break;
-                v = v * 10 + (*p - '0');
-            } else if (*p != '-' && *p != '.' && *p != ' ') {
-                nd = 0;
-                break;
-            }
-        }
-        if (nd > 0 && nd <= 15) {
-            simjson_set(rec, "ZipCode", simjson_num_i64(v));
-            return 0;
-        }
-    }
-    snprintf(err, errlen, "ZipCode must be a number");
-    return -1;
-}
-
 /* CNPJ (TypeId 1) or CPF (TypeId 2) derived from Register, the other null. Both are present on
  * every row the real API returns, so a record without Register gets them as null. */
-static void derive_documents(cJSON *rec)
+static void derive_documents(cJSON *rec, bool derive)
 {
     const cJSON *regv = cJSON_GetObjectItemCaseSensitive(rec, "Register");
-    if (!regv) {
+    if (!regv || !derive) {
         if (!cJSON_GetObjectItemCaseSensitive(rec, "CNPJ"))
             simjson_set(rec, "CNPJ", cJSON_CreateNull());
         if (!cJSON_GetObjectItemCaseSensitive(rec, "CPF"))
@@ -568,6 +821,12 @@ static int app_seed(void *ctx, simsrv *srv, const cJSON *body, char *err, size_t
                 snprintf(err, errlen, "seed: out of memory");
                 return -1;
             }
+            char where[96];
+            snprintf(where, sizeof where, "seed: %s[%zu]", key->string, idx);
+            if (check_body(set, copy, BODY_SEED, false, where, err, errlen) < 0) {
+                cJSON_Delete(copy);
+                return -1;
+            }
             int64_t id;
             cJSON *idit = cJSON_GetObjectItemCaseSensitive(copy, "Id");
             if (idit) {
@@ -653,7 +912,7 @@ static bool known_option(const char *k)
 typedef struct query {
     odata_expr *filter;
     odata_orderby orderby;
-    odata_list select, expand;
+    shape shape;
     bool has_top;
     int64_t top, skip;
     bool count;
@@ -663,15 +922,15 @@ static void query_free(query *q)
 {
     odata_filter_free(q->filter);
     odata_orderby_free(&q->orderby);
-    odata_list_free(&q->select);
-    odata_list_free(&q->expand);
+    shape_free(&q->shape);
 }
 
-static int query_parse(app *a, int set, const simsrv_req *req, query *q, char *err, size_t errlen)
+static int query_parse(app *a, simsrv *srv, int set, const simsrv_req *req, query *q, char *err,
+                       size_t errlen)
 {
     memset(q, 0, sizeof *q);
     schema_ctx sc = {a, set};
-    odata_schema schema = {field_type_cb, member_cb, &sc};
+    odata_schema schema = make_schema(&sc, srv);
     char e2[300] = "";
     for (size_t i = 0; i < req->nparams; i++) {
         const char *k = req->params[i].key;
@@ -701,34 +960,9 @@ static int query_parse(app *a, int set, const simsrv_req *req, query *q, char *e
         snprintf(err, errlen, "The query specified in the URI is not valid. %s", e2);
         return -1;
     }
-    if ((v = simsrv_param_get(req, "$select"))) {
-        if (odata_list_parse(v, &q->select, e2, sizeof e2) < 0) {
-            snprintf(err, errlen, "$select: %s", e2);
-            return -1;
-        }
-        for (size_t i = 0; i < q->select.n; i++) {
-            if (strcmp(q->select.names[i], "*") != 0 &&
-                field_type_cb(&sc, q->select.names[i]) == ODATA_UNKNOWN) {
-                snprintf(err, errlen, "Could not find a property named '%.60s' on type '%s'.",
-                         q->select.names[i], SETS[set].path);
-                return -1;
-            }
-        }
-    }
-    if ((v = simsrv_param_get(req, "$expand"))) {
-        if (odata_list_parse(v, &q->expand, e2, sizeof e2) < 0) {
-            snprintf(err, errlen, "$expand: %s", e2);
-            return -1;
-        }
-        for (size_t i = 0; i < q->expand.n; i++) {
-            if (field_type_cb(&sc, q->expand.names[i]) != ODATA_NAV) {
-                snprintf(err, errlen,
-                         "Could not find a navigation property named '%.60s' on type '%s'.",
-                         q->expand.names[i], SETS[set].path);
-                return -1;
-            }
-        }
-    }
+    if (shape_parse(set, simsrv_param_get(req, "$select"), simsrv_param_get(req, "$expand"), 0,
+                    &q->shape, err, errlen) < 0)
+        return -1;
     if ((v = simsrv_param_get(req, "$top"))) {
         if (!simjson_parse_count(v, &q->top)) {
             snprintf(err, errlen, "Invalid value '%.30s' for $top: a non-negative integer is required.", v);
@@ -741,8 +975,10 @@ static int query_parse(app *a, int set, const simsrv_req *req, query *q, char *e
         return -1;
     }
     v = simsrv_param_get(req, "$count");
-    if (!v)
-        v = simsrv_param_get(req, "$inlinecount");
+    if (!v && (v = simsrv_param_get(req, "$inlinecount")) && !simsrv_get_faults(srv)->inlinecount) {
+        snprintf(err, errlen, "The query parameter '$inlinecount' is not supported.");
+        return -1;
+    }
     if (v) {
         if (strcmp(v, "true") == 0 || strcmp(v, "allpages") == 0)
             q->count = true;
@@ -796,7 +1032,7 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
 {
     char err[600] = "";
     query q;
-    if (query_parse(a, set, req, &q, err, sizeof err) < 0) {
+    if (query_parse(a, srv, set, req, &q, err, sizeof err) < 0) {
         query_free(&q);
         error_body(a, srv, resp, 400, err);
         return;
@@ -807,7 +1043,7 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
         return;
     }
     schema_ctx sc = {a, set};
-    odata_schema schema = {field_type_cb, member_cb, &sc};
+    odata_schema schema = make_schema(&sc, srv);
     const simstore *st = &a->sets[set];
     const cJSON **rows = malloc((st->n ? st->n : 1) * sizeof *rows);
     if (!rows) {
@@ -848,7 +1084,7 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
         cJSON_AddNumberToObject(env, "@odata.count", (double)total);
     cJSON *arr = cJSON_AddArrayToObject(env, "value");
     for (size_t i = 0; arr && i < take; i++)
-        cJSON_AddItemToArray(arr, render(a, set, rows[skip + i], &q.select, &q.expand));
+        cJSON_AddItemToArray(arr, render(a, set, rows[skip + i], &q.shape));
     if (server_paged && take < wanted) {
         char *link = next_link(srv, req, (int64_t)(skip + take), q.has_top,
                                q.has_top ? q.top - (int64_t)take : 0);
@@ -863,21 +1099,41 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
 
 /* ---- writes -------------------------------------------------------------------------------- */
 
+/* One record in the envelope ({"@odata.context", "value":[rec]}), or bare, shaped by the
+ * request's $select/$expand. */
 static void respond_one(app *a, simsrv *srv, int set, const simsrv_req *req, simsrv_resp *resp,
-                        const cJSON *rec)
+                        const cJSON *rec, int status, bool bare)
 {
     char err[400] = "";
     query q;
-    if (query_parse(a, set, req, &q, err, sizeof err) < 0) {
+    if (query_parse(a, srv, set, req, &q, err, sizeof err) < 0) {
         query_free(&q);
         error_body(a, srv, resp, 400, err);
         return;
     }
+    cJSON *one = render(a, set, rec, &q.shape);
+    query_free(&q);
+    if (bare) {
+        simsrv_resp_json(resp, status, one);
+        return;
+    }
     cJSON *env = envelope(srv, req, set);
     cJSON *arr = cJSON_AddArrayToObject(env, "value");
-    cJSON_AddItemToArray(arr, render(a, set, rec, &q.select, &q.expand));
+    cJSON_AddItemToArray(arr, one);
+    simsrv_resp_json(resp, status, env);
+}
+
+/* The request's query is valid (checked before a write, so a bad $select never follows a
+ * stored record). 0, or -1 with the 400 answered. */
+static int query_precheck(app *a, simsrv *srv, int set, const simsrv_req *req, simsrv_resp *resp)
+{
+    char err[400] = "";
+    query q;
+    int rc = query_parse(a, srv, set, req, &q, err, sizeof err);
     query_free(&q);
-    simsrv_resp_json(resp, 200, env);
+    if (rc < 0)
+        error_body(a, srv, resp, 400, err);
+    return rc;
 }
 
 static cJSON *parse_body_object(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
@@ -908,12 +1164,14 @@ static bool nonempty_string(const cJSON *rec, const char *key)
 
 static void handle_create(app *a, simsrv *srv, int set, const simsrv_req *req, simsrv_resp *resp)
 {
-    char err[300] = "";
+    char err[400] = "";
+    const simsrv_faults *f = simsrv_get_faults(srv);
+    if (query_precheck(a, srv, set, req, resp) < 0)
+        return;
     cJSON *rec = parse_body_object(a, srv, req, resp);
     if (!rec)
         return;
-    if ((set == S_CONTACTS && fix_zipcode(rec, err, sizeof err) < 0) ||
-        check_types(set, rec, err, sizeof err) < 0)
+    if (check_body(set, rec, BODY_WRITE, f->readonly_ignore, "body", err, sizeof err) < 0)
         goto bad;
     if (set == S_CONTACTS && !nonempty_string(rec, "Name")) {
         snprintf(err, sizeof err, "Name is required.");
@@ -923,10 +1181,23 @@ static void handle_create(app *a, simsrv *srv, int set, const simsrv_req *req, s
         snprintf(err, sizeof err, "Title is required.");
         goto bad;
     }
+    if (set == S_TASKS && f->task_required_strict) {
+        int64_t ref;
+        if (!simjson_get_i64(rec, "ContactId", &ref) && !simjson_get_i64(rec, "DealId", &ref)) {
+            snprintf(err, sizeof err, "ContactId or DealId is required.");
+            goto bad;
+        }
+        if (!nonempty_string(rec, "DateTime")) {
+            snprintf(err, sizeof err, "DateTime is required.");
+            goto bad;
+        }
+    }
     if (set == S_INTERACTIONS && !nonempty_string(rec, "Content")) {
         snprintf(err, sizeof err, "Content is required.");
         goto bad;
     }
+    if (f->large_ids && a->next_id[set] < LARGE_ID_BASE)
+        a->next_id[set] = LARGE_ID_BASE + a->next_id[set] % 1000000000;
     int64_t id = a->next_id[set]++;
     cJSON_DeleteItemFromObjectCaseSensitive(rec, "Id");
     cJSON_AddItemToObject(rec, "Id", simjson_num_i64(id));
@@ -943,7 +1214,7 @@ static void handle_create(app *a, simsrv *srv, int set, const simsrv_req *req, s
     if (set == S_CONTACTS) {
         if (!cJSON_GetObjectItemCaseSensitive(rec, "TypeId"))
             cJSON_AddNumberToObject(rec, "TypeId", 1);
-        derive_documents(rec);
+        derive_documents(rec, f->derive_documents);
         if (!cJSON_GetObjectItemCaseSensitive(rec, "Deletable"))
             cJSON_AddBoolToObject(rec, "Deletable", true);
     } else if (set == S_TASKS) {
@@ -957,7 +1228,8 @@ static void handle_create(app *a, simsrv *srv, int set, const simsrv_req *req, s
         error_body(a, srv, resp, 500, "out of memory");
         return;
     }
-    respond_one(a, srv, set, req, resp, rec);
+    respond_one(a, srv, set, req, resp, rec, f->create_status, false);
+    simsrv_after_write(srv, resp);
     return;
 bad:
     cJSON_Delete(rec);
@@ -967,17 +1239,19 @@ bad:
 static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_req *req,
                          simsrv_resp *resp)
 {
-    char err[300] = "";
+    char err[400] = "";
+    const simsrv_faults *f = simsrv_get_faults(srv);
     cJSON *rec = simstore_get(&a->sets[set], id);
     if (!rec) {
         error_body(a, srv, resp, 404, "The record was not found.");
         return;
     }
+    if (query_precheck(a, srv, set, req, resp) < 0)
+        return;
     cJSON *body = parse_body_object(a, srv, req, resp);
     if (!body)
         return;
-    if ((set == S_CONTACTS && fix_zipcode(body, err, sizeof err) < 0) ||
-        check_types(set, body, err, sizeof err) < 0 ||
+    if (check_body(set, body, BODY_WRITE, f->readonly_ignore, "body", err, sizeof err) < 0 ||
         normalize_rows(a, set, body, "Tags", id, err, sizeof err) < 0 ||
         normalize_rows(a, set, body, "Phones", id, err, sizeof err) < 0) {
         cJSON_Delete(body);
@@ -1002,14 +1276,14 @@ static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_
     }
     cJSON_Delete(body);
     if (set == S_CONTACTS)
-        derive_documents(rec);
+        derive_documents(rec, f->derive_documents);
     simjson_set(rec, "LastUpdateDate", stamp_item(a));
     simjson_set(rec, "UpdaterId", simjson_num_i64(ACCOUNT_USER_ID));
-    if (simsrv_get_faults(srv)->patch_204) {
+    if (f->patch_204) {
         simsrv_resp_text(resp, 204, NULL, NULL);
         return;
     }
-    respond_one(a, srv, set, req, resp, rec);
+    respond_one(a, srv, set, req, resp, rec, 200, false);
 }
 
 static void handle_finish(app *a, simsrv *srv, int64_t id, const simsrv_req *req, simsrv_resp *resp)
@@ -1024,7 +1298,7 @@ static void handle_finish(app *a, simsrv *srv, int64_t id, const simsrv_req *req
     simjson_set(rec, "FinishDate", cJSON_Duplicate(stamp, true));
     simjson_set(rec, "FinisherId", simjson_num_i64(ACCOUNT_USER_ID));
     simjson_set(rec, "LastUpdateDate", stamp);
-    respond_one(a, srv, S_TASKS, req, resp, rec);
+    respond_one(a, srv, S_TASKS, req, resp, rec, 200, false);
 }
 
 /* ---- routing -------------------------------------------------------------------------------- */
@@ -1094,11 +1368,13 @@ static void app_handle(void *ctx, simsrv *srv, const simsrv_req *req, simsrv_res
             return;
         }
         const cJSON *rec = simstore_get(&a->sets[set], id);
-        if (!rec) {
-            error_body(a, srv, resp, 404, "The record was not found.");
+        int key_get = simsrv_get_faults(srv)->key_get;
+        if (!rec || key_get == 2) {
+            error_body(a, srv, resp, 404, rec ? "No HTTP resource was found that matches the request URI."
+                                              : "The record was not found.");
             return;
         }
-        respond_one(a, srv, set, req, resp, rec);
+        respond_one(a, srv, set, req, resp, rec, 200, key_get == 1);
         return;
     }
     if (!SETS[set].writable) {

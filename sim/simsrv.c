@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,6 +99,30 @@ const char *simsrv_header(const simsrv_req *req, const char *name)
     return MHD_lookup_connection_value((struct MHD_Connection *)req->conn, MHD_HEADER_KIND, name);
 }
 
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+bool simsrv_header_is(const simsrv_req *req, const char *name, const char *prefix,
+                      const char *want)
+{
+    const char *h = simsrv_header(req, name);
+    if (!h)
+        return false;
+    while (is_ows(*h))
+        h++;
+    size_t n = strlen(h);
+    while (n > 0 && is_ows(h[n - 1]))
+        n--;
+    size_t pl = prefix ? strlen(prefix) : 0;
+    if (n < pl || (pl && strncasecmp(h, prefix, pl) != 0))
+        return false;
+    h += pl;
+    n -= pl;
+    return strlen(want) == n && memcmp(h, want, n) == 0;
+}
+
 const char *simsrv_param_get(const simsrv_req *req, const char *key)
 {
     for (size_t i = 0; i < req->nparams; i++)
@@ -153,6 +178,16 @@ static void faults_default(simsrv *srv)
     srv->faults.truncate_at = 1000;
     srv->faults.seed = 42;
     srv->faults.duplicate_status = 409;
+    srv->faults.content_type_check = true;
+    srv->faults.fail_after_write_status = 500;
+    srv->faults.bad_token_status = 401;
+    srv->faults.inlinecount = true;
+    srv->faults.task_required_strict = true;
+    srv->faults.create_status = 200;
+    srv->faults.derive_documents = true;
+    srv->faults.busca_paging = true;
+    srv->faults.uppercase_documents = true;
+    srv->faults.listagem_default_status = 9;
     srv->rng = srv->faults.seed;
 }
 
@@ -183,6 +218,27 @@ static cJSON *faults_json(const simsrv *srv)
     cJSON_AddBoolToObject(o, "accept_bearer", f->accept_bearer);
     cJSON_AddNumberToObject(o, "duplicate_status", f->duplicate_status);
     cJSON_AddBoolToObject(o, "finalize_any", f->finalize_any);
+    cJSON_AddBoolToObject(o, "content_type_check", f->content_type_check);
+    cJSON_AddNumberToObject(o, "fail_after_write_rate", f->fail_after_write_rate);
+    if (f->fail_after_write_status == 0)
+        cJSON_AddStringToObject(o, "fail_after_write_status", "drop");
+    else
+        cJSON_AddNumberToObject(o, "fail_after_write_status", f->fail_after_write_status);
+    cJSON_AddNumberToObject(o, "bad_token_status", f->bad_token_status);
+    cJSON_AddBoolToObject(o, "inlinecount", f->inlinecount);
+    cJSON_AddStringToObject(o, "task_required", f->task_required_strict ? "title_contact_datetime" : "title");
+    cJSON_AddStringToObject(o, "string_compare", f->string_ci ? "insensitive" : "sensitive");
+    cJSON_AddStringToObject(o, "readonly_fields", f->readonly_ignore ? "ignore" : "reject");
+    cJSON_AddNumberToObject(o, "create_status", f->create_status);
+    cJSON_AddBoolToObject(o, "derive_documents", f->derive_documents);
+    static const char *key_get[] = {"envelope", "object", "404"};
+    cJSON_AddStringToObject(o, "key_get", key_get[f->key_get]);
+    cJSON_AddBoolToObject(o, "large_ids", f->large_ids);
+    cJSON_AddStringToObject(o, "document_match", f->document_normalized ? "normalized" : "exact");
+    cJSON_AddStringToObject(o, "busca_paging", f->busca_paging ? "on" : "off");
+    cJSON_AddBoolToObject(o, "uppercase_documents", f->uppercase_documents);
+    cJSON_AddStringToObject(o, "ticket_client_id", f->ticket_client_id_any ? "token_or_id" : "token");
+    cJSON_AddNumberToObject(o, "listagem_default_status", f->listagem_default_status);
     return o;
 }
 
@@ -205,6 +261,21 @@ static int want_bool(const cJSON *it, const char *key, bool *out, char *err, siz
     }
     *out = cJSON_IsTrue(it);
     return 0;
+}
+
+/* A string toggle: index of it->valuestring in choices (NULL-terminated), else -1 with err. */
+static int want_choice(const cJSON *it, const char *key, const char *const *choices, char *err,
+                       size_t errlen)
+{
+    for (int i = 0; cJSON_IsString(it) && choices[i]; i++)
+        if (strcmp(it->valuestring, choices[i]) == 0)
+            return i;
+    simbuf b = {0};
+    for (int i = 0; choices[i]; i++)
+        simbuf_printf(&b, "%s\"%s\"", i ? " or " : "", choices[i]);
+    snprintf(err, errlen, "faults: '%s' must be %s", key, b.data ? b.data : "?");
+    simbuf_free(&b);
+    return -1;
 }
 
 /* Validates every key first into a copy, so a bad body changes nothing. */
@@ -297,9 +368,104 @@ static int faults_apply(simsrv *srv, const cJSON *body, char *err, size_t errlen
             if (want_bool(it, k, &f.accept_bearer, err, errlen) < 0)
                 return -1;
         } else if (strcmp(k, "duplicate_status") == 0) {
-            if (want_num(it, k, 400, 499, &d, err, errlen) < 0)
+            if (want_num(it, k, 200, 499, &d, err, errlen) < 0)
                 return -1;
+            if (d != 200 && d < 400) {
+                snprintf(err, errlen, "faults: 'duplicate_status' must be 200 (silently accepted) or 4xx");
+                return -1;
+            }
             f.duplicate_status = (int)d;
+        } else if (strcmp(k, "content_type_check") == 0) {
+            if (want_bool(it, k, &f.content_type_check, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "fail_after_write_rate") == 0) {
+            if (want_num(it, k, 0, 1, &d, err, errlen) < 0)
+                return -1;
+            f.fail_after_write_rate = d;
+        } else if (strcmp(k, "fail_after_write_status") == 0) {
+            if (cJSON_IsString(it) && strcmp(it->valuestring, "drop") == 0) {
+                f.fail_after_write_status = 0;
+            } else if (cJSON_IsNumber(it) && (it->valuedouble == 500 || it->valuedouble == 502 ||
+                                              it->valuedouble == 504)) {
+                f.fail_after_write_status = (int)it->valuedouble;
+            } else {
+                snprintf(err, errlen, "faults: 'fail_after_write_status' must be 500, 502, 504 or \"drop\"");
+                return -1;
+            }
+        } else if (strcmp(k, "bad_token_status") == 0) {
+            if (!cJSON_IsNumber(it) || (it->valuedouble != 401 && it->valuedouble != 403)) {
+                snprintf(err, errlen, "faults: 'bad_token_status' must be 401 or 403");
+                return -1;
+            }
+            f.bad_token_status = (int)it->valuedouble;
+        } else if (strcmp(k, "inlinecount") == 0) {
+            if (want_bool(it, k, &f.inlinecount, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "task_required") == 0) {
+            static const char *const c[] = {"title", "title_contact_datetime", NULL};
+            int i = want_choice(it, k, c, err, errlen);
+            if (i < 0)
+                return -1;
+            f.task_required_strict = i == 1;
+        } else if (strcmp(k, "string_compare") == 0) {
+            static const char *const c[] = {"sensitive", "insensitive", NULL};
+            int i = want_choice(it, k, c, err, errlen);
+            if (i < 0)
+                return -1;
+            f.string_ci = i == 1;
+        } else if (strcmp(k, "readonly_fields") == 0) {
+            static const char *const c[] = {"reject", "ignore", NULL};
+            int i = want_choice(it, k, c, err, errlen);
+            if (i < 0)
+                return -1;
+            f.readonly_ignore = i == 1;
+        } else if (strcmp(k, "create_status") == 0) {
+            if (!cJSON_IsNumber(it) || (it->valuedouble != 200 && it->valuedouble != 201)) {
+                snprintf(err, errlen, "faults: 'create_status' must be 200 or 201");
+                return -1;
+            }
+            f.create_status = (int)it->valuedouble;
+        } else if (strcmp(k, "derive_documents") == 0) {
+            if (want_bool(it, k, &f.derive_documents, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "key_get") == 0) {
+            static const char *const c[] = {"envelope", "object", "404", NULL};
+            int i = want_choice(it, k, c, err, errlen);
+            if (i < 0)
+                return -1;
+            f.key_get = i;
+        } else if (strcmp(k, "large_ids") == 0) {
+            if (want_bool(it, k, &f.large_ids, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "document_match") == 0) {
+            static const char *const c[] = {"exact", "normalized", NULL};
+            int i = want_choice(it, k, c, err, errlen);
+            if (i < 0)
+                return -1;
+            f.document_normalized = i == 1;
+        } else if (strcmp(k, "busca_paging") == 0) {
+            static const char *const c[] = {"off", "on", NULL};
+            if (cJSON_IsBool(it)) {
+                f.busca_paging = cJSON_IsTrue(it);
+            } else {
+                int i = want_choice(it, k, c, err, errlen);
+                if (i < 0)
+                    return -1;
+                f.busca_paging = i == 1;
+            }
+        } else if (strcmp(k, "uppercase_documents") == 0) {
+            if (want_bool(it, k, &f.uppercase_documents, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "ticket_client_id") == 0) {
+            static const char *const c[] = {"token", "token_or_id", NULL};
+            int i = want_choice(it, k, c, err, errlen);
+            if (i < 0)
+                return -1;
+            f.ticket_client_id_any = i == 1;
+        } else if (strcmp(k, "listagem_default_status") == 0) {
+            if (want_num(it, k, 1, 23, &d, err, errlen) < 0)
+                return -1;
+            f.listagem_default_status = (int)d;
         } else if (strcmp(k, "finalize_any") == 0) {
             if (want_bool(it, k, &f.finalize_any, err, errlen) < 0)
                 return -1;
@@ -631,6 +797,128 @@ static void sleep_ms_interruptible(simsrv *srv, int64_t ms)
     }
 }
 
+/* Length of the valid UTF-8 sequence at p (n bytes left), 0 when invalid (overlong forms,
+ * surrogates, past U+10FFFF, truncated). */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned min, cp;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2, min = 0x80, cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3, min = 0x800, cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+/* A JSON request body must be valid UTF-8 and hold no NUL character, raw or escaped as
+ * \u0000 (cJSON would cut the string there and store "a" for "a\u0000b"). */
+static bool body_text_ok(const char *body, size_t len, const char **why)
+{
+    const unsigned char *p = (const unsigned char *)body;
+    bool in_str = false;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        if (c == 0) {
+            *why = "The request body contains a NUL byte.";
+            return false;
+        }
+        if (c >= 0x80) {
+            size_t l = utf8_len(p + i, len - i);
+            if (!l) {
+                *why = "The request body is not valid UTF-8.";
+                return false;
+            }
+            i += l;
+            continue;
+        }
+        if (in_str && c == '\\' && i + 1 < len) {
+            if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0) {
+                *why = "Strings must not contain the NUL character (\\u0000).";
+                return false;
+            }
+            i += 2;
+            continue;
+        }
+        if (c == '"')
+            in_str = !in_str;
+        i++;
+    }
+    return true;
+}
+
+/* "application/json" with at most a charset=utf-8 parameter (case-insensitive). */
+static bool is_json_content_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (is_ows(*ct))
+        ct++;
+    static const char mt[] = "application/json";
+    if (strncasecmp(ct, mt, sizeof mt - 1) != 0)
+        return false;
+    const char *p = ct + sizeof mt - 1;
+    while (is_ows(*p))
+        p++;
+    if (*p == '\0')
+        return true;
+    if (*p != ';')
+        return false;
+    p++;
+    while (is_ows(*p))
+        p++;
+    if (strncasecmp(p, "charset=", 8) != 0)
+        return false;
+    p += 8;
+    bool quoted = *p == '"';
+    if (quoted)
+        p++;
+    if (strncasecmp(p, "utf-8", 5) != 0 && strncasecmp(p, "utf8", 4) != 0)
+        return false;
+    p += strncasecmp(p, "utf-8", 5) == 0 ? 5 : 4;
+    if (quoted && *p++ != '"')
+        return false;
+    while (is_ows(*p))
+        p++;
+    return *p == '\0';
+}
+
+bool simsrv_after_write(simsrv *srv, simsrv_resp *resp)
+{
+    if (srv->faults.fail_after_write_rate <= 0)
+        return false;
+    double draw = (double)(simsrv_rand(srv) >> 11) / 9007199254740992.0;
+    if (draw >= srv->faults.fail_after_write_rate)
+        return false;
+    int st = srv->faults.fail_after_write_status;
+    if (st == 0) {
+        free(resp->body);
+        resp->body = NULL;
+        resp->drop = true;
+        resp->status = 0;
+        return true;
+    }
+    srv->app.error(srv->app.ctx, srv, resp, st,
+                   "Simulated failure after the write was stored (fail_after_write fault)");
+    return true;
+}
+
 static void handle_api(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
 {
     pthread_mutex_lock(&srv->lock);
@@ -646,7 +934,10 @@ static void handle_api(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
     }
     const char *key = srv->app.auth(srv->app.ctx, srv, req);
     if (!key) {
-        srv->app.error(srv->app.ctx, srv, resp, 401, "Unauthorized: missing or invalid credentials");
+        srv->app.error(srv->app.ctx, srv, resp, srv->faults.bad_token_status,
+                       srv->faults.bad_token_status == 403
+                           ? "Forbidden: missing or invalid credentials"
+                           : "Unauthorized: missing or invalid credentials");
         goto out;
     }
     int retry_s = 0;
@@ -670,6 +961,20 @@ static void handle_api(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
             goto out;
         }
     }
+    if (req->body_len > 0) {
+        const char *why = NULL;
+        if (srv->faults.content_type_check &&
+            !is_json_content_type(simsrv_header(req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+            srv->app.error(srv->app.ctx, srv, resp, 415,
+                           "Unsupported Media Type: the body must be sent as Content-Type: "
+                           "application/json");
+            goto out;
+        }
+        if (!body_text_ok(req->body, req->body_len, &why)) {
+            srv->app.error(srv->app.ctx, srv, resp, 400, why);
+            goto out;
+        }
+    }
     srv->app.handle(srv->app.ctx, srv, req, resp);
 out:
     stats_record(srv, req->method, req->path, resp->status);
@@ -678,6 +983,11 @@ out:
 
 static enum MHD_Result send_resp(struct MHD_Connection *conn, simsrv_resp *resp)
 {
+    if (resp->drop) { /* MHD_NO closes the connection without an answer */
+        free(resp->body);
+        resp->body = NULL;
+        return MHD_NO;
+    }
     struct MHD_Response *r;
     if (resp->body) {
         r = MHD_create_response_from_buffer(strlen(resp->body), resp->body, MHD_RESPMEM_MUST_FREE);
@@ -780,7 +1090,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 
     simsrv_resp resp = {.status = 500, .retry_after = -1};
     if (cs->too_large) {
-        simsrv_resp_message(&resp, 413, "message", "Request body too large");
+        if (strncmp(cs->uri, "/_admin", 7) == 0) {
+            simsrv_resp_message(&resp, 413, "error", "Request body too large");
+        } else {
+            pthread_mutex_lock(&srv->lock);
+            srv->app.error(srv->app.ctx, srv, &resp, 413, "Request body too large");
+            pthread_mutex_unlock(&srv->lock);
+        }
         return send_resp(conn, &resp);
     }
     const char *q = strchr(cs->uri, '?');
@@ -851,6 +1167,15 @@ simsrv *simsrv_start(const simsrv_app *app, int port, char *err, size_t errlen)
     pthread_mutex_init(&srv->lock, NULL);
     faults_default(srv);
 
+    /* room for SIMSRV_MAX_CONNECTIONS descriptors: raise the soft limit as far as allowed */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < SIMSRV_MAX_CONNECTIONS + 64) {
+        rlim_t want = SIMSRV_MAX_CONNECTIONS + 64;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            fprintf(stderr, "%s: cannot raise the open-file limit: %s\n", app->name, strerror(errno));
+    }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -879,8 +1204,10 @@ simsrv *simsrv_start(const simsrv_app *app, int port, char *err, size_t errlen)
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
         NULL, access_handler, srv, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, srv, MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(256 * 1024), MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)SIMSRV_IDLE_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SIMSRV_MAX_CONNECTIONS,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(2u * 1024u * 1024u),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot start the HTTP server (libmicrohttpd)");
         goto fail;

@@ -3,8 +3,11 @@
  * bursts, down, short pages, truncation), a per-key sliding 60-second rate-limit window (and an
  * optional minimum interval between requests) and request stats.
  *
- * Order of checks on an API request: latency, down (503), auth (401), rate limit (429),
- * error_burst, error_rate, then the application.
+ * Order of checks on an API request: latency, down (503), auth (bad_token_status, 401), rate
+ * limit (429), error_burst, error_rate, then, for a request with a body, its Content-Type
+ * (415 unless application/json, when content_type_check) and its text (400 unless UTF-8
+ * without NUL characters), then the application. Header values are compared trimmed
+ * (simsrv_header_is). A create can fail after its write (simsrv_after_write).
  *
  * An application (Ploomes or Milvus) plugs in through simsrv_app: an auth check, its error body
  * shape, its request handler and seed/state/reset. Every application callback runs with the
@@ -27,6 +30,11 @@
 
 #define SIMSRV_MAX_BODY (4u * 1024u * 1024u)
 #define SIMSRV_MAX_SEED (64u * 1024u * 1024u)
+/* A connection silent this long (an incomplete request, an idle keep-alive) is closed; the
+ * connection cap is far above FD_SETSIZE so that a flood of half-open connections from one
+ * client (every test client is 127.0.0.1) leaves room for the others and the admin API. */
+#define SIMSRV_IDLE_TIMEOUT_S 15
+#define SIMSRV_MAX_CONNECTIONS 4000
 
 typedef struct simsrv simsrv;
 
@@ -51,6 +59,7 @@ typedef struct simsrv_resp {
     char *body; /* malloc'd, may be NULL (empty body) */
     const char *content_type;
     int retry_after; /* seconds for a Retry-After header; < 0 none */
+    bool drop;       /* close the connection without answering (fail_after_write "drop") */
 } simsrv_resp;
 
 /* Runtime-adjustable behaviour (POST /_admin/faults). Defaults in brackets. */
@@ -79,6 +88,34 @@ typedef struct simsrv_faults {
     int duplicate_status; /* [409] status for a duplicate document (409 or 400) */
     bool finalize_any;    /* [false] PUT /chamado/finalizar accepts a ticket in any open status
                            * (default: only "Atendendo", else 400) */
+    /* Both (strictness, issue 9; sim/README.md lists every toggle) */
+    bool content_type_check;       /* [true] a request body needs Content-Type application/json
+                                    * (charset=utf-8 allowed), else 415 */
+    double fail_after_write_rate;  /* [0] probability that a create is stored and then answered
+                                    * with fail_after_write_status (the ambiguous create) */
+    int fail_after_write_status;   /* [500] 500, 502, 504, or 0 = "drop" (close, no answer) */
+    int bad_token_status;          /* [401] status for missing/wrong credentials (401 or 403) */
+    /* Ploomes only */
+    bool inlinecount;              /* [true] answer the OData v3 $inlinecount; false = 400 */
+    bool task_required_strict;     /* [true] POST /Tasks needs Title + (ContactId or DealId) +
+                                    * DateTime; false = Title only ("task_required") */
+    bool string_ci;                /* [false] string eq/ne/lt... and contains/startswith/endswith
+                                    * ignore ASCII case ("string_compare") */
+    bool readonly_ignore;          /* [false] read-only fields in a write body (Id, CreateDate,
+                                    * CreatorId, ...) are dropped; default 400 ("readonly_fields") */
+    int create_status;             /* [200] status of a successful POST create (200 or 201) */
+    bool derive_documents;         /* [true] CNPJ/CPF derived from Register by TypeId */
+    int key_get;                   /* [0] GET /Set(<id>): 0 envelope, 1 bare object, 2 404 */
+    bool large_ids;                /* [false] ids handed out from 3,000,000,000 on (> 2^31) */
+    /* Milvus only */
+    bool document_normalized;      /* [false] documento/duplicate match ignores masks, leading
+                                    * zeros and case ("document_match": exact|normalized) */
+    bool busca_paging;             /* [true] /cliente/busca honours pagina/total_registros */
+    bool uppercase_documents;      /* [true] lowercase CNPJ letters are uppercased; false = 400 */
+    bool ticket_client_id_any;     /* [false] chamado cliente_id may be the numeric id too
+                                    * ("ticket_client_id": token|token_or_id) */
+    int listagem_default_status;   /* [9] /chamado/listagem status when the filter has none
+                                    * (9 ChamadosAbertos, 10 Todos, ...) */
 } simsrv_faults;
 
 typedef struct simsrv_app {
@@ -133,6 +170,17 @@ const char *simsrv_base_url(const simsrv *srv, const simsrv_req *req, char *buf,
 
 /* Request header value or NULL (case-insensitive name). */
 const char *simsrv_header(const simsrv_req *req, const char *name);
+
+/* True when header `name` is present and equals `want` once optional whitespace around the
+ * value is ignored (as servers trim header values). With prefix (may be NULL), the value must
+ * be prefix + want ("Bearer "). */
+bool simsrv_header_is(const simsrv_req *req, const char *name, const char *prefix,
+                      const char *want);
+
+/* Call after a create was stored and resp filled with its success answer: with probability
+ * fail_after_write_rate, replaces the answer with the fail_after_write_status error (through
+ * the application's error shape) or marks it to be dropped. Returns true when it did. */
+bool simsrv_after_write(simsrv *srv, simsrv_resp *resp);
 
 /* First query parameter named key (decoded) or NULL. */
 const char *simsrv_param_get(const simsrv_req *req, const char *key);

@@ -85,7 +85,9 @@ static void test_cliente_criar(void **state)
         {"{\"cliente_documento\":\"52998224725\"" PF "}", 200},
         {"{\"cliente_documento\":11144477735" PF "}", 200},            /* number accepted */
         {"{\"cliente_documento\":191" PJ "}", 200},                    /* 00000000000191 lost its zeros */
-        {"{\"cliente_documento\":\"00000000000191\"" PJ "}", 409},
+        /* document_match "exact" (default): "191" as stored is not "00000000000191", so a
+         * client that sent a number gets a second client here (the normalized toggle: 409) */
+        {"{\"cliente_documento\":\"00000000000191\"" PJ "}", 200},
         {"{\"cliente_documento\":\"52998224724\"" PF "}", 400},       /* bad check digit */
         {"{\"cliente_documento\":\"11222333000182\"" PJ "}", 400},
         {"{\"cliente_documento\":\"12ABC34501DE36\"" PJ "}", 400},
@@ -149,7 +151,7 @@ static void test_cliente_criar(void **state)
             maria = c;
         n++;
     }
-    assert_int_equal(n, 6);
+    assert_int_equal(n, 7);
     assert_non_null(maria);
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(maria, "cliente_id_integracao")->valuedouble, 77);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(maria, "cnpj_cpf")->valuestring, "12345678909");
@@ -222,9 +224,17 @@ static void test_busca(void **state)
     assert_int_equal(busca_count(p, "?status=3"), 4);
     assert_int_equal(busca_status(p, "?status=9"), 400);
     assert_int_equal(busca_count(p, "?documento=11222333000181"), 1);
-    assert_int_equal(busca_count(p, "?documento=11.222.333%2F0001-81"), 1);
+    /* document_match "exact" (default): the document as stored, byte for byte */
+    assert_int_equal(busca_count(p, "?documento=11.222.333%2F0001-81"), 0);
+    assert_int_equal(busca_count(p, "?documento=00000000000191"), 0); /* stored as the number 191 */
+    assert_int_equal(busca_count(p, "?documento=191"), 1);
+    assert_int_equal(busca_count(p, "?documento=12abc34501de35&status=3"), 0);
     assert_int_equal(busca_count(p, "?documento=12ABC34501DE35"), 0); /* blocked: status 1 */
     assert_int_equal(busca_count(p, "?documento=12ABC34501DE35&status=3"), 1);
+    /* document_match "normalized": masks, leading zeros and case ignored */
+    assert_int_equal(simproc_faults(p, "{\"document_match\":\"normalized\"}"), 0);
+    assert_int_equal(busca_count(p, "?documento=11.222.333%2F0001-81"), 1);
+    assert_int_equal(busca_count(p, "?documento=12abc34501de35&status=3"), 1);
     r = busca(p, "?documento=00000000000191", &st);
     assert_int_equal(lista_size(r), 1);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0), "token")->valuestring, "ZERO01");

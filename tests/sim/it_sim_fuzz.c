@@ -136,13 +136,17 @@ static void build_request(char *buf, size_t size, size_t *len, const char *auth)
     } else if (shape == 1) { /* lying Content-Length */
         o = (size_t)snprintf(buf, size, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999999999999\r\n%s\r\n", method, target, auth);
     } else if (shape == 2) { /* chunked */
-        o = (size_t)snprintf(buf, size, "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n%s\r\n%zx\r\n", target, auth, b);
+        o = (size_t)snprintf(buf, size, "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n%s\r\n"
+                             "Content-Type: application/json\r\n\r\n%zx\r\n", target, auth, b);
         memcpy(buf + o, body, b);
         o += b;
         o += (size_t)snprintf(buf + o, size - o, "\r\n0\r\n\r\n");
     } else {
-        o = (size_t)snprintf(buf, size, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\nContent-Length: %zu\r\n\r\n",
-                             method, target, rnd() % 4 ? auth : "X-No-Auth: 1", b);
+        const char *who = rnd() % 4 ? auth : "X-No-Auth: 1";
+        /* mostly JSON bodies, so that they reach the parsers past the 415 check */
+        const char *ctype = rnd() % 4 ? "Content-Type: application/json; charset=utf-8\r\n" : "";
+        o = (size_t)snprintf(buf, size, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n%sContent-Length: %zu\r\n\r\n",
+                             method, target, who, ctype, b);
         memcpy(buf + o, body, b);
         o += b;
     }

@@ -53,7 +53,21 @@ static const cJSON *member(void *ctx, const cJSON *rec, const char *name, cJSON 
     return cJSON_GetObjectItemCaseSensitive(rec, name);
 }
 
-static const odata_schema SCHEMA = {field_type, member, NULL};
+/* Declared types below the record: City is {Id, Name}, Tags rows are {TagId}. */
+static odata_type path_type(void *ctx, const char *const *path, size_t n)
+{
+    (void)ctx;
+    if (n == 2 && strcmp(path[0], "City") == 0)
+        return strcmp(path[1], "Id") == 0 ? ODATA_INT : strcmp(path[1], "Name") == 0 ? ODATA_STR : ODATA_UNKNOWN;
+    if (n == 2 && strcmp(path[0], "Tags") == 0)
+        return strcmp(path[1], "TagId") == 0 ? ODATA_INT : ODATA_UNKNOWN;
+    return n == 1 ? field_type(NULL, path[0]) : ODATA_UNKNOWN;
+}
+
+static const odata_schema SCHEMA = {field_type, member, NULL, NULL, NULL, false};
+static const odata_schema SCHEMA_CI = {field_type, member, NULL, NULL, NULL, true};
+static const odata_schema SCHEMA_TYPED = {field_type, member, NULL, path_type, NULL, false};
+static const odata_schema *schema_in_use = &SCHEMA;
 
 static int setup(void **state)
 {
@@ -75,7 +89,7 @@ static int teardown(void **state)
 static void run_filter(const char *filter, char *out, size_t size)
 {
     char err[300];
-    odata_expr *e = odata_filter_parse(filter, &SCHEMA, err, sizeof err);
+    odata_expr *e = odata_filter_parse(filter, schema_in_use, err, sizeof err);
     if (!e) {
         assert_true(err[0] != '\0');
         snprintf(out, size, "ERR");
@@ -86,7 +100,7 @@ static void run_filter(const char *filter, char *out, size_t size)
     cJSON_ArrayForEach(rec, records)
     {
         bool m = false;
-        if (odata_filter_eval(e, rec, &SCHEMA, &m, err, sizeof err) < 0) {
+        if (odata_filter_eval(e, rec, schema_in_use, &m, err, sizeof err) < 0) {
             snprintf(out, size, "EVAL");
             odata_filter_free(e);
             return;
@@ -128,9 +142,11 @@ static void test_filter_table(void **state)
         {"Finished", "1"},
         {"Finished eq true", "1"},
         {"contains(Name,'et')", "2"},
-        {"contains(Name,'acme')", "1"},
+        {"contains(Name,'acme')", ""}, /* case-sensitive like eq unless the schema says */
+        {"contains(Name,'ACME')", "1"},
         {"contains(Name,'''')", "1"},
-        {"startswith(Name,'Gam')", "3"},
+        {"startswith(Name,'Gam')", ""},
+        {"startswith(Name,'gam')", "3"},
         {"endswith(Name,'ta')", "2"},
         {"LastUpdateDate eq 2024-01-01T10:00:00-03:00", "1,3"},
         {"LastUpdateDate eq 2024-01-01T13:00:00Z", "1,3"},
@@ -188,6 +204,48 @@ static void test_filter_table(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char got[128];
         run_filter(cases[i].filter, got, sizeof got);
+        if (strcmp(got, cases[i].expect) != 0) {
+            fprintf(stderr, "filter [%s]: expected [%s], got [%s]\n", cases[i].filter, cases[i].expect, got);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* Issue 9 items 6 and 20: with the schema's path types, unknown fields inside lambdas and
+ * navigation paths are parse errors (400), not empty results; literals are type-checked there
+ * too. Case: eq and the string functions agree, both ways. */
+static void test_filter_paths_and_case(void **state)
+{
+    (void)state;
+    static const struct {
+        const odata_schema *schema;
+        const char *filter, *expect;
+    } cases[] = {
+        {&SCHEMA_TYPED, "Tags/any(t: t/TagId eq 10)", "1,2"},
+        {&SCHEMA_TYPED, "Tags/any(t: t/TagID eq 10)", "ERR"},
+        {&SCHEMA_TYPED, "Tags/any(t: t/TagId eq '10')", "ERR"},
+        {&SCHEMA_TYPED, "Tags/any(t: t/Tag/Name eq 'x')", "ERR"},
+        {&SCHEMA_TYPED, "City/Id eq 7", "1"},
+        {&SCHEMA_TYPED, "City/Name eq 'SP'", "1"},
+        {&SCHEMA_TYPED, "City/Bogus eq 1", "ERR"},
+        {&SCHEMA_TYPED, "City/Id eq 'x'", "ERR"},
+        {&SCHEMA_TYPED, "Id/Foo eq 1", "ERR"},
+        {&SCHEMA_TYPED, "Name/any(n: n eq 'x')", "ERR"},
+        {&SCHEMA, "Tags/any(t: t/TagID eq 10)", ""}, /* without path types: unchecked */
+        {&SCHEMA_CI, "Name eq 'acme o''brien'", "1"},
+        {&SCHEMA_CI, "contains(Name,'acme')", "1"},
+        {&SCHEMA_CI, "startswith(Name,'Gam')", "3"},
+        {&SCHEMA_CI, "endswith(Name,'TA')", "2"},
+        {&SCHEMA, "Name eq 'acme o''brien'", ""},
+        {&SCHEMA, "endswith(Name,'TA')", ""},
+    };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[128];
+        schema_in_use = cases[i].schema;
+        run_filter(cases[i].filter, got, sizeof got);
+        schema_in_use = &SCHEMA;
         if (strcmp(got, cases[i].expect) != 0) {
             fprintf(stderr, "filter [%s]: expected [%s], got [%s]\n", cases[i].filter, cases[i].expect, got);
             failures++;
@@ -362,7 +420,8 @@ static void test_time(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_filter_table), cmocka_unit_test(test_filter_nesting_limits),
+        cmocka_unit_test(test_filter_table), cmocka_unit_test(test_filter_paths_and_case),
+        cmocka_unit_test(test_filter_nesting_limits),
         cmocka_unit_test(test_orderby),      cmocka_unit_test(test_lists),
         cmocka_unit_test(test_time),
     };

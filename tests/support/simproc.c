@@ -418,6 +418,64 @@ int simproc_request(const simproc *p, const char *method, const char *path_and_q
     return 0;
 }
 
+int simproc_request_raw(const simproc *p, const char *method, const char *path_and_query,
+                        const char *const *headers, const char *content_type, const char *body,
+                        size_t body_len, long *status, char **body_out)
+{
+    pthread_once(&curl_once, curl_init_once);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return -1;
+    size_t ulen = strlen(p->base_url) + strlen(path_and_query) + 1;
+    char *url = malloc(ulen);
+    if (!url) {
+        curl_easy_cleanup(c);
+        return -1;
+    }
+    snprintf(url, ulen, "%s%s", p->base_url, path_and_query);
+    struct curl_slist *hl = NULL;
+    for (size_t i = 0; headers && headers[i]; i++)
+        hl = curl_slist_append(hl, headers[i]);
+    char ct[256];
+    if (content_type) { /* "" = no Content-Type header at all ("Content-Type:" removes curl's) */
+        snprintf(ct, sizeof ct, "Content-Type:%s%s", content_type[0] ? " " : "", content_type);
+        hl = curl_slist_append(hl, ct);
+    }
+    hl = curl_slist_append(hl, "Expect:");
+    growbuf b = {NULL, 0, -1};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    CURLcode cc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    free(url);
+    if (cc != CURLE_OK) {
+        free(b.data);
+        return -1;
+    }
+    if (status)
+        *status = code;
+    if (body_out)
+        *body_out = b.data ? b.data : strdup("");
+    else
+        free(b.data);
+    return 0;
+}
+
 long simproc_post(const simproc *p, const char *path_and_query, const char *const *headers,
                   const char *body, char **text)
 {

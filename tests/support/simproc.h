@@ -76,6 +76,15 @@ int simproc_request(const simproc *p, const char *method, const char *path_and_q
                     const char *const *headers, const char *body, long *status, char **body_out,
                     long *retry_after);
 
+/* simproc_request with full control of the body: body_len bytes (any bytes, NULs and
+ * invalid UTF-8 included) sent with Content-Type content_type: NULL = libcurl's default for a
+ * POST (application/x-www-form-urlencoded), "" = no Content-Type header at all. body NULL =
+ * no body. Returns 0 with *status (and *body_out, malloc'd, when not NULL), or -1 on a
+ * transport error (for instance a connection closed without an answer). */
+int simproc_request_raw(const simproc *p, const char *method, const char *path_and_query,
+                        const char *const *headers, const char *content_type, const char *body,
+                        size_t body_len, long *status, char **body_out);
+
 /* POST path_and_query with a body. Returns the HTTP status, or -1 on a transport error. When
  * text is not NULL it gets the response body (malloc'd, free() it; NULL after a transport
  * error). */
