@@ -8,6 +8,7 @@
 
 /* The simsrv part of every simulator's help. */
 static const char USAGE_TAIL[] =
+    "--bind ADDRESS listens on that IPv4 address instead of 127.0.0.1 (0.0.0.0 in a container).\n"
     "Admin API (no auth): POST /_admin/seed, GET /_admin/state, GET|POST /_admin/faults,\n"
     "GET /_admin/stats, POST /_admin/reset. SIGTERM/SIGINT stop it (exit 0).\n";
 
@@ -31,6 +32,7 @@ int simmain_parse(const simmain_spec *spec, int argc, char **argv, simmain_args 
     const char *port_s = NULL;
     args->credential = NULL;
     args->state = NULL;
+    args->bind = "127.0.0.1";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(spec, stdout);
@@ -39,6 +41,7 @@ int simmain_parse(const simmain_spec *spec, int argc, char **argv, simmain_args 
         const char **dst = strcmp(argv[i], "--port") == 0                ? &port_s
                            : strcmp(argv[i], spec->credential_opt) == 0 ? &args->credential
                            : strcmp(argv[i], "--state") == 0            ? &args->state
+                           : strcmp(argv[i], "--bind") == 0             ? &args->bind
                                                                          : NULL;
         if (!dst || i + 1 >= argc)
             return usage_error(spec, "unknown or incomplete option '%s'", argv[i]);
@@ -58,7 +61,7 @@ int simmain_run(const simsrv_app *app, const simmain_args *args)
     simsrv_block_signals();
     char err[512];
     int rc = 0;
-    simsrv *srv = simsrv_start(app, args->port, err, sizeof err);
+    simsrv *srv = simsrv_start_at(app, args->bind, args->port, err, sizeof err);
     if (!srv) {
         fprintf(stderr, "%s: %s\n", app->name, err);
         rc = 1;

@@ -1,5 +1,5 @@
 /* simmain_: the main() both simulators share: the command line
- * (--port P <credential option> V [--state FILE], --help), start-up, the "listening on" line
+ * (--port P <credential option> V [--state FILE] [--bind ADDRESS], --help), start-up, the "listening on" line
  * the test harness waits for, and a clean stop on SIGTERM/SIGINT (exit 0).
  *
  * Ownership: borrows argv and the application; allocates nothing the caller frees.
@@ -20,6 +20,8 @@ typedef struct simmain_args {
     int port;               /* 0..65535 (0 = any free port) */
     const char *credential; /* non-empty, borrowed from argv */
     const char *state;      /* seed file to load, NULL when none */
+    const char *bind;       /* numeric IPv4 address to listen on; default "127.0.0.1"
+                               ("0.0.0.0" inside a container, docker-compose's sandbox) */
 } simmain_args;
 
 /* Parses argv into *args. Returns -1 when main() should go on, else the exit code to return

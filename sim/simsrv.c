@@ -1157,6 +1157,17 @@ int simsrv_wait_signal(void)
 
 simsrv *simsrv_start(const simsrv_app *app, int port, char *err, size_t errlen)
 {
+    return simsrv_start_at(app, "127.0.0.1", port, err, errlen);
+}
+
+simsrv *simsrv_start_at(const simsrv_app *app, const char *bind_addr, int port, char *err,
+                        size_t errlen)
+{
+    struct in_addr ip;
+    if (inet_pton(AF_INET, bind_addr, &ip) != 1) {
+        snprintf(err, errlen, "--bind %s is not a numeric IPv4 address", bind_addr);
+        return NULL;
+    }
     simsrv *srv = calloc(1, sizeof *srv);
     if (!srv) {
         snprintf(err, errlen, "out of memory");
@@ -1185,9 +1196,9 @@ simsrv *simsrv_start(const simsrv_app *app, int port, char *err, size_t errlen)
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_addr = ip;
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-        snprintf(err, errlen, "cannot bind 127.0.0.1:%d: %s", port, strerror(errno));
+        snprintf(err, errlen, "cannot bind %s:%d: %s", bind_addr, port, strerror(errno));
         goto fail;
     }
     if (listen(fd, 128) < 0) {

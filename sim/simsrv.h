@@ -145,6 +145,9 @@ int simsrv_wait_signal(void);
 
 /* Binds 127.0.0.1:port (0 = any free port) and starts serving. NULL with err on failure. */
 simsrv *simsrv_start(const simsrv_app *app, int port, char *err, size_t errlen);
+/* The same on another numeric IPv4 address (simsrv_start uses 127.0.0.1). */
+simsrv *simsrv_start_at(const simsrv_app *app, const char *bind_addr, int port, char *err,
+                        size_t errlen);
 
 /* The bound port. */
 int simsrv_port(const simsrv *srv);
