@@ -46,49 +46,80 @@ static bool append_encoded(char *out, size_t size, size_t *pos, const char *valu
     return true;
 }
 
-int ploomes_keyset_query(const ploomes_entity_info_t *info, const char *stamp, int64_t id,
-                         int top, char *out, size_t size)
+/* The stamp as an OData DateTimeOffset literal: RFC 3339's lowercase 't'/'z' and the space
+ * separator (accepted in SYNC_SINCE) are not OData syntax. false when it does not fit. */
+static bool odata_literal(const char *stamp, char *lit, size_t size)
+{
+    size_t sl = strlen(stamp);
+    if (sl >= size)
+        return false;
+    for (size_t i = 0; i <= sl; i++) {
+        char c = stamp[i];
+        lit[i] = (c == ' ' || c == 't') ? 'T' : c == 'z' ? 'Z' : c;
+    }
+    return true;
+}
+
+int ploomes_query(const ploomes_entity_info_t *info, const ploomes_query_t *q, char *out,
+                  size_t size)
 {
     if (out == NULL || size == 0)
         return -1;
     out[0] = '\0';
     ploomes_instant_t check;
-    if (info == NULL || stamp == NULL || ploomes_instant_parse(stamp, &check) != 0 || top < 1 ||
-        top > PLOOMES_PAGE_SIZE || id < 0)
+    if (info == NULL || q == NULL || q->stamp == NULL ||
+        ploomes_instant_parse(q->stamp, &check) != 0 || q->top < 1 ||
+        q->top > PLOOMES_PAGE_SIZE || q->id < 0)
         return -1;
-
-    /* The literal goes unquoted into the filter: RFC 3339's lowercase 't'/'z' and the space
-     * separator (accepted in SYNC_SINCE) are not OData DateTimeOffset syntax. */
     char lit[64];
-    size_t sl = strlen(stamp);
-    if (sl >= sizeof lit)
+    if (!odata_literal(q->stamp, lit, sizeof lit))
         return -1;
-    for (size_t i = 0; i <= sl; i++) {
-        char c = stamp[i];
-        lit[i] = (c == ' ' || c == 't') ? 'T' : c == 'z' ? 'Z' : c;
-    }
-    char filter[256];
-    int fn = snprintf(filter, sizeof filter,
+    char filter[320];
+    int fn;
+    const char *orderby;
+    if (q->mode == PLOOMES_Q_TIE) {
+        char next[64], nlit[64];
+        if (ploomes_stamp_next_unit(q->stamp, next, sizeof next) != 0 ||
+            !odata_literal(next, nlit, sizeof nlit))
+            return -1;
+        fn = snprintf(filter, sizeof filter,
+                      "LastUpdateDate ge %s and LastUpdateDate lt %s and Id gt %" PRId64, lit,
+                      nlit, q->id);
+        orderby = "Id";
+    } else {
+        fn = snprintf(filter, sizeof filter,
                       "LastUpdateDate gt %s or (LastUpdateDate eq %s and Id gt %" PRId64 ")",
-                      lit, lit, id);
+                      lit, lit, q->id);
+        orderby = "LastUpdateDate,Id";
+    }
     if (fn < 0 || (size_t)fn >= sizeof filter)
         return -1;
     char topbuf[16];
-    snprintf(topbuf, sizeof topbuf, "%d", top);
+    snprintf(topbuf, sizeof topbuf, "%d", q->top);
 
     size_t pos = 0;
     bool ok = append(out, size, &pos, info->path) && append(out, size, &pos, "?$filter=") &&
               append_encoded(out, size, &pos, filter) &&
               append(out, size, &pos, "&$orderby=") &&
-              append_encoded(out, size, &pos, "LastUpdateDate,Id") &&
-              append(out, size, &pos, "&$top=") && append(out, size, &pos, topbuf) &&
-              append(out, size, &pos, "&$expand=") &&
-              append_encoded(out, size, &pos, info->expand);
+              append_encoded(out, size, &pos, orderby) && append(out, size, &pos, "&$top=") &&
+              append(out, size, &pos, topbuf);
+    if (ok && q->position_only)
+        ok = append(out, size, &pos, "&$select=") &&
+             append_encoded(out, size, &pos, "Id,LastUpdateDate");
+    else if (ok)
+        ok = append(out, size, &pos, "&$expand=") && append_encoded(out, size, &pos, info->expand);
     if (!ok) {
         out[0] = '\0';
         return -1;
     }
     return (int)pos;
+}
+
+int ploomes_keyset_query(const ploomes_entity_info_t *info, const char *stamp, int64_t id,
+                         int top, char *out, size_t size)
+{
+    ploomes_query_t q = {PLOOMES_Q_KEYSET, stamp, id, top, false};
+    return ploomes_query(info, &q, out, size);
 }
 
 /* ---- instants ----------------------------------------------------------------------------- */
@@ -174,6 +205,81 @@ int ploomes_instant_parse(const char *text, ploomes_instant_t *out)
     int64_t secs = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + se;
     out->seconds = secs - (int64_t)offset_min * 60;
     out->nanos = nanos;
+    return 0;
+}
+
+/* Civil date of a day count since 1970-01-01 (Howard Hinnant's civil_from_days). */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+int ploomes_stamp_next_unit(const char *stamp, char *out, size_t size)
+{
+    ploomes_instant_t check;
+    if (stamp == NULL || out == NULL || size == 0 || ploomes_instant_parse(stamp, &check) != 0)
+        return -1;
+    out[0] = '\0';
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, se = 0;
+    if (!digits(stamp, 4, &y) || !digits(stamp + 5, 2, &mo) || !digits(stamp + 8, 2, &d) ||
+        !digits(stamp + 11, 2, &h) || !digits(stamp + 14, 2, &mi) ||
+        !digits(stamp + 17, 2, &se))
+        return -1;
+    const char *p = stamp + 19;
+    char frac[16] = "";
+    size_t nd = 0;
+    if (*p == '.') {
+        p++;
+        while (p[nd] >= '0' && p[nd] <= '9')
+            nd++;
+        if (nd > 9)
+            return -1;
+        memcpy(frac, p, nd);
+        frac[nd] = '\0';
+        p += nd;
+    }
+    const char *offset = p; /* "Z", "z" or "+HH:MM" as written (validated by the parse) */
+    /* One unit up: the fraction as an nd-digit counter; a carry out of it (or no fraction)
+     * adds a second to the civil time. */
+    bool carry = true;
+    for (size_t i = nd; i > 0 && carry; i--) {
+        if (frac[i - 1] == '9') {
+            frac[i - 1] = '0';
+        } else {
+            frac[i - 1]++;
+            carry = false;
+        }
+    }
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + se;
+    if (carry)
+        secs++;
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t rem = secs - days * 86400;
+    int64_t ny;
+    int nm, ndd;
+    civil_from_days(days, &ny, &nm, &ndd);
+    if (ny < 0 || ny > 9999)
+        return -1;
+    char off[8];
+    if (*offset == 'Z' || *offset == 'z')
+        snprintf(off, sizeof off, "Z");
+    else
+        snprintf(off, sizeof off, "%.6s", offset);
+    int n = snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d%s%s%s", (int)ny, nm, ndd,
+                     (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), nd ? "." : "",
+                     frac, off);
+    if (n < 0 || (size_t)n >= size) {
+        out[0] = '\0';
+        return -1;
+    }
     return 0;
 }
 

@@ -62,6 +62,40 @@ const ploomes_entity_info_t *ploomes_entity_info(ploomes_entity_t e);
 int ploomes_keyset_query(const ploomes_entity_info_t *info, const char *stamp, int64_t id,
                          int top, char *out, size_t size);
 
+/* What a page request asks for (ploomes_query()). */
+typedef enum {
+    PLOOMES_Q_KEYSET = 0, /* rows after (stamp, id):
+                           *   $filter=LastUpdateDate gt C or (LastUpdateDate eq C and Id gt I)
+                           *   $orderby=LastUpdateDate,Id */
+    PLOOMES_Q_TIE = 1     /* one tie group at printed precision (SPEC §3 "Ties at printed
+                           * precision"): the rows printed with stamp S, by Id:
+                           *   $filter=LastUpdateDate ge S and LastUpdateDate lt S+u and Id gt I
+                           *   $orderby=Id          (u = the smallest unit S prints) */
+} ploomes_qmode_t;
+
+typedef struct {
+    ploomes_qmode_t mode;
+    const char *stamp;    /* keyset: the cursor's stamp C; tie: the group's stamp S */
+    int64_t id;           /* Id gt (>= 0) */
+    int top;              /* 1..300 */
+    bool position_only;   /* $select=Id,LastUpdateDate and no $expand: identifies a record
+                             whose full page cannot be parsed (a poison record) */
+} ploomes_query_t;
+
+/* Writes the request path+query of q into out (values percent-encoded as for
+ * ploomes_keyset_query; then $top, then $select or $expand). Returns the length, or -1 when
+ * the stamp is unusable, S+u cannot be written (more than 9 fractional digits, year past
+ * 9999), top/id are out of range, or out is too small (out then holds ""). */
+int ploomes_query(const ploomes_entity_info_t *info, const ploomes_query_t *q, char *out,
+                  size_t size);
+
+/* The stamp one printed unit after `stamp`, written the way `stamp` is written (same number
+ * of fractional digits, same offset; 'T' separator): "2024-03-01T10:00:00.123-03:00" ->
+ * "2024-03-01T10:00:00.124-03:00", "...:59.999Z" -> next second ".000Z", no fraction -> +1 s.
+ * Returns 0, or -1 when stamp is not RFC 3339, has more than 9 fractional digits, the result
+ * passes year 9999, or out is too small. */
+int ploomes_stamp_next_unit(const char *stamp, char *out, size_t size);
+
 /* An instant with the full precision Ploomes may print (up to 7 fractional digits; we keep 9). */
 typedef struct {
     int64_t seconds; /* Unix epoch seconds (UTC) */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "errbuf.h"
@@ -38,9 +39,12 @@ producer_pass_t producer_pass_worst(producer_pass_t a, producer_pass_t b)
 
 /* api_ and ratelimit_ wait through this: serve delivery reports, keep /healthz fresh, and
  * abandon the wait on SIGTERM/SIGINT. */
+static void lease_renew_due(producer_ctx_t *ctx);
+
 static int wait_hook(void *opaque, int64_t remaining_ms)
 {
     producer_ctx_t *ctx = opaque;
+    lease_renew_due(ctx);
     int slice = remaining_ms > 100 ? 100 : (int)(remaining_ms > 0 ? remaining_ms : 0);
     metrics_heartbeat(ctx->metrics);
     if (app_stop_requested())
@@ -61,10 +65,67 @@ static bool ready_cb(void *opaque, char *why, size_t whylen)
     return false;
 }
 
+size_t producer_mark_nul_escapes(char *buf, size_t *len)
+{
+    size_t n = *len, r = 0, w = 0, count = 0;
+    bool in_str = false;
+    while (r < n) {
+        char c = buf[r];
+        if (!in_str) {
+            in_str = c == '"';
+            buf[w++] = buf[r++];
+        } else if (c == '"') {
+            in_str = false;
+            buf[w++] = buf[r++];
+        } else if (c == '\\' && r + 1 < n) {
+            if (buf[r + 1] == 'u' && r + 5 < n && memcmp(buf + r + 2, "0000", 4) == 0) {
+                buf[w++] = (char)0xC0;
+                buf[w++] = (char)0x80;
+                r += 6;
+                count++;
+            } else {
+                buf[w++] = buf[r++];
+                buf[w++] = buf[r++];
+            }
+        } else {
+            buf[w++] = buf[r++];
+        }
+    }
+    if (w < n)
+        buf[w] = '\0';
+    *len = w;
+    return count;
+}
+
 producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const char *path_or_url,
                                cJSON **root, char *err, size_t errlen)
 {
+    return producer_fetch_ex(ctx, entity, path_or_url, root, NULL, err, errlen);
+}
+
+producer_pass_t producer_fetch_ex(producer_ctx_t *ctx, const char *entity,
+                                  const char *path_or_url, cJSON **root, bool *unparsable,
+                                  char *err, size_t errlen)
+{
     *root = NULL;
+    if (unparsable != NULL)
+        *unparsable = false;
+    if (ctx->scan_limit != NULL) {
+        char lerr[256];
+        int lrc = ratelimit_acquire(ctx->scan_limit, NULL, wait_hook, ctx, lerr, sizeof lerr);
+        if (lrc == 1) {
+            errbuf_set(err, errlen, "stopped while waiting for the scan quota");
+            return PRODUCER_PASS_STOPPED;
+        }
+        if (lrc != 0) {
+            errbuf_set(err, errlen, "scan quota (MongoDB) unavailable: %s", lerr);
+            char m[400];
+            log_msg(LOG_ERROR, "page_failed", "entity=%s error=%s", entity,
+                    log_quote(m, sizeof m, err));
+            metrics_counter_add(ctx->m_failures, PRODUCER_LABELS(ctx, entity), 1);
+            return PRODUCER_PASS_FAILED;
+        }
+    }
     api_result_t res;
     memset(&res, 0, sizeof res);
     api_outcome_t oc = api_request(ctx->api, HTTP_GET, path_or_url, NULL, API_IDEMPOTENT, &res);
@@ -75,6 +136,9 @@ producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const ch
     if (oc == API_OK) {
         char perr[256];
         size_t repaired = 0;
+        if (res.body != NULL && producer_mark_nul_escapes(res.body, &res.body_len) > 0)
+            log_msg(LOG_DEBUG, "nul_escapes", "entity=%s url=%s", entity,
+                    log_quote(q, sizeof q, url));
         /* Lenient: a lone-surrogate escape in one record must not block the whole page
          * forever; the record is then skipped as invalid UTF-8 (producer_record_utf8). */
         *root = json_parse_bounded_lenient(res.body, res.body_len, PRODUCER_MAX_BODY,
@@ -84,6 +148,12 @@ producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const ch
                     entity, log_quote(q, sizeof q, url), repaired);
         if (*root == NULL) {
             errbuf_set(err, errlen, "GET %s: response is not JSON: %s", url, perr);
+            if (unparsable != NULL) {
+                /* the caller asks again with smaller pages: not a failed page (yet) */
+                *unparsable = true;
+                api_result_clear(&res);
+                return PRODUCER_PASS_FAILED;
+            }
             out = PRODUCER_PASS_FAILED;
         }
     } else if (oc == API_STOPPED) {
@@ -176,17 +246,52 @@ void producer_skip(producer_ctx_t *ctx, const char *entity, const char *reason, 
 bool producer_record_id(producer_ctx_t *ctx, const char *entity, const cJSON *row,
                         const char *field, int index, int64_t *id)
 {
+    char where[32], detail[96];
+    snprintf(where, sizeof where, "#%d", index);
+    if (!cJSON_IsObject(row)) {
+        snprintf(detail, sizeof detail, "row is %s, not a JSON object",
+                 cJSON_IsArray(row)    ? "an array"
+                 : cJSON_IsString(row) ? "a string"
+                 : cJSON_IsNumber(row) ? "a number"
+                 : cJSON_IsBool(row)   ? "a boolean"
+                 : cJSON_IsNull(row)   ? "null"
+                                       : "not an object");
+        producer_skip(ctx, entity, PRODUCER_SKIP_BAD_ID, where, detail);
+        return false;
+    }
     int64_t v = 0;
     json_status_t st = json_get_int64(row, field, &v);
-    if (st == JSON_OK && v >= 1) {
+    /* 2^53 itself is where doubles stop being exact: 2^53+1 arrives as 2^53. */
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(row, field);
+    bool unsafe = st == JSON_OK && cJSON_IsNumber(item) &&
+                  (item->valuedouble >= 9007199254740992.0 ||
+                   item->valuedouble <= -9007199254740992.0);
+    if (st == JSON_OK && v >= 1 && !unsafe) {
         *id = v;
         return true;
     }
-    char where[32], detail[96];
-    snprintf(where, sizeof where, "#%d", index);
     snprintf(detail, sizeof detail, "%s: %s", field,
-             st == JSON_OK ? "not a positive integer" : json_status_name(st));
+             unsafe           ? "a number past 2^53-1 (not exact)"
+             : st == JSON_OK  ? "not a positive integer"
+                              : json_status_name(st));
     producer_skip(ctx, entity, PRODUCER_SKIP_BAD_ID, where, detail);
+    return false;
+}
+
+/* True when a string or key of the tree holds the bytes C0 80 (a \\u0000 escape, see
+ * producer_mark_nul_escapes). */
+static bool has_nul_marker(const cJSON *item)
+{
+    if (item == NULL)
+        return false;
+    if (item->string != NULL && strstr(item->string, "\xC0\x80") != NULL)
+        return true;
+    if (cJSON_IsString(item) && item->valuestring != NULL &&
+        strstr(item->valuestring, "\xC0\x80") != NULL)
+        return true;
+    for (const cJSON *c = item->child; c != NULL; c = c->next)
+        if (has_nul_marker(c))
+            return true;
     return false;
 }
 
@@ -197,9 +302,56 @@ bool producer_record_utf8(producer_ctx_t *ctx, const char *entity, const cJSON *
     if (json_validate_utf8(row, path, sizeof path) == 0)
         return true;
     char key[PUBLISH_KEY_SIZE];
-    producer_skip(ctx, entity, PRODUCER_SKIP_INVALID_UTF8, publish_key(id, key, sizeof key),
-                  path);
+    producer_skip(ctx, entity, has_nul_marker(row) ? PRODUCER_SKIP_NUL
+                                                   : PRODUCER_SKIP_INVALID_UTF8,
+                  publish_key(id, key, sizeof key), path);
     return false;
+}
+
+/* Room for the key (<= 20 bytes) and the four headers (names and values <= 160 bytes). */
+#define PRODUCER_MESSAGE_OVERHEAD 256
+
+bool producer_record_fits(producer_ctx_t *ctx, const char *entity, int64_t id,
+                          size_t value_len)
+{
+    int64_t max = ctx->record_max_bytes;
+    if (max <= 0 && ctx->cfg != NULL) {
+        kafka_settings_t ks = {.max_message_bytes = ctx->cfg->kafka_max_message_bytes};
+        max = kafka_record_max_bytes(&ks, false);
+    }
+    if (max <= 0 || (int64_t)value_len + PRODUCER_MESSAGE_OVERHEAD <= max)
+        return true;
+    char key[PUBLISH_KEY_SIZE], detail[160];
+    snprintf(detail, sizeof detail,
+             "size=%zu bytes, largest record %" PRId64 " (KAFKA_MAX_MESSAGE_BYTES=%" PRId64
+             ") less %d for key and headers",
+             value_len, max, ctx->cfg != NULL ? ctx->cfg->kafka_max_message_bytes : 0,
+             PRODUCER_MESSAGE_OVERHEAD);
+    producer_skip(ctx, entity, PRODUCER_SKIP_TOO_LARGE, publish_key(id, key, sizeof key),
+                  detail);
+    return false;
+}
+
+void producer_stuck(producer_ctx_t *ctx, const char *entity, const char *why)
+{
+    if (ctx->m_stuck != NULL)
+        metrics_counter_add(ctx->m_stuck, PRODUCER_LABELS(ctx, entity), 1);
+    char q[600];
+    log_msg(LOG_ERROR, "scan_stuck", "source=%s entity=%s error=%s", ctx->source, entity,
+            log_quote(q, sizeof q, why));
+}
+
+void producer_future_stamp(producer_ctx_t *ctx, const char *entity, int64_t id,
+                           const char *stamp)
+{
+    if (ctx->m_future != NULL)
+        metrics_counter_add(ctx->m_future, PRODUCER_LABELS(ctx, entity), 1);
+    char key[PUBLISH_KEY_SIZE], qs[96];
+    log_msg(LOG_WARN, "future_stamp",
+            "source=%s entity=%s id=%s stamp=%s tolerance_s=%d reason=\"stamped later than now "
+            "+ FUTURE_STAMP_TOLERANCE_SECONDS: published once, the cursor stays before it\"",
+            ctx->source, entity, publish_key(id, key, sizeof key), log_quote(qs, sizeof qs, stamp),
+            ctx->cfg != NULL ? ctx->cfg->future_stamp_tolerance_seconds : 0);
 }
 
 producer_pass_t producer_publish(producer_ctx_t *ctx, const char *topic, const char *entity,
@@ -240,6 +392,138 @@ producer_pass_t producer_page_unusable(producer_ctx_t *ctx, const char *entity,
     return PRODUCER_PASS_FAILED;
 }
 
+/* ---- producer lease ---------------------------------------------------------------------- */
+
+/* Renewal period while waiting: every 10 s, or a third of the lease when that is shorter. */
+static int64_t lease_period_ms(const producer_ctx_t *ctx)
+{
+    int64_t third = ctx->lease_ms / 3;
+    return third < 10000 ? (third < 500 ? 500 : third) : 10000;
+}
+
+static void lease_set_held(producer_ctx_t *ctx, bool held, const char *event,
+                           const store_lease_t *l)
+{
+    bool was = ctx->lease_held;
+    ctx->lease_held = held;
+    if (ctx->m_active != NULL)
+        metrics_gauge_set(ctx->m_active, (const char *[]){ctx->source}, held ? 1.0 : 0.0);
+    if (held && !was) {
+        log_msg(LOG_INFO, "lease_acquired", "source=%s lease=%s owner=%s lease_s=%" PRId64
+                " role=active", ctx->source, ctx->lease_name, ctx->lease_owner,
+                ctx->lease_ms / 1000);
+    } else if (!held && (was || event != NULL)) {
+        char q[300];
+        log_msg(was ? LOG_WARN : LOG_INFO, event != NULL ? event : "lease_lost",
+                "source=%s lease=%s owner=%s holder=%s role=standby", ctx->source,
+                ctx->lease_name, ctx->lease_owner,
+                log_quote(q, sizeof q, l != NULL && l->owner[0] ? l->owner : "-"));
+    }
+}
+
+/* Renews the lease; false when it was lost. A MongoDB failure keeps the lease while its last
+ * renewal is younger than the lease less 2 s (cursor writes fail meanwhile anyway). */
+static bool lease_renew(producer_ctx_t *ctx)
+{
+    if (ctx->lease_name[0] == '\0')
+        return true;
+    if (!ctx->lease_held)
+        return false;
+    store_lease_t l;
+    memset(&l, 0, sizeof l);
+    char err[256], q[300];
+    int rc = store_lease_renew(ctx->store, ctx->lease_name, ctx->lease_owner, ctx->lease_ms, &l,
+                               err, sizeof err);
+    if (rc == STORE_OK) {
+        ctx->lease_renewed_mono = clock_mono_ms();
+        return true;
+    }
+    if (rc == STORE_CONFLICT) {
+        lease_set_held(ctx, false, "lease_lost", &l);
+        return false;
+    }
+    log_msg(LOG_WARN, "lease_renew_failed", "source=%s error=%s", ctx->source,
+            log_quote(q, sizeof q, err));
+    if (clock_mono_ms() - ctx->lease_renewed_mono > ctx->lease_ms - 2000) {
+        lease_set_held(ctx, false, "lease_lost", NULL);
+        return false;
+    }
+    return true;
+}
+
+static void lease_renew_due(producer_ctx_t *ctx)
+{
+    if (ctx->lease_name[0] != '\0' && ctx->lease_held && ctx->store != NULL &&
+        clock_mono_ms() - ctx->lease_renewed_mono >= lease_period_ms(ctx))
+        lease_renew(ctx);
+}
+
+bool producer_lease_keep(producer_ctx_t *ctx)
+{
+    if (ctx->lease_name[0] == '\0')
+        return true;
+    if (ctx->lease_held && clock_mono_ms() - ctx->lease_renewed_mono < 1000)
+        return true;
+    return lease_renew(ctx);
+}
+
+/* Tries to take (or keep) the lease. Returns true when this process is the active one. */
+static bool lease_acquire(producer_ctx_t *ctx, bool *logged_standby)
+{
+    store_lease_t l;
+    memset(&l, 0, sizeof l);
+    char err[256], q[300];
+    int rc = store_lease_acquire(ctx->store, ctx->lease_name, ctx->lease_owner, ctx->lease_ms, &l,
+                                 err, sizeof err);
+    if (rc != STORE_OK) {
+        log_msg(LOG_WARN, "lease_unavailable", "source=%s error=%s", ctx->source,
+                log_quote(q, sizeof q, err));
+        lease_set_held(ctx, false, NULL, NULL);
+        return false;
+    }
+    if (l.held) {
+        ctx->lease_renewed_mono = clock_mono_ms();
+        lease_set_held(ctx, true, NULL, &l);
+        *logged_standby = false;
+        return true;
+    }
+    lease_set_held(ctx, false, *logged_standby ? NULL : "standby", &l);
+    *logged_standby = true;
+    return false;
+}
+
+static void lease_release(producer_ctx_t *ctx)
+{
+    if (ctx->lease_name[0] == '\0' || !ctx->lease_held || ctx->store == NULL)
+        return;
+    char err[256], q[300];
+    int rc = store_lease_release(ctx->store, ctx->lease_name, ctx->lease_owner, err, sizeof err);
+    if (rc == STORE_OK)
+        log_msg(LOG_INFO, "lease_released", "source=%s lease=%s owner=%s", ctx->source,
+                ctx->lease_name, ctx->lease_owner);
+    else
+        log_msg(LOG_WARN, "lease_release_failed", "source=%s error=%s", ctx->source,
+                log_quote(q, sizeof q, err));
+    ctx->lease_held = false; /* given up on purpose: no lease_lost line */
+    if (ctx->m_active != NULL)
+        metrics_gauge_set(ctx->m_active, (const char *[]){ctx->source}, 0.0);
+}
+
+int producer_cursor_save(producer_ctx_t *ctx, const char *key, const char *stamp, int64_t id,
+                         char *err, size_t errlen)
+{
+    if (ctx->lease_name[0] == '\0')
+        return store_cursor_set(ctx->store, key, stamp, id, err, errlen);
+    int rc = store_cursor_set_leased(ctx->store, key, stamp, id, ctx->lease_name,
+                                     ctx->lease_owner, err, errlen);
+    if (rc == STORE_CONFLICT) {
+        lease_set_held(ctx, false, "lease_lost", NULL);
+    } else if (rc == STORE_OK) {
+        /* the write checked (and, near its end, renewed) the lease */
+    }
+    return rc;
+}
+
 static bool register_metrics(producer_ctx_t *ctx)
 {
     static const char *const labels[] = {"source", "entity", NULL};
@@ -264,10 +548,26 @@ static bool register_metrics(producer_ctx_t *ctx)
     ctx->m_skipped = metrics_counter_new(
         m, "producer_records_skipped_total",
         "Rows not published because they are unusable (no positive integer id, no usable "
-        "LastUpdateDate, invalid UTF-8); each is logged as event=record_skipped.",
+        "LastUpdateDate, invalid UTF-8, a NUL character, too large, unparsable); each is "
+        "logged as event=record_skipped.",
         skip_labels);
+    ctx->m_future = metrics_counter_new(
+        m, "producer_future_stamps_total",
+        "Rows stamped later than now + FUTURE_STAMP_TOLERANCE_SECONDS: published once, the "
+        "cursor stays before them (event=future_stamp).",
+        labels);
+    ctx->m_stuck = metrics_counter_new(
+        m, "producer_stuck_scans_total",
+        "Scans that could not move their cursor past a full page (event=scan_stuck).", labels);
+    static const char *const src_labels[] = {"source", NULL};
+    ctx->m_active = metrics_gauge_new(
+        m, "producer_active",
+        "1 while this process holds the producer lease of its source and publishes; 0 on "
+        "standby.",
+        src_labels);
     return ctx->m_published && ctx->m_unchanged && ctx->m_pages && ctx->m_failures &&
-           ctx->m_truncations && ctx->m_last_ok && ctx->m_skipped;
+           ctx->m_truncations && ctx->m_last_ok && ctx->m_skipped && ctx->m_future &&
+           ctx->m_stuck && ctx->m_active;
 }
 
 /* Sleeps the poll interval, serving delivery reports and the heartbeat. */
@@ -279,6 +579,7 @@ static void idle(producer_ctx_t *ctx, int64_t ms)
         if (left <= 0)
             break;
         metrics_heartbeat(ctx->metrics);
+        lease_renew_due(ctx);
         kafka_producer_poll(ctx->kafka, left > 200 ? 200 : (int)left);
     }
 }
@@ -358,6 +659,23 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
         log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
         goto out;
     }
+    /* ploomes-producer's share of the account's window (SPEC §4 "Rate limits"): a bucket of
+     * its own, in a collection of its own, shared by every ploomes-producer of the account. */
+    double share = ploomes ? cfg->ploomes_scan_quota_share : 1.0;
+    if (ploomes && share > 0.0 && share < 1.0) {
+        int scan_limit = (int)((double)cfg->ploomes_rate_per_min * share);
+        ratelimit_options_t so = ro;
+        so.collection = "ratelimits_scan";
+        so.limit = scan_limit < 1 ? 1 : scan_limit;
+        so.name = "ploomes-scan";
+        ctx.scan_limit = ratelimit_new(&so, err, sizeof err);
+        if (ctx.scan_limit == NULL) {
+            log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
+            goto out;
+        }
+        log_msg(LOG_INFO, "scan_quota", "source=%s requests_per_min=%d share=%g",
+                src->source, so.limit, share);
+    }
     api_options_t ao = {.kind = src->api_kind,
                         .base_url = base_url,
                         .secret = secret,
@@ -397,7 +715,9 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
     kafka_settings_t ks = {.bootstrap_servers = cfg->kafka_bootstrap_servers,
                            .names = knames,
                            .values = kvalues,
-                           .count = cfg->kafka_prop_count};
+                           .count = cfg->kafka_prop_count,
+                           .max_message_bytes = cfg->kafka_max_message_bytes};
+    ctx.record_max_bytes = kafka_record_max_bytes(&ks, false);
     kafka_topic_id_t ids[KAFKA_TOPIC_COUNT];
     size_t nids = src->topics(cfg, ids, KAFKA_TOPIC_COUNT);
     if (nids > 0 && kafka_topics_ensure(&ks, cfg->topic_prefix, cfg->topic_partitions, ids, nids,
@@ -411,6 +731,18 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
         log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
         goto out;
     }
+    /* The producer lease: one active producer per source and account. */
+    {
+        char host[128];
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "unknown");
+        host[sizeof host - 1] = '\0';
+        snprintf(ctx.lease_name, sizeof ctx.lease_name, "producer:%s", src->source);
+        snprintf(ctx.lease_owner, sizeof ctx.lease_owner, "%.64s-%ld-%08" PRIx64, host,
+                 (long)getpid(), http_random_u64() & 0xffffffffu);
+        ctx.lease_ms = (int64_t)cfg->producer_lease_seconds * 1000;
+        metrics_gauge_set(ctx.m_active, (const char *[]){ctx.source}, 0.0);
+    }
     atomic_store(&ctx.ready, true);
     log_msg(LOG_INFO, "producer_started",
             "source=%s once=%s poll_interval_s=%d topic_prefix=%s", src->source,
@@ -418,8 +750,27 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
             log_quote(q, sizeof q, cfg->topic_prefix ? cfg->topic_prefix : ""));
 
     producer_pass_t worst = PRODUCER_PASS_OK;
+    bool standby_logged = false;
+    int64_t standby_since = -1;
     while (!app_stop_requested()) {
         metrics_heartbeat(ctx.metrics);
+        if (!ctx.lease_held && !lease_acquire(&ctx, &standby_logged)) {
+            if (standby_since < 0)
+                standby_since = clock_mono_ms();
+            /* --once waits out one lease (a dead holder's expires meanwhile); a live holder
+             * keeps renewing it: then this pass is its job, not ours */
+            if (cli->once &&
+                clock_mono_ms() - standby_since > ctx.lease_ms + lease_period_ms(&ctx)) {
+                log_msg(LOG_INFO, "standby_exit",
+                        "source=%s reason=\"another instance holds the producer lease\"",
+                        src->source);
+                break;
+            }
+            idle(&ctx, lease_period_ms(&ctx)); /* standby: try again */
+            continue;
+        }
+        standby_since = -1;
+        ctx.next_idle_ms = 0;
         int64_t t0 = clock_mono_ms();
         producer_pass_t r = src->pass(&ctx);
         worst = producer_pass_worst(worst, r);
@@ -430,8 +781,10 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
                                      !kafka_producer_fatal(ctx.kafka, NULL, 0));
         if (r == PRODUCER_PASS_AUTH || r == PRODUCER_PASS_FATAL || cli->once)
             break;
-        idle(&ctx, (int64_t)cfg->poll_interval_seconds * 1000);
+        idle(&ctx, ctx.next_idle_ms > 0 ? ctx.next_idle_ms
+                                         : (int64_t)cfg->poll_interval_seconds * 1000);
     }
+    lease_release(&ctx);
 
     if (worst == PRODUCER_PASS_AUTH) {
         log_msg(LOG_ERROR, "credentials_rejected",
@@ -447,6 +800,7 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
 
 out:
     atomic_store(&ctx.ready, false);
+    lease_release(&ctx);
     if (ctx.kafka != NULL) {
         if (kafka_producer_close(ctx.kafka, PRODUCER_CLOSE_TIMEOUT_MS, err, sizeof err) != 0) {
             log_msg(LOG_ERROR, "kafka_close_failed", "error=%s", log_quote(q, sizeof q, err));
@@ -457,6 +811,7 @@ out:
     kafka_batch_free(ctx.batch);
     api_free(ctx.api);
     ratelimit_free(ctx.ratelimit);
+    ratelimit_free(ctx.scan_limit);
     store_close(ctx.store);
     metrics_server_stop(server);
     metrics_free(ctx.metrics);

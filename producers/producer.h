@@ -71,7 +71,24 @@ typedef struct producer_ctx {
     metrics_family_t *m_truncations; /* {source, entity} */
     metrics_family_t *m_skipped;     /* {source, entity, reason} rows not published: unusable */
     metrics_family_t *m_last_ok;     /* {source, entity} unix seconds of the last good poll */
+    metrics_family_t *m_future;      /* {source, entity} rows stamped past now + tolerance */
+    metrics_family_t *m_stuck;       /* {source, entity} scans that could not move their cursor */
+    metrics_family_t *m_active;      /* {source} 1 while this process holds the producer lease */
+    ratelimit_t *scan_limit;         /* optional: the producer's share of the account's quota
+                                        (PLOOMES_SCAN_QUOTA_SHARE), acquired before each page */
+    int64_t record_max_bytes;        /* largest record the Kafka producer accepts
+                                        (kafka_record_max_bytes(); 0 = from cfg) */
+    bool milvus_min_id_fixed;        /* milvus-producer: the "milvus_min_id" setting is known */
+    int64_t next_idle_ms;            /* set by a pass: wait this long before the next one
+                                        (0 = POLL_INTERVAL_SECONDS) */
     atomic_bool ready;
+    /* The producer lease (SPEC §3 "One active producer"): lease_name "" = no lease (unit
+     * tests); otherwise cursor writes go through store_cursor_set_leased(). */
+    char lease_name[STORE_LEASE_NAME_MAX]; /* "producer:<source>" */
+    char lease_owner[STORE_OWNER_MAX];     /* "<hostname>-<pid>-<nonce>" */
+    int64_t lease_ms;                      /* PRODUCER_LEASE_SECONDS * 1000 */
+    bool lease_held;
+    int64_t lease_renewed_mono;            /* clock_mono_ms() of the last successful renewal */
 } producer_ctx_t;
 
 typedef struct {
@@ -95,8 +112,30 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
 producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const char *path_or_url,
                                cJSON **root, char *err, size_t errlen);
 
+/* Like producer_fetch(); *unparsable (may be NULL) is set when the API answered 2xx with a
+ * body that is not JSON cJSON can read (invalid text, nesting past cJSON's limit: a poison
+ * record): the caller may ask again with a smaller page (such an answer is then neither logged
+ * nor counted as a failed page here: the caller logs what it does about it). A `\u0000` escape inside a string is
+ * turned into the two bytes C0 80 before parsing (cJSON would cut the string there), so
+ * producer_record_utf8() skips the record (nul_character) instead of publishing it cut. */
+producer_pass_t producer_fetch_ex(producer_ctx_t *ctx, const char *entity,
+                                  const char *path_or_url, cJSON **root, bool *unparsable,
+                                  char *err, size_t errlen);
+
+/* Rewrites, in place, every `\u0000` escape that stands inside a JSON string of buf[0..*len)
+ * as the bytes C0 80 (an invalid UTF-8 sequence: the string is then flagged, never cut short)
+ * and shortens *len accordingly. An escaped backslash followed by "u0000" (the text \u0000)
+ * is left alone. Returns how many escapes were rewritten. */
+size_t producer_mark_nul_escapes(char *buf, size_t *len);
+
 /* Skip reasons (label `reason` of producer_records_skipped_total). */
-#define PRODUCER_SKIP_BAD_ID "bad_id"             /* no id, or not an integer >= 1 */
+#define PRODUCER_SKIP_BAD_ID "bad_id"             /* no id, not an integer >= 1, or a JSON
+                                                     number past 2^53-1 (not exact) */
+#define PRODUCER_SKIP_NUL "nul_character"         /* a string holds U+0000 (cJSON would cut
+                                                     it short) */
+#define PRODUCER_SKIP_TOO_LARGE "too_large"       /* larger than KAFKA_MAX_MESSAGE_BYTES allows */
+#define PRODUCER_SKIP_UNPARSABLE "unparsable"     /* the record makes its page unparsable even
+                                                     alone (identified by $select) */
 #define PRODUCER_SKIP_BAD_STAMP "bad_stamp"       /* Ploomes: LastUpdateDate unusable */
 #define PRODUCER_SKIP_INVALID_UTF8 "invalid_utf8" /* a string or key is not valid UTF-8 */
 
@@ -106,16 +145,33 @@ producer_pass_t producer_fetch(producer_ctx_t *ctx, const char *entity, const ch
 void producer_skip(producer_ctx_t *ctx, const char *entity, const char *reason, const char *id,
                    const char *detail);
 
-/* Reads row[field] as a record id: a JSON integer or decimal string, >= 1 (ids are positive;
+/* Reads row[field] as a record id: a JSON integer (at most 2^53-1: a larger number is not
+ * exact in a double, 2^53+1 reads as 2^53) or decimal string, >= 1 (ids are positive;
  * a negative one would poison the Ploomes cursor). On failure skips the row (bad_id, named by
- * its 0-based index in the page) and returns false. */
+ * its 0-based index in the page; a row that is not an object says so) and returns false. */
 bool producer_record_id(producer_ctx_t *ctx, const char *entity, const cJSON *row,
                         const char *field, int index, int64_t *id);
 
 /* True when every string and key of row is valid UTF-8 (SPEC §5: checked before it is sent
- * anywhere); otherwise skips the row (invalid_utf8, with the JSON path, never the text). */
+ * anywhere); otherwise skips the row (invalid_utf8, with the JSON path, never the text; or
+ * nul_character when a string held a \u0000 escape, see producer_fetch_ex). */
 bool producer_record_utf8(producer_ctx_t *ctx, const char *entity, const cJSON *row,
                           int64_t id);
+
+/* True when a record of value_len bytes (plus key and headers) fits what the Kafka producer
+ * accepts (ctx->record_max_bytes, from KAFKA_MAX_MESSAGE_BYTES); otherwise skips it
+ * (too_large, with its id and size) and returns false: never blocking. */
+bool producer_record_fits(producer_ctx_t *ctx, const char *entity, int64_t id,
+                          size_t value_len);
+
+/* Counts (m_stuck) and logs at error (event=scan_stuck) a scan that cannot move its cursor
+ * (SPEC §3: never silently). */
+void producer_stuck(producer_ctx_t *ctx, const char *entity, const char *why);
+
+/* Counts (m_future) and logs at warn (event=future_stamp) a row stamped past now + tolerance:
+ * published once, the cursor stays before it. */
+void producer_future_stamp(producer_ctx_t *ctx, const char *entity, int64_t id,
+                           const char *stamp);
 
 /* Enqueues one record (value: unformatted JSON, NULL = printing it ran out of memory) on
  * `topic` with SPEC §2's key and headers, counted by ctx->batch. On failure fills err, waits
@@ -149,6 +205,17 @@ void producer_drain(producer_ctx_t *ctx);
 void producer_scan_done(producer_ctx_t *ctx, const char *key, const char *entity,
                         producer_pass_t r, const char *end, size_t pages, size_t published,
                         int64_t t0_ms, const char *err);
+
+/* Saves cursor `key` at (stamp, id): store_cursor_set_leased() under the producer lease (a
+ * CONFLICT means the lease was lost: logged, ctx->lease_held cleared), or store_cursor_set()
+ * when ctx has no lease. Returns the store_rc_t. */
+int producer_cursor_save(producer_ctx_t *ctx, const char *key, const char *stamp, int64_t id,
+                         char *err, size_t errlen);
+
+/* Called by sources before every page: renews the lease (at most once a second) and returns
+ * true while this process still holds it (or has no lease); false when it was lost: the
+ * source ends its pass at once, publishing nothing more. */
+bool producer_lease_keep(producer_ctx_t *ctx);
 
 /* Labels helper: {ctx->source, entity}. */
 #define PRODUCER_LABELS(ctx, entity) ((const char *[]){(ctx)->source, (entity)})

@@ -14,6 +14,13 @@
  *                           SIGTERM exits 0; a wrong key exits 3; the daemon's /healthz,
  *                           /readyz and /metrics (SPEC §7) answer, /metrics counting what that
  *                           process published, without the User-Key, /healthz also while idle
+ *   tickets_since           issue 10: tasks and interactions start from the account's
+ *                           TICKETS_SINCE: the MongoDB setting "tickets_since" when unset
+ *                           (a ticket worker fixed it earlier: the producer uses it, not its
+ *                           own lookback), TICKETS_SINCE when set; a first start without
+ *                           either fixes the setting at now - TICKET_LOOKBACK_MINUTES; every
+ *                           page took a ticket of the producers' own quota bucket
+ *                           (PLOOMES_SCAN_QUOTA_SHARE, collection ratelimits_scan)
  *   unusable_rows           a record with invalid UTF-8 is skipped (logged with its id,
  *                           counted), never published raw, the cursor moves past it, and it
  *                           is published once fixed at the source (ids that are not positive
@@ -26,6 +33,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <time.h>
+
+#include "config.h"
 #include "prodtest.h"
 #include "store.h"
 
@@ -53,15 +63,11 @@ static void fx_env(fx_t *f, const char *kv)
 static void fx_setup(fx_t *f, const char *name, const char *entities)
 {
     memset(f, 0, sizeof *f);
-    testenv_unique(f->prefix, sizeof f->prefix, "itpp-");
-    size_t n = strlen(f->prefix);
-    f->prefix[n] = '.';
-    f->prefix[n + 1] = '\0';
-    testenv_unique(f->db, sizeof f->db, "itpp_");
-    for (char *c = f->db; *c; c++)
-        if (*c == '-')
-            *c = '_';
-    testenv_mongo_uri_for_db(f->mongo_uri, sizeof f->mongo_uri, f->db);
+    pt_iso_t iso;
+    pt_isolate(&iso, "itpp");
+    memcpy(f->prefix, iso.prefix, sizeof f->prefix);
+    memcpy(f->db, iso.db, sizeof f->db);
+    memcpy(f->mongo_uri, iso.uri, sizeof f->mongo_uri);
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(f->log, sizeof f->log, "%s/%s%s.log", tmp, f->prefix, name);
     char err[256];
@@ -91,6 +97,8 @@ static void fx_setup(fx_t *f, const char *name, const char *entities)
     fx_env(f, "TICKET_LOOKBACK_MINUTES=60");
     fx_env(f, "LOG_LEVEL=info");
     fx_env(f, "METRICS_PORT=0");
+    /* a restart after SIGKILL waits out the dead process's producer lease */
+    fx_env(f, "PRODUCER_LEASE_SECONDS=5");
 
     f->store = store_open(f->mongo_uri, err, sizeof err);
     assert_non_null(f->store);
@@ -108,6 +116,15 @@ static const char *const once_args[] = {"--once", NULL};
 static int run_once(fx_t *f, int timeout_ms)
 {
     return pt_run("ploomes-producer", once_args, f->env, f->log, timeout_ms);
+}
+
+/* One --once pass that must succeed (its log shown when it does not). */
+static void run_once_ok(fx_t *f)
+{
+    int rc = run_once(f, 60000);
+    if (rc != 0)
+        pt_dump_log(f->log, 4000);
+    assert_int_equal(rc, 0);
 }
 
 /* Starts ploomes-producer (with `args`, may be NULL: the daemon); returns its pid. */
@@ -484,6 +501,93 @@ static void throttling_and_outage(void **state)
     fx_teardown(&f);
 }
 
+/* ---- 6 ---------------------------------------------------------------------------------------- */
+
+static cJSON *task(int id, const char *stamp)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "Id", id);
+    cJSON_AddStringToObject(r, "Title", "Task");
+    cJSON_AddStringToObject(r, "LastUpdateDate", stamp);
+    return r;
+}
+
+static int64_t count_docs(const char *uri, const char *db, const char *coll)
+{
+    mongoc_client_t *c = mongoc_client_new(uri);
+    if (!c)
+        return -1;
+    mongoc_collection_t *col = mongoc_client_get_collection(c, db, coll);
+    bson_t filter = BSON_INITIALIZER;
+    bson_error_t e;
+    int64_t n = mongoc_collection_count_documents(col, &filter, NULL, NULL, NULL, &e);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(col);
+    mongoc_client_destroy(c);
+    return n;
+}
+
+/* Task 1 before 2025-01-01, task 2 after it (and long before now). */
+static void seed_two_tasks(fx_t *f)
+{
+    cJSON *arr = cJSON_CreateArray();
+    cJSON_AddItemToArray(arr, task(1, "2024-12-01T10:00:00.000-03:00"));
+    cJSON_AddItemToArray(arr, task(2, "2025-03-01T10:00:00.000-03:00"));
+    seed(f, "Tasks", arr);
+}
+
+static void tickets_since(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_setup(&f, "tsince", "tasks");
+    seed_two_tasks(&f);
+    /* a ticket worker started first and fixed the account's setting */
+    char err[256], value[64];
+    assert_int_equal(store_setting_get_or_init(f.store, "tickets_since",
+                                               "2025-01-01T00:00:00.000Z", value, sizeof value,
+                                               err, sizeof err),
+                     STORE_OK);
+    run_once_ok(&f);
+    pt_msgs_t t;
+    consume(&f, "ploomes.tasks", &t);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(pt_count_key(&t, "2"), 1);
+    pt_msgs_free(&t);
+    assert_int_equal(pt_log_count(f.log, "event=cursor_initialised entity=task "
+                                         "stamp=2025-01-01T00:00:00.000Z"),
+                     1);
+    /* every page took a ticket of the producers' own share of the window */
+    assert_true(count_docs(f.mongo_uri, f.db, "ratelimits_scan") >= 1);
+    assert_int_equal(pt_log_count(f.log, "event=scan_quota source=ploomes requests_per_min=50000"),
+                     1);
+    fx_teardown(&f);
+
+    /* TICKETS_SINCE set: it is the first cursor, whatever the setting */
+    fx_setup(&f, "tsince2", "tasks");
+    seed_two_tasks(&f);
+    fx_env(&f, "TICKETS_SINCE=2024-11-01T00:00:00Z");
+    run_once_ok(&f);
+    consume(&f, "ploomes.tasks", &t);
+    assert_int_equal(t.n, 2);
+    pt_msgs_free(&t);
+    fx_teardown(&f);
+
+    /* neither: the first start fixes the setting at now - TICKET_LOOKBACK_MINUTES (60) */
+    fx_setup(&f, "tsince3", "interactions");
+    int64_t before_ms = (int64_t)time(NULL) * 1000 - 61 * 60000;
+    run_once_ok(&f);
+    int64_t after_ms = (int64_t)time(NULL) * 1000 - 59 * 60000;
+    assert_int_equal(store_setting_get_or_init(f.store, "tickets_since", "not-this", value,
+                                               sizeof value, err, sizeof err),
+                     STORE_OK);
+    int64_t fixed_ms = 0;
+    assert_int_equal(config_parse_rfc3339(value, &fixed_ms), 0);
+    assert_true(value[strlen(value) - 1] == 'Z');
+    assert_true(fixed_ms >= before_ms && fixed_ms <= after_ms);
+    fx_teardown(&f);
+}
+
 /* ---- 5 ---------------------------------------------------------------------------------------- */
 
 static void unusable_rows(void **state)
@@ -543,6 +647,7 @@ int main(void)
         cmocka_unit_test(kill_and_restart),
         cmocka_unit_test(throttling_and_outage),
         cmocka_unit_test(unusable_rows),
+        cmocka_unit_test(tickets_since),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     store_global_cleanup();

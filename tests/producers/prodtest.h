@@ -35,6 +35,32 @@
 #include "testenv.h"
 #include "testhttp.h"
 
+/* ---- isolation ------------------------------------------------------------------------------ */
+
+/* What one test (or scenario) owns on the shared services: a topic prefix "<tag>-<unique>.",
+ * a database "<tag>_<unique>" ('-' made '_') and the MongoDB URI for it. */
+typedef struct {
+    char prefix[96];
+    char db[96];
+    char uri[512];
+} pt_iso_t;
+
+static inline void pt_isolate(pt_iso_t *iso, const char *tag)
+{
+    char t[32];
+    snprintf(t, sizeof t, "%s-", tag);
+    testenv_unique(iso->prefix, sizeof iso->prefix - 1, t);
+    size_t n = strlen(iso->prefix);
+    iso->prefix[n] = '.';
+    iso->prefix[n + 1] = '\0';
+    snprintf(t, sizeof t, "%s_", tag);
+    testenv_unique(iso->db, sizeof iso->db, t);
+    for (char *c = iso->db; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    testenv_mongo_uri_for_db(iso->uri, sizeof iso->uri, iso->db);
+}
+
 /* ---- subprocesses and simulators (tests/support/simproc.h) -------------------------------- */
 
 /* Runs <PIPELINE_BIN_DIR>/<binary> to completion (e.g. --once) with the extra environment `env`,

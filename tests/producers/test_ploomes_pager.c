@@ -211,12 +211,82 @@ static void test_lookback_stamp(void **state)
     assert_string_equal(stamp, since);
 }
 
+/* SPEC §3 "Ties at printed precision": S + one printed unit, in S's own notation. */
+static void test_next_unit(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } CASES[] = {
+        {"2024-03-01T10:00:00.123-03:00", "2024-03-01T10:00:00.124-03:00"},
+        {"2024-03-01T10:00:00.999-03:00", "2024-03-01T10:00:01.000-03:00"},
+        {"2024-02-29T23:59:59.9999999Z", "2024-03-01T00:00:00.0000000Z"},
+        {"2023-12-31T23:59:59+00:00", "2024-01-01T00:00:00+00:00"},
+        {"2024-06-01 12:00:00.5z", "2024-06-01T12:00:00.6Z"},
+        {"2025-01-02T03:04:05.1234567+05:30", "2025-01-02T03:04:05.1234568+05:30"},
+        {"2024-02-28T23:59:59.99-03:00", "2024-02-29T00:00:00.00-03:00"},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        char out[64];
+        assert_int_equal(ploomes_stamp_next_unit(CASES[i].in, out, sizeof out), 0);
+        assert_string_equal(out, CASES[i].out);
+    }
+    char out[64];
+    assert_int_equal(ploomes_stamp_next_unit("9999-12-31T23:59:59Z", out, sizeof out), -1);
+    assert_int_equal(ploomes_stamp_next_unit("2024-01-01T00:00:00.1234567890Z", out, sizeof out),
+                     -1);
+    assert_int_equal(ploomes_stamp_next_unit("not a stamp", out, sizeof out), -1);
+    assert_int_equal(ploomes_stamp_next_unit("2024-01-01T00:00:00Z", out, 10), -1);
+}
+
+/* The tie-group query pages by Id inside [S, S+u); the position query identifies one record. */
+static void test_tie_and_position_queries(void **state)
+{
+    (void)state;
+    char out[1024];
+    ploomes_query_t tie = {PLOOMES_Q_TIE, "2024-03-01T10:00:00.123-03:00", 4711, 300, false};
+    assert_true(ploomes_query(ploomes_entity_info(PLOOMES_CONTACTS), &tie, out, sizeof out) > 0);
+    assert_string_equal(out,
+                        "/Contacts?$filter=LastUpdateDate%20ge%202024-03-01T10%3A00%3A00.123-03%3A00"
+                        "%20and%20LastUpdateDate%20lt%202024-03-01T10%3A00%3A00.124-03%3A00%20and"
+                        "%20Id%20gt%204711&$orderby=Id&$top=300"
+                        "&$expand=Phones%2CTags%2CCity%2CState%2CContacts");
+    ploomes_query_t pos = {PLOOMES_Q_KEYSET, "2024-06-01T12:00:00.5Z", 7, 1, true};
+    assert_true(ploomes_query(ploomes_entity_info(PLOOMES_TASKS), &pos, out, sizeof out) > 0);
+    assert_string_equal(out,
+                        "/Tasks?$filter=LastUpdateDate%20gt%202024-06-01T12%3A00%3A00.5Z%20or%20"
+                        "%28LastUpdateDate%20eq%202024-06-01T12%3A00%3A00.5Z%20and%20Id%20gt%207"
+                        "%29&$orderby=LastUpdateDate%2CId&$top=1&$select=Id%2CLastUpdateDate");
+    ploomes_query_t bad = {PLOOMES_Q_TIE, "9999-12-31T23:59:59Z", 0, 300, false};
+    assert_int_equal(ploomes_query(ploomes_entity_info(PLOOMES_TASKS), &bad, out, sizeof out), -1);
+}
+
+/* TICKETS_SINCE, when set, is the first cursor of tasks and interactions (issue 10). */
+static void test_tickets_since_stamp(void **state)
+{
+    (void)state;
+    config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.ticket_lookback_minutes = 10;
+    char ts[] = "2026-01-05T08:00:00Z";
+    cfg.tickets_since = ts;
+    char stamp[64];
+    assert_int_equal(ploomes_initial_stamp(&cfg, PLOOMES_TASKS, 1708744200123LL, stamp,
+                                           sizeof stamp), 0);
+    assert_string_equal(stamp, ts);
+    assert_int_equal(ploomes_initial_stamp(&cfg, PLOOMES_INTERACTIONS, 1708744200123LL, stamp,
+                                           sizeof stamp), 0);
+    assert_string_equal(stamp, ts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keyset_queries),   cmocka_unit_test(test_keyset_query_rejects),
         cmocka_unit_test(test_entity_table),     cmocka_unit_test(test_instant_parse),
         cmocka_unit_test(test_no_progress_guard), cmocka_unit_test(test_lookback_stamp),
+        cmocka_unit_test(test_next_unit),        cmocka_unit_test(test_tie_and_position_queries),
+        cmocka_unit_test(test_tickets_since_stamp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,10 @@ static void test_record_id(void **state)
         {"{\"Id\":\"12a\"}", false, 0},
         {"{\"Id\":null}", false, 0},
         {"{\"Name\":\"no id\"}", false, 0},
+        {"{\"Id\":9007199254740991}", true, 9007199254740991LL}, /* 2^53-1: the safe bound */
+        {"{\"Id\":9007199254740992}", false, 0},                 /* 2^53 */
+        {"{\"Id\":9007199254740993}", false, 0},                 /* reads as 2^53: unsafe */
+        {"{\"Id\":\"9007199254740993\"}", true, 9007199254740993LL}, /* text is exact */
         {"[1,2]", false, 0},
         {"\"text\"", false, 0},
     };
@@ -102,11 +106,51 @@ static void test_record_utf8(void **state)
     assert_true(skipped(f, PRODUCER_SKIP_INVALID_UTF8) == 2.0);
 }
 
+/* A \u0000 escape would cut a string short in cJSON: it is marked, and the row skipped
+ * (nul_character), never published shortened. An escaped backslash before u0000 is text. */
+static void test_nul_escapes(void **state)
+{
+    fx_t *f = *state;
+    char body[] = "{\"value\":[{\"Id\":1,\"Name\":\"ab\\u0000cd\"},"
+                  "{\"Id\":2,\"Name\":\"x\\\\u0000y\"},{\"Id\":3,\"Name\":\"ok\"}]}";
+    size_t len = strlen(body);
+    assert_int_equal(producer_mark_nul_escapes(body, &len), 1);
+    assert_int_equal(len, strlen(body));
+    cJSON *root = cJSON_Parse(body);
+    assert_non_null(root);
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "value");
+    assert_false(producer_record_utf8(&f->ctx, "contact", cJSON_GetArrayItem(rows, 0), 1));
+    /* the record is not shortened: the marker keeps "cd" */
+    assert_int_equal(strlen(cJSON_GetArrayItem(rows, 0)->child->next->valuestring), 6);
+    assert_true(producer_record_utf8(&f->ctx, "contact", cJSON_GetArrayItem(rows, 1), 2));
+    assert_string_equal(cJSON_GetArrayItem(rows, 1)->child->next->valuestring, "x\\u0000y");
+    assert_true(producer_record_utf8(&f->ctx, "contact", cJSON_GetArrayItem(rows, 2), 3));
+    cJSON_Delete(root);
+    assert_true(skipped(f, PRODUCER_SKIP_NUL) == 1.0);
+    assert_true(skipped(f, PRODUCER_SKIP_INVALID_UTF8) == 0.0);
+}
+
+/* A record too large for KAFKA_MAX_MESSAGE_BYTES is skipped (too_large), never sent. */
+static void test_record_fits(void **state)
+{
+    fx_t *f = *state;
+    config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kafka_max_message_bytes = 64 * 1024;
+    f->ctx.cfg = &cfg;
+    assert_true(producer_record_fits(&f->ctx, "contact", 1, 1000));
+    assert_false(producer_record_fits(&f->ctx, "contact", 2, 64 * 1024));
+    assert_true(skipped(f, PRODUCER_SKIP_TOO_LARGE) == 1.0);
+    f->ctx.cfg = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_record_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_escapes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_fits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
