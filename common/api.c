@@ -524,7 +524,11 @@ static verdict_t attempt_once(api_t *api, const request_t *rq, int attempt, api_
         } else {
             char m[API_MSG_BODY];
             http_error_message(out->body, out->body_len, m, sizeof m);
-            if (m[0])
+            if (resp.location[0])
+                snprintf(out->message, sizeof out->message,
+                         "HTTP %ld: redirect to %.400s (not followed)", resp.status,
+                         resp.location);
+            else if (m[0])
                 snprintf(out->message, sizeof out->message, "HTTP %ld: %s", resp.status, m);
             else
                 snprintf(out->message, sizeof out->message, "HTTP %ld", resp.status);

@@ -82,7 +82,7 @@ static const var_def_t VARS[] = {
      "rows stamped later than now + this do not move the cursor"},
     {"TICKET_TAGS", CONFIG_NEED_TICKETS, 0, 0, DEFAULT_TICKET_TAGS,
      "TagId=Category,... : Ploomes tags that open a ticket, and its primary category"},
-    {"TICKETS_SINCE", CONFIG_NEED_TICKETS, 0, 0, NULL,
+    {"TICKETS_SINCE", CONFIG_NEED_PRODUCER | CONFIG_NEED_TICKETS, 0, 0, NULL,
      "RFC 3339 cut-off for tickets (default: first start - TICKET_LOOKBACK_MINUTES)"},
     {"TICKET_LOOKBACK_MINUTES", CONFIG_NEED_PRODUCER | CONFIG_NEED_TICKETS, 0, 0, "10",
      "first start reaches this many minutes back for tasks and interactions"},

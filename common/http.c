@@ -45,6 +45,7 @@ typedef struct {
     int too_large;
     int oom;
     char retry_after[HTTP_RA_TEXT];
+    char location[HTTP_LOCATION_MAX]; /* Location of a redirect (raw; redacted when copied out) */
 } http_sink_t;
 
 static pthread_once_t http_global_once = PTHREAD_ONCE_INIT;
@@ -163,11 +164,20 @@ static size_t sink_header(char *buffer, size_t size, size_t nitems, void *userda
     http_sink_t *s = userdata;
     size_t n = size * nitems;
     static const char name[] = "retry-after:";
+    static const char loc[] = "location:";
+    char *dst = NULL;
+    size_t dstsize = 0, skip = 0;
     if (n >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
         s->retry_after[0] = '\0'; /* a new response (after 1xx): forget the previous headers */
+        s->location[0] = '\0';
     } else if (n > sizeof name - 1 && strncasecmp(buffer, name, sizeof name - 1) == 0) {
-        const char *v = buffer + sizeof name - 1;
-        size_t vlen = n - (sizeof name - 1);
+        dst = s->retry_after, dstsize = sizeof s->retry_after, skip = sizeof name - 1;
+    } else if (n > sizeof loc - 1 && strncasecmp(buffer, loc, sizeof loc - 1) == 0) {
+        dst = s->location, dstsize = sizeof s->location, skip = sizeof loc - 1;
+    }
+    if (dst) {
+        const char *v = buffer + skip;
+        size_t vlen = n - skip;
         while (vlen > 0 && (*v == ' ' || *v == '\t')) {
             v++;
             vlen--;
@@ -175,10 +185,10 @@ static size_t sink_header(char *buffer, size_t size, size_t nitems, void *userda
         while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ' ||
                             v[vlen - 1] == '\t'))
             vlen--;
-        if (vlen >= sizeof s->retry_after)
-            vlen = sizeof s->retry_after - 1;
-        memcpy(s->retry_after, v, vlen);
-        s->retry_after[vlen] = '\0';
+        if (vlen >= dstsize)
+            vlen = dstsize - 1;
+        memcpy(dst, v, vlen);
+        dst[vlen] = '\0';
     }
     return n;
 }
@@ -345,6 +355,8 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
         snprintf(out->curl_error, sizeof out->curl_error, "out of memory");
         goto out;
     }
+    if (sink.location[0] && out->status >= 300 && out->status < 400)
+        http_redact_url(sink.location, out->location, sizeof out->location);
     if (sink.retry_after[0]) {
         int64_t ms;
         if (http_parse_retry_after(sink.retry_after, time(NULL), &ms) == 0)

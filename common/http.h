@@ -61,6 +61,8 @@ typedef struct {
     const char *user_agent;  /* NULL: "ploomes-milvus-pipeline/<version>" (copied) */
 } http_options_t;
 
+#define HTTP_LOCATION_MAX 512
+
 typedef struct {
     long status;                 /* HTTP status, 0 when transport != OK before a status line */
     char *body;                  /* owned; always NUL-terminated, "" (not NULL) after a call */
@@ -79,6 +81,9 @@ typedef struct {
                                     not simply send it again then (SPEC §4 "Ambiguous creates"). */
     int curl_code;               /* raw CURLcode (0 = CURLE_OK), for diagnostics */
     char curl_error[256];        /* curl's text for a transport error ("" otherwise) */
+    char location[HTTP_LOCATION_MAX]; /* a 3xx answer's Location, query values redacted
+                                         (http_redact_url); "" otherwise. Redirects are never
+                                         followed (the key must not travel elsewhere) */
 } http_response_t;
 
 typedef struct http_client http_client_t;

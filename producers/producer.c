@@ -56,6 +56,13 @@ static int wait_hook(void *opaque, int64_t remaining_ms)
     return app_stop_requested() ? 1 : 0;
 }
 
+/* api_'s MongoDB outage hook (the shared rate limiter): readiness follows it. */
+static void store_state_cb(void *opaque, bool up)
+{
+    producer_ctx_t *ctx = opaque;
+    atomic_store(&ctx->ready, up);
+}
+
 static bool ready_cb(void *opaque, char *why, size_t whylen)
 {
     producer_ctx_t *ctx = opaque;
@@ -689,6 +696,8 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
                         .stop = NULL,
                         .wait_hook = wait_hook,
                         .wait_ctx = &ctx,
+                        .on_store_state = store_state_cb,
+                        .forbidden_pause_ms = cfg->ploomes_403_pause_ms,
                         .metrics = ctx.metrics};
     ctx.api = api_new(&ao, err, sizeof err);
     if (ctx.api == NULL) {

@@ -14,6 +14,7 @@
  *   /auth           401 {"Message":"Authorization has been denied"}
  *   /bad            400 {"message":"Cliente já cadastrado"}
  *   /forbidden      403 {"value":"Acesso negado"}
+ *   /moved          302 to another host, a key in its query
  *   /slow           sleeps 1500 ms, then 200
  *   /big            128 KiB body with Content-Length
  *   /big-chunked    128 KiB body, chunked (no length)
@@ -208,6 +209,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         return reply(conn, 400, "{\"message\":\"Cliente já cadastrado\"}", NULL);
     if (strcmp(url, "/forbidden") == 0)
         return reply(conn, 403, "{\"value\":\"Acesso negado\"}", NULL);
+    if (strcmp(url, "/moved") == 0) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(r, "Location", "https://elsewhere.example/next?key=LEAKME&page=2");
+        enum MHD_Result rc = MHD_queue_response(conn, 302, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
     if (strcmp(url, "/slow") == 0) {
         struct timespec ts = {1, 500000000L};
         nanosleep(&ts, NULL);
@@ -378,6 +386,9 @@ static void test_outcome_table(void **state)
          "HTTP 401: Authorization has been denied"},
         {"/bad", API_MILVUS, 3, API_PERMANENT, 1, 1, 400, "HttpStatus400",
          "HTTP 400: Cliente já cadastrado"},
+        /* a redirect is never followed; its target is named, query values redacted */
+        {"/moved", API_PLOOMES, 3, API_PERMANENT, 1, 1, 302, "HttpStatus302",
+         "HTTP 302: redirect to https://elsewhere.example/next?key=*&page=* (not followed)"},
         {"/nowhere", API_MILVUS, 3, API_PERMANENT, 1, 1, 404, "HttpStatus404", "não encontrado"},
         /* Ploomes answers 403 under load: retried; Milvus answers a bad token with 403: auth */
         {"/forbidden", API_PLOOMES, 3, API_RETRIABLE_EXHAUSTED, 3, 3, 403, "HttpStatus403",
