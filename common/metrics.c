@@ -535,17 +535,163 @@ static char *render_with_process(metrics_server_t *srv)
     return grown;
 }
 
+const char *metrics_request_arg(const metrics_request_t *req, const char *name)
+{
+    if (!req || !req->conn_ || !name)
+        return NULL;
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->conn_,
+                                       MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Decodes one form-urlencoded token of n bytes into out ('+' = space, then %XX by
+ * libmicrohttpd); -2 when it does not fit or decodes to a NUL. */
+static int form_decode(const char *in, size_t n, char *out, size_t size)
+{
+    if (n >= size)
+        return -2;
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] == '+' ? ' ' : in[i];
+    out[n] = '\0';
+    if (memchr(out, '\0', n))
+        return -2;
+    size_t len = MHD_http_unescape(out);
+    return strlen(out) == len ? (int)len : -2;
+}
+
+int metrics_form_value(const char *body, size_t len, const char *name, char *out, size_t size)
+{
+    if (!out || size == 0)
+        return -2;
+    out[0] = '\0';
+    if (!body || !name)
+        return -1;
+    size_t nl = strlen(name);
+    size_t i = 0;
+    while (i < len) {
+        const char *amp = memchr(body + i, '&', len - i);
+        size_t end = amp ? (size_t)(amp - body) : len;
+        const char *eq = memchr(body + i, '=', end - i);
+        size_t klen = eq ? (size_t)(eq - (body + i)) : end - i;
+        char key[256];
+        if (klen < sizeof key && form_decode(body + i, klen, key, sizeof key) >= 0 &&
+            strlen(key) == nl && memcmp(key, name, nl) == 0) {
+            size_t vstart = eq ? (size_t)(eq - body) + 1 : end;
+            int r = form_decode(body + vstart, end - vstart, out, size);
+            if (r < 0)
+                out[0] = '\0';
+            return r;
+        }
+        i = end + 1;
+    }
+    return -1;
+}
+
+/* A POST body being received (the connection's con_cls until the request completes). */
+typedef struct {
+    char *buf;
+    size_t len;
+    bool too_big;
+} upload_t;
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    upload_t *up = *con_cls;
+    if (up) {
+        free(up->buf);
+        free(up);
+        *con_cls = NULL;
+    }
+}
+
+static bool builtin_path(const char *url)
+{
+    return strcmp(url, "/metrics") == 0 || strcmp(url, "/healthz") == 0 ||
+           strcmp(url, "/readyz") == 0;
+}
+
+static enum MHD_Result route_call(metrics_server_t *srv, struct MHD_Connection *conn,
+                                  const char *method, const char *url, const upload_t *up)
+{
+    static const char text[] = "text/plain; charset=utf-8";
+    const char *ctype_in =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    metrics_request_t req = {.method = method, .path = url,
+                             .content_type = ctype_in ? ctype_in : "",
+                             .body = up && up->buf ? up->buf : "",
+                             .body_len = up ? up->len : 0, .conn_ = conn};
+    unsigned status = MHD_HTTP_OK;
+    const char *ctype = text;
+    char *routed = NULL;
+    if (srv->route(srv->route_ctx, &req, &status, &ctype, &routed) == 0 && routed)
+        return respond(conn, status, ctype, routed, true);
+    free(routed);
+    if (strcmp(method, "POST") == 0)
+        return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, text, "method not allowed\n", false);
+    return respond(conn, MHD_HTTP_NOT_FOUND, text, "not found\n", false);
+}
+
+/* POST: collects the body (at most METRICS_BODY_MAX bytes) over the handler's calls, then asks
+ * the route. */
+static enum MHD_Result handle_post(metrics_server_t *srv, struct MHD_Connection *conn,
+                                   const char *url, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
+{
+    static const char text[] = "text/plain; charset=utf-8";
+    upload_t *up = *con_cls;
+    if (!up) { /* first call: headers only */
+        if (!srv->route || builtin_path(url))
+            return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, text, "method not allowed\n",
+                           false);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        char *end = NULL;
+        errno = 0;
+        long long n = cl ? strtoll(cl, &end, 10) : 0;
+        if (cl && (errno != 0 || !end || *end || n < 0 || n > METRICS_BODY_MAX))
+            return respond(conn, MHD_HTTP_CONTENT_TOO_LARGE, text, "request body too large\n",
+                           false);
+        up = calloc(1, sizeof *up);
+        if (!up)
+            return MHD_NO;
+        *con_cls = up;
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (up->too_big || up->len + n > METRICS_BODY_MAX) {
+            up->too_big = true; /* keep reading and dropping; answer 413 at the end */
+            return MHD_YES;
+        }
+        char *grown = realloc(up->buf, up->len + n + 1);
+        if (!grown)
+            return MHD_NO;
+        memcpy(grown + up->len, upload_data, n);
+        up->buf = grown;
+        up->len += n;
+        up->buf[up->len] = '\0';
+        return MHD_YES;
+    }
+    if (up->too_big)
+        return respond(conn, MHD_HTTP_CONTENT_TOO_LARGE, text, "request body too large\n", false);
+    return route_call(srv, conn, "POST", url, up);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
 {
     (void)version;
-    (void)upload_data;
-    (void)con_cls;
     metrics_server_t *srv = cls;
     static const char text[] = "text/plain; charset=utf-8";
     char body[512];
 
+    if (strcmp(method, "POST") == 0)
+        return handle_post(srv, conn, url, upload_data, upload_data_size, con_cls);
     if (*upload_data_size != 0) {
         *upload_data_size = 0; /* ignore any request body */
         return MHD_YES;
@@ -576,14 +722,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         snprintf(body, sizeof body, "not ready: %s\n", why[0] ? why : "(no reason given)");
         return respond(conn, MHD_HTTP_SERVICE_UNAVAILABLE, text, body, false);
     }
-    if (srv->route) {
-        unsigned status = MHD_HTTP_OK;
-        const char *ctype = text;
-        char *routed = NULL;
-        if (srv->route(srv->route_ctx, url, &status, &ctype, &routed) == 0 && routed)
-            return respond(conn, status, ctype, routed, true);
-        free(routed);
-    }
+    if (srv->route)
+        return route_call(srv, conn, "GET", url, NULL);
     return respond(conn, MHD_HTTP_NOT_FOUND, text, "not found\n", false);
 }
 
@@ -666,6 +806,7 @@ int metrics_server_start(metrics_t *m, const metrics_server_config_t *cfg,
     /* MHD owns the listening socket from here and closes it in MHD_stop_daemon(). */
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET,
                                    (MHD_socket)fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                                   MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
                                    MHD_OPTION_END);
     if (!srv->daemon) {
         close(fd);

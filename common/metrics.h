@@ -96,11 +96,35 @@ typedef bool (*metrics_ready_fn)(void *ctx, char *why, size_t whylen);
 #define METRICS_PORT_OFF 0
 #define METRICS_PORT_AUTO (-1) /* bind an ephemeral port; read it back with metrics_server_port() */
 
-/* Optional extra GET routes (e.g. pipeline-status's page and JSON): called for every path other
- * than /metrics, /healthz and /readyz, on the server's thread. To answer, return 0 and set
- * *status, *content_type (a static string) and *body (malloc'd, NUL-terminated; the server frees
- * it). Return -1 to let the server answer 404. */
-typedef int (*metrics_route_fn)(void *ctx, const char *url, unsigned *status,
+/* Optional extra routes (e.g. pipeline-status's page, its JSON and its replay form), called on
+ * the server's thread for GET/HEAD on every path other than /metrics, /healthz and /readyz, and
+ * for POST on every path (POST to those three stays 405, and POST is 405 when there is no route).
+ * The request, borrowed for the call: */
+#define METRICS_BODY_MAX (64 * 1024) /* a larger POST body is answered 413 without a route call */
+typedef struct {
+    const char *method;       /* "GET" (HEAD too: the server drops the body) or "POST" */
+    const char *path;         /* the path without the query string, e.g. "/letter" */
+    const char *content_type; /* the request's Content-Type, "" when absent */
+    const char *body;         /* the POST body, NUL-terminated ("" for GET); at most
+                                 METRICS_BODY_MAX bytes; may hold NULs (use body_len) */
+    size_t body_len;
+    void *conn_;              /* the server's; use metrics_request_arg() */
+} metrics_request_t;
+
+/* Query argument `name` of the request, percent-decoded, or NULL when absent (the first one
+ * when repeated). Valid during the route call. */
+const char *metrics_request_arg(const metrics_request_t *req, const char *name);
+
+/* Value of field `name` in an application/x-www-form-urlencoded body of `len` bytes, decoded
+ * ('+' = space, %XX; a malformed escape is kept as it is) into out (NUL-terminated). Returns its
+ * length, -1 when the field is absent, -2 when it does not fit in `size` or holds a NUL (out is
+ * then ""). */
+int metrics_form_value(const char *body, size_t len, const char *name, char *out, size_t size);
+
+/* To answer, return 0 and set *status, *content_type (a static string) and *body (malloc'd,
+ * NUL-terminated; the server frees it). Return -1 to let the server answer 404 (405 for a POST).
+ */
+typedef int (*metrics_route_fn)(void *ctx, const metrics_request_t *req, unsigned *status,
                                 const char **content_type, char **body);
 
 typedef struct {
@@ -122,7 +146,8 @@ typedef struct metrics_server metrics_server_t;
  *                 process_start_time_seconds)
  *   GET /healthz  200 "ok" when the heartbeat is fresh, else 503 "stale: last heartbeat N ms ago"
  *   GET /readyz   200 "ready" when cfg->ready says so, else 503 "not ready: <why>"
- *   other paths 404, other methods 405 (HEAD is answered like GET).
+ *   other paths: cfg->route (see metrics_route_fn), else 404; POST only through cfg->route
+ *   (bodies over METRICS_BODY_MAX: 413); other methods 405 (HEAD is answered like GET).
  * On success returns 0 and *out = the server, or *out = NULL when cfg->port is METRICS_PORT_OFF.
  * On failure (port in use, bad address) returns -1, *out = NULL, err names METRICS_PORT and why.
  * `m` must outlive the server. */

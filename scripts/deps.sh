@@ -3,14 +3,16 @@
 #   - Debian packages (libraries, cmake, kcat, a JDK and Maven for Kafka);
 #   - the Apache Kafka broker's jars from Maven Central (into .cache/kafka-libs);
 #   - the FerretDB program (MongoDB wire protocol on SQLite), built from the Go module proxy
-#     (into .cache/bin/ferretdb-sqlite).
+#     (into .cache/bin/ferretdb-sqlite);
+#   - helm, built from the Go module proxy (into .cache/bin/helm), for the chart's tests.
 # Usage: scripts/deps.sh [--no-services]   (--no-services: packages only)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libcurl4-openssl-dev libcjson-dev
           libmongoc-dev libcmocka-dev libmicrohttpd-dev libssl-dev kcat curl ca-certificates
-          openjdk-17-jre-headless maven docker-compose prometheus)
+          openjdk-17-jre-headless maven docker-compose prometheus chromium clang
+          libclang-rt-dev)
 
 install_packages() {
   local missing=()
@@ -72,8 +74,35 @@ build_ferretdb() {
   echo "$stamp" > "$FERRETDB_BIN.stamp"
 }
 
+# helm for tests/deploy (helm lint / helm template of deploy/helm); no cluster is needed.
+HELM_MODULE=helm.sh/helm/v4
+HELM_VERSION=v4.3.2
+HELM_BIN=$CACHE_DIR/bin/helm
+
+build_helm() {
+  local stamp
+  stamp=$(printf '%s@%s\n' "$HELM_MODULE" "$HELM_VERSION" | sha256sum | cut -c1-16)
+  if [ -x "$HELM_BIN" ] && [ -f "$HELM_BIN.stamp" ] && [ "$(cat "$HELM_BIN.stamp")" = "$stamp" ]; then
+    return 0
+  fi
+  local gobin
+  gobin=$(command -v go || echo /usr/local/go/bin/go)
+  [ -x "$gobin" ] || die "Go is needed to build helm (go 1.24 or newer); install it and run again"
+  say "building helm $HELM_VERSION from the Go module proxy (first time: a few minutes)"
+  mkdir -p "$(dirname "$HELM_BIN")"
+  local tmp
+  tmp=$(mktemp -d)
+  GOBIN=$tmp "$gobin" install -trimpath \
+    -ldflags "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+    "$HELM_MODULE/cmd/helm@$HELM_VERSION" || { rm -rf "$tmp"; die "could not build helm"; }
+  mv "$tmp/helm" "$HELM_BIN"
+  rm -rf "$tmp"
+  echo "$stamp" > "$HELM_BIN.stamp"
+}
+
 install_packages
 if [ "${1:-}" != "--no-services" ]; then
   fetch_kafka
   build_ferretdb
+  build_helm
 fi

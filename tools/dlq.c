@@ -1,6 +1,7 @@
 /* dlq_: reading and replaying the dead-letter topic. See dlq.h. */
 #include "dlq.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -244,6 +245,8 @@ static int by_time(const void *a, const void *b)
 
 static void apply_limit(dlq_list_t *out, size_t limit)
 {
+    if (out->count == 0)
+        return; /* qsort(NULL, 0, ...) is undefined */
     qsort(out->items, out->count, sizeof *out->items, by_time);
     if (limit == 0 || out->count <= limit)
         return;
@@ -504,4 +507,39 @@ dlq_replay_rc_t dlq_replay(kafka_producer_t *p, store_t *st, const char *dlq_top
     kafka_batch_free(b);
     free(hs);
     return out;
+}
+
+cJSON *dlq_letter_json(const dlq_letter_t *l, bool full)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "partition", l->partition);
+    cJSON_AddNumberToObject(o, "offset", (double)l->offset);
+    cJSON_AddNumberToObject(o, "timestamp_ms", (double)l->timestamp_ms);
+    cJSON_AddStringToObject(o, "key", l->key ? l->key : "");
+    cJSON_AddStringToObject(o, "worker", l->worker);
+    cJSON_AddStringToObject(o, "error_class", l->error_class);
+    cJSON_AddNumberToObject(o, "http_status", (double)l->http_status);
+    cJSON_AddNumberToObject(o, "attempts", l->attempts);
+    cJSON_AddStringToObject(o, "message", l->message);
+    cJSON_AddStringToObject(o, "original_topic", l->orig_topic);
+    cJSON_AddNumberToObject(o, "original_partition", l->orig_partition);
+    cJSON_AddNumberToObject(o, "original_offset", (double)l->orig_offset);
+    if (!full)
+        return o;
+    cJSON *h = cJSON_AddObjectToObject(o, "headers");
+    for (size_t i = 0; h && i < l->header_count; i++) {
+        cJSON_DeleteItemFromObjectCaseSensitive(h, l->headers[i].name); /* last one wins */
+        if (l->headers[i].value)
+            cJSON_AddStringToObject(h, l->headers[i].name, l->headers[i].value);
+        else
+            cJSON_AddNullToObject(h, l->headers[i].name);
+    }
+    cJSON *v = l->value ? cJSON_ParseWithLength(l->value, l->value_len) : NULL;
+    if (v)
+        cJSON_AddItemToObject(o, "record", v);
+    else
+        cJSON_AddStringToObject(o, "record_text", l->value ? l->value : "");
+    return o;
 }

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "config.h"
 #include "kafka.h"
 #include "store.h"
@@ -93,6 +95,11 @@ void dlq_list_free(dlq_list_t *l);
 
 /* Header `name` of a letter (last one wins), or NULL. */
 const char *dlq_header(const dlq_letter_t *l, const char *name);
+
+/* The letter as JSON (pipeline-dlq --json, /api/dlq): position, key, worker, error class, HTTP
+ * status, attempts, message, original topic/partition/offset; with `full` also every header and
+ * the record (parsed when it is JSON, else as text). NULL when out of memory. */
+cJSON *dlq_letter_json(const dlq_letter_t *l, bool full);
 
 /* Outcome of one replay. */
 typedef enum {

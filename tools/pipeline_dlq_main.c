@@ -180,41 +180,6 @@ static void put_cell(const char *s, size_t width)
         fputs("...", stdout);
 }
 
-static cJSON *letter_json(const dlq_letter_t *l, bool full)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    cJSON_AddNumberToObject(o, "partition", l->partition);
-    cJSON_AddNumberToObject(o, "offset", (double)l->offset);
-    cJSON_AddNumberToObject(o, "timestamp_ms", (double)l->timestamp_ms);
-    cJSON_AddStringToObject(o, "key", l->key ? l->key : "");
-    cJSON_AddStringToObject(o, "worker", l->worker);
-    cJSON_AddStringToObject(o, "error_class", l->error_class);
-    cJSON_AddNumberToObject(o, "http_status", (double)l->http_status);
-    cJSON_AddNumberToObject(o, "attempts", l->attempts);
-    cJSON_AddStringToObject(o, "message", l->message);
-    cJSON_AddStringToObject(o, "original_topic", l->orig_topic);
-    cJSON_AddNumberToObject(o, "original_partition", l->orig_partition);
-    cJSON_AddNumberToObject(o, "original_offset", (double)l->orig_offset);
-    if (!full)
-        return o;
-    cJSON *h = cJSON_AddObjectToObject(o, "headers");
-    for (size_t i = 0; h && i < l->header_count; i++) {
-        cJSON_DeleteItemFromObjectCaseSensitive(h, l->headers[i].name); /* last one wins */
-        if (l->headers[i].value)
-            cJSON_AddStringToObject(h, l->headers[i].name, l->headers[i].value);
-        else
-            cJSON_AddNullToObject(h, l->headers[i].name);
-    }
-    cJSON *v = l->value ? cJSON_ParseWithLength(l->value, l->value_len) : NULL;
-    if (v)
-        cJSON_AddItemToObject(o, "record", v);
-    else
-        cJSON_AddStringToObject(o, "record_text", l->value ? l->value : "");
-    return o;
-}
-
 static int print_json(cJSON *j)
 {
     char *text = j ? cJSON_Print(j) : NULL;
@@ -233,7 +198,7 @@ static int cmd_list(const dlq_list_t *l, bool json)
     if (json) {
         cJSON *a = cJSON_CreateArray();
         for (size_t i = 0; a && i < l->count; i++)
-            cJSON_AddItemToArray(a, letter_json(&l->items[i], false));
+            cJSON_AddItemToArray(a, dlq_letter_json(&l->items[i], false));
         return print_json(a);
     }
     printf("%-12s %-5s %-24s %-22s %-6s %-14s %s\n", "PART/OFFSET", "AGE", "WORKER",
@@ -309,7 +274,7 @@ static int cmd_show(const dlq_list_t *l, bool json)
     }
     const dlq_letter_t *x = &l->items[0];
     if (json)
-        return print_json(letter_json(x, true));
+        return print_json(dlq_letter_json(x, true));
     printf("letter %d/%" PRId64 " of %s\n", x->partition, x->offset, l->topic);
     printf("key: %s\nheaders:\n", x->key ? x->key : "(none)");
     for (size_t i = 0; i < x->header_count; i++) {

@@ -1,7 +1,10 @@
 /* pipeline-status: one screen for operators (SPEC §7): lag per worker group and partition, the
  * dead-letter topic's size, producer cursors and last polls, leases, rate-limit use. Prints once,
- * redraws with --watch, prints JSON with --json, or serves /metrics (and /api/status) with
- * --serve PORT for Prometheus and docker-compose. Collecting is in status.c. */
+ * redraws with --watch, prints JSON with --json, or with --serve PORT serves /metrics for
+ * Prometheus and docker-compose, the status page at "/" (with a page per dead letter and, with
+ * --allow-replay, a replay form), /api/status and /api/dlq. Collecting is in status.c, the
+ * sparklines' memory in status_history.c, the HTML in status_page.c. */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -10,34 +13,52 @@
 
 #include "app.h"
 #include "dlq.h"
+#include "errbuf.h"
+#include "kafka_dlq.h"
 #include "log.h"
 #include "metrics.h"
 #include "status.h"
+#include "status_history.h"
+#include "status_page.h"
 #include "store.h"
 
 static const app_spec_t SPEC = {
     .name = "pipeline-status",
     .summary = "Shows the pipeline at a glance: consumer lag per worker and partition, the "
                "dead-letter topic's size and newest letter, producer cursors with their last "
-               "polls, producer leases, and the shared rate limits' use. Read-only: it never "
-               "joins a consumer group, commits, or writes to MongoDB.",
-    .usage = "[--watch [SECONDS]] [--json] [--serve PORT [--bind ADDRESS]]",
+               "polls, producer leases, and the shared rate limits' use; with --serve also as a "
+               "web page. Read-only: it never joins a consumer group, commits, or writes to "
+               "MongoDB, except a replay an operator asks for on the page (--allow-replay).",
+    .usage = "[--watch [SECONDS]] [--json] [--serve PORT [--bind ADDRESS] [--allow-replay]]",
     .options_help =
         "  --watch [SECONDS]    redraw every SECONDS (default 5) until Ctrl-C\n"
         "  --json               print the snapshot as JSON (same as GET /api/status)\n"
-        "  --serve PORT         serve /metrics (pipeline_dlq_messages, pipeline_consumer_lag,\n"
-        "                       ...), /healthz, /readyz and /api/status, sampling every\n"
-        "                       --interval SECONDS (default 15)\n"
+        "  --serve PORT         serve the status page at / (lag and records per minute per\n"
+        "                       worker over the last hour, cursors, leases, rate limits, the\n"
+        "                       newest dead letters; /letter?p=P&o=O shows one letter),\n"
+        "                       /api/status (what --json prints), /api/dlq (the newest 20\n"
+        "                       letters, as pipeline-dlq list --json), /metrics\n"
+        "                       (pipeline_dlq_messages, pipeline_consumer_lag, ...), /healthz\n"
+        "                       and /readyz, sampling every --interval SECONDS (default 15)\n"
         "  --bind ADDRESS       address to serve on (default 127.0.0.1; 0.0.0.0 in containers)\n"
+        "  --allow-replay       offer a replay form on a letter's page (what pipeline-dlq\n"
+        "                       replay does: once per letter unless forced); it asks for the\n"
+        "                       token in STATUS_REPLAY_TOKEN, which must then be set. Without\n"
+        "                       this option the page is read-only and POST is refused.\n"
         "Optional: PLOOMES_USER_KEY, MILVUS_TOKEN, PLOOMES_BASE_URL, MILVUS_BASE_URL,\n"
         "PLOOMES_RATE_PER_MIN and MILVUS_RATE_PER_MIN name the shared rate limits whose use is\n"
-        "shown (the limit's bucket is a hash of the base URL and the key).\n",
+        "shown (the limit's bucket is a hash of the base URL and the key).\n"
+        "STATUS_SCRAPE_URLS: comma-separated /metrics URLs of the workers (e.g.\n"
+        "http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics); --serve scrapes them every\n"
+        "interval and charts worker_records_total by outcome (records per minute). Unset: no\n"
+        "records chart.\n"
+        "STATUS_REPLAY_TOKEN: the secret a replay from the page must give (--allow-replay).\n",
     .needs = CONFIG_NEED_KAFKA | CONFIG_NEED_MONGO,
     .flags = APP_ALLOW_ARGS,
 };
 
 typedef struct {
-    bool json, watch, serve;
+    bool json, watch, serve, allow_replay;
     int interval_s;
     int port;
     const char *bind;
@@ -83,6 +104,8 @@ static int parse(int argc, char **argv, opts_t *o)
                 return usage("--serve needs a PORT from 1 to 65535");
             o->serve = true;
             i++;
+        } else if (strcmp(a, "--allow-replay") == 0) {
+            o->allow_replay = true;
         } else if (strcmp(a, "--bind") == 0) {
             if (!v)
                 return usage("--bind needs an address");
@@ -94,29 +117,215 @@ static int parse(int argc, char **argv, opts_t *o)
             return usage(m);
         }
     }
+    if (o->allow_replay && !o->serve)
+        return usage("--allow-replay goes with --serve");
     return 0;
 }
 
-/* ---- --serve: the latest snapshot, as metrics and JSON -------------------------------------- */
+/* ---- --serve: the latest snapshot, as metrics, JSON and the status page --------------------- */
+
+#define LETTERS_SHOWN 20       /* newest dead letters on the page and in /api/dlq */
+#define KAFKA_READ_MS 10000
 
 typedef struct {
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;   /* guards everything below up to the metric families */
     char *json;             /* latest /api/status body (owned) */
     bool kafka_ok;          /* the latest snapshot reached Kafka */
+    status_t snap;          /* latest snapshot (owned), valid when has_snap */
+    bool has_snap;
+    status_history_t *history;
+    dlq_list_t letters;     /* the newest letters (owned), valid when letters_known */
+    bool letters_known;
+    char letters_err[512];
+    int64_t letters_count, letters_newest; /* the DLQ size they were read at */
+    char scrape_err[512];
     metrics_family_t *dlq, *dlq_newest, *lag, *rate_used, *rate_limit, *last_ok;
+    /* read-only after start: */
+    const config_t *cfg;
+    const kafka_settings_t *ks;
+    store_t *st;
+    const char *scrape_urls; /* NULL when STATUS_SCRAPE_URLS is unset */
+    const char *token;       /* STATUS_REPLAY_TOKEN with --allow-replay, else NULL */
+    bool allow_replay;
+    int refresh_s;
+    char dlq_topic[KAFKA_TOPIC_NAME_MAX];
 } served_t;
 
-static int route(void *ctx, const char *url, unsigned *status, const char **ctype, char **body)
+static int answer(unsigned code, const char *ctype, char *body, unsigned *status,
+                  const char **ctype_out, char **body_out)
+{
+    *status = code;
+    *ctype_out = ctype;
+    *body_out = body;
+    return body ? 0 : -1;
+}
+
+static int answer_msg(unsigned code, const char *title, const char *text, unsigned *status,
+                      const char **ctype, char **body)
+{
+    return answer(code, "text/html; charset=utf-8",
+                  status_page_message(title, text, code < 300), status, ctype, body);
+}
+
+/* Reads one letter (p, o from text): 0 found (l filled), 1 not found, 2 bad p/o, -1 Kafka
+ * failure; err says why when not 0. */
+static int read_letter(const served_t *sv, const char *ptext, const char *otext, dlq_list_t *l,
+                       char *err, size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    long long p = ptext ? strtoll(ptext, &end, 10) : -1;
+    bool ok = ptext && *ptext && end && !*end && errno == 0 && p >= 0 && p <= INT32_MAX;
+    long long off = otext ? strtoll(otext, &end, 10) : -1;
+    ok = ok && otext && *otext && end && !*end && errno == 0 && off >= 0;
+    if (!ok) {
+        errbuf_set(err, errlen, "a letter is named by p=PARTITION and o=OFFSET");
+        return 2;
+    }
+    dlq_filter_t f = dlq_filter_all();
+    f.partition = (int32_t)p;
+    f.from_offset = f.to_offset = off;
+    if (dlq_read(sv->ks, sv->cfg->topic_prefix, &f, KAFKA_READ_MS, l, err, errlen) != 0)
+        return -1;
+    if (l->count == 0) {
+        dlq_list_free(l);
+        errbuf_set(err, errlen, "no letter %lld/%lld in the dead-letter topic", p, off);
+        return 1;
+    }
+    return 0;
+}
+
+static int route_letter(served_t *sv, const metrics_request_t *req, unsigned *status,
+                        const char **ctype, char **body)
+{
+    dlq_list_t l;
+    char err[512];
+    int rc = read_letter(sv, metrics_request_arg(req, "p"), metrics_request_arg(req, "o"), &l,
+                         err, sizeof err);
+    if (rc != 0)
+        return answer_msg(rc == 2 ? 400 : rc == 1 ? 404 : 503, "Dead letter", err, status, ctype,
+                          body);
+    store_replay_t prev;
+    int got = sv->st ? store_replay_get(sv->st, l.topic, l.items[0].partition,
+                                        l.items[0].offset, &prev, err, sizeof err)
+                     : STORE_DOWN;
+    const char *confirm = metrics_request_arg(req, "confirm");
+    char *page = status_page_letter(&l.items[0], l.topic, got == STORE_OK ? &prev : NULL,
+                                    sv->allow_replay, confirm && strcmp(confirm, "1") == 0);
+    dlq_list_free(&l);
+    return answer(200, "text/html; charset=utf-8", page, status, ctype, body);
+}
+
+/* Constant-time equality of a given token and the expected one (time depends only on the
+ * expected token's length). */
+static bool token_ok(const char *given, const char *expected)
+{
+    size_t gl = strlen(given), el = strlen(expected);
+    unsigned char diff = (unsigned char)(gl != el);
+    for (size_t i = 0; i < el; i++)
+        diff |= (unsigned char)((i < gl ? (unsigned char)given[i] : 0) ^
+                                (unsigned char)expected[i]);
+    return diff == 0 && el > 0;
+}
+
+static int route_replay(served_t *sv, const metrics_request_t *req, unsigned *status,
+                        const char **ctype, char **body)
+{
+    static const char title[] = "Replay";
+    char p[24], o[24], token[512], confirm[8], force[8], err[1024];
+    const char *b = req->body;
+    size_t n = req->body_len;
+    if (strncmp(req->content_type, "application/x-www-form-urlencoded", 33) != 0)
+        return answer_msg(415, title, "send the replay form (application/x-www-form-urlencoded)",
+                          status, ctype, body);
+    if (metrics_form_value(b, n, "token", token, sizeof token) < 0 ||
+        !token_ok(token, sv->token)) {
+        log_msg(LOG_WARN, "replay_refused", "reason=\"wrong or missing token\"");
+        return answer_msg(403, title, "refused: wrong or missing replay token", status, ctype,
+                          body);
+    }
+    if (metrics_form_value(b, n, "confirm", confirm, sizeof confirm) < 0 ||
+        strcmp(confirm, "yes") != 0)
+        return answer_msg(400, title, "refused: the replay was not confirmed", status, ctype,
+                          body);
+    bool forced = metrics_form_value(b, n, "force", force, sizeof force) > 0 &&
+                  strcmp(force, "1") == 0;
+    dlq_list_t l;
+    int rc = read_letter(sv, metrics_form_value(b, n, "p", p, sizeof p) > 0 ? p : NULL,
+                         metrics_form_value(b, n, "o", o, sizeof o) > 0 ? o : NULL, &l, err,
+                         sizeof err);
+    if (rc != 0)
+        return answer_msg(rc == 2 ? 400 : rc == 1 ? 404 : 503, title, err, status, ctype, body);
+    const dlq_letter_t *x = &l.items[0];
+    char by[STORE_OWNER_MAX], inst[96], text[1400];
+    snprintf(by, sizeof by, "pipeline-status@%s", kafka_dlq_instance_id(inst, sizeof inst));
+    kafka_producer_t *prod = sv->st ? kafka_producer_new(sv->ks, SPEC.name, err, sizeof err)
+                                    : NULL;
+    if (!sv->st)
+        errbuf_set(err, sizeof err, "MongoDB is not reachable: replays are recorded there");
+    dlq_replay_rc_t r = prod ? dlq_replay(prod, sv->st, l.topic, x, by, forced, false, err,
+                                          sizeof err)
+                             : DLQ_FAILED;
+    char cerr[256];
+    if (prod && kafka_producer_close(prod, 30000, cerr, sizeof cerr) != 0 && r == DLQ_REPLAYED) {
+        r = DLQ_FAILED;
+        errbuf_set(err, sizeof err, "%s", cerr);
+    }
+    unsigned code = 500;
+    if (r == DLQ_REPLAYED) {
+        code = 200;
+        snprintf(text, sizeof text, "letter %d/%" PRId64 " replayed to %s%s", x->partition,
+                 x->offset, x->orig_topic, forced ? " (forced)" : "");
+    } else if (r == DLQ_ALREADY) {
+        code = 409;
+        snprintf(text, sizeof text, "letter %d/%" PRId64 " was already replayed: nothing sent "
+                 "(tick force to send it again)", x->partition, x->offset);
+    } else {
+        snprintf(text, sizeof text, "replay failed: %s", err);
+    }
+    log_msg(code == 200 ? LOG_INFO : LOG_WARN, "replay", "partition=%d offset=%" PRId64
+            " topic=%s forced=%d result=%u", x->partition, x->offset, x->orig_topic, forced,
+            code);
+    dlq_list_free(&l);
+    return answer_msg(code, title, text, status, ctype, body);
+}
+
+static int route(void *ctx, const metrics_request_t *req, unsigned *status, const char **ctype,
+                 char **body)
 {
     served_t *s = ctx;
-    if (strcmp(url, "/api/status") != 0)
-        return -1;
+    if (strcmp(req->method, "POST") == 0)
+        return s->allow_replay && strcmp(req->path, "/replay") == 0
+                   ? route_replay(s, req, status, ctype, body)
+                   : -1;
+    if (strcmp(req->path, "/letter") == 0)
+        return route_letter(s, req, status, ctype, body);
+    char *text = NULL;
+    const char *type = "application/json";
     pthread_mutex_lock(&s->lock);
-    *body = strdup(s->json ? s->json : "{}");
+    if (strcmp(req->path, "/api/status") == 0) {
+        text = strdup(s->json ? s->json : "{}");
+    } else if (strcmp(req->path, "/api/dlq") == 0) {
+        cJSON *j = s->letters_known ? status_page_letters_json(&s->letters) : NULL;
+        text = j ? cJSON_Print(j) : strdup(s->letters_known ? "[]" : "null");
+        cJSON_Delete(j);
+    } else if (strcmp(req->path, "/") == 0) {
+        status_page_view_t v = {.status = s->has_snap ? &s->snap : NULL,
+                                .history = s->history,
+                                .letters = s->letters_known ? &s->letters : NULL,
+                                .letters_error = s->letters_err,
+                                .topic_prefix = s->cfg->topic_prefix,
+                                .refresh_s = s->refresh_s,
+                                .scraping = s->scrape_urls != NULL,
+                                .scrape_error = s->scrape_err};
+        text = status_page_render(&v);
+        type = "text/html; charset=utf-8";
+    } else {
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
     pthread_mutex_unlock(&s->lock);
-    *status = 200;
-    *ctype = "application/json";
-    return *body ? 0 : -1;
+    return answer(200, type, text, status, ctype, body);
 }
 
 static bool ready(void *ctx, char *why, size_t whylen)
@@ -130,7 +339,7 @@ static bool ready(void *ctx, char *why, size_t whylen)
     return ok;
 }
 
-static void publish(served_t *sv, const status_t *st)
+static void publish_metrics(served_t *sv, const status_t *st)
 {
     metrics_gauge_set(sv->dlq, NULL, (double)st->dlq_messages);
     metrics_gauge_set(sv->dlq_newest, NULL,
@@ -150,15 +359,70 @@ static void publish(served_t *sv, const status_t *st)
     for (size_t i = 0; i < st->cursor_count; i++)
         metrics_gauge_set(sv->last_ok, (const char *[]){st->cursors[i].key},
                           (double)st->cursors[i].last_ok_at_ms / 1000.0);
+}
+
+/* Publishes a snapshot (taking it over: the caller must not free it): /api/status, then the
+ * metrics, then (after the slower reads) the history's sample, the page's snapshot and the
+ * newest letters when the DLQ changed since they were read. */
+static void publish(served_t *sv, status_t *st)
+{
     cJSON *j = status_json(st);
     char *text = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
-    pthread_mutex_lock(&sv->lock);
+    pthread_mutex_lock(&sv->lock); /* /api/status first, so it never trails /metrics */
     if (text) {
         free(sv->json);
         sv->json = text;
     }
     sv->kafka_ok = st->dlq_messages >= 0;
+    bool stale = !sv->letters_known || sv->letters_count != st->dlq_messages ||
+                 sv->letters_newest != st->dlq_newest_ms;
+    pthread_mutex_unlock(&sv->lock);
+    publish_metrics(sv, st);
+
+    dlq_list_t fresh = {0};
+    char lerr[512] = "";
+    int lrc = 1; /* 1: not read */
+    if (stale && st->dlq_messages == 0) {
+        lrc = 0; /* an empty topic: nothing to read */
+    } else if (stale && st->dlq_messages > 0) {
+        dlq_filter_t f = dlq_filter_all();
+        f.limit = LETTERS_SHOWN;
+        lrc = dlq_read(sv->ks, sv->cfg->topic_prefix, &f, KAFKA_READ_MS, &fresh, lerr,
+                       sizeof lerr);
+        if (lrc != 0)
+            log_msg(LOG_WARN, "dlq_unreadable", "error=\"%s\"", lerr);
+    }
+    status_sample_t smp = {.t_ms = st->taken_ms};
+    for (size_t w = 0; w < STATUS_HISTORY_WORKERS; w++)
+        smp.lag[w] = st->dlq_messages >= 0 ? status_worker_lag(st, STATUS_WORKERS[w].worker) : -1;
+    char serr[512] = "";
+    if (sv->scrape_urls) {
+        smp.counts_known = status_history_scrape(sv->scrape_urls, smp.counts, serr,
+                                                 sizeof serr) == 0;
+        if (!smp.counts_known)
+            log_msg(LOG_WARN, "scrape_failed", "error=\"%s\"", serr);
+    }
+
+    pthread_mutex_lock(&sv->lock);
+    status_history_add(sv->history, &smp);
+    if (sv->has_snap)
+        status_free(&sv->snap);
+    sv->snap = *st;
+    sv->has_snap = true;
+    if (lrc == 0) {
+        dlq_list_free(&sv->letters);
+        sv->letters = fresh;
+        sv->letters_known = true;
+        sv->letters_count = st->dlq_messages;
+        sv->letters_newest = st->dlq_newest_ms;
+        sv->letters_err[0] = '\0';
+    } else if (lrc < 0) {
+        dlq_list_free(&sv->letters);
+        sv->letters_known = false;
+        snprintf(sv->letters_err, sizeof sv->letters_err, "%s", lerr);
+    }
+    snprintf(sv->scrape_err, sizeof sv->scrape_err, "%s", serr);
     pthread_mutex_unlock(&sv->lock);
 }
 
@@ -198,13 +462,28 @@ static int snapshot(const config_t *cfg, const kafka_settings_t *ks, store_t *st
 
 static int serve(const config_t *cfg, const kafka_settings_t *ks, store_t *st, const opts_t *o)
 {
-    served_t sv = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    served_t sv = {.lock = PTHREAD_MUTEX_INITIALIZER, .cfg = cfg, .ks = ks, .st = st,
+                   .allow_replay = o->allow_replay,
+                   .refresh_s = o->interval_s < 5 ? 5 : o->interval_s};
+    const char *urls = getenv("STATUS_SCRAPE_URLS");
+    sv.scrape_urls = urls && *urls ? urls : NULL;
+    if (o->allow_replay) {
+        sv.token = getenv("STATUS_REPLAY_TOKEN");
+        if (!sv.token || !*sv.token) {
+            log_msg(LOG_ERROR, "startup_failed", "error=\"--allow-replay needs "
+                    "STATUS_REPLAY_TOKEN: set it to a secret the replay form must give\"");
+            return CONFIG_EXIT_USAGE;
+        }
+        log_add_secret(sv.token);
+    }
     metrics_t *m = metrics_new();
     metrics_server_t *srv = NULL;
     char err[512];
     int rc = CONFIG_EXIT_FATAL;
-    if (!m || register_families(m, &sv) != 0)
+    sv.history = malloc(sizeof *sv.history);
+    if (!m || !sv.history || register_families(m, &sv) != 0)
         goto out;
+    status_history_init(sv.history);
     metrics_server_config_t mc = {.bind_address = o->bind, .port = o->port,
                                   .stale_after_ms = (int64_t)o->interval_s * 4000 + 60000,
                                   .ready = ready, .ready_ctx = &sv,
@@ -213,16 +492,15 @@ static int serve(const config_t *cfg, const kafka_settings_t *ks, store_t *st, c
         log_msg(LOG_ERROR, "startup_failed", "error=\"%s\"", err);
         goto out;
     }
-    log_msg(LOG_INFO, "serving", "address=%s port=%d interval_s=%d", o->bind, o->port,
-            o->interval_s);
+    log_msg(LOG_INFO, "serving", "address=%s port=%d interval_s=%d allow_replay=%d scraping=%d",
+            o->bind, o->port, o->interval_s, o->allow_replay, sv.scrape_urls != NULL);
     while (!app_stop_requested()) {
         status_t s;
         if (snapshot(cfg, ks, st, &s) != 0)
             goto out;
-        publish(&sv, &s);
         for (size_t i = 0; i < s.problem_count; i++)
             log_msg(LOG_WARN, "status_problem", "problem=\"%s\"", s.problems[i]);
-        status_free(&s);
+        publish(&sv, &s); /* takes s over */
         metrics_heartbeat(m);
         app_sleep_ms((int64_t)o->interval_s * 1000);
     }
@@ -231,6 +509,10 @@ out:
     metrics_server_stop(srv);
     metrics_free(m);
     free(sv.json);
+    if (sv.has_snap)
+        status_free(&sv.snap);
+    dlq_list_free(&sv.letters);
+    free(sv.history);
     return rc;
 }
 

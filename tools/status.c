@@ -203,8 +203,7 @@ int64_t status_worker_lag(const status_t *s, const char *worker)
     return sum;
 }
 
-/* "42s ago", "5m ago", "never". */
-static const char *ago(char *buf, size_t size, int64_t now_ms, int64_t then_ms)
+const char *status_ago(char *buf, size_t size, int64_t now_ms, int64_t then_ms)
 {
     if (then_ms <= 0) {
         snprintf(buf, size, "never");
@@ -242,7 +241,7 @@ void status_print(const status_t *s, const config_t *cfg, FILE *out)
         fprintf(out, "\ndead letters: unknown\n");
     else
         fprintf(out, "\ndead letters: %" PRId64 " (newest %s)%s\n", s->dlq_messages,
-                ago(a, sizeof a, s->taken_ms, s->dlq_newest_ms),
+                status_ago(a, sizeof a, s->taken_ms, s->dlq_newest_ms),
                 s->dlq_messages > 0 ? "  -> pipeline-dlq list" : "");
     fprintf(out, "\n%-22s %-34s %-12s %-12s %s\n", "PRODUCER CURSOR", "POSITION", "LAST OK",
             "LAST POLL", "LAST ERROR");
@@ -251,8 +250,8 @@ void status_print(const status_t *s, const config_t *cfg, FILE *out)
         char pos[STORE_STAMP_MAX + 24];
         snprintf(pos, sizeof pos, "%s/%" PRId64, c->has_position ? c->stamp : "-", c->id);
         fprintf(out, "%-22s %-34s %-12s %-12s %.80s\n", c->key, pos,
-                ago(a, sizeof a, s->taken_ms, c->last_ok_at_ms),
-                ago(b, sizeof b, s->taken_ms, c->last_poll_at_ms), c->last_error);
+                status_ago(a, sizeof a, s->taken_ms, c->last_ok_at_ms),
+                status_ago(b, sizeof b, s->taken_ms, c->last_poll_at_ms), c->last_error);
     }
     fprintf(out, "\n%-22s %s\n", "LEASE", "HOLDER");
     for (int i = 0; s->leases_known && i < 2; i++) {

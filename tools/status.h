@@ -74,6 +74,9 @@ void status_free(status_t *s);
 /* Total lag of one worker over its partitions (0 when unknown). */
 int64_t status_worker_lag(const status_t *s, const char *worker);
 
+/* "42s ago", "5m ago", "3h ago", or "never" when then_ms <= 0, into buf. Returns buf. */
+const char *status_ago(char *buf, size_t size, int64_t now_ms, int64_t then_ms);
+
 /* Human-readable screen (what `pipeline-status` prints; --watch redraws it). */
 void status_print(const status_t *s, const config_t *cfg, FILE *out);
 

@@ -23,6 +23,8 @@ static long http_get(int port, const char *method, const char *path, char **body
     return testhttp_local(method, port, path, 30000, body_out);
 }
 
+static long http_post(int port, const char *path, const char *body, size_t len, char **out);
+
 typedef struct {
     atomic_bool kafka_ok;
     atomic_bool mongo_ok;
@@ -167,8 +169,153 @@ static void test_no_ready_callback_is_ready(void **state)
     assert_int_equal(http_get(port, "GET", "/readyz", NULL), 200);
     assert_int_equal(http_get(port, "GET", "/healthz", NULL), 200); /* default staleness 60 s */
     assert_int_equal(http_get(port, "GET", "/metrics", NULL), 200);  /* empty registry */
+    assert_int_equal(http_post(port, "/echo", "a=1", 3, NULL), 405); /* no route: no POST */
+    assert_int_equal(http_get(port, "GET", "/echo", NULL), 404);
     metrics_server_stop(srv);
     metrics_free(m);
+}
+
+/* ---- the route hook: GET with query arguments, POST with a bounded form body ---------------- */
+
+typedef struct {
+    atomic_int calls;
+} route_ctx_t;
+
+static int echo_route(void *ctx, const metrics_request_t *req, unsigned *status,
+                      const char **ctype, char **body)
+{
+    route_ctx_t *rc = ctx;
+    atomic_fetch_add(&rc->calls, 1);
+    if (strcmp(req->path, "/echo") != 0)
+        return -1;
+    char name[64], n[16];
+    int nl = metrics_form_value(req->body, req->body_len, "name", name, sizeof name);
+    int cl = metrics_form_value(req->body, req->body_len, "n", n, sizeof n);
+    const char *x = metrics_request_arg(req, "x");
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s %s x=[%s] len=%zu type=[%s] name=%d[%s] n=%d[%s]", req->method,
+             req->path, x ? x : "(none)", req->body_len, req->content_type, nl, name, cl, n);
+    *status = strcmp(req->method, "POST") == 0 ? 201 : 200;
+    *ctype = "text/plain";
+    *body = strdup(buf);
+    return *body ? 0 : -1;
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *userp)
+{
+    FILE *out = userp;
+    return fwrite(data, size, n, out);
+}
+
+/* POST body (len bytes, form-urlencoded) to http://127.0.0.1:port/path; returns the status. */
+static long http_post(int port, const char *path, const char *body, size_t len, char **out)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *mem = open_memstream(&buf, &blen);
+    CURL *c = curl_easy_init();
+    if (!c || !mem) {
+        if (mem)
+            fclose(mem);
+        free(buf);
+        if (c)
+            curl_easy_cleanup(c);
+        return -1;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    fclose(mem);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return status;
+}
+
+static void test_route_hook(void **state)
+{
+    (void)state;
+    metrics_t *m = metrics_new();
+    route_ctx_t rc;
+    atomic_init(&rc.calls, 0);
+    metrics_server_config_t cfg = {.bind_address = "127.0.0.1", .port = METRICS_PORT_AUTO,
+                                   .route = echo_route, .route_ctx = &rc};
+    metrics_server_t *srv = NULL;
+    char err[256] = "";
+    assert_int_equal(metrics_server_start(m, &cfg, &srv, err, sizeof err), 0);
+    int port = metrics_server_port(srv);
+    char *body = NULL;
+
+    /* GET: path without the query, arguments decoded */
+    assert_int_equal(http_get(port, "GET", "/echo?x=a%20b%26c&y=2", &body), 200);
+    assert_string_equal(body, "GET /echo x=[a b&c] len=0 type=[] name=-1[] n=-1[]");
+    free(body);
+    /* POST: the form body, decoded field by field */
+    static const char form[] = "n=5&name=J%C3%B3+Silva";
+    assert_int_equal(http_post(port, "/echo", form, strlen(form), &body), 201);
+    assert_string_equal(body, "POST /echo x=[(none)] len=22 "
+                              "type=[application/x-www-form-urlencoded] "
+                              "name=9[J\xC3\xB3 Silva] n=1[5]");
+    free(body);
+    /* the body cap: METRICS_BODY_MAX passes, one byte more is 413 without a route call */
+    size_t big = METRICS_BODY_MAX + 1;
+    char *huge = malloc(big + 1);
+    assert_non_null(huge);
+    memset(huge, 'a', big);
+    huge[0] = 'n';
+    huge[1] = '=';
+    huge[big] = '\0';
+    assert_int_equal(http_post(port, "/echo", huge, big - 1, &body), 201);
+    assert_non_null(strstr(body, "len=65536 "));
+    free(body);
+    int before = atomic_load(&rc.calls);
+    assert_int_equal(http_post(port, "/echo", huge, big, NULL), 413);
+    assert_int_equal(atomic_load(&rc.calls), before);
+    free(huge);
+    /* the route declines: 404 for GET, 405 for POST; the built-in paths never reach it */
+    assert_int_equal(http_get(port, "GET", "/nope", NULL), 404);
+    assert_int_equal(http_post(port, "/nope", "a=1", 3, NULL), 405);
+    before = atomic_load(&rc.calls);
+    assert_int_equal(http_get(port, "GET", "/metrics", NULL), 200);
+    assert_int_equal(http_get(port, "GET", "/healthz", NULL), 200);
+    assert_int_equal(http_get(port, "GET", "/readyz", NULL), 200);
+    assert_int_equal(http_post(port, "/metrics", "a=1", 3, NULL), 405);
+    assert_int_equal(http_get(port, "DELETE", "/echo", NULL), 405);
+    assert_int_equal(atomic_load(&rc.calls), before);
+    metrics_server_stop(srv);
+    metrics_free(m);
+}
+
+static void test_form_value(void **state)
+{
+    (void)state;
+    char out[8];
+    static const char b[] = "a=1&bb=x%2By+z&c=%zz&d=%00&e=&f=12345678&g";
+    size_t n = strlen(b);
+    assert_int_equal(metrics_form_value(b, n, "a", out, sizeof out), 1);
+    assert_string_equal(out, "1");
+    assert_int_equal(metrics_form_value(b, n, "bb", out, sizeof out), 5);
+    assert_string_equal(out, "x+y z");
+    assert_int_equal(metrics_form_value(b, n, "b", out, sizeof out), -1); /* a prefix is not it */
+    assert_int_equal(metrics_form_value(b, n, "c", out, sizeof out), 3); /* kept as it is */
+    assert_string_equal(out, "%zz");
+    assert_int_equal(metrics_form_value(b, n, "d", out, sizeof out), -2); /* a NUL */
+    assert_int_equal(metrics_form_value(b, n, "e", out, sizeof out), 0);
+    assert_int_equal(metrics_form_value(b, n, "f", out, sizeof out), -2); /* too long */
+    assert_string_equal(out, "");
+    assert_int_equal(metrics_form_value(b, n, "g", out, sizeof out), 0);
+    assert_int_equal(metrics_form_value(b, n, "zz", out, sizeof out), -1);
+    assert_int_equal(metrics_form_value(b, 3, "bb", out, sizeof out), -1); /* bounded by len */
 }
 
 int main(void)
@@ -178,6 +325,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_endpoints),
         cmocka_unit_test(test_no_ready_callback_is_ready),
+        cmocka_unit_test(test_route_hook),
+        cmocka_unit_test(test_form_value),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
