@@ -147,8 +147,15 @@ for name in ploomes-producer milvus-producer clients-to-milvus clients-to-ploome
   METRICS_PORT=${PORT[$name]} start "$name" "$BIN_DIR/$name"
 done
 STATUS_PORT=${STATUS_PORT:-$(free_port)}
-start pipeline-status "$BIN_DIR/pipeline-status" --serve "$STATUS_PORT" --interval 5
-say "status page: http://127.0.0.1:$STATUS_PORT/api/status   logs: $RUN_DIR"
+scrape=""
+for w in clients-to-milvus clients-to-ploomes tasks-to-milvus interactions-to-milvus; do
+  scrape+="${scrape:+,}http://127.0.0.1:${PORT[$w]}/metrics"
+done
+# The page may replay dead letters; the token is this run's own, printed below.
+STATUS_REPLAY_TOKEN=${STATUS_REPLAY_TOKEN:-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+STATUS_SCRAPE_URLS=$scrape STATUS_REPLAY_TOKEN=$STATUS_REPLAY_TOKEN \
+  start pipeline-status "$BIN_DIR/pipeline-status" --serve "$STATUS_PORT" --interval 5 --allow-replay
+say "status page: http://127.0.0.1:$STATUS_PORT/  (replay token: $STATUS_REPLAY_TOKEN)   logs: $RUN_DIR"
 
 # ---- the live demo: the account keeps changing ----------------------------------------------
 admin_seed() { # base-url json
@@ -201,8 +208,8 @@ draw() {
     out+=$(printf '\n\nmilvus-sim now holds: %s tickets, %s clients' ${tickets})
   fi
   if [ -t 1 ]; then printf '\033[H\033[2J'; fi
-  printf 'Ploomes ⇄ Milvus pipeline (TOPIC_PREFIX "%s")  Ctrl-C stops everything\n\n%s\n' \
-    "${TOPIC_PREFIX:-}" "$out"
+  printf 'Ploomes ⇄ Milvus pipeline (TOPIC_PREFIX "%s")  Ctrl-C stops everything\n' "${TOPIC_PREFIX:-}"
+  printf 'status page: http://127.0.0.1:%s/   logs: %s\n\n%s\n' "$STATUS_PORT" "$RUN_DIR" "$out"
 }
 
 deadline=$((SECONDS + DEMO_SECONDS))
