@@ -682,4 +682,21 @@ static inline const char *wt_check_outcomes(const wt_t *w, const char *base, con
     return bad;
 }
 
+/* The whole table run: wt_produce_rows(), then <binary> --idle-exit 3 to its end (exit 0
+ * expected), then wt_check_outcomes(). Returns NULL when all holds, else a static description
+ * (the log is the test's to dump). */
+static inline const char *wt_run_table(wt_t *w, const char *binary, const char *base,
+                                       const void *rows, size_t n, size_t stride)
+{
+    static char why[128];
+    if (wt_produce_rows(w, base, rows, n, stride) != 0)
+        return "the table's records could not be produced";
+    int rc = wt_run(w, binary, 3, 120000);
+    if (rc != 0) {
+        snprintf(why, sizeof why, "%s exited with %d", binary, rc);
+        return why;
+    }
+    return wt_check_outcomes(w, base, rows, n, stride);
+}
+
 #endif
