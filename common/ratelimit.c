@@ -13,6 +13,7 @@
 #include "errbuf.h"
 #include "hash.h"
 #include "log.h"
+#include "store.h"
 
 #define RL_DEFAULT_WINDOW_MS 60000
 #define RL_DEFAULT_MARGIN_MS 500
@@ -26,10 +27,10 @@ struct ratelimit {
     char *collection;
     char *name;
     char bucket[HASH_HEX_SIZE];
-    char pause_id[HASH_HEX_SIZE + 8];
     int limit;
     int64_t window_ms;
     int64_t margin_ms;
+    store_clock_t *clock; /* MongoDB's clock: every stamp and every comparison */
     pthread_mutex_t lock; /* guards hint */
     int64_t hint;         /* highest ticket number seen; -1 = unknown */
 };
@@ -69,10 +70,11 @@ ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t er
     rl->window_ms = opts->window_ms > 0 ? opts->window_ms : RL_DEFAULT_WINDOW_MS;
     rl->margin_ms = opts->margin_ms >= 0 ? opts->margin_ms : RL_DEFAULT_MARGIN_MS;
     rl->hint = -1;
+    rl->clock = store_clock_new(opts->pool, opts->database, opts->clock_skew_ms);
     rl->database = strdup(opts->database);
     rl->collection = strdup(opts->collection ? opts->collection : "ratelimits");
     rl->name = dup_or_null(name);
-    if (!rl->database || !rl->collection || !rl->name) {
+    if (!rl->clock || !rl->database || !rl->collection || !rl->name) {
         errbuf_set(err, errlen, "rate limiter %s: out of memory", name);
         goto fail;
     }
@@ -92,20 +94,26 @@ ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t er
         errbuf_set(err, errlen, "rate limiter %s: SHA-256 failed (libcrypto)", name);
         goto fail;
     }
-    snprintf(rl->pause_id, sizeof rl->pause_id, "%s:pause", rl->bucket);
 
-    /* fail early when MongoDB does not answer */
+    /* fail early when MongoDB does not answer or refuses us, and take the first sample of its
+     * clock */
     mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
     bson_error_t error;
     bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
     bool ok = mongoc_client_command_simple(client, rl->database, ping, NULL, NULL, &error);
     bson_destroy(ping);
     mongoc_client_pool_push(rl->pool, client);
+    int64_t now = 0;
+    char cerr[512] = "";
+    if (!ok)
+        snprintf(cerr, sizeof cerr, "%s", error.message);
+    else if (store_clock_now(rl->clock, &now, cerr, sizeof cerr) != STORE_OK)
+        ok = false;
     if (!ok) {
         errbuf_set(err, errlen,
                    "rate limiter %s: MongoDB check failed for database '%s' "
                    "(check MONGODB_URI): %s",
-                   name, rl->database, error.message);
+                   name, rl->database, cerr);
         goto fail;
     }
     return rl;
@@ -120,6 +128,7 @@ void ratelimit_free(ratelimit_t *rl)
     if (!rl)
         return;
     pthread_mutex_destroy(&rl->lock);
+    store_clock_free(rl->clock);
     free(rl->database);
     free(rl->collection);
     free(rl->name);
@@ -144,14 +153,16 @@ static void raise_hint(ratelimit_t *rl, int64_t k)
     pthread_mutex_unlock(&rl->lock);
 }
 
-/* Reads the tickets numbered >= lo (into a new array *out of *count entries) and the pause
- * document (*pause_until, 0 when none). Returns 0, or -1 with err filled. */
+/* Reads the tickets numbered >= lo (into a new array *out of *count entries) and the pauses
+ * (*pause_until = the latest `until` of them, 0 when none). Returns 0, or -1 with err filled. */
 static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, rl_ticket_t **out,
                       size_t *count, int64_t *pause_until, char *err, size_t errlen)
 {
-    bson_t *filter = BCON_NEW("$or", "[", "{", "_id", BCON_UTF8(rl->pause_id), "}", "{", "bucket",
-                              BCON_UTF8(rl->bucket), "k", "{", "$gte", BCON_INT64(lo), "}", "}",
-                              "]");
+    /* pauses: one document per penalize() ({_id: "<bucket>:pause:<until>", until}), and the
+     * single upserted {_id: "<bucket>:pause"} of older versions; both carry `until` */
+    bson_t *filter = BCON_NEW("bucket", BCON_UTF8(rl->bucket), "$or", "[", "{", "k", "{", "$gte",
+                              BCON_INT64(lo), "}", "}", "{", "until", "{", "$exists",
+                              BCON_BOOL(true), "}", "}", "]");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
     const bson_t *doc;
     rl_ticket_t *arr = NULL;
@@ -161,7 +172,9 @@ static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, rl
     while (mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
         if (bson_iter_init_find(&it, doc, "until")) {
-            *pause_until = bson_iter_as_int64(&it);
+            int64_t until = bson_iter_as_int64(&it);
+            if (until > *pause_until)
+                *pause_until = until;
             continue;
         }
         rl_ticket_t tk = {-1, 0};
@@ -202,19 +215,32 @@ out:
     return rc;
 }
 
-/* Deletes tickets older than newest - 2N (best effort: a failure only leaves more documents). */
-static void collect_garbage(ratelimit_t *rl, mongoc_collection_t *coll, int64_t newest)
+/* Deletes tickets older than newest - 2N and pauses that ended a window ago (best effort: a
+ * failure only leaves more documents). */
+static void collect_garbage(ratelimit_t *rl, mongoc_collection_t *coll, int64_t newest,
+                            int64_t now)
 {
     int64_t below = newest - 2 * (int64_t)rl->limit;
     if (below <= 0)
         return;
-    bson_t *filter =
-        BCON_NEW("bucket", BCON_UTF8(rl->bucket), "k", "{", "$lt", BCON_INT64(below), "}");
+    bson_t *filter = BCON_NEW("bucket", BCON_UTF8(rl->bucket), "$or", "[", "{", "k", "{", "$lt",
+                              BCON_INT64(below), "}", "}", "{", "until", "{", "$lt",
+                              BCON_INT64(now - rl->window_ms), "}", "}", "]");
     bson_error_t error;
     if (!mongoc_collection_delete_many(coll, filter, NULL, NULL, &error))
         log_msg(LOG_DEBUG, "ratelimit_gc_failed", "limiter=%s error_code=%u", rl->name,
                 error.code);
     bson_destroy(filter);
+}
+
+/* MongoDB's time (see store_clock_now()); -1 with err filled when it cannot be read. */
+static int server_now(ratelimit_t *rl, int64_t *now, char *err, size_t errlen)
+{
+    char cerr[512] = "";
+    if (store_clock_now(rl->clock, now, cerr, sizeof cerr) == STORE_OK)
+        return 0;
+    errbuf_set(err, errlen, "rate limiter %s: %s", rl->name, cerr);
+    return -1;
 }
 
 int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen)
@@ -277,7 +303,9 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
         }
         if (pause_until > free_at)
             free_at = pause_until;
-        int64_t now = clock_wall_ms();
+        int64_t now = 0;
+        if (server_now(rl, &now, err, errlen) != 0)
+            goto out;
         if (now < free_at) {
             raise_hint(rl, max_k);
             *wait_ms = free_at - now;
@@ -288,7 +316,7 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
         char id[HASH_HEX_SIZE + 24];
         snprintf(id, sizeof id, "%s:%lld", rl->bucket, (long long)next);
         bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "bucket", BCON_UTF8(rl->bucket), "k",
-                               BCON_INT64(next), "t", BCON_INT64(clock_wall_ms()));
+                               BCON_INT64(next), "t", BCON_INT64(now));
         bson_error_t error;
         bool ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
         bson_destroy(doc);
@@ -303,7 +331,7 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
         }
         raise_hint(rl, next);
         if (next % rl->limit == 0)
-            collect_garbage(rl, coll, next);
+            collect_garbage(rl, coll, next, now);
         int64_t took = clock_mono_ms() - read_start;
         if (took > rl->window_ms / 2) {
             /* Our view may have been stale enough to race the clean-up: the ticket stays as a
@@ -362,32 +390,31 @@ int ratelimit_penalize(ratelimit_t *rl, int64_t ms, char *err, size_t errlen)
 {
     if (ms <= 0)
         return 0;
-    int64_t until = clock_wall_ms() + ms;
+    int64_t now = 0;
+    if (server_now(rl, &now, err, errlen) != 0)
+        return -1;
+    int64_t until = now + ms;
+    /* One document per pause, named after its end: inserts never overwrite each other, and
+     * readers take the latest end, so of two concurrent 429s the longer pause always holds
+     * (an upsert with $max is a read then a write on FerretDB: the shorter could win). */
+    char id[HASH_HEX_SIZE + 40];
+    snprintf(id, sizeof id, "%s:pause:%lld", rl->bucket, (long long)until);
     mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
-    bson_t *selector = BCON_NEW("_id", BCON_UTF8(rl->pause_id));
-    bson_t *update = BCON_NEW("$max", "{", "until", BCON_INT64(until), "}", "$set", "{",
-                              "bucket", BCON_UTF8(rl->bucket), "}");
-    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-    int rc = -1;
-    for (int tries = 0; tries < 3; tries++) {
-        bson_error_t error;
-        if (mongoc_collection_update_one(coll, selector, update, opts, NULL, &error)) {
-            rc = 0;
-            break;
-        }
-        if (error.code != RL_DUP_KEY) { /* a concurrent upsert created it: update again */
-            errbuf_set(err, errlen, "rate limiter %s: writing the pause failed: %s", rl->name,
-                       error.message);
-            break;
-        }
+    bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "bucket", BCON_UTF8(rl->bucket), "until",
+                           BCON_INT64(until));
+    bson_error_t error;
+    int rc = 0;
+    if (!mongoc_collection_insert_one(coll, doc, NULL, NULL, &error) &&
+        error.code != RL_DUP_KEY) { /* a duplicate: the same pause is already there */
+        errbuf_set(err, errlen, "rate limiter %s: writing the pause failed: %s", rl->name,
+                   error.message);
+        rc = -1;
     }
     if (rc == 0)
         log_msg(LOG_INFO, "ratelimit_penalized", "limiter=%s pause_ms=%lld", rl->name,
                 (long long)ms);
-    bson_destroy(opts);
-    bson_destroy(update);
-    bson_destroy(selector);
+    bson_destroy(doc);
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(rl->pool, client);
     return rc;
@@ -395,9 +422,12 @@ int ratelimit_penalize(ratelimit_t *rl, int64_t ms, char *err, size_t errlen)
 
 int ratelimit_usage(ratelimit_t *rl, int *used, int *limit, char *err, size_t errlen)
 {
+    int64_t now = 0;
+    if (server_now(rl, &now, err, errlen) != 0)
+        return -1;
+    int64_t since = now - rl->window_ms;
     mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
-    int64_t since = clock_wall_ms() - rl->window_ms;
     bson_t *filter = BCON_NEW("bucket", BCON_UTF8(rl->bucket), "t", "{", "$gt",
                               BCON_INT64(since), "}");
     bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");

@@ -5,7 +5,7 @@
  * Storage (collection `ratelimits` by default, in the caller's database). The bucket name is the
  * lowercase hex SHA-256 of "<base_url>|<secret>", so the secret never reaches the database.
  *   tickets  {_id:"<bucket>:<k>", bucket, k:<int64>, t:<ms since epoch>}  one per acquisition
- *   pause    {_id:"<bucket>:pause", bucket, until:<ms since epoch>}       set by penalize()
+ *   pauses   {_id:"<bucket>:pause:<until>", bucket, until:<ms since epoch>} one per penalize()
  *
  * Why tickets and not "N slot documents + conditional findAndModify": FerretDB v1 (our test and
  * sandbox database) runs findAndModify as a query followed by an unconditional update by _id,
@@ -21,10 +21,20 @@
  * An acquisition whose read-to-insert took longer than W/2 is not used (its ticket stays, as a
  * used slot): it cannot have been based on a view stale enough to race the clean-up.
  *
- * Clock assumption: every process stamps tickets with its own CLOCK_REALTIME, so all processes
- * sharing an account must share a clock source (one host, or hosts kept in sync by NTP). The
- * margin (default 500 ms) absorbs small skew and the time between acquire and the request
- * reaching the server. All processes of one account must use the same N and W.
+ * Clock: tickets and pauses are stamped, and compared, with MongoDB's clock (store_clock_now():
+ * the server's `hello.localTime` sampled now and then and carried forward on this host's
+ * monotonic clock), so hosts whose wall clocks disagree still share one window (issue 8: one
+ * host 1.5 s fast let 46 of 30 through). Remaining assumption: each process's estimate of the
+ * server's time is off by at most half the round trip of its sample (the fastest of up to 3)
+ * plus ppm drift; the margin (default 500 ms) absorbs two such errors and the time
+ * between acquire and the request reaching the API. The server's clock must not jump (one
+ * FerretDB/mongod, or replica-set members in NTP sync). All processes of one account must use
+ * the same N and W.
+ *
+ * Pauses (penalize) are documents {_id:"<bucket>:pause:<until>", bucket, until}, one per call,
+ * inserted (never updated): readers take the latest `until`, so two concurrent 429s keep the
+ * longer pause even on FerretDB, whose upserts are a read then a write. Ended pauses are deleted
+ * with old tickets.
  *
  * MongoDB unreachable: functions return an error (never a local fallback); the caller treats it
  * as retriable.
@@ -54,6 +64,8 @@ typedef struct {
     int64_t window_ms;          /* W; <= 0: 60000 */
     int64_t margin_ms;          /* < 0: 500 (0 is allowed, for tests) */
     const char *name;           /* for logs ("ploomes", "milvus"); NULL: "api" */
+    int64_t clock_skew_ms;      /* tests only (0 in production): pretend this host's wall clock
+                                   is off by this much; the limiter must not be affected */
 } ratelimit_options_t;
 
 /* Creates a limiter. Validates the options, computes the bucket, and checks that MongoDB
@@ -83,8 +95,10 @@ typedef int (*ratelimit_wait_fn)(void *ctx, int64_t remaining_ms);
 int ratelimit_acquire(ratelimit_t *rl, volatile sig_atomic_t *stop, ratelimit_wait_fn wait_hook,
                       void *hook_ctx, char *err, size_t errlen);
 
-/* Slows every process of the account down after a 429: no ticket is granted before
- * now + ms (the pause only ever moves later). Returns 0, or -1 on a MongoDB error. */
+/* Slows every process of the account down after a 429 (or a Ploomes 403): no ticket is granted
+ * before now + ms on MongoDB's clock. Pauses only ever add up to the latest end: a shorter one
+ * never cuts a longer one short, also when both are written at once. One insert. Returns 0, or
+ * -1 on a MongoDB error. */
 int ratelimit_penalize(ratelimit_t *rl, int64_t ms, char *err, size_t errlen);
 
 /* Use of the budget for pipeline-status: *used = tickets taken in the last W ms (all processes),

@@ -5,7 +5,12 @@
  *                   last_error}                         producer cursors + last-poll info
  *   milvus_hashes  {_id:<int64 Milvus client id>, hash:"<hex>", updated_at}
  *   clients        identity map, _id = normalised document (see store_entry_t)
- *   tickets        one ticket per Ploomes record, _id = "ploomes:task:<Id>" / "ploomes:interaction:<Id>"
+ *   tickets        one ticket claim per Ploomes record, _id = "ploomes:task:<Id>" / "ploomes:interaction:<Id>"
+ *   tickets_done   {_id: same key, state:"done", result fields, claim_id, created_at, updated_at}
+ *                  the completion of a ticket claim, written by an insert (store_complete); a
+ *                  ticket is done when it is here or (older data, store_record_done) when its
+ *                  `tickets` document says done. Read only on rare paths (re-delivery, takeover).
+ *   leases         producer leases (see store_lease_acquire())
  *   settings       {_id:<name>, value:"<text>", created_at}   values fixed at the first start
  *   dlq_replays    {_id:"<topic>/<partition>/<offset>", topic, partition, offset, by, count,
  *                   first_at, last_at}                  dead letters already replayed
@@ -33,8 +38,15 @@
  * touch expired ones; an owner near or past its lease end re-takes it through the lock first).
  * Duplicate-key errors (11000) from concurrent upserts are retried here, so callers never see
  * them except as the documented STORE_CONFLICT outcomes.
- * Leases use the clock of the calling host (wall clock, ms since the epoch): hosts sharing a
- * database must keep their clocks in sync (NTP) to well under the lease length.
+ * Leases (claims, the producer lease) are stamped and compared with MongoDB's clock
+ * (store_server_time_ms(): the server's `hello.localTime`, sampled now and then and carried
+ * forward on this host's monotonic clock), never the calling host's wall clock. Remaining
+ * assumption: the server's clock does not jump (one mongod/FerretDB, or replica-set members
+ * kept in sync by NTP), and an estimate is off by at most half the round trip of its sample
+ * (the fastest of up to 3; one slower than 1 s is logged) plus monotonic drift (ppm): the 2 s
+ * settle margin below and the rate limiter's margin absorb that. Stored instants that decide
+ * nothing (updated_at, poll times) also use it, falling back to this host's clock when MongoDB
+ * cannot be asked.
  *
  * Thread-safety: a store_t is safe to use from any number of threads at once (each call pops a
  * client from the mongoc_client_pool_t and pushes it back). store_global_init() /
@@ -54,6 +66,8 @@
 #include <stdint.h>
 
 #include <mongoc/mongoc.h>
+
+#include "metrics.h"
 
 typedef enum {
     STORE_OK = 0,
@@ -101,13 +115,68 @@ int store_ping(store_t *st, char *err, size_t errlen);
  *   clients: ploomes_id_1, milvus_id_1 (lookups; not unique: the _id, the document, is what is
  *            unique, and a document may lack either id)
  *   tickets: state_1_lease_until_1 (finding stale claims)
- *   cursors, milvus_hashes, settings, dlq_replays: _id only (unique by construction).
+ *   cursors, milvus_hashes, settings, dlq_replays, tickets_done, leases: _id only (unique by
+ *   construction; a lease's links are found by name, a handful of documents).
  * Returns STORE_OK, STORE_DOWN or STORE_REJECTED. */
 int store_ensure_indexes(store_t *st, char *err, size_t errlen);
+
+/* ---- MongoDB's clock ------------------------------------------------------------------------ */
+
+/* The server's current time (ms since the epoch). The offset to this host's monotonic clock is
+ * sampled with `hello` (localTime, midpoint of the round trip, fastest of up to 3 samples) on the
+ * first call and again when the sample is older than 60 s, so steady-state calls cost no round
+ * trip (a failed refresh keeps the older sample and is tried again 5 s later). STORE_OK, or
+ * STORE_DOWN / STORE_REJECTED when there is no sample yet and taking one fails (err set). */
+int store_server_time_ms(store_t *st, int64_t *now_ms, char *err, size_t errlen);
+
+/* The same clock on a bare pool (ratelimit_ owns one per limiter). `pool` is borrowed and must
+ * outlive the clock; `db` is copied. `host_skew_ms` is for tests only: it pretends this host's
+ * wall clock is off by that much (it changes only the reported host offset, as the estimate
+ * never reads the wall clock). NULL only when out of memory. Thread-safe. */
+typedef struct store_clock store_clock_t;
+store_clock_t *store_clock_new(mongoc_client_pool_t *pool, const char *db, int64_t host_skew_ms);
+void store_clock_free(store_clock_t *c);
+/* Like store_server_time_ms() (same return codes). */
+int store_clock_now(store_clock_t *c, int64_t *now_ms, char *err, size_t errlen);
+/* Server time minus this host's wall clock (plus its test skew) at the last sample, 0 before the
+ * first one. For logs and tests; a host off by more than 1 s is also logged (host_clock_offset). */
+int64_t store_clock_host_offset_ms(store_clock_t *c);
+
+/* Test only: pretend this host's wall clock is off by skew_ms (see store_clock_new()). Call
+ * before the first use of the store's clock. */
+void store_test_set_clock_skew(store_t *st, int64_t skew_ms);
+
+/* ---- round trips (SPEC §7 metrics; issue 10 "Store cost") ----------------------------------- */
+
+typedef enum {
+    STORE_OP_INSERT = 0,
+    STORE_OP_FIND,             /* one find (its getMore batches are not counted apart) */
+    STORE_OP_UPDATE,
+    STORE_OP_FIND_AND_MODIFY,  /* none today (not atomic on FerretDB); kept for the label set */
+    STORE_OP_DELETE,
+    STORE_OP_BULK,             /* one bulk write (several statements) */
+    STORE_OP_COMMAND,          /* ping, hello (clock samples), createIndexes */
+    STORE_OP_COUNT_            /* number of kinds, not a kind */
+} store_op_t;
+
+/* "insert", "find", "update", "findAndModify", "delete", "bulk", "command". */
+const char *store_op_name(store_op_t op);
+
+/* Round trips of kind `op` made through `st` since store_open() (every thread). Cheap (an
+ * atomic load): tests compare counts before and after an operation. */
+uint64_t store_round_trips(const store_t *st, store_op_t op);
+/* Sum over every kind. */
+uint64_t store_round_trips_total(const store_t *st);
+
+/* Exports the counters as store_round_trips_total{op} in `m` (borrowed: it must outlive the
+ * store, or call store_set_metrics(st, NULL) first). Round trips made before the call are added
+ * at once. Call once, from main, before other threads use the store. */
+void store_set_metrics(store_t *st, metrics_t *m);
 
 /* ---- cursors -------------------------------------------------------------------------------- */
 
 #define STORE_KEY_MAX 160   /* _id of cursors/clients/tickets/settings, NUL included */
+#define STORE_OWNER_MAX 128 /* claim / lease owner, NUL included */
 #define STORE_STAMP_MAX 64  /* Ploomes LastUpdateDate text, NUL included */
 #define STORE_ERRTEXT_MAX 512
 
@@ -135,6 +204,63 @@ int store_cursor_set(store_t *st, const char *key, const char *stamp, int64_t id
  * hold secrets or personal data). Does not touch the position. */
 int store_cursor_poll_result(store_t *st, const char *key, bool ok, const char *error_text,
                              char *err, size_t errlen);
+
+/* ---- producer lease (SPEC §3 "One active producer") ------------------------------------------
+ * Collection `leases`: a chain of documents per lease name, each one decision taken by INSERTING
+ * a unique _id (FerretDB's findAndModify is not atomic, see the top):
+ *   {_id:"<name>",        name, seq:0, base:<server ms>}        the chain's origin (first use)
+ *   {_id:"<name>#<seq>",  name, seq, base, owner, until, lease_ms, at}   one per acquisition,
+ *                                                              renewal or release (owner "")
+ * The newest (highest seq) says who holds it until when (MongoDB's clock). Acquiring an expired or
+ * released lease, renewing and releasing all insert seq+1: of concurrent writers of seq+1 one
+ * wins, so a holder that lost the lease finds out (duplicate key) and a taker never overlaps a
+ * live holder. Old links (seq < newest - 20) are deleted now and then. Never drop the collection
+ * while a producer runs (it would start a new chain; cursors written under the old one stay
+ * valid: their (base, seq) is older than the new chain's).
+ */
+#define STORE_LEASE_NAME_MAX 120
+
+typedef struct {
+    bool held;                    /* the caller holds it now */
+    char owner[STORE_OWNER_MAX];  /* who holds it ("" when nobody: never taken, released) */
+    int64_t until_ms;             /* lease end on MongoDB's clock (0 when nobody holds it) */
+    int64_t seq;                  /* link of the chain that says so (informational) */
+} store_lease_t;
+
+/* Takes lease `name` (non-empty, < STORE_LEASE_NAME_MAX bytes; e.g. "producer:ploomes") for
+ * `owner` (non-empty, unique per process: instance id + a nonce) for `lease_ms` (> 0) when
+ * nobody holds it or its lease ended; when `owner` already holds it, renews it. STORE_OK with
+ * out->held true (the caller is the one active producer) or false (standby: out->owner holds
+ * it until out->until_ms). Exactly one of any number of concurrent acquirers gets held = true.
+ * STORE_DOWN / STORE_REJECTED (out->held false). Costs a find and an insert. */
+int store_lease_acquire(store_t *st, const char *name, const char *owner, int64_t lease_ms,
+                        store_lease_t *out, char *err, size_t errlen);
+
+/* Extends `owner`'s lease to now + lease_ms (MongoDB's clock). STORE_OK (out->held true), or
+ * STORE_CONFLICT when `owner` does not hold it any more (taken over after it expired, or
+ * released): stop producing (out says who holds it). A lease that expired but that nobody took
+ * is renewed. `out` may be NULL. */
+int store_lease_renew(store_t *st, const char *name, const char *owner, int64_t lease_ms,
+                      store_lease_t *out, char *err, size_t errlen);
+
+/* Gives the lease up at once (SIGTERM), so a standby takes over without waiting for the expiry.
+ * STORE_OK, or STORE_CONFLICT when `owner` did not hold it (nothing changed). */
+int store_lease_release(store_t *st, const char *name, const char *owner, char *err,
+                        size_t errlen);
+
+/* Who holds lease `name` now (pipeline-status): STORE_OK with *out filled (held = false;
+ * owner "" when nobody), STORE_DOWN, STORE_REJECTED. */
+int store_lease_get(store_t *st, const char *name, store_lease_t *out, char *err,
+                    size_t errlen);
+
+/* store_cursor_set(), only while `owner` holds lease `lease_name`: STORE_CONFLICT (nothing
+ * written, err says who holds it) when it does not. A lease with less than 2 s left is first
+ * renewed for its last length. The cursor document remembers the lease link it was written
+ * under (lease_base, lease_seq) and refuses a write under an older link, so a producer that lost
+ * its lease can never move a cursor back behind its successor's writes. */
+int store_cursor_set_leased(store_t *st, const char *key, const char *stamp, int64_t id,
+                            const char *lease_name, const char *owner, char *err,
+                            size_t errlen);
 
 /* All cursors, sorted by key (pipeline-status). *out is malloc'd (free() it; NULL when *n==0). */
 int store_cursor_list(store_t *st, store_cursor_t **out, size_t *n, char *err, size_t errlen);
@@ -170,7 +296,6 @@ typedef enum {
     STORE_STATE_DONE = 2,
 } store_state_t;
 
-#define STORE_OWNER_MAX 128
 #define STORE_TOKEN_MAX 64
 #define STORE_CODIGO_MAX 64
 #define STORE_ORIGIN_MAX 16
@@ -207,16 +332,20 @@ typedef enum {
 
 typedef struct {
     store_claim_status_t status;
-    /* ACQUIRED by taking over a pending claim whose lease had expired, or that this same owner
-     * already held (an earlier attempt may have created the record): search before create. */
+    /* ACQUIRED by taking over a pending claim whose lease had expired, or re-entered by the
+     * handling that held it (store_claim_held(); an earlier attempt may have created the
+     * record): search before create. */
     bool recovered;
     char previous_owner[STORE_OWNER_MAX]; /* recovered: who held it before ("" otherwise) */
     store_entry_t entry;      /* the document as it is after the call */
 } store_claim_t;
 
-/* Claims `key` in `kind` for `owner` (non-empty; must be unique per concurrent holder, e.g.
- * "<hostname>-<pid>/<slot>", because a claim by the same owner counts as a re-entry) for
- * `lease_ms` (> 0; choose it longer than the longest retry sequence of one record, or renew).
+/* Claims `key` in `kind` for `owner` (non-empty; unique per handling: instance id + a nonce the
+ * worker draws for each handling of a record, SPEC §4) for `lease_ms` (> 0; choose it longer
+ * than the longest retry sequence of one record, or renew). A live pending claim is BUSY for
+ * everyone, `owner` included: only store_claim_held() with the claim_id it holds re-enters it
+ * (so a second handling of one record in the same process never runs beside the first). An
+ * expired one is taken over by anyone (recovered = true), its former owner included.
  * `seed` (may be NULL): result fields written with the new pending document (e.g. ploomes_id,
  * origin) so pipeline-status and humans can see what is in flight.
  * Atomic with respect to any number of concurrent claimers on any hosts: exactly one gets
@@ -225,6 +354,15 @@ typedef struct {
 int store_claim(store_t *st, store_kind_t kind, const char *key, const char *owner,
                 int64_t lease_ms, const store_entry_t *seed, store_claim_t *out, char *err,
                 size_t errlen);
+
+/* Re-entry of a claim by the handling that holds it (e.g. after a retry of its own, when it is
+ * not sure its earlier attempt settled): like store_claim(), and when the key is pending with
+ * owner == `owner` and claim_id == `held_claim_id` (from out->entry.claim_id of the claim that
+ * handling got) it is ACQUIRED again with recovered = true (search before create) and a new
+ * claim_id. With another held_claim_id (or NULL) a live claim of `owner` is BUSY. */
+int store_claim_held(store_t *st, store_kind_t kind, const char *key, const char *owner,
+                     const char *held_claim_id, int64_t lease_ms, const store_entry_t *seed,
+                     store_claim_t *out, char *err, size_t errlen);
 
 /* Extends the lease of `owner`'s pending claim to now + lease_ms. Renew while the lease is still
  * live (e.g. when half of it is left); a lease that has ended or ends within 2 s is renewed only
@@ -237,6 +375,12 @@ int store_claim_renew(store_t *st, store_kind_t kind, const char *key, const cha
  * but nobody took it over). Writes the set fields of `result` (may be NULL), drops owner,
  * lease_until and claim_id. STORE_OK, or STORE_CONFLICT (err says who holds it / that it is done
  * / gone): the caller then logs loudly, because another holder may have created a duplicate.
+ * When the key is already done (someone's store_record_done()), the caller's set fields that the
+ * done document lacks (e.g. milvus_id, a token) are merged into it before CONFLICT is returned,
+ * so no result is lost.
+ * Cost: tickets whose claim this store_t granted and whose lease has more than 2 s left are
+ * completed by ONE insert into `tickets_done` (no read, no update of the big `tickets`); other
+ * cases read the claim first (rare paths).
  * When the claim is gone altogether (released, deleted by hand), the result is still recorded
  * as done (an insert; left alone if someone claimed the key meanwhile) and CONFLICT returned:
  * the record exists at the target, and a fresh claim would not search before creating it again.
@@ -270,6 +414,21 @@ int store_client_by_ploomes_id(store_t *st, int64_t ploomes_id, store_entry_t *o
                                size_t errlen);
 int store_client_by_milvus_id(store_t *st, int64_t milvus_id, store_entry_t *out, char *err,
                               size_t errlen);
+
+/* The identity map through this store_t's in-memory cache (issue 10 "Store cost"): a cached
+ * entry answers STORE_OK without a round trip; a miss reads MongoDB (store_get /
+ * store_client_by_*) and caches the answer when it is done. Only done clients are cached
+ * (positive entries; a pending or absent one is read again next time), fed also by this store's
+ * completions, store_record_done() and claims that found a client done. MongoDB stays the source
+ * of truth: a field merged later by another process is not seen in a cached entry — a caller that
+ * needs a field the cached entry lacks (e.g. an empty milvus_token) calls the uncached function.
+ * The cache holds at most 200,000 clients (then it starts over). Thread-safe. */
+int store_client_get_cached(store_t *st, const char *key, store_entry_t *out, char *err,
+                            size_t errlen);
+int store_client_by_ploomes_id_cached(store_t *st, int64_t ploomes_id, store_entry_t *out,
+                                      char *err, size_t errlen);
+int store_client_by_milvus_id_cached(store_t *st, int64_t milvus_id, store_entry_t *out,
+                                     char *err, size_t errlen);
 
 /* ---- settings -------------------------------------------------------------------------------- */
 

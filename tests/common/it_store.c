@@ -15,30 +15,15 @@
 
 #include "log.h"
 #include "store.h"
+#include "it_store_fixture.h"
 #include "testenv.h"
 
-typedef struct {
-    char db[96];
-    char uri[512];
-    store_t *st;
-} fixture_t;
+typedef store_fixture_t fixture_t;
 
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    testenv_unique(f->db, sizeof f->db, "it_store_");
-    testenv_mongo_uri_for_db(f->uri, sizeof f->uri, f->db);
-    char err[512] = "";
-    f->st = store_open(f->uri, err, sizeof err);
-    if (!f->st) {
-        fprintf(stderr, "store_open: %s\n", err);
-        free(f);
-        return -1;
-    }
-    int rc = store_ensure_indexes(f->st, err, sizeof err);
-    if (rc != STORE_OK) {
-        fprintf(stderr, "store_ensure_indexes: %s: %s\n", store_rc_name(rc), err);
-        store_close(f->st);
+    if (!f || store_fixture_open(f, "it_store_", NULL, NULL) != 0) {
         free(f);
         return -1;
     }
@@ -48,24 +33,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    mongoc_client_t *c = mongoc_client_pool_pop(store_pool(f->st));
-    mongoc_database_t *db = mongoc_client_get_database(c, store_db_name(f->st));
-    mongoc_database_drop(db, NULL);
-    mongoc_database_destroy(db);
-    mongoc_client_pool_push(store_pool(f->st), c);
-    store_close(f->st);
-    free(f);
+    store_fixture_close(*state);
+    free(*state);
     return 0;
 }
-
-#define OK(expr)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != STORE_OK)                                                                       \
-            print_error("%s -> %s: %s\n", #expr, store_rc_name(rc_), err);                       \
-        assert_int_equal(rc_, STORE_OK);                                                           \
-    } while (0)
 
 /* ---- open / indexes ------------------------------------------------------------------------- */
 
@@ -452,11 +423,32 @@ static void test_claim_lifecycle(void **state)
                      STORE_CONFLICT);
     assert_non_null(strstr(err, "gone"));
 
-    /* re-entry by the same owner: acquired again, but flagged recovered (search first) */
-    OK(store_claim(f->st, STORE_KIND_TICKETS, k2, "host-2/0", 60000, NULL, &b, err, sizeof err));
+    /* issue 8 item 4: a second handling under the same owner string (a record re-delivered to
+     * the process still handling it) is BUSY, never a re-entry: only the handling that holds the
+     * claim re-enters, with its claim id, and then searches first (recovered) */
+    char held[STORE_CLAIM_ID_MAX];
+    snprintf(held, sizeof held, "%s", b.entry.claim_id);
+    store_claim_t c;
+    OK(store_claim(f->st, STORE_KIND_TICKETS, k2, "host-2/0", 60000, NULL, &c, err, sizeof err));
+    assert_int_equal(c.status, STORE_CLAIM_BUSY);
+    assert_string_equal(c.entry.claim_id, held);
+    OK(store_claim_held(f->st, STORE_KIND_TICKETS, k2, "host-2/0", "not-the-claim-id", 60000,
+                        NULL, &c, err, sizeof err));
+    assert_int_equal(c.status, STORE_CLAIM_BUSY);
+    OK(store_claim_held(f->st, STORE_KIND_TICKETS, k2, "host-2/1", held, 60000, NULL, &c, err,
+                        sizeof err)); /* another owner with a copied id: still busy */
+    assert_int_equal(c.status, STORE_CLAIM_BUSY);
+    OK(store_claim_held(f->st, STORE_KIND_TICKETS, k2, "host-2/0", held, 60000, NULL, &b, err,
+                        sizeof err));
     assert_int_equal(b.status, STORE_CLAIM_ACQUIRED);
     assert_true(b.recovered);
     assert_string_equal(b.previous_owner, "");
+    assert_string_not_equal(b.entry.claim_id, held); /* a new instance */
+    /* the old instance id does not re-enter the new one */
+    OK(store_claim_held(f->st, STORE_KIND_TICKETS, k2, "host-2/0", held, 60000, NULL, &c, err,
+                        sizeof err));
+    assert_int_equal(c.status, STORE_CLAIM_BUSY);
+    OK(store_complete(f->st, STORE_KIND_TICKETS, k2, "host-2/0", NULL, err, sizeof err));
 }
 
 typedef struct {
