@@ -438,6 +438,12 @@ int store_client_by_milvus_id_cached(store_t *st, int64_t milvus_id, store_entry
 int store_setting_get_or_init(store_t *st, const char *name, const char *initial, char *out,
                               size_t outlen, char *err, size_t errlen);
 
+/* Reads setting `name` without creating it (e.g. clients-to-ploomes waiting for the
+ * milvus_min_id that milvus-producer fixes): STORE_OK (out filled), STORE_NOT_FOUND,
+ * STORE_DOWN, STORE_REJECTED (out too small, bad name). One find. */
+int store_setting_get(store_t *st, const char *name, char *out, size_t outlen, char *err,
+                      size_t errlen);
+
 /* ---- DLQ replays ----------------------------------------------------------------------------- */
 
 typedef struct {

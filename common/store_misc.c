@@ -35,6 +35,23 @@ static int setting_read(handle_t *h, const char *name, char *out, size_t outlen,
     return rc;
 }
 
+int store_setting_get(store_t *st, const char *name, char *out, size_t outlen, char *err,
+                      size_t errlen)
+{
+    if (!st_key_ok(name, "store_setting_get", err, errlen))
+        return STORE_REJECTED;
+    if (!out || outlen == 0) {
+        errbuf_set(err, errlen, "store_setting_get(%s): needs a buffer", name);
+        return STORE_REJECTED;
+    }
+    char what[STORE_KEY_MAX + 32];
+    snprintf(what, sizeof what, "reading setting %s", name);
+    handle_t h = st_acquire(st, COLL_SETTINGS);
+    int rc = setting_read(&h, name, out, outlen, what, err, errlen);
+    st_release(&h);
+    return rc;
+}
+
 int store_setting_get_or_init(store_t *st, const char *name, const char *initial, char *out,
                               size_t outlen, char *err, size_t errlen)
 {

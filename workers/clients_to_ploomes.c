@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mongoc/mongoc.h>
 
 #include "../common/errbuf.h"
 #include "../common/json.h"
@@ -47,56 +46,6 @@ extern const worker_handler_t CLIENTS_TO_PLOOMES;
 typedef struct {
     _Atomic int64_t min_id; /* -1 until known; fixed once known (settings never change) */
 } c2p_state_t;
-
-/* Reads setting `name` without creating it (store_setting_get_or_init would fix it): STORE_OK
- * with out, STORE_NOT_FOUND, STORE_DOWN (err set). */
-static int setting_read(store_t *st, const char *name, char *out, size_t size, char *err,
-                        size_t errlen)
-{
-    mongoc_client_t *c = mongoc_client_pool_pop(store_pool(st));
-    if (c == NULL) {
-        errbuf_set(err, errlen, "reading setting %s: no MongoDB client", name);
-        return STORE_DOWN;
-    }
-    mongoc_collection_t *coll = mongoc_client_get_collection(c, store_db_name(st), "settings");
-    bson_t q = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&q, "_id", name);
-    bson_t opts = BSON_INITIALIZER;
-    BSON_APPEND_INT64(&opts, "limit", 1);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &q, &opts, NULL);
-    const bson_t *doc = NULL;
-    bson_error_t e;
-    int rc = STORE_NOT_FOUND;
-    if (mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        rc = STORE_REJECTED;
-        if (bson_iter_init_find(&it, doc, "value")) {
-            if (BSON_ITER_HOLDS_UTF8(&it)) {
-                uint32_t len = 0;
-                const char *v = bson_iter_utf8(&it, &len);
-                if (len < size) {
-                    memcpy(out, v, len);
-                    out[len] = '\0';
-                    rc = STORE_OK;
-                }
-            } else if (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) {
-                snprintf(out, size, "%" PRId64, bson_iter_as_int64(&it));
-                rc = STORE_OK;
-            }
-        }
-        if (rc != STORE_OK)
-            errbuf_set(err, errlen, "setting %s has an unusable value", name);
-    } else if (mongoc_cursor_error(cur, &e)) {
-        errbuf_set(err, errlen, "reading setting %s: %s", name, e.message);
-        rc = STORE_DOWN;
-    }
-    mongoc_cursor_destroy(cur);
-    bson_destroy(&opts);
-    bson_destroy(&q);
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(store_pool(st), c);
-    return rc;
-}
 
 /* MILVUS_MIN_ID: the configured one, else the stored setting. 0 with *min_id (-1: not fixed
  * yet), or a store rc (err set). */
@@ -115,7 +64,7 @@ static int min_id_of(worker_ctx_t *ctx, c2p_state_t *s, int64_t *min_id, char *e
     char text[32];
     int rc;
     do
-        rc = setting_read(ctx->store, MIN_ID_SETTING, text, sizeof text, err, errlen);
+        rc = store_setting_get(ctx->store, MIN_ID_SETTING, text, sizeof text, err, errlen);
     while (rc == STORE_DOWN && worker_store_wait(ctx));
     if (rc == STORE_NOT_FOUND) {
         *min_id = -1;
