@@ -300,7 +300,13 @@ int ticket_init(worker_ctx_t *ctx, void **state, char *err, size_t errlen)
     } else {
         clock_rfc3339(clock_wall_ms() - (int64_t)cfg->ticket_lookback_minutes * 60000, initial,
                       sizeof initial);
-        if (ctx->dry_run) { /* no writes to MongoDB: do not fix the account's setting */
+        int got = STORE_NOT_FOUND;
+        if (ctx->dry_run) /* no writes to MongoDB: read the account's setting, never fix it */
+            got = store_setting_get(ctx->store, TICKET_SINCE_SETTING, value, sizeof value, serr,
+                                    sizeof serr);
+        if (ctx->dry_run && got == STORE_OK) {
+            source = "mongodb";
+        } else if (ctx->dry_run) {
             snprintf(value, sizeof value, "%s", initial);
             source = "dry_run_lookback";
         } else {
