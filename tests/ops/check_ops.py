@@ -4,9 +4,14 @@ file is valid for Debian's docker-compose, Prometheus' config and rules pass pro
 binary a compose service runs is one the build produces, and every variable a service sets is
 one its binary reads (it is listed by the binary's --help, or is a KAFKA_ passthrough).
 
+Also: the README's table of environment variables (between the env-table markers) is exactly
+what the binaries' --help say (names, defaults, and which binaries read each).
+
 Usage: check_ops.py SOURCE_DIR BIN_DIR   (exit 0 = every check passed; each failure is printed)
+       check_ops.py SOURCE_DIR BIN_DIR --env-table   (prints the table for the README)
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -14,6 +19,8 @@ import yaml
 
 SRC, BIN = sys.argv[1], sys.argv[2]
 failures = []
+BINARIES = ["ploomes-producer", "milvus-producer", "clients-to-milvus", "clients-to-ploomes",
+            "tasks-to-milvus", "interactions-to-milvus", "pipeline-dlq", "pipeline-status"]
 
 
 def fail(msg):
@@ -26,6 +33,55 @@ def run(cmd, env=None):
                        text=True)
     return p.returncode, p.stdout
 
+
+def help_env(binary):
+    """{NAME: default or ''} from the Environment section of a binary's --help."""
+    p = subprocess.run([os.path.join(BIN, binary), "--help"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    out, section = {}, False
+    for line in p.stdout.splitlines():
+        if line.startswith("Environment:"):
+            section = True
+            continue
+        if section and line and not line.startswith("  "):
+            break
+        m = re.match(r"^  ([A-Z][A-Z0-9_]+)\s+(.*)$", line) if section else None
+        if m:
+            d = re.search(r"\[default (.*)\]\s*$", m.group(2))
+            out[m.group(1)] = (d.group(1) if d else "", m.group(2))
+    return out
+
+
+def env_table():
+    rows = {}
+    for b in BINARIES:
+        if not os.access(os.path.join(BIN, b), os.X_OK):
+            fail(f"{b} is not built: the environment table needs its --help")
+            continue
+        for name, (default, text) in help_env(b).items():
+            r = rows.setdefault(name, {"default": default, "text": text, "bins": []})
+            r["bins"].append(b)
+    lines = ["| variable | default | read by | meaning |", "|---|---|---|---|"]
+    for name in sorted(rows):
+        r = rows[name]
+        text = re.sub(r"\s*\[default .*\]\s*$", "", r["text"]).replace("|", "\\|")
+        bins = "all" if len(r["bins"]) == len(BINARIES) else ", ".join(r["bins"])
+        default = f"`{r['default']}`" if r["default"] else ""
+        lines.append(f"| `{name}` | {default} | {bins} | {text} |")
+    return "\n".join(lines)
+
+
+if len(sys.argv) > 3 and sys.argv[3] == "--env-table":
+    print(env_table())
+    sys.exit(1 if failures else 0)
+
+readme = open(os.path.join(SRC, "README.md"), encoding="utf-8").read()
+m = re.search(r"<!-- env-table:start -->\n(.*?)\n<!-- env-table:end -->", readme, re.S)
+if not m:
+    fail("README.md has no env-table markers")
+elif m.group(1).strip() != env_table().strip():
+    fail("README.md's environment table differs from the binaries' --help: regenerate it with "
+         "tests/ops/check_ops.py SRC BIN --env-table")
 
 env = dict(os.environ, COMPOSE_PROFILES="sandbox,ui,monitoring,tools")
 # Variables of the developer's shell must not leak into the check.
