@@ -572,9 +572,14 @@ static bool register_metrics(producer_ctx_t *ctx)
         "1 while this process holds the producer lease of its source and publishes; 0 on "
         "standby.",
         src_labels);
+    ctx->m_interval = metrics_gauge_new(
+        m, "producer_poll_interval_seconds",
+        "The wait before the next poll: POLL_INTERVAL_SECONDS, or longer when the scan's quota "
+        "share stretches it (alerts compare the last success against it).",
+        src_labels);
     return ctx->m_published && ctx->m_unchanged && ctx->m_pages && ctx->m_failures &&
            ctx->m_truncations && ctx->m_last_ok && ctx->m_skipped && ctx->m_future &&
-           ctx->m_stuck && ctx->m_active;
+           ctx->m_stuck && ctx->m_active && ctx->m_interval;
 }
 
 /* Sleeps the poll interval, serving delivery reports and the heartbeat. */
@@ -790,8 +795,11 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
                                      !kafka_producer_fatal(ctx.kafka, NULL, 0));
         if (r == PRODUCER_PASS_AUTH || r == PRODUCER_PASS_FATAL || cli->once)
             break;
-        idle(&ctx, ctx.next_idle_ms > 0 ? ctx.next_idle_ms
-                                         : (int64_t)cfg->poll_interval_seconds * 1000);
+        int64_t wait_ms = ctx.next_idle_ms > 0 ? ctx.next_idle_ms
+                                               : (int64_t)cfg->poll_interval_seconds * 1000;
+        metrics_gauge_set(ctx.m_interval, (const char *const[]){src->source, NULL},
+                          (double)wait_ms / 1000.0);
+        idle(&ctx, wait_ms);
     }
     lease_release(&ctx);
 

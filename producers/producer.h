@@ -74,6 +74,7 @@ typedef struct producer_ctx {
     metrics_family_t *m_future;      /* {source, entity} rows stamped past now + tolerance */
     metrics_family_t *m_stuck;       /* {source, entity} scans that could not move their cursor */
     metrics_family_t *m_active;      /* {source} 1 while this process holds the producer lease */
+    metrics_family_t *m_interval;    /* {source} seconds until the next poll (stretched or not) */
     ratelimit_t *scan_limit;         /* optional: the producer's share of the account's quota
                                         (PLOOMES_SCAN_QUOTA_SHARE), acquired before each page */
     int64_t record_max_bytes;        /* largest record the Kafka producer accepts
