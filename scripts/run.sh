@@ -93,6 +93,7 @@ start() { # name binary args...
   "$@" >>"$RUN_DIR/$name.log" 2>&1 &
   PIDS+=($!)
   NAMES+=("$name")
+  echo "$! $name" >>"$RUN_DIR/pids" # what this run started (and stops), for tests and humans
 }
 
 # ---- the two APIs: real, or the simulators with demo data -------------------------------------
@@ -125,6 +126,11 @@ else
   for port in "$PLOOMES_PORT" "$MILVUS_PORT"; do
     for _ in $(seq 100); do port_open "$port" && break; sleep 0.1; done
     port_open "$port" || die "a simulator did not start (logs: $RUN_DIR)"
+    # A lively demo: the simulated accounts allow 6,000 requests a minute (the real ones:
+    # Ploomes 120, Milvus unknown); the pipeline's shared limits below stay under that.
+    curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' \
+      --data '{"rate_limit_per_min":6000}' "http://127.0.0.1:$port/_admin/faults" ||
+      die "a simulator refused its demo settings (logs: $RUN_DIR)"
   done
   # A fresh account each demo: its own topics and database, quick polls, every Milvus client.
   stamp=$(date +%s)
