@@ -69,6 +69,27 @@ static void new_claim_id(char *buf, size_t size)
     buf[o] = '\0';
 }
 
+/* Housekeeping (FerretDB has no TTL indexes): a takeover lock only matters while its claim
+ * instance can still be transferred, and one older than its lease already counts as stale; so
+ * after each won takeover, locks older than STORE_LOCK_KEEP_MS (or two leases, if longer) are
+ * deleted. Best effort: a failure only leaves more documents. Rare path (takeovers only). */
+#define STORE_LOCK_KEEP_MS ((int64_t)24 * 3600 * 1000)
+
+static void collect_old_locks(store_t *st, mongoc_client_t *client, mongoc_collection_t *locks,
+                              int64_t now, int64_t lease_ms)
+{
+    int64_t keep = 2 * lease_ms > STORE_LOCK_KEEP_MS ? 2 * lease_ms : STORE_LOCK_KEEP_MS;
+    bson_t filter = BSON_INITIALIZER, lt;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "at", &lt);
+    BSON_APPEND_DATE_TIME(&lt, "$lt", now - keep);
+    bson_append_document_end(&filter, &lt);
+    bson_error_t e;
+    handle_t lh = {st, client, locks};
+    if (!st_delete_many(&lh, &filter, &e))
+        log_msg(LOG_DEBUG, "claim_locks_gc_failed", "error_code=%u", e.code);
+    bson_destroy(&filter);
+}
+
 /* Transfers the pending claim `cur` (as read) to `owner` with a new lease. FerretDB's
  * findAndModify and update are not atomic read-modify-writes (two concurrent conditional
  * findAndModify calls on one document both matched in our tests), so the transfer is decided by
@@ -87,11 +108,11 @@ static int transfer(store_t *st, handle_t *h, store_kind_t kind, const store_ent
     mongoc_collection_t *locks = mongoc_client_get_collection(client, st->db, COLL_CLAIM_LOCKS);
     int rc = STORE_CONFLICT;
     bool won = false;
+    int64_t now = 0;
     for (int level = 0; level < STORE_LOCK_LEVELS && !won; level++) {
         char lock_id[STORE_KEY_MAX + STORE_OWNER_MAX + 128];
         snprintf(lock_id, sizeof lock_id, "%s/%s/%s/%lld/%s#%d", st_kind_coll(kind), cur->key,
                  cur->owner, (long long)cur->lease_until_ms, cur->claim_id, level);
-        int64_t now = 0;
         rc = store_server_time_ms(st, &now, err, errlen);
         if (rc != STORE_OK)
             break;
@@ -128,12 +149,13 @@ static int transfer(store_t *st, handle_t *h, store_kind_t kind, const store_ent
             break;
         }
     }
+    if (won)
+        collect_old_locks(st, client, locks, now, lease_ms);
     mongoc_collection_destroy(locks);
     if (!won)
         return rc;
 
     /* we alone may replace this claim instance */
-    int64_t now = 0;
     rc = store_server_time_ms(st, &now, err, errlen);
     if (rc != STORE_OK)
         return rc;

@@ -302,6 +302,62 @@ static void test_expired_claim_with_completion_is_done(void **state)
     store_close(other);
 }
 
+/* ---- housekeeping: takeover locks do not pile up (FerretDB has no TTL indexes) ------------ */
+
+static void put_lock(store_t *st, const char *id, int64_t at_ms)
+{
+    mongoc_client_t *c = mongoc_client_pool_pop(store_pool(st));
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, store_db_name(st), "claim_locks");
+    bson_t doc = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&doc, "_id", id);
+    BSON_APPEND_UTF8(&doc, "by", "someone");
+    BSON_APPEND_DATE_TIME(&doc, "at", at_ms);
+    bson_error_t e;
+    assert_true(mongoc_collection_insert_one(coll, &doc, NULL, NULL, &e));
+    bson_destroy(&doc);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(store_pool(st), c);
+}
+
+static bool lock_exists(store_t *st, const char *id)
+{
+    mongoc_client_t *c = mongoc_client_pool_pop(store_pool(st));
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, store_db_name(st), "claim_locks");
+    bson_t q = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&q, "_id", id);
+    bson_error_t e;
+    int64_t n = mongoc_collection_count_documents(coll, &q, NULL, NULL, NULL, &e);
+    bson_destroy(&q);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(store_pool(st), c);
+    assert_true(n >= 0);
+    return n > 0;
+}
+
+static void test_old_takeover_locks_are_collected(void **state)
+{
+    fixture_t *f = *state;
+    char err[512] = "";
+    int64_t now = 0;
+    OK(store_server_time_ms(f->fx.st, &now, err, sizeof err));
+    put_lock(f->fx.st, "tickets/old/x/1/y#0", now - 2LL * 24 * 3600 * 1000);
+    put_lock(f->fx.st, "tickets/recent/x/1/y#0", now - 3600 * 1000);
+    /* a takeover of an expired claim: the won lock triggers the collection */
+    store_claim_t a, t;
+    OK(store_claim(f->fx.st, STORE_KIND_TICKETS, "ploomes:task:4242", "A/1", 1, NULL, &a, err,
+                   sizeof err));
+    int64_t until = a.entry.lease_until_ms;
+    do {
+        OK(store_server_time_ms(f->fx.st, &now, err, sizeof err));
+    } while (now <= until);
+    OK(store_claim(f->fx.st, STORE_KIND_TICKETS, "ploomes:task:4242", "B/1", 60000, NULL, &t, err,
+                   sizeof err));
+    assert_int_equal(t.status, STORE_CLAIM_ACQUIRED);
+    assert_true(t.recovered);
+    assert_false(lock_exists(f->fx.st, "tickets/old/x/1/y#0"));   /* two days old: gone */
+    assert_true(lock_exists(f->fx.st, "tickets/recent/x/1/y#0")); /* an hour old: kept */
+}
+
 /* ---- identity-map cache -------------------------------------------------------------------- */
 
 static void test_client_cache(void **state)
@@ -356,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_new_ticket_cost_is_flat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_claim_with_completion_is_done, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_old_takeover_locks_are_collected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_cache, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
