@@ -71,11 +71,21 @@ static bool complete_claim(worker_ctx_t *ctx, const worker_create_t *c,
                                     sizeof err),
                 rc);
     if (rc == STORE_CONFLICT) {
-        log_msg(LOG_ERROR, "claim_conflict",
-                "worker=%s kind=%s target_id=%s error=%s note=\"result merged; another holder "
-                "may have created a duplicate\"",
-                ctx->worker_name, c->kind == STORE_KIND_CLIENTS ? "clients" : "tickets",
-                out->target_id, log_quote(q, sizeof q, err));
+        /* Someone recorded the key as done meanwhile (clients-to-ploomes records every Milvus
+         * client it reads, including the one just created here). The same target id means the
+         * same record: nothing to worry about. Another id means two records exist. */
+        store_entry_t now_stored;
+        char gerr[256];
+        bool same = store_get(ctx->store, c->kind, c->key, &now_stored, gerr, sizeof gerr) ==
+                        STORE_OK &&
+                    ((fields->milvus_id != 0 && now_stored.milvus_id == fields->milvus_id) ||
+                     (fields->codigo[0] && strcmp(now_stored.codigo, fields->codigo) == 0));
+        log_msg(same ? LOG_INFO : LOG_ERROR, same ? "claim_already_done" : "claim_conflict",
+                "worker=%s kind=%s target_id=%s error=%s note=\"%s\"", ctx->worker_name,
+                c->kind == STORE_KIND_CLIENTS ? "clients" : "tickets", out->target_id,
+                log_quote(q, sizeof q, err),
+                same ? "recorded meanwhile with the same target id: one record"
+                     : "result merged; another holder may have created a duplicate");
         return true;
     }
     if (rc != STORE_OK) {

@@ -21,6 +21,11 @@ typedef struct {
     long create_status[MAXSTEPS];
     int ncreate;
     int searches, creates; /* calls made */
+    /* before a successful create returns: someone else records the key as done with this
+     * milvus_id (clients-to-ploomes reading the new client back); 0 = nobody */
+    int64_t recorded_meanwhile;
+    store_t *st;
+    const char *key;
 } script_t;
 
 static void fail_into(api_result_t *res, api_outcome_t o, long status)
@@ -68,6 +73,13 @@ static api_outcome_t s_create(worker_ctx_t *ctx, void *arg, store_entry_t *creat
         res->attempts = 1;
         created->milvus_id = 100 + i;
         snprintf(created->milvus_token, sizeof created->milvus_token, "NEW%d", i);
+        if (s->recorded_meanwhile) {
+            store_entry_t other = {.milvus_id = s->recorded_meanwhile};
+            char err[256];
+            assert_int_equal(store_record_done(s->st, STORE_KIND_CLIENTS, s->key, &other, err,
+                                               sizeof err),
+                             STORE_OK);
+        }
         return API_OK;
     }
     fail_into(res, s->create[i], s->create_status[i]);
@@ -151,6 +163,48 @@ static void t_created_then_claim_done(void **state)
     assert_string_equal(r.reason, "claim_done");
     assert_string_equal(e.milvus_token, "NEW0");
     assert_int_equal(s2.creates + s2.searches, 0);
+}
+
+/* The key is recorded as done by someone else between the create and the completion: with the
+ * same target id it is one record (info, claim_already_done), with another id two records exist
+ * (error, claim_conflict). Either way the result is merged and the record delivered. */
+static int log_lines(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+    while (fp && fgets(line, sizeof line, fp))
+        n += strstr(line, needle) != NULL;
+    if (fp)
+        fclose(fp);
+    return n;
+}
+
+static void t_recorded_meanwhile(void **state)
+{
+    fx_t *f = *state;
+    char path[] = "/tmp/it_worker_create_log_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    log_set_fd(fd);
+    script_t same = {.create = {API_OK}, .ncreate = 1, .recorded_meanwhile = 100, .st = f->st,
+                     .key = "k-same"};
+    worker_result_t r;
+    store_entry_t e;
+    assert_int_equal(once(f, "k-same", &same, &r, &e), WORKER_DELIVERED);
+    script_t other = {.create = {API_OK}, .ncreate = 1, .recorded_meanwhile = 777, .st = f->st,
+                      .key = "k-other"};
+    assert_int_equal(once(f, "k-other", &other, &r, &e), WORKER_DELIVERED);
+    log_set_fd(2);
+    close(fd);
+    assert_int_equal(log_lines(path, "event=claim_already_done"), 1);
+    assert_int_equal(log_lines(path, "event=claim_conflict"), 1);
+    assert_int_equal(log_lines(path, "level=error"), 1);
+    unlink(path);
+    store_entry_t got;
+    assert_int_equal(state_of(f, "k-same", &got), STORE_STATE_DONE);
+    assert_int_equal(got.milvus_id, 100);
+    assert_string_equal(got.milvus_token, "NEW0"); /* merged */
 }
 
 static void t_ambiguous_not_found_creates_again(void **state)
@@ -352,6 +406,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_created_then_claim_done, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(t_recorded_meanwhile, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(t_ambiguous_not_found_creates_again, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(t_ambiguous_found, fx_setup, fx_teardown),
