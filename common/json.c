@@ -244,6 +244,31 @@ int json_validate_utf8(const cJSON *root, char *path, size_t pathlen)
     return rc;
 }
 
+/* True when a string of buf[0..len) holds the escape \u0000 (not "\\u0000", an escaped
+ * backslash followed by text); *at gets its byte offset. Strings are found as cJSON would:
+ * a '"' outside a string opens one, an unescaped '"' closes it. */
+static bool find_nul_escape(const char *buf, size_t len, size_t *at)
+{
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (!in_string) {
+            in_string = c == '"';
+            continue;
+        }
+        if (c == '"') {
+            in_string = false;
+        } else if (c == '\\' && i + 1 < len) {
+            if (buf[i + 1] == 'u' && i + 6 <= len && memcmp(buf + i + 2, "0000", 4) == 0) {
+                *at = i;
+                return true;
+            }
+            i++; /* skip the escaped character: "\\" is not re-read as an escape */
+        }
+    }
+    return false;
+}
+
 cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err, size_t errlen)
 {
     if (err && errlen > 0)
@@ -254,6 +279,19 @@ cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err
     }
     if (!buf || len == 0) {
         errbuf_set(err, errlen, "empty input (%zu of %zu bytes)", (size_t)0, len);
+        return NULL;
+    }
+    /* A NUL inside a string would cut it short as a C string: "52998224725\u0000x" would be
+     * read as a valid CPF. Refused, raw or escaped (the lenient parse marks escaped ones). */
+    const char *nul = memchr(buf, '\0', len);
+    if (nul) {
+        errbuf_set(err, errlen, "NUL byte at byte %zu of %zu", (size_t)(nul - buf), len);
+        return NULL;
+    }
+    size_t nul_at = 0;
+    if (find_nul_escape(buf, len, &nul_at)) {
+        errbuf_set(err, errlen, "escaped NUL character (\\u0000) in a string at byte %zu of %zu",
+                   nul_at, len);
         return NULL;
     }
     const char *end = NULL;
@@ -294,7 +332,7 @@ static long hex4(const char *p)
 }
 
 /* Copies buf[0..len) into a new buffer, lone-surrogate escapes inside strings replaced by the
- * surrogate's raw 3-byte form; *count gets how many, *out_len the new length. NULL when there
+ * surrogate's raw 3-byte form and \u0000 escapes by the overlong bytes 0xC0 0x80; *count gets how many, *out_len the new length. NULL when there
  * was none, or on out of memory. */
 static char *mark_lone_surrogates(const char *buf, size_t len, size_t *count, size_t *out_len)
 {
@@ -335,6 +373,13 @@ static char *mark_lone_surrogates(const char *buf, size_t len, size_t *count, si
                 i += 12;
                 continue;
             }
+        }
+        if (u == 0) { /* NUL: its overlong 2-byte form, which is not valid UTF-8 either */
+            out[o++] = (char)0xC0;
+            out[o++] = (char)0x80;
+            i += 6;
+            (*count)++;
+            continue;
         }
         if (u >= 0xD800 && u <= 0xDFFF) {
             out[o++] = (char)0xED;

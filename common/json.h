@@ -81,7 +81,9 @@ int json_validate_utf8(const cJSON *root, char *path, size_t pathlen);
  * cJSON_Delete(). Fails (returns NULL, err gets a sentence) when len > max_len ("input of N
  * bytes exceeds the M byte cap"), when the text is not JSON, or when anything but whitespace
  * follows the value; the message carries the byte offset of cJSON's error position
- * ("invalid JSON at byte 17 of 40"). Strings are NOT checked for UTF-8 here; call
+ * ("invalid JSON at byte 17 of 40"). A NUL byte anywhere, or a \u0000 escape inside a string,
+ * fails it too (a C string would be cut there: "52998224725\u0000x" read as a valid CPF).
+ * Strings are NOT checked for UTF-8 here; call
  * json_validate_utf8() before sending anything on. err may be NULL. */
 cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err, size_t errlen);
 
@@ -90,8 +92,9 @@ cJSON *json_parse_bounded(const char *buf, size_t len, size_t max_len, char *err
  * surrogate (U+D800..U+DFFF not forming a pair), which .NET and JavaScript servers emit for a
  * string cut inside a surrogate pair. When the strict parse fails and the text holds such
  * escapes, each is replaced by the 3-byte encoding of the surrogate (0xED 0xA0..0xBF 0x80..0xBF)
- * and the text parsed again: those bytes are NOT valid UTF-8, so json_validate_utf8() flags
- * exactly the strings that held one. Any other error is reported as by
+ * and the text parsed again; a \u0000 escape likewise becomes the overlong bytes 0xC0 0x80.
+ * Those bytes are NOT valid UTF-8, so json_validate_utf8() flags exactly the strings that held
+ * one. Any other error is reported as by
  * json_parse_bounded() (offsets refer to the original text). *repaired (may be NULL) gets the
  * number of escapes replaced. */
 cJSON *json_parse_bounded_lenient(const char *buf, size_t len, size_t max_len, size_t *repaired,
