@@ -21,6 +21,7 @@ import os
 import random
 import sys
 
+ID_RESERVE = 900000000  # see write(): ids the simulators assign start above it
 TICKET_TAGS = [(40049716, "INSTALAÇÃO"), (40049715, "ENTREGA"), (40054183, "MANUTENÇÃO")]
 OTHER_TAG = (40000001, "VIP")
 STATES = [(1, "São Paulo", "SP"), (2, "Rio de Janeiro", "RJ"), (3, "Minas Gerais", "MG")]
@@ -154,7 +155,12 @@ def write(outdir):
     bad = {"Id": cid, "TypeId": 1, "Name": "Documento Inválido SA", "Register": "11111111111111",
            "Tags": []}
     contacts.append(bad)
-    ids = [c["Id"] for c in contacts]
+    # The simulators number what the pipeline creates max(id) + 1: a record with a high id makes
+    # those numbers start above every id the live demo seeds (tick, milvus-tick), so a seeded
+    # record never replaces one the pipeline created. It has no document: the workers skip it.
+    contacts.append({"Id": ID_RESERVE, "TypeId": 1, "Name": "Reserva de ids da demonstração",
+                     "Tags": []})
+    ids = [c["Id"] for c in contacts if c["Id"] != ID_RESERVE]
     for t in range(10):
         tasks.append(task(rng, 9000 + t, rng.choice(ids), tagged=t % 3 != 2))
     for t in range(6):
@@ -170,6 +176,9 @@ def write(outdir):
     for j in range(5):
         d = cnpj(rng)
         milvus["clientes"].append(milvus_client(rng, 31000 + j, d, f"Cliente Milvus {j + 1}"))
+    reserve = milvus_client(rng, ID_RESERVE, "", "Reserva de ids da demonstração")
+    reserve["is_ativo"] = False
+    milvus["clientes"].append(reserve)
     os.makedirs(outdir, exist_ok=True)
     for name, data in (("ploomes.json", ploomes), ("milvus.json", milvus)):
         with open(os.path.join(outdir, name), "w", encoding="utf-8") as f:

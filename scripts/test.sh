@@ -38,5 +38,17 @@ eval "$("$REPO_ROOT/scripts/services.sh" env)"
 t2=$SECONDS
 rc=0
 (cd "$BUILD_DIR" && ctest --output-on-failure -j"${CTEST_PARALLEL:-2}" "$@") || rc=$?
+# Full runs only (no ctest filter given), alone after the parallel tests: a short fuzz smoke of
+# every libFuzzer target (clang build in build-fuzz/), then the short fault-injection soak, which
+# starts, restarts and deletes its own Kafka and MongoDB (never the shared ones above).
+if [ $# -eq 0 ]; then
+  t3=$SECONDS
+  "$REPO_ROOT/fuzz/run.sh" --seconds "${FUZZ_SECONDS:-8}" || { say "fuzz smoke failed"; rc=1; }
+  say "fuzz smoke finished in $((SECONDS - t3))s"
+  t4=$SECONDS
+  "$REPO_ROOT/scripts/soak.sh" --minutes "${SOAK_MINUTES:-2}" --seed "${SOAK_SEED:-4242}" \
+    --bin-dir "$BUILD_DIR/bin" || { say "soak failed"; rc=1; }
+  say "soak finished in $((SECONDS - t4))s"
+fi
 say "tests finished in $((SECONDS - t2))s (total $((SECONDS - t0))s), ctest exit $rc"
 exit $rc
