@@ -107,7 +107,7 @@ static const var_def_t VARS[] = {
     {"RETRY_BASE_MS", CONFIG_NEED_PRODUCER | CONFIG_NEED_WORKER, 0, 0, "5000",
      "first retry backoff (full jitter)"},
     {"RETRY_MAX_MS", CONFIG_NEED_PRODUCER | CONFIG_NEED_WORKER, 0, 0, "60000", "backoff cap"},
-    {"MAX_IN_FLIGHT", CONFIG_NEED_WORKER, 0, 0, "1", "records handled at once by one worker"},
+    {"MAX_IN_FLIGHT", CONFIG_NEED_WORKER, 0, 0, "32", "records handled at once by one worker"},
     {"CLAIM_LEASE_SECONDS", CONFIG_NEED_WORKER, 0, 0, "300",
      "age after which a pending claim is presumed abandoned"},
     {"DRY_RUN", CONFIG_NEED_WORKER, 0, 0, "0",

@@ -160,7 +160,7 @@ typedef struct {
     int max_attempts;          /* 3 */
     int64_t retry_base_ms;     /* 5000 */
     int64_t retry_max_ms;      /* 60000, >= retry_base_ms */
-    int max_in_flight;         /* 1 */
+    int max_in_flight;         /* 32 (1 = everything on the poll thread) */
     int claim_lease_seconds;   /* 300 */
     bool dry_run;              /* DRY_RUN: 1/true/yes/on or 0/false/no/off */
 

@@ -57,6 +57,31 @@ fetch_kafka() {
   echo "$stamp" > "$KAFKA_LIBS/.stamp"
 }
 
+# mongo-java-server's in-memory backend (PIPELINE_MONGO_ENGINE=memory in services.sh): its jars
+# from Maven Central and the small main class beside its pom, compiled by javac.
+fetch_mongo_memory() {
+  local src=$REPO_ROOT/scripts/services/mongo-memory
+  local libs=$CACHE_DIR/mongo-memory-libs
+  local stamp
+  stamp=$(files_hash "$src/pom.xml" "$src/MemoryMongo.java")
+  if [ -f "$libs/.stamp" ] && [ "$(cat "$libs/.stamp")" = "$stamp" ]; then
+    return 0
+  fi
+  command -v javac >/dev/null || die "javac is needed for mongo-java-server's main class (a JDK)"
+  say "fetching mongo-java-server's jars from Maven Central"
+  rm -rf "$libs"
+  mkdir -p "$libs"
+  local log=$CACHE_DIR/maven-mongo-memory.log
+  if ! mvn -q -B -Dstyle.color=never -f "$src/pom.xml" \
+        org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$libs" >"$log" 2>&1; then
+    cat "$log" >&2
+    die "could not fetch mongo-java-server from Maven Central (log above)"
+  fi
+  javac -cp "$libs/*" -d "$libs" "$src/MemoryMongo.java" || die "could not compile MemoryMongo.java"
+  echo "$stamp" > "$libs/.stamp"
+}
+
 build_ferretdb() {
   local src=$REPO_ROOT/scripts/services/ferretdb
   local stamp
@@ -103,6 +128,7 @@ build_helm() {
 install_packages
 if [ "${1:-}" != "--no-services" ]; then
   fetch_kafka
+  fetch_mongo_memory
   build_ferretdb
   build_helm
 fi

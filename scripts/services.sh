@@ -2,10 +2,15 @@
 # Starts, stops and reports the real test services, without Docker:
 #   - Apache Kafka 4.1 (KRaft, one node) on 127.0.0.1:$PIPELINE_KAFKA_PORT (19092), jars from
 #     Maven Central run on the machine's JDK;
-#   - FerretDB 1.24 (MongoDB wire protocol, SQLite backend) on 127.0.0.1:$PIPELINE_MONGO_PORT (27027).
+#   - FerretDB 1.24 (MongoDB wire protocol, SQLite backend) on 127.0.0.1:$PIPELINE_MONGO_PORT (27027),
+#     or, with PIPELINE_MONGO_ENGINE=memory, mongo-java-server 1.47.0's in-memory backend on the
+#     same port (jars from Maven Central, scripts/services/mongo-memory; data lost on stop): the
+#     stand-in for a real MongoDB in benchmarks (FerretDB v1 scans). Default: ferretdb.
 # Data, logs and pid files live under $PIPELINE_STATE_DIR (default .cache/services).
-# Usage: scripts/services.sh start|stop|status|env|reset
+# Usage: scripts/services.sh start|stop|status|env|reset [mongo]
 #   start  idempotent; waits until both answer; prints the two addresses
+#          (`start mongo` / `stop mongo`: the MongoDB engine only, e.g. a private memory store
+#          beside the shared Kafka for a benchmark)
 #   stop   ends exactly the processes this script started (pid files)
 #   env    prints `export` lines for KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI
 #   reset  stop, then delete the services' data
@@ -14,7 +19,13 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 KAFKA_DIR=$STATE_DIR/kafka
-MONGO_DIR=$STATE_DIR/ferretdb
+MONGO_ENGINE=${PIPELINE_MONGO_ENGINE:-ferretdb}
+case $MONGO_ENGINE in
+  ferretdb) MONGO_DIR=$STATE_DIR/ferretdb ;;
+  memory) MONGO_DIR=$STATE_DIR/mongo-memory ;;
+  *) die "PIPELINE_MONGO_ENGINE=$MONGO_ENGINE: expected ferretdb or memory" ;;
+esac
+MONGO_MEMORY_LIBS=$CACHE_DIR/mongo-memory-libs
 START_TIMEOUT=${PIPELINE_SERVICE_TIMEOUT:-120}
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -90,6 +101,15 @@ start_mongo() {
     return 0
   fi
   port_open "$MONGO_PORT" && die "port $MONGO_PORT is taken by another program (set PIPELINE_MONGO_PORT)"
+  if [ "$MONGO_ENGINE" = memory ]; then
+    [ -f "$MONGO_MEMORY_LIBS/MemoryMongo.class" ] ||
+      die "mongo-java-server missing: run scripts/deps.sh first"
+    mkdir -p "$MONGO_DIR"
+    nohup java -Xss512k -Xmx${PIPELINE_MONGO_MEMORY_HEAP:-1g} -cp "$MONGO_MEMORY_LIBS/*:$MONGO_MEMORY_LIBS" \
+      MemoryMongo "$MONGO_PORT" >"$MONGO_DIR/ferretdb.log" 2>&1 &
+    echo $! > "$MONGO_DIR/pid"
+    return 0
+  fi
   [ -x "$FERRETDB_BIN" ] || die "FerretDB missing: run scripts/deps.sh first"
   mkdir -p "$MONGO_DIR/data"
   nohup "$FERRETDB_BIN" -listen "127.0.0.1:$MONGO_PORT" -dir "$MONGO_DIR/data" \
@@ -123,10 +143,10 @@ case ${1:-} in
     mkdir -p "$STATE_DIR"
     t0=$SECONDS
     start_mongo
-    start_kafka
+    [ "${2:-}" = mongo ] || start_kafka
     wait_for port_open "$MONGO_PORT" ||
-      { tail -20 "$MONGO_DIR/ferretdb.log" >&2; die "FerretDB did not answer within ${START_TIMEOUT}s"; }
-    wait_for kafka_answers ||
+      { tail -20 "$MONGO_DIR/ferretdb.log" >&2; die "$MONGO_ENGINE did not answer within ${START_TIMEOUT}s"; }
+    [ "${2:-}" = mongo ] || wait_for kafka_answers ||
       { tail -30 "$KAFKA_DIR/broker.log" "$KAFKA_DIR/stdout.log" >&2 || true;
         die "Kafka did not answer within ${START_TIMEOUT}s"; }
     say "services ready in $((SECONDS - t0))s"
@@ -134,15 +154,15 @@ case ${1:-} in
     echo "MONGODB_URI=$MONGO_URI_BASE/pipeline"
     ;;
   stop)
-    stop_one "$KAFKA_DIR" kafka
-    stop_one "$MONGO_DIR" ferretdb
+    [ "${2:-}" = mongo ] || stop_one "$KAFKA_DIR" kafka
+    stop_one "$MONGO_DIR" "$MONGO_ENGINE"
     ;;
   status)
     rc=0
     if pid_alive "$KAFKA_DIR/pid" && kafka_answers; then echo "kafka: up ($KAFKA_ADDR, pid $(cat "$KAFKA_DIR/pid"))"
     else echo "kafka: down"; rc=1; fi
-    if pid_alive "$MONGO_DIR/pid" && port_open "$MONGO_PORT"; then echo "ferretdb: up ($MONGO_URI_BASE, pid $(cat "$MONGO_DIR/pid"))"
-    else echo "ferretdb: down"; rc=1; fi
+    if pid_alive "$MONGO_DIR/pid" && port_open "$MONGO_PORT"; then echo "$MONGO_ENGINE: up ($MONGO_URI_BASE, pid $(cat "$MONGO_DIR/pid"))"
+    else echo "$MONGO_ENGINE: down"; rc=1; fi
     [ -d "$STATE_DIR" ] && echo "disk: $(du -sh "$STATE_DIR" | cut -f1) in $STATE_DIR"
     exit $rc
     ;;

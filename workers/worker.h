@@ -20,29 +20,41 @@
  * handler borrows them for the duration of handle(). A handler's state (init/fini) is its own.
  * worker_result_t is filled by value (fixed-size strings); `response` is owned by the result and
  * freed by worker_result_clear().
- * Threads: with MAX_IN_FLIGHT = 1 everything runs on the poll thread. With more, handle() runs
- * on worker threads, each with its own worker_ctx_t and API clients (api_t is one curl handle):
- * a handler must keep no mutable global state outside its `state` (guard it if it has any).
+ * Threads: with MAX_IN_FLIGHT = 1 everything runs on the poll thread. With more (the default,
+ * 32), handle() runs on handling threads, each with its own worker_ctx_t and API clients (api_t
+ * is one curl handle), up to MAX_IN_FLIGHT at once: a handler must keep no mutable global state
+ * and treat `state` as shared (read-only after init, or guarded).
  *
  * Runtime (workers/worker_loop.c; changes by the runtime engineer are marked "runtime:"):
- * - runtime: single-threaded today. The poll thread polls, parses, calls handle(), finishes
- *   the record. While api_request() waits (retry backoff, Retry-After, the shared rate limit,
- *   a MongoDB outage) its wait hook pauses the whole assignment and keeps calling
- *   kafka_consumer_poll() (≤ 100 ms slices), so the member is never evicted
- *   (max.poll.interval.ms) and rebalances are served; the wrapper holds back records of paused
- *   partitions (a record handed out anyway is queued locally, in order, and handled next).
- *   The assignment is resumed when handle() returns.
- * - runtime: MAX_IN_FLIGHT > 1 (design; the loop refuses nothing but handles one at a time
- *   until it lands): the poll thread would hand records to N worker threads through a queue
- *   keyed by (topic, partition, key) so that two records of one key are never in flight at
- *   once (per-key ordering: a record whose key is busy waits behind it); the consumer wrapper
- *   already stores, per partition, only the highest CONTIGUOUS finished offset, so offsets
- *   never pass the lowest unfinished record. Each thread owns its worker_ctx_t and api_t pair;
- *   the store, limiter, metrics and DLQ writer are shared (all thread-safe); DLQ delivery
- *   callbacks finish records from the producer-poll thread (kafka_consumer_done is
- *   thread-safe); the wait hook of a worker thread pauses only its own record's partition.
+ * - runtime: MAX_IN_FLIGHT = 1: everything on the poll thread. The poll thread polls, parses,
+ *   calls handle(), finishes the record. While api_request() waits (retry backoff,
+ *   Retry-After, the shared rate limit, a MongoDB outage) its wait hook pauses the whole
+ *   assignment and keeps calling kafka_consumer_poll() (≤ 100 ms slices), so the member is
+ *   never evicted (max.poll.interval.ms) and rebalances are served; the wrapper holds back
+ *   records of paused partitions (a record handed out anyway is queued locally, in order, and
+ *   handled next). The assignment is resumed when handle() returns.
+ * - runtime: MAX_IN_FLIGHT > 1 (default 32; workers/worker_pool.c): the poll thread alone
+ *   polls the consumer and appends every record to one list in arrival order (at most
+ *   MAX_IN_FLIGHT records: when full it waits for room and, at least every second, pauses the
+ *   assignment and polls anyway so rebalances are served). MAX_IN_FLIGHT handling threads,
+ *   each with its own worker_ctx_t and API clients, take the first record whose key is free:
+ *   a record runs only when no earlier record of the list has the same (topic, partition, key)
+ *   (keyless records of a partition run one at a time), so two records of one key never
+ *   overlap and run in offset order. The consumer wrapper stores per partition only the
+ *   highest CONTIGUOUS finished offset, so offsets never pass the lowest unfinished record.
+ *   Waits inside a handling thread sleep in ≤ 100 ms slices and end on a stop, an exit code or
+ *   a revocation of the record's partition (never touching the consumer). A dead letter is
+ *   confirmed before the offset moves (the handling thread serves the DLQ producer's delivery
+ *   reports while it waits). WORKER_RELEASE keeps the record in the list with the back-off
+ *   below (later records of its key wait behind it; other keys go on). On revoke, waiting
+ *   records of the revoked partitions are given back and running ones are told to stop (they
+ *   finish or are released); the wrapper waits (≤ 30 s) until none is in flight, then commits.
+ *   On a stop the threads finish or release what they hold, the rest is given back. The store,
+ *   limiter, metrics and DLQ writer are shared (all thread-safe); the handler's `state` is
+ *   shared too (read-only after init, or guarded by the handler).
  * - runtime: WORKER_RELEASE while running (claim busy, a dead letter the broker refused) keeps
- *   the record in the runtime and pauses its partition for a short, growing back-off (200 ms
+ *   the record in the runtime and (MAX_IN_FLIGHT = 1) pauses its partition for a short, growing
+ *   back-off (200 ms
  *   doubling to 5 s, reset by a terminal outcome), then handles it again: nothing is spun on,
  *   the partition's order is kept and no seek is needed. On a stop, a revocation or an exit
  *   the record is given back (kafka_consumer_release: re-delivered to whoever owns the
@@ -149,6 +161,8 @@ typedef struct worker_ctx {
     int64_t fetched_at_ms;    /* the fetched-at header, -1 when absent or unparsable */
     struct worker_rt *rt;     /* runtime: the runtime's own state (opaque; NULL in unit tests,
                                  then store waits give up at once) */
+    struct worker_thread *thread; /* runtime: the handling thread (MAX_IN_FLIGHT > 1), NULL on
+                                     the poll thread (opaque) */
 } worker_ctx_t;
 
 /* runtime: for handlers that call store_* themselves. After a STORE_DOWN answer, waits until

@@ -165,25 +165,27 @@ bool worker_store_wait(worker_ctx_t *ctx)
     char err[512], q[600];
     int64_t t0 = clock_mono_ms();
     atomic_store(&rt->ready, false);
-    if (!rt->store_down) {
-        rt->store_down = true;
+    if (!atomic_exchange(&rt->store_down, true))
         log_msg(LOG_WARN, "store_unavailable", "worker=%s note=\"waiting for MongoDB\"",
                 rt->h->name);
-    }
     for (;;) {
         int64_t end = clock_mono_ms() + 1000;
-        while (clock_mono_ms() < end)
-            if (worker_rt_wait(rt, end - clock_mono_ms()) != 0)
+        while (clock_mono_ms() < end) {
+            int64_t left = end - clock_mono_ms();
+            int stop = ctx->thread != NULL ? worker_thread_wait(ctx->thread, left)
+                                           : worker_rt_wait(rt, left);
+            if (stop != 0)
                 return false; /* stop requested, or the record's partition was revoked */
+        }
         int rc = store_ping(rt->store, err, sizeof err);
         if (rc == STORE_OK)
             break;
         log_msg(LOG_DEBUG, "store_ping_failed", "error=%s", log_quote(q, sizeof q, err));
     }
-    rt->store_down = false;
     atomic_store(&rt->ready, true);
-    log_msg(LOG_INFO, "store_recovered", "worker=%s down_ms=%" PRId64, rt->h->name,
-            clock_mono_ms() - t0);
+    if (atomic_exchange(&rt->store_down, false))
+        log_msg(LOG_INFO, "store_recovered", "worker=%s down_ms=%" PRId64, rt->h->name,
+                clock_mono_ms() - t0);
     return true;
 }
 
@@ -192,7 +194,8 @@ void worker_rt_store_rejected(worker_rt_t *rt, const char *op, const char *err)
     char q[600];
     log_msg(LOG_ERROR, "store_rejected", "worker=%s op=%s error=%s", rt->h->name, op,
             log_quote(q, sizeof q, err));
-    rt->exit_code = CONFIG_EXIT_FATAL;
+    int expected = -1;
+    atomic_compare_exchange_strong(&rt->exit_code, &expected, CONFIG_EXIT_FATAL);
 }
 
 /* ---- release back-off -------------------------------------------------------------------- */
@@ -313,6 +316,8 @@ static void on_revoke(void *opaque, kafka_consumer_t *c,
                       const rd_kafka_topic_partition_list_t *parts, bool lost)
 {
     worker_rt_t *rt = opaque;
+    if (rt->threaded)
+        worker_pool_revoke(rt, parts);
     if (rt->current != NULL && in_list(parts, rt->current->topic, rt->current->partition))
         rt->revoked_current = true;
     /* queued records of revoked partitions go back (their new owner gets them) */
@@ -343,28 +348,29 @@ static void on_assign(void *opaque, kafka_consumer_t *c,
 
 /* ---- finishing a record ------------------------------------------------------------------ */
 
+enum { DLQ_WAITING = 0, DLQ_DONE = 1, DLQ_ABANDONED = 2 };
+
 typedef struct {
-    bool done, ok;
-    bool abandoned; /* the waiter gave up (stop): the callback frees it */
+    atomic_int state; /* DLQ_*: whoever moves it second frees the struct when abandoned */
+    bool ok;
     char error[256];
 } dlq_wait_t;
 
-/* Runs on the thread serving kafka_producer_poll(): the poll thread (or the final close). */
+/* Runs on the thread serving kafka_producer_poll(): the poll thread, a handling thread waiting
+ * for its own letter, or the final close. */
 static void dlq_done(void *opaque, bool ok, const char *error)
 {
     dlq_wait_t *w = opaque;
-    if (w->abandoned) {
-        free(w);
-        return;
-    }
     w->ok = ok;
     snprintf(w->error, sizeof w->error, "%s", error ? error : "");
-    w->done = true;
+    if (atomic_exchange(&w->state, DLQ_DONE) == DLQ_ABANDONED)
+        free(w); /* the waiter gave up (stop) */
 }
 
 /* Sends the dead letter and waits for the broker's answer, the consumer kept alive. Returns
  * true when it was acknowledged. */
-static bool dead_letter(worker_rt_t *rt, const kafka_record_t *rec, const worker_result_t *res)
+bool worker_rt_dead_letter(worker_rt_t *rt, const kafka_record_t *rec, const worker_result_t *res,
+                           bool poll_thread)
 {
     kafka_dlq_error_t e = {.class_name = NULL,
                            .exception_class = res->error_class[0] ? res->error_class : "Unknown",
@@ -378,6 +384,7 @@ static bool dead_letter(worker_rt_t *rt, const kafka_record_t *rec, const worker
     dlq_wait_t *w = calloc(1, sizeof *w);
     if (w == NULL)
         return false;
+    atomic_init(&w->state, DLQ_WAITING);
     char err[512], q[600];
     if (kafka_dlq_send(rt->dlq, rec, &e, dlq_done, w, err, sizeof err) != 0) {
         free(w);
@@ -390,7 +397,7 @@ static bool dead_letter(worker_rt_t *rt, const kafka_record_t *rec, const worker
      * waited for, so the offset moves with it — after a stop, for WORKER_CLOSE_TIMEOUT_MS at
      * most (then the record is released: at worst a second letter after the restart) */
     int64_t stop_deadline = 0;
-    while (!w->done) {
+    while (atomic_load(&w->state) != DLQ_DONE) {
         if (app_stop_requested()) {
             if (stop_deadline == 0)
                 stop_deadline = clock_mono_ms() + WORKER_CLOSE_TIMEOUT_MS;
@@ -399,11 +406,12 @@ static bool dead_letter(worker_rt_t *rt, const kafka_record_t *rec, const worker
         }
         metrics_heartbeat(rt->metrics);
         serve_dlq(rt, 100);
-        if (!w->done)
+        if (poll_thread && atomic_load(&w->state) != DLQ_DONE)
             keep_alive(rt, 0);
     }
-    if (!w->done) {
-        w->abandoned = true; /* freed by its callback (at the latest when the producer closes) */
+    if (atomic_load(&w->state) != DLQ_DONE &&
+        atomic_exchange(&w->state, DLQ_ABANDONED) != DLQ_DONE) {
+        /* freed by its callback (at the latest when the producer closes) */
         log_msg(LOG_ERROR, "dlq_delivery_failed", "worker=%s topic=%s partition=%d offset=%"
                 PRId64 " error=\"no delivery report before the shutdown deadline\"",
                 rt->h->name, rec->topic, (int)rec->partition, rec->offset);
@@ -418,7 +426,7 @@ static bool dead_letter(worker_rt_t *rt, const kafka_record_t *rec, const worker
     return ok;
 }
 
-static void log_done(worker_rt_t *rt, const kafka_record_t *rec, const worker_result_t *res,
+void worker_rt_log_done(worker_rt_t *rt, const kafka_record_t *rec, const worker_result_t *res,
                      const char *outcome, int64_t elapsed_ms)
 {
     char qk[200], qr[120], qc[120];
@@ -436,7 +444,7 @@ static void log_done(worker_rt_t *rt, const kafka_record_t *rec, const worker_re
             res->http_status, res->attempts, elapsed_ms, res->target_id);
 }
 
-static void count(worker_rt_t *rt, const char *outcome, const char *reason)
+void worker_rt_count(worker_rt_t *rt, const char *outcome, const char *reason)
 {
     metrics_counter_add(rt->m_records, (const char *[]){rt->h->name, outcome, reason}, 1);
 }
@@ -448,7 +456,7 @@ static bool forbidden_exhausted(const worker_result_t *res)
            strcmp(res->error_class, "HttpStatus403") == 0;
 }
 
-static void finish(worker_rt_t *rt, kafka_record_t *rec, worker_result_t *res, int64_t elapsed)
+void worker_rt_prefinish(worker_rt_t *rt, worker_result_t *res)
 {
     if (res->reason[0] == '\0')
         snprintf(res->reason, sizeof res->reason, "%s",
@@ -468,6 +476,11 @@ static void finish(worker_rt_t *rt, kafka_record_t *rec, worker_result_t *res, i
     } else if (res->outcome != WORKER_RELEASE) {
         rt->forbidden_streak = 0;
     }
+}
+
+static void finish(worker_rt_t *rt, kafka_record_t *rec, worker_result_t *res, int64_t elapsed)
+{
+    worker_rt_prefinish(rt, res);
     const char *topic_copy = rec->topic;
     char topic[KAFKA_TOPIC_NAME_MAX];
     snprintf(topic, sizeof topic, "%s", topic_copy);
@@ -476,22 +489,22 @@ static void finish(worker_rt_t *rt, kafka_record_t *rec, worker_result_t *res, i
     case WORKER_DELIVERED:
     case WORKER_SKIPPED:
     case WORKER_DEDUP_HIT:
-        log_done(rt, rec, res, worker_outcome_name(res->outcome), elapsed);
-        count(rt, worker_outcome_name(res->outcome), res->reason);
+        worker_rt_log_done(rt, rec, res, worker_outcome_name(res->outcome), elapsed);
+        worker_rt_count(rt, worker_outcome_name(res->outcome), res->reason);
         kafka_consumer_done(rt->consumer, rec);
         backoff_reset(rt, topic, partition);
         break;
     case WORKER_DEAD:
-        if (dead_letter(rt, rec, res)) {
-            log_done(rt, rec, res, "dead_lettered", elapsed);
-            count(rt, "dead_lettered", res->error_class);
+        if (worker_rt_dead_letter(rt, rec, res, true)) {
+            worker_rt_log_done(rt, rec, res, "dead_lettered", elapsed);
+            worker_rt_count(rt, "dead_lettered", res->error_class);
             metrics_counter_add(rt->m_dead, (const char *[]){rt->h->name, res->error_class}, 1);
             kafka_consumer_done(rt->consumer, rec);
             backoff_reset(rt, topic, partition);
         } else {
             worker_result_set(res, WORKER_RELEASE, "dlq_failed");
-            log_done(rt, rec, res, "released", elapsed);
-            count(rt, "released", "dlq_failed");
+            worker_rt_log_done(rt, rec, res, "released", elapsed);
+            worker_rt_count(rt, "released", "dlq_failed");
             if (app_stop_requested())
                 kafka_consumer_release(rt->consumer, rec);
             else
@@ -499,16 +512,16 @@ static void finish(worker_rt_t *rt, kafka_record_t *rec, worker_result_t *res, i
         }
         break;
     case WORKER_RELEASE:
-        log_done(rt, rec, res, "released", elapsed);
-        count(rt, "released", res->reason);
+        worker_rt_log_done(rt, rec, res, "released", elapsed);
+        worker_rt_count(rt, "released", res->reason);
         if (app_stop_requested() || rt->revoked_current || rt->exit_code >= 0)
             kafka_consumer_release(rt->consumer, rec);
         else
             backoff_hold(rt, rec);
         break;
     case WORKER_AUTH:
-        log_done(rt, rec, res, "auth", elapsed);
-        count(rt, "released", res->reason);
+        worker_rt_log_done(rt, rec, res, "auth", elapsed);
+        worker_rt_count(rt, "released", res->reason);
         kafka_consumer_release(rt->consumer, rec);
         if (strcmp(res->reason, "forbidden_streak") != 0) {
             char q[600];
@@ -624,6 +637,20 @@ static api_t *open_api(worker_rt_t *rt, api_kind_t kind, ratelimit_t **rl_out, i
         *exit_code = CONFIG_EXIT_FATAL;
         return NULL;
     }
+    api_t *api = worker_rt_api_new(rt, kind, *rl_out, worker_rt_wait, on_store_state, rt);
+    if (api == NULL)
+        *exit_code = CONFIG_EXIT_USAGE;
+    return api;
+}
+
+api_t *worker_rt_api_new(worker_rt_t *rt, api_kind_t kind, ratelimit_t *rl, api_wait_fn hook,
+                         void (*on_state)(void *, bool), void *hook_ctx)
+{
+    const config_t *cfg = rt->cfg;
+    bool ploomes = kind == API_PLOOMES;
+    const char *base = ploomes ? cfg->ploomes_base_url : cfg->milvus_base_url;
+    const char *secret = ploomes ? cfg->ploomes_user_key : cfg->milvus_token;
+    char err[512], q[600];
     api_options_t ao = {.kind = kind,
                         .base_url = base,
                         .secret = secret,
@@ -632,17 +659,15 @@ static api_t *open_api(worker_rt_t *rt, api_kind_t kind, ratelimit_t **rl_out, i
                         .max_attempts = cfg->max_attempts,
                         .retry_base_ms = cfg->retry_base_ms,
                         .retry_max_ms = cfg->retry_max_ms,
-                        .ratelimit = *rl_out,
-                        .wait_hook = worker_rt_wait,
-                        .wait_ctx = rt,
-                        .on_store_state = on_store_state,
+                        .ratelimit = rl,
+                        .wait_hook = hook,
+                        .wait_ctx = hook_ctx,
+                        .on_store_state = on_state,
                         .forbidden_pause_ms = cfg->ploomes_403_pause_ms,
                         .metrics = rt->metrics};
     api_t *api = api_new(&ao, err, sizeof err);
-    if (api == NULL) {
+    if (api == NULL)
         log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
-        *exit_code = CONFIG_EXIT_USAGE;
-    }
     return api;
 }
 
@@ -691,7 +716,9 @@ static int open_kafka(worker_rt_t *rt, const kafka_settings_t *ks)
                                 .client_id = rt->h->name,
                                 .topics = topics,
                                 .topic_count = 1,
-                                .revoke_wait_ms = -1, /* single thread: nothing to wait for */
+                                /* single thread: nothing to wait for; threads: bounded */
+                                .revoke_wait_ms = cfg->max_in_flight > 1 ? WORKER_CLOSE_TIMEOUT_MS
+                                                                         : -1,
                                 .on_revoke = on_revoke,
                                 .on_assign = on_assign,
                                 .opaque = rt};
@@ -717,29 +744,36 @@ static bool idle_done(worker_rt_t *rt, int64_t limit, int64_t started)
            kafka_consumer_idle_ms(rt->consumer) >= limit;
 }
 
+bool worker_rt_chores(worker_rt_t *rt, int64_t *last_ping)
+{
+    char err[512];
+    metrics_heartbeat(rt->metrics);
+    serve_dlq(rt, 0);
+    int64_t now = clock_mono_ms();
+    if (now - rt->last_lag_ms >= WORKER_LAG_EVERY_MS) {
+        rt->last_lag_ms = now;
+        refresh_lag(rt);
+    }
+    if (now - *last_ping >= WORKER_LAG_EVERY_MS) {
+        *last_ping = now;
+        atomic_store(&rt->ready, store_ping(rt->store, err, sizeof err) == STORE_OK);
+    }
+    if (kafka_consumer_fatal(rt->consumer, err, sizeof err) ||
+        kafka_producer_fatal(rt->dlq_producer, err, sizeof err)) {
+        char q[600];
+        log_msg(LOG_ERROR, "kafka_fatal", "error=%s", log_quote(q, sizeof q, err));
+        rt->exit_code = CONFIG_EXIT_FATAL;
+        return false;
+    }
+    return true;
+}
+
 static void loop(worker_rt_t *rt, void *state, int64_t idle_limit)
 {
     int64_t started = clock_mono_ms(), last_ping = started;
-    char err[512];
     while (!app_stop_requested() && rt->exit_code < 0) {
-        metrics_heartbeat(rt->metrics);
-        serve_dlq(rt, 0);
-        int64_t now = clock_mono_ms();
-        if (now - rt->last_lag_ms >= WORKER_LAG_EVERY_MS) {
-            rt->last_lag_ms = now;
-            refresh_lag(rt);
-        }
-        if (now - last_ping >= WORKER_LAG_EVERY_MS) {
-            last_ping = now;
-            atomic_store(&rt->ready, store_ping(rt->store, err, sizeof err) == STORE_OK);
-        }
-        if (kafka_consumer_fatal(rt->consumer, err, sizeof err) ||
-            kafka_producer_fatal(rt->dlq_producer, err, sizeof err)) {
-            char q[600];
-            log_msg(LOG_ERROR, "kafka_fatal", "error=%s", log_quote(q, sizeof q, err));
-            rt->exit_code = CONFIG_EXIT_FATAL;
+        if (!worker_rt_chores(rt, &last_ping))
             break;
-        }
         kafka_record_t *rec = backoff_due(rt);
         if (rec == NULL)
             rec = worker_queue_pop(&rt->queue);
@@ -819,6 +853,10 @@ int worker_main(const worker_handler_t *h, int argc, char **argv)
                            .values = kvalues,
                            .count = cfg->kafka_prop_count,
                            .max_message_bytes = cfg->kafka_max_message_bytes};
+    if (cfg->max_in_flight > 1 && worker_pool_init(&rt) != 0) {
+        log_msg(LOG_ERROR, "startup_failed", "error=\"cannot create the handling pool\"");
+        goto out;
+    }
     rc = open_kafka(&rt, &ks);
     if (rc >= 0) {
         exit_code = rc;
@@ -842,20 +880,23 @@ int worker_main(const worker_handler_t *h, int argc, char **argv)
         }
         inited = true;
     }
-    if (cfg->max_in_flight > 1)
-        log_msg(LOG_WARN, "max_in_flight_ignored",
-                "worker=%s max_in_flight=%d note=\"records are handled one at a time for now\"",
-                h->name, cfg->max_in_flight);
+    if (cfg->max_in_flight > 1 && worker_pool_start(&rt, state) != 0)
+        goto out;
     atomic_store(&rt.ready, true);
     log_msg(LOG_INFO, "worker_started",
             "worker=%s instance=%s group=%s topic=%s dry_run=%s max_in_flight=%d idle_exit_ms=%"
             PRId64, h->name, rt.instance_id, log_quote(q, sizeof q, rt.group_id), rt.topic,
             cfg->dry_run ? "true" : "false", cfg->max_in_flight, app.cli.idle_exit_ms);
-    loop(&rt, state, app.cli.idle_exit_ms);
+    if (rt.threaded)
+        worker_pool_loop(&rt, app.cli.idle_exit_ms);
+    else
+        loop(&rt, state, app.cli.idle_exit_ms);
     exit_code = rt.exit_code >= 0 ? rt.exit_code : CONFIG_EXIT_OK;
 
 out:
     atomic_store(&rt.ready, false);
+    if (rt.threaded)
+        worker_pool_stop(&rt); /* the threads finish or give back their records */
     backoff_release(&rt, NULL);
     for (kafka_record_t *r; (r = worker_queue_pop(&rt.queue)) != NULL;)
         kafka_consumer_release(rt.consumer, r);
@@ -868,6 +909,7 @@ out:
         if (exit_code == CONFIG_EXIT_OK)
             exit_code = CONFIG_EXIT_FATAL;
     }
+    worker_pool_destroy(&rt); /* after the close: its final revoke visits the pool */
     if (inited && h->fini != NULL)
         h->fini(state);
     kafka_dlq_free(rt.dlq);

@@ -134,7 +134,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.future_stamp_tolerance_seconds, 300);
     assert_int_equal(c.ticket_description_max, 10000);
     assert_int_equal(c.kafka_max_message_bytes, 8 * 1024 * 1024);
-    assert_int_equal(c.max_in_flight, 1);
+    assert_int_equal(c.max_in_flight, 32);
     assert_false(c.dry_run);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.metrics_port, 0);

@@ -7,6 +7,11 @@
  *   {"Id": n, "mode": "ploomes"}                   GET /Contacts?$top=1 from Ploomes (only with
  *                                                  ECHO_PLOOMES=1 in the environment, which
  *                                                  adds CONFIG_NEED_PLOOMES): delivered "read"
+ *   {"Id": n, "mode": "seq", "k": K, "seq": s}     logs event=echo_begin k=K seq=s, makes one
+ *                                                  Milvus GET (its latency comes from the
+ *                                                  simulator's faults), logs event=echo_end:
+ *                                                  delivered "seq" (the order tests of
+ *                                                  MAX_IN_FLIGHT > 1 read the log)
  * Not a product binary: it knows nothing of SPEC §5's mapping. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +19,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "log.h"
 #include "worker.h"
 
 typedef struct {
@@ -102,6 +108,27 @@ static void echo_handle(worker_ctx_t *ctx, void *state, const cJSON *value, work
         else
             worker_result_from_api(out, &res);
         api_result_clear(&res);
+        return;
+    }
+    if (mode != NULL && strcmp(mode, "seq") == 0) {
+        const char *k = NULL;
+        int64_t seq = -1;
+        if (json_get_string(value, "k", &k) != JSON_OK || json_get_int64(value, "seq", &seq) !=
+                                                               JSON_OK) {
+            worker_result_dead(out, "InvalidDocument", "no k or no seq");
+            return;
+        }
+        char qk[80];
+        log_msg(LOG_INFO, "echo_begin", "k=%s seq=%" PRId64, log_quote(qk, sizeof qk, k), seq);
+        api_result_t res;
+        memset(&res, 0, sizeof res);
+        if (api_request(ctx->milvus, HTTP_GET, "/cliente/busca?status=3", NULL, API_IDEMPOTENT,
+                        &res) == API_OK)
+            worker_result_set(out, WORKER_DELIVERED, "seq");
+        else
+            worker_result_from_api(out, &res);
+        api_result_clear(&res);
+        log_msg(LOG_INFO, "echo_end", "k=%s seq=%" PRId64, log_quote(qk, sizeof qk, k), seq);
         return;
     }
     if (mode != NULL && strcmp(mode, "dead") == 0) {

@@ -54,6 +54,8 @@ static inline int fx_setup_n(void **state, int partitions)
     wt_set(&f->w, "MILVUS_BASE_URL", simproc_api_url(f->milvus));
     wt_set(&f->w, "MILVUS_TOKEN", TOKEN);
     wt_setf(&f->w, "TOPIC_PARTITIONS", partitions);
+    wt_set(&f->w, "MAX_IN_FLIGHT", "1"); /* the runtime's single-threaded path; the tests of
+                                            MAX_IN_FLIGHT > 1 set it themselves */
     if (wt_ensure_topics_n(&f->w, partitions) != 0)
         return -1;
     *state = f;

@@ -236,6 +236,93 @@ static void t_cli_and_startup_exits(void **state)
     assert_true(wt_log_count(&f->w, "event=mongodb_unreachable") >= 1);
 }
 
+/* ---- MAX_IN_FLIGHT > 1 --------------------------------------------------------------------- */
+
+/* Each record of 0..n reached a terminal outcome and created its client exactly once. */
+static void check_created_once(fx_t *f, int first_id, int n, char (*docs)[12])
+{
+    for (int i = 0; i < n; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", first_id + i);
+        int terminal = wt_count_done(&f->w, key, "delivered", NULL) +
+                       wt_count_done(&f->w, key, "dedup_hit", NULL);
+        if (terminal < 1)
+            fail_msg("record %s never reached a terminal outcome", key);
+        assert_int_equal(wt_count_done(&f->w, key, "delivered", NULL), 1);
+        assert_int_equal(clients_at_target(f, docs[i]), 1);
+    }
+    assert_int_equal(clients_at_target(f, NULL), n);
+    assert_int_equal(wt_topic_count(&f->w, "pipeline.dlq"), 0);
+}
+
+/* MAX_IN_FLIGHT=8, a SIGTERM while several records are in flight (a slow target): exit 0,
+ * the records in flight are released; the restarted worker creates every client exactly once
+ * (nothing lost, nothing twice). */
+static void t_in_flight_sigterm(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 80 };
+    char docs[N][12];
+    wt_set(&f->w, "MAX_IN_FLIGHT", "8");
+    for (int i = 0; i < N; i++) {
+        make_cpf(200000000 + i * 7907, docs[i]);
+        produce_client(f, 3000 + i, docs[i]);
+    }
+    assert_int_equal(wt_flush(&f->w), 0);
+    assert_int_equal(simproc_faults(f->milvus, "{\"latency_ms\":300}"), 0);
+    pid_t pid = wt_spawn(&f->w, BIN, NULL);
+    assert_true(pid > 0);
+    bool some = wt_wait_done(&f->w, 10, 60000);
+    kill(pid, SIGTERM);
+    int rc = simproc_wait(pid, 30000);
+    assert_int_equal(simproc_faults(f->milvus, "{\"latency_ms\":0}"), 0);
+    if (!some || rc != 0)
+        pt_dump_log(f->w.log, 8000);
+    assert_true(some);
+    assert_int_equal(rc, 0);
+    int first = wt_count_done(&f->w, NULL, "delivered", NULL);
+    assert_true(first < N); /* stopped mid-way */
+    assert_int_equal(run(f, 0), 0);
+    check_created_once(f, 3000, N, docs);
+}
+
+/* MAX_IN_FLIGHT=8, two instances, a third joining mid-run and leaving (SIGTERM) while records
+ * are in flight: every client is created exactly once, nothing dead-lettered. */
+static void t_in_flight_rebalance(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 120 };
+    char docs[N][12];
+    wt_set(&f->w, "MAX_IN_FLIGHT", "8");
+    for (int i = 0; i < N; i++) {
+        make_cpf(300000000 + i * 7901, docs[i]);
+        produce_client(f, 4000 + i, docs[i]);
+    }
+    assert_int_equal(wt_flush(&f->w), 0);
+    assert_int_equal(simproc_faults(f->milvus, "{\"latency_ms\":700}"), 0);
+    const char *idle[] = {"--idle-exit", "6", NULL};
+    pid_t a = wt_spawn(&f->w, BIN, idle);
+    pid_t b = wt_spawn(&f->w, BIN, idle);
+    assert_true(a > 0 && b > 0);
+    assert_true(wt_wait_done(&f->w, 10, 60000));
+    pid_t c = wt_spawn(&f->w, BIN, NULL);
+    assert_true(c > 0);
+    assert_true(wt_wait_log(&f->w, "event=partitions_assigned", 5, 60000));
+    assert_true(wt_wait_done(&f->w, 60, 90000));
+    kill(c, SIGTERM);
+    int rc_c = simproc_wait(c, 30000);
+    int rc_a = simproc_wait(a, 120000);
+    int rc_b = simproc_wait(b, 120000);
+    assert_int_equal(simproc_faults(f->milvus, "{\"latency_ms\":0}"), 0);
+    if (rc_a || rc_b || rc_c)
+        pt_dump_log(f->w.log, 8000);
+    assert_int_equal(rc_c, 0);
+    assert_int_equal(rc_a, 0);
+    assert_int_equal(rc_b, 0);
+    assert_true(wt_log_count(&f->w, "event=partitions_revoked") >= 2);
+    check_created_once(f, 4000, N, docs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +332,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_group_exactly_once, fx_setup6, fx_teardown),
         cmocka_unit_test_setup_teardown(t_forbidden_streak_exits_3, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(t_cli_and_startup_exits, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(t_in_flight_sigterm, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(t_in_flight_rebalance, fx_setup6, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

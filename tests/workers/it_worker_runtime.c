@@ -248,6 +248,124 @@ static void t_sigkill_between_post_and_confirm(void **state)
     assert_int_equal(clients_at_target(f, doc), 1);
 }
 
+/* ---- MAX_IN_FLIGHT > 1 --------------------------------------------------------------------- */
+
+enum { SEQ_N = 200, SEQ_KEYS = 50 };
+
+/* Reads the echo_begin/echo_end lines of the log in order and checks, per key, that no two
+ * handlings overlapped and that the seqs came in increasing order; counts each seq's ends and
+ * the most handlings open at once (all keys). Returns NULL or what is wrong. */
+static const char *check_seq_log(const fx_t *f, int ends[SEQ_N], int *max_open)
+{
+    static char why[200];
+    long last[SEQ_KEYS];
+    bool open_[SEQ_KEYS];
+    for (int i = 0; i < SEQ_KEYS; i++) {
+        last[i] = -1;
+        open_[i] = false;
+    }
+    memset(ends, 0, SEQ_N * sizeof *ends);
+    *max_open = 0;
+    int open_now = 0;
+    FILE *fp = fopen(f->w.log, "r");
+    if (fp == NULL)
+        return "no log";
+    char line[8192];
+    const char *res = NULL;
+    while (res == NULL && fgets(line, sizeof line, fp)) {
+        bool begin = strstr(line, "event=echo_begin ") != NULL;
+        bool end = strstr(line, "event=echo_end ") != NULL;
+        if (!begin && !end)
+            continue;
+        const char *kp = strstr(line, " k=k");
+        const char *sp = strstr(line, " seq=");
+        if (kp == NULL || sp == NULL) {
+            res = "unparsable echo line";
+            break;
+        }
+        char *e1 = NULL, *e2 = NULL;
+        long k = strtol(kp + 4, &e1, 10), seq = strtol(sp + 5, &e2, 10);
+        if (e1 == kp + 4 || e2 == sp + 5 || k < 0 || k >= SEQ_KEYS || seq < 0 || seq >= SEQ_N) {
+            res = "bad k or seq";
+            break;
+        }
+        if (begin) {
+            if (open_[k]) {
+                snprintf(why, sizeof why, "key k%ld: seq %ld began while another was open", k,
+                         seq);
+                res = why;
+            } else if (seq <= last[k]) {
+                snprintf(why, sizeof why, "key k%ld: seq %ld began after seq %ld", k, seq,
+                         last[k]);
+                res = why;
+            }
+            open_[k] = true;
+            last[k] = seq;
+            if (++open_now > *max_open)
+                *max_open = open_now;
+        } else {
+            if (!open_[k] || last[k] != seq) {
+                snprintf(why, sizeof why, "key k%ld: seq %ld ended without beginning", k, seq);
+                res = why;
+            }
+            open_[k] = false;
+            open_now--;
+            ends[seq]++;
+        }
+    }
+    fclose(fp);
+    return res;
+}
+
+/* MAX_IN_FLIGHT=8, 200 records over 50 keys (6 partitions), a target answering in 40 ms, and a
+ * few dead letters: per key the records are handled one at a time in offset order, several
+ * keys at once; each record is delivered once; the dead letters are confirmed; every offset
+ * is committed (a second run handles nothing). */
+static void t_in_flight_per_key_order(void **state)
+{
+    fx_t *f = *state;
+    wt_set(&f->w, "MAX_IN_FLIGHT", "8");
+    for (int i = 0; i < SEQ_N; i++) {
+        char key[16], value[128];
+        snprintf(key, sizeof key, "k%d", i % SEQ_KEYS);
+        if (i % 40 == 7)
+            snprintf(value, sizeof value, "{\"Id\":%d,\"mode\":\"dead\"}", i);
+        else
+            snprintf(value, sizeof value, "{\"Id\":%d,\"mode\":\"seq\",\"k\":\"%s\",\"seq\":%d}",
+                     i, key, i);
+        assert_int_equal(wt_produce(&f->w, SRC, key, value), 0);
+    }
+    assert_int_equal(wt_flush(&f->w), 0);
+    assert_int_equal(simproc_faults(f->milvus, "{\"latency_ms\":40}"), 0);
+    int rc = run(f, 0);
+    assert_int_equal(simproc_faults(f->milvus, "{\"latency_ms\":0}"), 0);
+    assert_int_equal(rc, 0);
+    int ends[SEQ_N], max_open = 0;
+    const char *why = check_seq_log(f, ends, &max_open);
+    if (why != NULL) {
+        pt_dump_log(f->w.log, 6000);
+        fail_msg("%s", why);
+    }
+    int dead = 0;
+    for (int i = 0; i < SEQ_N; i++) {
+        if (i % 40 == 7) {
+            dead++;
+            assert_int_equal(ends[i], 0);
+        } else if (ends[i] != 1) {
+            fail_msg("seq %d handled %d times", i, ends[i]);
+        }
+    }
+    assert_true(max_open > 1);  /* records really were handled at once */
+    assert_true(max_open <= 8); /* and never more than MAX_IN_FLIGHT */
+    assert_int_equal(wt_count_done(&f->w, NULL, "delivered", "seq"), SEQ_N - dead);
+    assert_int_equal(wt_count_done(&f->w, NULL, "dead_lettered", "TestDead"), dead);
+    assert_int_equal(wt_topic_count(&f->w, "pipeline.dlq"), dead);
+    /* every offset was committed: a second run finds nothing */
+    int before = wt_count_done(&f->w, NULL, NULL, NULL);
+    assert_int_equal(run(f, 0), 0);
+    assert_int_equal(wt_count_done(&f->w, NULL, NULL, NULL), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +377,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_dry_run_writes_nothing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(t_sigkill_between_post_and_confirm, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(t_in_flight_per_key_order, fx_setup6, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
