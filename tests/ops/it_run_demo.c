@@ -17,24 +17,6 @@
 
 #include "testenv.h"
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while (mem && (n = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        fwrite(chunk, 1, n, mem);
-    fclose(fp);
-    if (mem)
-        fclose(mem);
-    return buf;
-}
-
 static void test_demo_delivers_tickets_and_stops_cleanly(void **state)
 {
     (void)state;
@@ -52,7 +34,7 @@ static void test_demo_delivers_tickets_and_stops_cleanly(void **state)
                      src, bin, out);
     assert_true(n > 0 && (size_t)n < sizeof cmd);
     int rc = system(cmd);
-    char *text = slurp(out);
+    char *text = testenv_read_file(out);
     assert_non_null(text);
     if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0)
         fprintf(stderr, "run.sh output:\n%s\n", text);
@@ -76,7 +58,7 @@ static void test_demo_delivers_tickets_and_stops_cleanly(void **state)
     dir[len] = '\0';
     char path[640];
     snprintf(path, sizeof path, "%s/pids", dir);
-    char *pids = slurp(path);
+    char *pids = testenv_read_file(path);
     assert_non_null(pids);
     int started = 0;
     for (char *line = strtok(pids, "\n"); line; line = strtok(NULL, "\n")) {
@@ -89,7 +71,7 @@ static void test_demo_delivers_tickets_and_stops_cleanly(void **state)
         const char *name = strchr(line, ' ');
         assert_non_null(name);
         snprintf(path, sizeof path, "%s/%s.log", dir, name + 1);
-        char *log = slurp(path);
+        char *log = testenv_read_file(path);
         assert_non_null(log);
         assert_null(strstr(log, "ERROR: AddressSanitizer"));
         assert_null(strstr(log, "ERROR: LeakSanitizer"));

@@ -67,3 +67,21 @@ bool testenv_wait_until(bool (*cond)(void *ctx), void *ctx, int timeout_ms, int 
         nanosleep(&pause, NULL);
     }
 }
+
+char *testenv_read_file(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while (mem && (n = fread(chunk, 1, sizeof chunk, fp)) > 0)
+        fwrite(chunk, 1, n, mem);
+    fclose(fp);
+    if (mem)
+        fclose(mem);
+    return buf;
+}

@@ -33,4 +33,8 @@ bool testenv_wait_until(bool (*cond)(void *ctx), void *ctx, int timeout_ms, int 
 /* Monotonic milliseconds. */
 int64_t testenv_now_ms(void);
 
+/* The whole file as a NUL-terminated malloc'd string (free() it), or NULL when it cannot be
+ * read. For tests that check what a binary printed into its log. */
+char *testenv_read_file(const char *path);
+
 #endif

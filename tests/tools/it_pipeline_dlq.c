@@ -19,24 +19,6 @@ typedef struct {
     int runs;
 } fx_t;
 
-static char *read_file(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while (mem && (n = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        fwrite(chunk, 1, n, mem);
-    fclose(fp);
-    if (mem)
-        fclose(mem);
-    return buf;
-}
-
 static void letter_confirmed(void *opaque, bool ok, const char *error)
 {
     (void)error;
@@ -56,7 +38,7 @@ static int dlq_cli(fx_t *f, const char *const *args, char **out)
     pid_t pid = simproc_spawn("pipeline-dlq", args, wt_env(&f->w), log, err, sizeof err);
     assert_true(pid > 0);
     int rc = simproc_wait(pid, 60000);
-    *out = read_file(log);
+    *out = testenv_read_file(log);
     assert_non_null(*out);
     return rc;
 }

@@ -17,24 +17,6 @@
 #define PLOOMES_URL "http://127.0.0.1:9/api"
 #define PLOOMES_KEY "status-test-key-123"
 
-static char *read_file(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while (mem && (n = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        fwrite(chunk, 1, n, mem);
-    fclose(fp);
-    if (mem)
-        fclose(mem);
-    return buf;
-}
-
 /* Commits offset `off` of partition p of <prefix>ploomes.tasks for group <prefix>tasks-to-milvus. */
 static void commit_group(wt_t *w, const char *topic, int32_t p, int64_t off)
 {
@@ -108,7 +90,7 @@ static int status_cli(wt_t *w, const char *const *args, char **out, int n)
     pid_t pid = simproc_spawn("pipeline-status", args, wt_env(w), log, err, sizeof err);
     assert_true(pid > 0);
     int rc = simproc_wait(pid, 60000);
-    *out = read_file(log);
+    *out = testenv_read_file(log);
     assert_non_null(*out);
     return rc;
 }

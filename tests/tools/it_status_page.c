@@ -42,24 +42,6 @@ extern char **environ;
 
 static atomic_int confirmed;
 
-static char *read_file(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while (mem && (n = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        fwrite(chunk, 1, n, mem);
-    fclose(fp);
-    if (mem)
-        fclose(mem);
-    return buf;
-}
-
 /* <build>/test-artifacts (made if missing) into buf. */
 static const char *artifact_dir(char *buf, size_t size)
 {
@@ -121,7 +103,7 @@ static char *dom(const wt_t *w, int port, const char *path, const char *name)
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     snprintf(out, sizeof out, "%s/it_status_page-%s.html", artifact_dir(dir, sizeof dir), name);
     assert_int_equal(chromium(w, "--dump-dom", url, out), 0);
-    char *text = read_file(out);
+    char *text = testenv_read_file(out);
     assert_non_null(text);
     assert_non_null(strstr(text, "</html>"));
     return text;
@@ -420,7 +402,7 @@ static void test_status_page(void **state)
                               wt_env(&w), log, err, sizeof err);
     assert_true(pid > 0);
     assert_int_equal(simproc_wait(pid, 60000), 2);
-    char *text = read_file(log);
+    char *text = testenv_read_file(log);
     assert_non_null(strstr(text, "STATUS_REPLAY_TOKEN"));
     free(text);
 
