@@ -1125,10 +1125,23 @@ static void add_prop(loader_t *ld, const char *name, const char *value, bool sec
         return;
     }
     cfg->kafka_props = grown;
+    size_t n = cfg->kafka_prop_count;
+    const char **names = realloc(cfg->kafka_prop_names, (n + 1) * sizeof *names);
+    if (names)
+        cfg->kafka_prop_names = names;
+    const char **values = realloc(cfg->kafka_prop_values, (n + 1) * sizeof *values);
+    if (values)
+        cfg->kafka_prop_values = values;
+    if (!names || !values) {
+        ld->oom = true;
+        return;
+    }
     config_kafka_prop_t *p = &grown[cfg->kafka_prop_count++];
     p->name = xstrdup(ld, name);
     p->value = xstrdup(ld, value);
     p->secret = secret;
+    names[n] = p->name;
+    values[n] = p->value;
 }
 
 static void get_kafka(loader_t *ld)
@@ -1385,6 +1398,8 @@ void config_free(config_t *cfg)
         free(cfg->kafka_props[i].value);
     }
     free(cfg->kafka_props);
+    free(cfg->kafka_prop_names);
+    free(cfg->kafka_prop_values);
     free(cfg->topic_prefix);
     free(cfg->mongodb_uri);
     free(cfg->mongodb_uri_redacted);

@@ -103,6 +103,10 @@ typedef struct {
                                           Apply them BEFORE the pipeline's own mandatory
                                           settings so those cannot be overridden by accident */
     size_t kafka_prop_count;
+    /* The same properties as two parallel arrays of kafka_prop_count entries (what
+     * kafka_settings_t takes: kafka_settings_from_config()). */
+    const char **kafka_prop_names;
+    const char **kafka_prop_values;
     char *topic_prefix;                /* "" by default; used verbatim */
     int topic_partitions;              /* 6 */
     int64_t kafka_max_message_bytes;   /* KAFKA_MAX_MESSAGE_BYTES, 8 MiB: topics'

@@ -172,6 +172,15 @@ static int64_t settings_max_bytes(const kafka_settings_t *s)
     return v;
 }
 
+kafka_settings_t kafka_settings_from_config(const config_t *cfg)
+{
+    return (kafka_settings_t){.bootstrap_servers = cfg->kafka_bootstrap_servers,
+                              .names = cfg->kafka_prop_names,
+                              .values = cfg->kafka_prop_values,
+                              .count = cfg->kafka_prop_count,
+                              .max_message_bytes = cfg->kafka_max_message_bytes};
+}
+
 int64_t kafka_topic_max_message_bytes(const kafka_settings_t *s, int id)
 {
     return settings_max_bytes(s) + (id == KAFKA_TOPIC_DLQ ? KAFKA_DLQ_EXTRA_BYTES : 0);

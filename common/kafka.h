@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+
 /* ---- status codes ---------------------------------------------------------------------------
  * 0 = ok; negative = failure. The error buffer (when given) holds a sentence for an operator. */
 typedef enum {
@@ -61,6 +63,10 @@ typedef struct kafka_settings {
      * 0 (or negative) = KAFKA_MAX_MESSAGE_BYTES_DEFAULT, so a zeroed struct is safe. */
     int64_t max_message_bytes;
 } kafka_settings_t;
+
+/* The settings of a loaded configuration: KAFKA_BOOTSTRAP_SERVERS, the KAFKA_* passthrough and
+ * KAFKA_MAX_MESSAGE_BYTES. Everything is borrowed from cfg (valid until config_free()). */
+kafka_settings_t kafka_settings_from_config(const config_t *cfg);
 
 #define KAFKA_MAX_MESSAGE_BYTES_DEFAULT ((int64_t)8 * 1024 * 1024) /* SPEC §6: 8 MiB */
 #define KAFKA_DLQ_EXTRA_BYTES ((int64_t)64 * 1024) /* room for a dead letter's headers */

@@ -609,7 +609,6 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
     ctx.binary = binary;
     ctx.source = src->source;
     metrics_server_t *server = NULL;
-    const char **knames = NULL, **kvalues = NULL;
 
     ctx.metrics = metrics_new();
     if (ctx.metrics == NULL || !register_metrics(&ctx)) {
@@ -712,25 +711,7 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
     }
 
     /* Kafka: topics, then the idempotent producer. */
-    if (cfg->kafka_prop_count > 0) {
-        knames = calloc(cfg->kafka_prop_count, sizeof *knames);
-        kvalues = calloc(cfg->kafka_prop_count, sizeof *kvalues);
-        if (knames == NULL || kvalues == NULL) {
-            log_msg(LOG_ERROR, "startup_failed",
-                    "error=\"out of memory copying %zu KAFKA_* properties\"",
-                    cfg->kafka_prop_count);
-            goto out;
-        }
-        for (size_t i = 0; i < cfg->kafka_prop_count; i++) {
-            knames[i] = cfg->kafka_props[i].name;
-            kvalues[i] = cfg->kafka_props[i].value;
-        }
-    }
-    kafka_settings_t ks = {.bootstrap_servers = cfg->kafka_bootstrap_servers,
-                           .names = knames,
-                           .values = kvalues,
-                           .count = cfg->kafka_prop_count,
-                           .max_message_bytes = cfg->kafka_max_message_bytes};
+    kafka_settings_t ks = kafka_settings_from_config(cfg);
     ctx.record_max_bytes = kafka_record_max_bytes(&ks, false);
     kafka_topic_id_t ids[KAFKA_TOPIC_COUNT];
     size_t nids = src->topics(cfg, ids, KAFKA_TOPIC_COUNT);
@@ -832,8 +813,6 @@ out:
     store_close(ctx.store);
     metrics_server_stop(server);
     metrics_free(ctx.metrics);
-    free(knames);
-    free(kvalues);
     log_msg(LOG_INFO, "producer_stopped", "source=%s exit_code=%d", src->source, exit_code);
     return exit_code;
 }

@@ -19,34 +19,6 @@ dlq_filter_t dlq_filter_all(void)
     return (dlq_filter_t){.partition = -1, .from_offset = -1, .to_offset = -1};
 }
 
-int dlq_settings_from_config(const config_t *cfg, kafka_settings_t *out, const char ***names,
-                             const char ***values)
-{
-    *names = NULL;
-    *values = NULL;
-    size_t n = cfg->kafka_prop_count;
-    if (n > 0) {
-        *names = calloc(n, sizeof **names);
-        *values = calloc(n, sizeof **values);
-        if (!*names || !*values) {
-            free(*names);
-            free(*values);
-            *names = *values = NULL;
-            return -1;
-        }
-        for (size_t i = 0; i < n; i++) {
-            (*names)[i] = cfg->kafka_props[i].name;
-            (*values)[i] = cfg->kafka_props[i].value;
-        }
-    }
-    *out = (kafka_settings_t){.bootstrap_servers = cfg->kafka_bootstrap_servers,
-                              .names = *names,
-                              .values = *values,
-                              .count = n,
-                              .max_message_bytes = cfg->kafka_max_message_bytes};
-    return 0;
-}
-
 /* A group-less consumer able to fetch the largest dead letter. Returns NULL with err. */
 static rd_kafka_t *reader_new(const kafka_settings_t *s, char *err, size_t errlen)
 {

@@ -74,12 +74,6 @@ typedef struct {
 /* A filter that keeps everything. */
 dlq_filter_t dlq_filter_all(void);
 
-/* Builds librdkafka settings from the loaded config. The arrays are malloc'd into `names` /
- * `values` (free both with free()); `out` borrows them and the config. Returns 0, or -1 when out
- * of memory. */
-int dlq_settings_from_config(const config_t *cfg, kafka_settings_t *out, const char ***names,
-                             const char ***values);
-
 /* Reads every letter of `<prefix>pipeline.dlq` matching `f` (see the top comment). A missing
  * topic is an empty list. Returns 0, or -1 with err set (broker unreachable, out of memory). */
 int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *f,

@@ -365,10 +365,7 @@ static int run(const config_t *cfg, const opts_t *o)
     if (replay && !o->selected && !o->all)
         return usage("%s", "replay needs a selection (--worker, --error-class, --from/--to, "
                            "--since, --limit) or --all");
-    const char **names = NULL, **values = NULL;
-    kafka_settings_t ks;
-    if (dlq_settings_from_config(cfg, &ks, &names, &values) != 0)
-        return CONFIG_EXIT_FATAL;
+    kafka_settings_t ks = kafka_settings_from_config(cfg);
     char err[1024];
     dlq_list_t l;
     int rc;
@@ -382,8 +379,6 @@ static int run(const config_t *cfg, const opts_t *o)
            : cmd_list(&l, o->json);
         dlq_list_free(&l);
     }
-    free(names);
-    free(values);
     return rc;
 }
 

@@ -518,10 +518,7 @@ out:
 
 static int run(const config_t *cfg, const opts_t *o)
 {
-    const char **names = NULL, **values = NULL;
-    kafka_settings_t ks;
-    if (dlq_settings_from_config(cfg, &ks, &names, &values) != 0)
-        return CONFIG_EXIT_FATAL;
+    kafka_settings_t ks = kafka_settings_from_config(cfg);
     char err[512];
     store_t *st = store_open(cfg->mongodb_uri, err, sizeof err);
     if (!st)
@@ -550,8 +547,6 @@ static int run(const config_t *cfg, const opts_t *o)
         } while (o->watch && app_sleep_ms((int64_t)o->interval_s * 1000));
     }
     store_close(st);
-    free(names);
-    free(values);
     return rc;
 }
 

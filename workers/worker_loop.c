@@ -791,14 +791,6 @@ static void loop(worker_rt_t *rt, void *state, int64_t idle_limit)
     }
 }
 
-static const char **kafka_props(const config_t *cfg, bool names)
-{
-    const char **a = calloc(cfg->kafka_prop_count + 1, sizeof *a);
-    for (size_t i = 0; a != NULL && i < cfg->kafka_prop_count; i++)
-        a[i] = names ? cfg->kafka_props[i].name : cfg->kafka_props[i].value;
-    return a;
-}
-
 int worker_main(const worker_handler_t *h, int argc, char **argv)
 {
     app_spec_t spec = {.name = h->name,
@@ -822,10 +814,9 @@ int worker_main(const worker_handler_t *h, int argc, char **argv)
     metrics_server_t *server = NULL;
     void *state = NULL;
     bool inited = false;
-    const char **knames = kafka_props(cfg, true), **kvalues = kafka_props(cfg, false);
 
     rt.metrics = metrics_new();
-    if (rt.metrics == NULL || !register_metrics(&rt) || knames == NULL || kvalues == NULL) {
+    if (rt.metrics == NULL || !register_metrics(&rt)) {
         log_msg(LOG_ERROR, "startup_failed", "error=\"out of memory\"");
         goto out;
     }
@@ -848,11 +839,7 @@ int worker_main(const worker_handler_t *h, int argc, char **argv)
     if ((h->config_needs & CONFIG_NEED_MILVUS) &&
         (rt.milvus = open_api(&rt, API_MILVUS, &rt.rl_milvus, &exit_code)) == NULL)
         goto out;
-    kafka_settings_t ks = {.bootstrap_servers = cfg->kafka_bootstrap_servers,
-                           .names = knames,
-                           .values = kvalues,
-                           .count = cfg->kafka_prop_count,
-                           .max_message_bytes = cfg->kafka_max_message_bytes};
+    kafka_settings_t ks = kafka_settings_from_config(cfg);
     if (cfg->max_in_flight > 1 && worker_pool_init(&rt) != 0) {
         log_msg(LOG_ERROR, "startup_failed", "error=\"cannot create the handling pool\"");
         goto out;
@@ -924,8 +911,6 @@ out:
     metrics_server_stop(server);
     metrics_free(rt.metrics);
     free(rt.backoffs);
-    free(knames);
-    free(kvalues);
     log_msg(LOG_INFO, "worker_stopped", "worker=%s exit_code=%d", h->name, exit_code);
     app_free(&app);
     return exit_code;

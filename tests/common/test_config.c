@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "kafka.h"
 #include "log.h"
 
 #define ALL_NEEDS 0xffu
@@ -713,6 +714,14 @@ static void test_kafka_passthrough(void **state)
     assert_string_equal(c.kafka_props[3].value, "kpw-123456");
     assert_true(c.kafka_props[3].secret);
     assert_string_equal(c.kafka_sasl_password, "kpw-123456");
+    /* what every client is built from: the same pairs, in order */
+    kafka_settings_t ks = kafka_settings_from_config(&c);
+    assert_int_equal(ks.count, 4);
+    for (size_t i = 0; i < ks.count; i++) {
+        assert_string_equal(ks.names[i], c.kafka_props[i].name);
+        assert_string_equal(ks.values[i], c.kafka_props[i].value);
+    }
+    assert_int_equal(ks.max_message_bytes, c.kafka_max_message_bytes);
     assert_int_equal(c.warning_count, 2);
     assert_non_null(strstr(c.warnings[0], "KAFKA_HOME"));
     assert_non_null(strstr(c.warnings[1], "heap.opts"));
