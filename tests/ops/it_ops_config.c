@@ -1,8 +1,13 @@
-/* it_ops_config: docker-compose.yml, the Prometheus config and alert rules, and what the
- * compose services run and set, checked without a Docker engine (issue 11): Debian's
- * docker-compose validates the file, promtool the Prometheus files, and tests/ops/check_ops.py
- * checks each service's binary exists and reads every variable the service sets. Integration
- * label: it runs the built binaries' --help. */
+/* it_ops_config: what docker-compose, Prometheus and Grafana are given, checked without a Docker
+ * engine (issue 11), by two Python checkers:
+ *   tests/ops/check_ops.py      Debian's docker-compose validates the file, promtool the
+ *                               Prometheus files; each service's binary exists and reads every
+ *                               variable the service sets; the README's environment table is
+ *                               what the binaries' --help say;
+ *   tests/ops/check_metrics.py  every metric an alert rule or a dashboard panel names is exported
+ *                               by a running binary (both simulators, producers, the four workers
+ *                               and pipeline-status --serve against the test's Kafka and MongoDB;
+ *                               each must exit 0 on SIGTERM). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,13 +19,13 @@
 
 #include "testenv.h"
 
-static void test_compose_prometheus_grafana(void **state)
+/* Runs tests/ops/<script> SOURCE_DIR BIN_DIR; its findings are on stdout. */
+static void run_checker(const char *script)
 {
-    (void)state;
     const char *src = testenv_require("PIPELINE_SOURCE_DIR");
     const char *bin = testenv_require("PIPELINE_BIN_DIR");
     char cmd[4096];
-    int n = snprintf(cmd, sizeof cmd, "python3 '%s/tests/ops/check_ops.py' '%s' '%s'", src, src,
+    int n = snprintf(cmd, sizeof cmd, "python3 '%s/tests/ops/%s' '%s' '%s'", src, script, src,
                      bin);
     assert_true(n > 0 && (size_t)n < sizeof cmd);
     int rc = system(cmd);
@@ -28,10 +33,23 @@ static void test_compose_prometheus_grafana(void **state)
     assert_int_equal(WEXITSTATUS(rc), 0);
 }
 
+static void test_compose_prometheus_grafana(void **state)
+{
+    (void)state;
+    run_checker("check_ops.py");
+}
+
+static void test_rules_and_panels_name_real_metrics(void **state)
+{
+    (void)state;
+    run_checker("check_metrics.py");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compose_prometheus_grafana),
+        cmocka_unit_test(test_rules_and_panels_name_real_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
