@@ -699,4 +699,36 @@ static inline const char *wt_run_table(wt_t *w, const char *binary, const char *
     return wt_check_outcomes(w, base, rows, n, stride);
 }
 
+/* Commits offset `off` of partition p of `topic` for the consumer group <prefix><worker>, as if
+ * that worker had finished everything before it (pipeline-status tests: a known lag). Returns 0
+ * or -1 (said on stderr). */
+static inline int wt_commit_group(const wt_t *w, const char *worker, const char *topic, int32_t p,
+                                  int64_t off)
+{
+    char group[256], err[512];
+    snprintf(group, sizeof group, "%s%s", w->prefix, worker);
+    kafka_settings_t s = wt_settings();
+    rd_kafka_conf_t *conf = kafka_conf_from_settings(&s, err, sizeof err);
+    if (conf == NULL || kafka_conf_set(conf, "group.id", group, err, sizeof err) != 0) {
+        fprintf(stderr, "wt_commit_group: %s\n", err);
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (rk == NULL) {
+        fprintf(stderr, "wt_commit_group: %s\n", err);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, topic, p)->offset = off;
+    rd_kafka_resp_err_t e = rd_kafka_commit(rk, tp, 0);
+    rd_kafka_topic_partition_list_destroy(tp);
+    rd_kafka_destroy(rk);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fprintf(stderr, "wt_commit_group: %s\n", rd_kafka_err2str(e));
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
 #endif
