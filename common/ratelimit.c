@@ -20,6 +20,8 @@
 #define RL_INSERT_TRIES 32 /* lost races in one try_acquire before reporting "wait 1 ms" */
 #define RL_SLICE_MS 100
 #define RL_DUP_KEY 11000
+#define RL_BLOCK_SPAN_MS 100 /* automatic B: the grants of about 100 ms at the full rate */
+#define RL_EXPIRY_DIV 20     /* automatic E = W / 20 */
 
 struct ratelimit {
     mongoc_client_pool_t *pool;
@@ -31,8 +33,16 @@ struct ratelimit {
     int64_t window_ms;
     int64_t margin_ms;
     store_clock_t *clock; /* MongoDB's clock: every stamp and every comparison */
-    pthread_mutex_t lock; /* guards hint */
-    int64_t hint;         /* highest ticket number seen; -1 = unknown */
+    int batch;            /* B: grants per block */
+    int blocks;           /* M = floor(N / B): blocks per window */
+    int64_t expiry_ms;    /* E: 0 when B = 1 */
+    pthread_mutex_t refill; /* one thread at a time talks to MongoDB for a block */
+    pthread_mutex_t lock;   /* guards everything below (short sections only) */
+    int64_t hint;           /* highest block number seen; -1 = unknown */
+    int pool_left;          /* tickets of this process's current block still to hand out */
+    int64_t pool_expires;   /* MongoDB time after which they are dropped */
+    int64_t spent_until;    /* monotonic: the budget was seen spent until then */
+    ratelimit_stats_t stats;
 };
 
 typedef struct {
@@ -65,10 +75,23 @@ ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t er
         return NULL;
     }
     pthread_mutex_init(&rl->lock, NULL);
+    pthread_mutex_init(&rl->refill, NULL);
     rl->pool = opts->pool;
     rl->limit = opts->limit;
     rl->window_ms = opts->window_ms > 0 ? opts->window_ms : RL_DEFAULT_WINDOW_MS;
     rl->margin_ms = opts->margin_ms >= 0 ? opts->margin_ms : RL_DEFAULT_MARGIN_MS;
+    int64_t batch = opts->batch > 0
+                        ? opts->batch
+                        : (int64_t)rl->limit * RL_BLOCK_SPAN_MS / rl->window_ms;
+    if (batch < 1)
+        batch = 1;
+    if (batch > rl->limit)
+        batch = rl->limit;
+    rl->batch = (int)batch;
+    rl->blocks = rl->limit / rl->batch;
+    rl->expiry_ms = rl->batch == 1 ? 0
+                    : opts->batch_expiry_ms > 0 ? opts->batch_expiry_ms
+                                                : rl->window_ms / RL_EXPIRY_DIV;
     rl->hint = -1;
     rl->clock = store_clock_new(opts->pool, opts->database, opts->clock_skew_ms);
     rl->database = strdup(opts->database);
@@ -128,6 +151,7 @@ void ratelimit_free(ratelimit_t *rl)
     if (!rl)
         return;
     pthread_mutex_destroy(&rl->lock);
+    pthread_mutex_destroy(&rl->refill);
     store_clock_free(rl->clock);
     free(rl->database);
     free(rl->collection);
@@ -153,23 +177,47 @@ static void raise_hint(ratelimit_t *rl, int64_t k)
     pthread_mutex_unlock(&rl->lock);
 }
 
-/* Reads the tickets numbered >= lo (into a new array *out of *count entries) and the pauses
- * (*pause_until = the latest `until` of them, 0 when none). Returns 0, or -1 with err filled. */
-static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, rl_ticket_t **out,
-                      size_t *count, int64_t *pause_until, char *err, size_t errlen)
+static void count_trip(ratelimit_t *rl, uint64_t docs)
+{
+    pthread_mutex_lock(&rl->lock);
+    rl->stats.round_trips++;
+    rl->stats.docs_read += docs;
+    pthread_mutex_unlock(&rl->lock);
+}
+
+static void block_id(const ratelimit_t *rl, int64_t k, char *id, size_t idlen)
+{
+    snprintf(id, idlen, "%s:%lld", rl->bucket, (long long)k);
+}
+
+/* Reads the blocks numbered >= lo, the block `also` (by _id; < 0: none) and the pauses (into a
+ * new array *out of *count entries; *pause_until = the latest `until` of the pauses, 0 when
+ * none). Returns 0, or -1 with err filled. */
+static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, int64_t also,
+                      rl_ticket_t **out, size_t *count, int64_t *pause_until, char *err,
+                      size_t errlen)
 {
     /* pauses: one document per penalize() ({_id: "<bucket>:pause:<until>", until}), and the
      * single upserted {_id: "<bucket>:pause"} of older versions; both carry `until` */
-    bson_t *filter = BCON_NEW("bucket", BCON_UTF8(rl->bucket), "$or", "[", "{", "k", "{", "$gte",
-                              BCON_INT64(lo), "}", "}", "{", "until", "{", "$exists",
-                              BCON_BOOL(true), "}", "}", "]");
+    char also_id[HASH_HEX_SIZE + 24];
+    block_id(rl, also, also_id, sizeof also_id);
+    bson_t *filter = also >= 0 && also < lo
+                         ? BCON_NEW("bucket", BCON_UTF8(rl->bucket), "$or", "[", "{", "k", "{",
+                                    "$gte", BCON_INT64(lo), "}", "}", "{", "_id",
+                                    BCON_UTF8(also_id), "}", "{", "until", "{", "$exists",
+                                    BCON_BOOL(true), "}", "}", "]")
+                         : BCON_NEW("bucket", BCON_UTF8(rl->bucket), "$or", "[", "{", "k", "{",
+                                    "$gte", BCON_INT64(lo), "}", "}", "{", "until", "{",
+                                    "$exists", BCON_BOOL(true), "}", "}", "]");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
     const bson_t *doc;
     rl_ticket_t *arr = NULL;
     size_t n = 0, cap = 0;
+    uint64_t docs = 0;
     int rc = -1;
     *pause_until = 0;
     while (mongoc_cursor_next(cur, &doc)) {
+        docs++;
         bson_iter_t it;
         if (bson_iter_init_find(&it, doc, "until")) {
             int64_t until = bson_iter_as_int64(&it);
@@ -185,7 +233,7 @@ static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, rl
         if (tk.k < 0)
             continue;
         if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
+            size_t ncap = cap ? cap * 2 : 16;
             rl_ticket_t *grown = realloc(arr, ncap * sizeof *arr);
             if (!grown) {
                 errbuf_set(err, errlen, "rate limiter %s: out of memory", rl->name);
@@ -204,6 +252,7 @@ static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, rl
     }
     rc = 0;
 out:
+    count_trip(rl, docs);
     mongoc_cursor_destroy(cur);
     bson_destroy(filter);
     if (rc == 0) {
@@ -215,12 +264,45 @@ out:
     return rc;
 }
 
-/* Deletes tickets older than newest - 2N and pauses that ended a window ago (best effort: a
+/* Point read of block k by _id: 1 and *t when found, 0 when absent, -1 with err filled. */
+static int read_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t k, int64_t *t,
+                      char *err, size_t errlen)
+{
+    char id[HASH_HEX_SIZE + 24];
+    block_id(rl, k, id, sizeof id);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    const bson_t *doc;
+    int rc = 0;
+    uint64_t docs = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        docs++;
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "t")) {
+            *t = bson_iter_as_int64(&it);
+            rc = 1;
+        }
+    }
+    bson_error_t error;
+    if (mongoc_cursor_error(cur, &error)) {
+        errbuf_set(err, errlen, "rate limiter %s: reading %s.%s failed: %s", rl->name, rl->database,
+                   rl->collection, error.message);
+        rc = -1;
+    }
+    count_trip(rl, docs);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    return rc;
+}
+
+/* Deletes blocks older than newest - 2M and pauses that ended a window ago (best effort: a
  * failure only leaves more documents). */
 static void collect_garbage(ratelimit_t *rl, mongoc_collection_t *coll, int64_t newest,
                             int64_t now)
 {
-    int64_t below = newest - 2 * (int64_t)rl->limit;
+    int64_t below = newest - 2 * (int64_t)rl->blocks;
     if (below <= 0)
         return;
     bson_t *filter = BCON_NEW("bucket", BCON_UTF8(rl->bucket), "$or", "[", "{", "k", "{", "$lt",
@@ -230,6 +312,7 @@ static void collect_garbage(ratelimit_t *rl, mongoc_collection_t *coll, int64_t 
     if (!mongoc_collection_delete_many(coll, filter, NULL, NULL, &error))
         log_msg(LOG_DEBUG, "ratelimit_gc_failed", "limiter=%s error_code=%u", rl->name,
                 error.code);
+    count_trip(rl, 0);
     bson_destroy(filter);
 }
 
@@ -243,33 +326,69 @@ static int server_now(ratelimit_t *rl, int64_t *now, char *err, size_t errlen)
     return -1;
 }
 
-int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen)
+/* Without MongoDB: 1 = a ticket of this process's block was taken, 0 = the budget is known to
+ * be spent (*wait_ms set), 2 = ask MongoDB, -1 = the clock could not be read (err filled). */
+static int take_local(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen)
 {
-    mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
-    mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
-    int rc = -1;
+    int rc = 2;
+    pthread_mutex_lock(&rl->lock);
+    if (rl->pool_left > 0) {
+        int64_t now = 0;
+        if (server_now(rl, &now, err, errlen) != 0) {
+            rc = -1;
+        } else if (now <= rl->pool_expires) {
+            rl->pool_left--;
+            rl->stats.grants++;
+            rc = 1;
+        } else {
+            rl->stats.expired += (uint64_t)rl->pool_left; /* too old to be used: dropped */
+            rl->pool_left = 0;
+        }
+    }
+    if (rc == 2) {
+        int64_t mono = clock_mono_ms();
+        if (mono < rl->spent_until) {
+            *wait_ms = rl->spent_until - mono;
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&rl->lock);
+    return rc;
+}
+
+/* One store round for a new block (the caller holds rl->refill): 1 = inserted (its first ticket
+ * is the caller's, the others go to the pool), 0 = spent (*wait_ms), -1 = error. */
+static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t *wait_ms, char *err,
+                         size_t errlen)
+{
     rl_ticket_t *tickets = NULL;
+    int rc = -1;
+    const int64_t spacing = rl->window_ms + rl->margin_ms + rl->expiry_ms;
     *wait_ms = 1;
 
     for (int tries = 0; tries < RL_INSERT_TRIES; tries++) {
         int64_t read_start = clock_mono_ms();
         int64_t hint = get_hint(rl);
-        int64_t lo = hint - rl->limit;
-        if (lo < 0)
-            lo = 0;
+        int64_t lo = hint < 0 ? 0 : hint;
+        /* the predecessor of hint + 1 (the next block when nobody else inserted one), read in
+         * the same query */
+        int64_t guess_pred = hint < 0 ? -1 : hint + 1 - rl->blocks;
         size_t n = 0;
         int64_t pause_until = 0;
         free(tickets);
         tickets = NULL;
-        if (read_state(rl, coll, lo, &tickets, &n, &pause_until, err, errlen) != 0)
+        if (read_state(rl, coll, lo, guess_pred, &tickets, &n, &pause_until, err, errlen) != 0)
             goto out;
 
-        int64_t max_k = -1;
-        for (size_t i = 0; i < n; i++)
+        int64_t max_k = -1, newest_t = 0;
+        for (size_t i = 0; i < n; i++) {
             if (tickets[i].k > max_k)
                 max_k = tickets[i].k;
+            if (tickets[i].t > newest_t)
+                newest_t = tickets[i].t;
+        }
         if (hint >= 0 && max_k < hint) {
-            /* the newest ticket we saw is gone (the collection was dropped or wiped): forget
+            /* the newest block we saw is gone (the collection was dropped or wiped): forget
              * the hint and read everything again */
             pthread_mutex_lock(&rl->lock);
             rl->hint = -1;
@@ -277,26 +396,32 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
             continue;
         }
         int64_t next = max_k + 1;
-        int64_t pred = next - rl->limit;
-        int64_t free_at = 0; /* wall ms from which ticket `next` may be taken */
+        int64_t pred = next - rl->blocks;
+        int64_t free_at = 0; /* MongoDB ms from which block `next` may be taken */
         if (pred >= 0) {
-            bool found = false;
+            int found = 0;
+            int64_t pred_t = 0;
             for (size_t i = 0; i < n; i++) {
                 if (tickets[i].k == pred) {
-                    free_at = tickets[i].t + rl->window_ms + rl->margin_ms;
-                    found = true;
+                    pred_t = tickets[i].t;
+                    found = 1;
                     break;
                 }
             }
-            if (!found) {
+            if (!found && pred >= lo) {
+                /* read `k >= lo` would have returned it */
+            } else if (!found && pred != guess_pred) {
+                found = read_block(rl, coll, pred, &pred_t, err, errlen);
+                if (found < 0)
+                    goto out;
+            }
+            if (found) {
+                free_at = pred_t + spacing;
+            } else {
                 /* The predecessor vanished (deleted by hand, a partial wipe, another N, a read
                  * that missed it): its stamp is unknown, so assume the worst — no older than the
-                 * newest ticket seen. Granting at once would break "N per window". */
-                int64_t newest_t = 0;
-                for (size_t i = 0; i < n; i++)
-                    if (tickets[i].t > newest_t)
-                        newest_t = tickets[i].t;
-                free_at = newest_t + rl->window_ms + rl->margin_ms;
+                 * newest block seen. Granting at once would break "N per window". */
+                free_at = newest_t + spacing;
                 log_msg(LOG_WARN, "ratelimit_missing_ticket", "limiter=%s ticket=%lld",
                         rl->name, (long long)pred);
             }
@@ -309,16 +434,24 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
         if (now < free_at) {
             raise_hint(rl, max_k);
             *wait_ms = free_at - now;
+            pthread_mutex_lock(&rl->lock);
+            int64_t until = clock_mono_ms() + *wait_ms;
+            if (until > rl->spent_until)
+                rl->spent_until = until;
+            pthread_mutex_unlock(&rl->lock);
             rc = 0;
             goto out;
         }
 
         char id[HASH_HEX_SIZE + 24];
-        snprintf(id, sizeof id, "%s:%lld", rl->bucket, (long long)next);
+        block_id(rl, next, id, sizeof id);
         bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "bucket", BCON_UTF8(rl->bucket), "k",
                                BCON_INT64(next), "t", BCON_INT64(now));
+        if (rl->batch > 1)
+            BSON_APPEND_INT32(doc, "n", rl->batch);
         bson_error_t error;
         bool ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &error);
+        count_trip(rl, 0);
         bson_destroy(doc);
         if (!ok) {
             if (error.code == RL_DUP_KEY) {
@@ -330,16 +463,24 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
             goto out;
         }
         raise_hint(rl, next);
-        if (next % rl->limit == 0)
+        if (next % rl->blocks == 0)
             collect_garbage(rl, coll, next, now);
         int64_t took = clock_mono_ms() - read_start;
         if (took > rl->window_ms / 2) {
-            /* Our view may have been stale enough to race the clean-up: the ticket stays as a
+            /* Our view may have been stale enough to race the clean-up: the block stays as a
              * used slot (costs capacity, never safety), but no request is made on it. */
             log_msg(LOG_WARN, "ratelimit_slow_acquire", "limiter=%s took_ms=%lld", rl->name,
                     (long long)took);
             continue;
         }
+        pthread_mutex_lock(&rl->lock);
+        rl->stats.blocks++;
+        rl->stats.grants++;
+        if (rl->batch > 1) {
+            rl->pool_left = rl->batch - 1;
+            rl->pool_expires = now + rl->expiry_ms;
+        }
+        pthread_mutex_unlock(&rl->lock);
         rc = 1;
         goto out;
     }
@@ -348,8 +489,27 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
 
 out:
     free(tickets);
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(rl->pool, client);
+    return rc;
+}
+
+int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen)
+{
+    *wait_ms = 1;
+    int rc = take_local(rl, wait_ms, err, errlen);
+    if (rc != 2)
+        return rc;
+    pthread_mutex_lock(&rl->refill);
+    /* another thread may have refilled (or found the budget spent) while we waited */
+    rc = take_local(rl, wait_ms, err, errlen);
+    if (rc == 2) {
+        mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
+        mongoc_collection_t *coll =
+            mongoc_client_get_collection(client, rl->database, rl->collection);
+        rc = acquire_block(rl, coll, wait_ms, err, errlen);
+        mongoc_collection_destroy(coll);
+        mongoc_client_pool_push(rl->pool, client);
+    }
+    pthread_mutex_unlock(&rl->refill);
     return rc;
 }
 
@@ -411,9 +571,19 @@ int ratelimit_penalize(ratelimit_t *rl, int64_t ms, char *err, size_t errlen)
                    error.message);
         rc = -1;
     }
-    if (rc == 0)
+    if (rc == 0) {
+        /* this process stops at once: its block's tickets are dropped and its threads wait */
+        pthread_mutex_lock(&rl->lock);
+        rl->stats.round_trips++;
+        rl->stats.expired += (uint64_t)rl->pool_left;
+        rl->pool_left = 0;
+        int64_t mono_until = clock_mono_ms() + ms;
+        if (mono_until > rl->spent_until)
+            rl->spent_until = mono_until;
+        pthread_mutex_unlock(&rl->lock);
         log_msg(LOG_INFO, "ratelimit_penalized", "limiter=%s pause_ms=%lld", rl->name,
                 (long long)ms);
+    }
     bson_destroy(doc);
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(rl->pool, client);
@@ -430,12 +600,20 @@ int ratelimit_usage(ratelimit_t *rl, int *used, int *limit, char *err, size_t er
     mongoc_collection_t *coll = mongoc_client_get_collection(client, rl->database, rl->collection);
     bson_t *filter = BCON_NEW("bucket", BCON_UTF8(rl->bucket), "t", "{", "$gt",
                               BCON_INT64(since), "}");
-    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");
+    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "n", BCON_INT32(1), "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     const bson_t *doc;
-    int count = 0;
-    while (mongoc_cursor_next(cur, &doc))
-        count++;
+    int64_t count = 0;
+    uint64_t docs = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        docs++;
+        bson_iter_t it;
+        int64_t n = 1; /* a block of one: no `n` (and every document of earlier versions) */
+        if (bson_iter_init_find(&it, doc, "n") && bson_iter_as_int64(&it) > 1)
+            n = bson_iter_as_int64(&it);
+        count += n;
+    }
+    count_trip(rl, docs);
     bson_error_t error;
     int rc = 0;
     if (mongoc_cursor_error(cur, &error)) {
@@ -449,8 +627,26 @@ int ratelimit_usage(ratelimit_t *rl, int *used, int *limit, char *err, size_t er
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(rl->pool, client);
     if (rc == 0) {
-        *used = count;
+        *used = count > INT32_MAX ? INT32_MAX : (int)count;
         *limit = rl->limit;
     }
     return rc;
+}
+
+void ratelimit_stats(ratelimit_t *rl, ratelimit_stats_t *out)
+{
+    pthread_mutex_lock(&rl->lock);
+    *out = rl->stats;
+    pthread_mutex_unlock(&rl->lock);
+}
+
+void ratelimit_layout(const ratelimit_t *rl, int *batch, int *blocks_per_window,
+                      int64_t *expiry_ms)
+{
+    if (batch)
+        *batch = rl->batch;
+    if (blocks_per_window)
+        *blocks_per_window = rl->blocks;
+    if (expiry_ms)
+        *expiry_ms = rl->expiry_ms;
 }

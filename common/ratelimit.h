@@ -4,21 +4,48 @@
  *
  * Storage (collection `ratelimits` by default, in the caller's database). The bucket name is the
  * lowercase hex SHA-256 of "<base_url>|<secret>", so the secret never reaches the database.
- *   tickets  {_id:"<bucket>:<k>", bucket, k:<int64>, t:<ms since epoch>}  one per acquisition
+ *   blocks   {_id:"<bucket>:<k>", bucket, k:<int64>, t:<ms since epoch>[, n:<B>]}  one per B grants
  *   pauses   {_id:"<bucket>:pause:<until>", bucket, until:<ms since epoch>} one per penalize()
  *
- * Why tickets and not "N slot documents + conditional findAndModify": FerretDB v1 (our test and
- * sandbox database) runs findAndModify as a query followed by an unconditional update by _id,
- * without a transaction (FerretDB internal/handler/msg_findandmodify.go, TODO #2168), so two
+ * Why numbered documents and not "N slot documents + conditional findAndModify": FerretDB v1 (our
+ * test and sandbox database) runs findAndModify as a query followed by an unconditional update by
+ * _id, without a transaction (FerretDB internal/handler/msg_findandmodify.go, TODO #2168), so two
  * processes can take the same slot (measured: 8 processes racing a findAndModify on
  * {_id, t:0} -> $set t, 40 rounds: every round had several winners, up to all 8). The one
  * atomic primitive it has is a unique _id on insert (SQLite UNIQUE constraint -> E11000).
- * Rule: ticket k may be inserted only when k < N or ticket k-N has t <= now - W - margin.
- * Two inserts of the same k cannot both succeed (E11000), and any N+1 tickets contain two whose
- * numbers differ by a multiple of N, chained through tickets spaced >= W + margin apart: no
- * window of W holds more than N. Acquire = read the newest tickets, insert the next one; on a
- * duplicate someone else got it: read again. Old tickets (< newest - 2N) are deleted now and then.
- * An acquisition whose read-to-insert took longer than W/2 is not used (its ticket stays, as a
+ *
+ * Blocks (issue 13). One stored document ("block" k) grants B requests. B = max(1, N * 100 ms / W)
+ * (option `batch` overrides it): 1 for every production-size limit (120 or 600 a minute: one
+ * document per request, the format and behaviour of earlier versions), 166 at 100,000 a minute.
+ * M = floor(N / B) blocks per window (M * B <= N). E = the longest a block's tickets may be used
+ * after its stamp: 0 when B = 1 (the one ticket is used at once, as before), else W/20 (option
+ * `batch_expiry_ms`); tickets still unused then are dropped, never carried over.
+ * Rule: block k may be inserted only when k < M or block k-M has t <= now - W - margin - E.
+ * The process that inserted a block hands its B tickets to its own threads (under a mutex), each
+ * at a moment u with t <= u <= t + E on the same clock that stamped t.
+ * Proof that no window of W holds more than N grants: a grant used inside [s, s + W) comes from a
+ * block stamped in (s - E, s + W), an interval of length W + E. Two inserts of the same k cannot
+ * both succeed (E11000), and any M+1 distinct blocks contain two, k < k' = k + jM (j >= 1), whose
+ * numbers differ by a multiple of M; k' was inserted only after k'-M was seen stamped
+ * W + margin + E earlier, k'-M only after k'-2M, ... down to k, so
+ * t(k') - t(k) >= j(W + margin + E) > W + E (the margin absorbs two clocks' estimation errors
+ * and the time from the check to the request reaching the API): they cannot both lie in that
+ * interval. So at most M blocks, of at most B grants each, serve any window: M * B <= N.
+ * A predecessor that vanished (deleted by hand, a partial wipe) is taken as stamped at the
+ * newest stamp seen: never earlier than the truth.
+ * All processes of one account must use the same N, W and B (B follows from N and W unless set).
+ *
+ * Cost (issue 13): an acquisition served from the process's block is a mutex and no round trip.
+ * A refill reads only the blocks numbered >= the process's hint (the newest it has seen: usually
+ * one or two documents) plus the pauses, the predecessor k-M by _id (folded into the same query
+ * when nobody else inserted meanwhile; else one more point read), then inserts: 2-3 round trips
+ * whatever N and whatever the number of blocks already taken. Only the first read of a process
+ * (no hint yet, or after the collection was wiped: hint block gone) reads every kept block, at
+ * most 2M + M (M <= W / 100 ms when blocks are automatic). Old blocks (< newest - 2M) are
+ * deleted every M blocks. When the budget is spent, the threads of the process wait on a shared
+ * "not before" instant instead of each asking the database (another process's grant or pause
+ * never makes the next free slot earlier; after a wipe, the wait is at most the one it saw).
+ * An acquisition whose read-to-insert took longer than W/2 is not used (its block stays, as a
  * used slot): it cannot have been based on a view stale enough to race the clean-up.
  *
  * Clock: tickets and pauses are stamped, and compared, with MongoDB's clock (store_clock_now():
@@ -34,14 +61,17 @@
  * Pauses (penalize) are documents {_id:"<bucket>:pause:<until>", bucket, until}, one per call,
  * inserted (never updated): readers take the latest `until`, so two concurrent 429s keep the
  * longer pause even on FerretDB, whose upserts are a read then a write. Ended pauses are deleted
- * with old tickets.
+ * with old tickets. A pause drops the unused tickets of the block of the process that wrote it
+ * at once; another process stops using its block's tickets (B > 1 only) at its next refill, at
+ * most E later.
  *
  * MongoDB unreachable: functions return an error (never a local fallback); the caller treats it
  * as retriable.
  *
  * Ownership and threads: ratelimit_new() copies the strings it is given and borrows the pool
  * (which must outlive the limiter). A ratelimit_t may be shared by the threads of one process
- * (every call pops its own client from the thread-safe pool).
+ * (every call pops its own client from the thread-safe pool; one thread at a time refills the
+ * process's block, the others take its tickets or wait for the refill).
  */
 #ifndef PIPELINE_RATELIMIT_H
 #define PIPELINE_RATELIMIT_H
@@ -53,6 +83,9 @@
 #include <mongoc/mongoc.h>
 
 typedef struct ratelimit ratelimit_t;
+
+/* This header has blocks (B grants per document), ratelimit_stats() and ratelimit_layout(). */
+#define RATELIMIT_HAS_BLOCKS 1
 
 typedef struct {
     mongoc_client_pool_t *pool; /* borrowed, required */
@@ -66,6 +99,9 @@ typedef struct {
     const char *name;           /* for logs ("ploomes", "milvus"); NULL: "api" */
     int64_t clock_skew_ms;      /* tests only (0 in production): pretend this host's wall clock
                                    is off by this much; the limiter must not be affected */
+    int batch;                  /* B, grants per stored block: 0 = automatic (max(1, N*100ms/W));
+                                   clamped to N. Every process of the account must agree. */
+    int64_t batch_expiry_ms;    /* E when B > 1; <= 0: W/20. Ignored when B = 1 (E = 0). */
 } ratelimit_options_t;
 
 /* Creates a limiter. Validates the options, computes the bucket, and checks that MongoDB
@@ -78,10 +114,10 @@ void ratelimit_free(ratelimit_t *rl);
 /* The bucket name (64 hex characters). */
 const char *ratelimit_bucket(const ratelimit_t *rl);
 
-/* One non-blocking attempt.
- * Returns 1 when a request may be sent now (a ticket was taken), 0 when the budget is spent —
- * *wait_ms then says how long until the next ticket can be free (>= 1) — or -1 on a MongoDB
- * error (err filled; the caller treats it as retriable). */
+/* One non-blocking attempt (it may wait for another thread of this process that is refilling:
+ * one store round). Returns 1 when a request may be sent now (a ticket was taken), 0 when the
+ * budget is spent — *wait_ms then says how long until the next ticket can be free (>= 1) — or
+ * -1 on a MongoDB error (err filled; the caller treats it as retriable). */
 int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen);
 
 /* Called while ratelimit_acquire() waits. It should return within `remaining_ms` (it may return
@@ -102,7 +138,23 @@ int ratelimit_acquire(ratelimit_t *rl, volatile sig_atomic_t *stop, ratelimit_wa
 int ratelimit_penalize(ratelimit_t *rl, int64_t ms, char *err, size_t errlen);
 
 /* Use of the budget for pipeline-status: *used = tickets taken in the last W ms (all processes),
- * *limit = N. Returns 0, or -1 on a MongoDB error. */
+ * *limit = N. With B > 1 a block counts B tickets from its stamp on (granted or still reserved by
+ * its process; unused ones expire after E): an upper bound of the requests made. One read of at
+ * most about M + 1 documents. Returns 0, or -1 on a MongoDB error. */
 int ratelimit_usage(ratelimit_t *rl, int *used, int *limit, char *err, size_t errlen);
+
+/* Counters of this limiter since ratelimit_new() (for tests and bench/ratelimit_bench_main.c). */
+typedef struct {
+    uint64_t round_trips;  /* finds, inserts and deletes sent to MongoDB (not the clock's hello) */
+    uint64_t docs_read;    /* documents returned by those finds */
+    uint64_t grants;       /* try_acquire() calls that returned 1 */
+    uint64_t blocks;       /* blocks this process inserted and used */
+    uint64_t expired;      /* tickets of its blocks dropped unused (older than E) */
+} ratelimit_stats_t;
+void ratelimit_stats(ratelimit_t *rl, ratelimit_stats_t *out);
+
+/* The block size B and blocks per window M in force (see "Blocks" above). */
+void ratelimit_layout(const ratelimit_t *rl, int *batch, int *blocks_per_window,
+                      int64_t *expiry_ms);
 
 #endif

@@ -1,7 +1,9 @@
 /* Integration test of ratelimit_ against the real MongoDB-wire database (FerretDB v1 in CI):
  * the sliding-window guarantee across 4 processes, utilisation, penalize after a 429 through
  * api_, usage, the bucket name (hash, never the secret), recovery after the collection is
- * dropped, and a clear error when MongoDB does not answer. Unique database per run. */
+ * dropped, and a clear error when MongoDB does not answer; blocks of tickets at a high N across
+ * processes and threads, their expiry, and a cost per acquisition that does not grow with the
+ * tickets already taken (issue 13). Unique database per run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +141,12 @@ static int child_hook(void *ctx, int64_t remaining_ms)
     return 0;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* One multi-process run: the account's settings and each process's host clock error. */
 typedef struct {
     const char *collection;
@@ -145,7 +154,43 @@ typedef struct {
     int64_t window_ms, margin_ms;
     int64_t skew_ms[PROCS];  /* ratelimit_options_t.clock_skew_ms of process i */
     int64_t delay_ms[PROCS]; /* process i starts acquiring this much after the others */
+    int threads;             /* acquiring threads per process; 0: 1 */
+    int64_t expiry_ms;       /* ratelimit_options_t.batch_expiry_ms (0: the default) */
 } mp_params_t;
+
+/* The acquiring threads of one child process: they share its limiter and its stamp array. */
+typedef struct {
+    ratelimit_t *rl;
+    int64_t end;
+    int64_t *stamps;
+    atomic_size_t *n;
+    atomic_int *rc;
+} child_thread_t;
+
+static void *child_thread(void *arg)
+{
+    child_thread_t *c = arg;
+    child_hook_t hook = {.end = c->end};
+    char err[512];
+    while (wall_ms() < c->end) {
+        int r = ratelimit_acquire(c->rl, NULL, child_hook, &hook, err, sizeof err);
+        if (r == 1)
+            break;
+        if (r < 0) {
+            fprintf(stderr, "child thread: %s\n", err);
+            atomic_store(c->rc, 3);
+            break;
+        }
+        int64_t now = wall_ms();
+        if (now >= c->end)
+            break;
+        size_t i = atomic_fetch_add(c->n, 1);
+        if (i >= MP_MAX_TS)
+            break;
+        c->stamps[i] = now;
+    }
+    return NULL;
+}
 
 /* Runs in a forked child: its own pool (libmongoc is not fork-safe), acquire until the end. */
 static int child_run(const char *out_path, int64_t start, int64_t end, const mp_params_t *p,
@@ -156,6 +201,9 @@ static int child_run(const char *out_path, int64_t start, int64_t end, const mp_
                              .base_url = BASE, .secret = SECRET, .limit = p->limit,
                              .window_ms = p->window_ms, .margin_ms = p->margin_ms,
                              .name = "mp", .clock_skew_ms = p->skew_ms[index]};
+#ifdef RATELIMIT_HAS_BLOCKS
+    o.batch_expiry_ms = p->expiry_ms;
+#endif
     char err[512];
     ratelimit_t *rl = ratelimit_new(&o, err, sizeof err);
     if (!rl) {
@@ -170,6 +218,24 @@ static int child_run(const char *out_path, int64_t start, int64_t end, const mp_
     static int64_t stamps[MP_MAX_TS];
     size_t n = 0;
     int rc = 0;
+    if (p->threads > 1) {
+        atomic_size_t taken = 0;
+        atomic_int trc = 0;
+        pthread_t tids[16];
+        child_thread_t ct = {.rl = rl, .end = end, .stamps = stamps, .n = &taken, .rc = &trc};
+        int started = 0;
+        for (int i = 0; i < p->threads && i < 16; i++, started++)
+            if (pthread_create(&tids[i], NULL, child_thread, &ct) != 0)
+                break;
+        for (int i = 0; i < started; i++)
+            pthread_join(tids[i], NULL);
+        n = atomic_load(&taken);
+        if (n > MP_MAX_TS)
+            n = MP_MAX_TS;
+        rc = atomic_load(&trc);
+        qsort(stamps, n, sizeof stamps[0], cmp_i64);
+        goto write;
+    }
     child_hook_t hook = {.end = end};
     while (wall_ms() < end && n < MP_MAX_TS) {
         int r = ratelimit_acquire(rl, NULL, child_hook, &hook, err, sizeof err);
@@ -184,6 +250,7 @@ static int child_run(const char *out_path, int64_t start, int64_t end, const mp_
         if (now < end)
             stamps[n++] = now;
     }
+write:;
     FILE *f = fopen(out_path, "wb");
     if (!f || fwrite(stamps, sizeof stamps[0], n, f) != n)
         rc = 4;
@@ -192,12 +259,6 @@ static int child_run(const char *out_path, int64_t start, int64_t end, const mp_
     ratelimit_free(rl);
     mongoc_client_pool_destroy(pool);
     return rc;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
 }
 
 /* Starts `procs` processes acquiring from one account for duration_ms; *all (malloc'd, sorted)
@@ -307,6 +368,231 @@ static void test_window_with_a_fast_host_clock(void **state)
     assert_true(total >= 2 * SKEW_LIMIT); /* and the budget is still used */
     free(all);
 }
+
+/* Issue 13: at a high N the limiter hands out blocks of B tickets (one document per block);
+ * several processes with several threads each must still never exceed N in any window.
+ * N = 400 per 2 s: B = 20, M = 20 blocks a window; E = 500 ms, so a block k may be inserted
+ * 3 s (W + margin + E) after block k - 20. */
+#define HN_PROCS 3
+#define HN_THREADS 4
+#define HN_LIMIT 400
+#define HN_WINDOW_MS 2000
+#define HN_EXPIRY_MS 500
+/* batches from 0, 3.0 and 6.0 s: three windows' worth */
+#define HN_DURATION_MS 7500
+
+static void test_blocks_never_exceed_n(void **state)
+{
+    (void)state;
+    mp_params_t p = {.collection = "rl_blocks", .limit = HN_LIMIT, .window_ms = HN_WINDOW_MS,
+                     .margin_ms = -1, .threads = HN_THREADS, .expiry_ms = HN_EXPIRY_MS};
+    int64_t *all = NULL;
+    int per_proc[PROCS] = {0};
+    size_t total = run_processes(HN_PROCS, &p, HN_DURATION_MS, &all, per_proc);
+    size_t max_in_window = max_in_any_window(all, total, HN_WINDOW_MS);
+
+    /* how the grants were stored: blocks of 20 (`n`), far fewer documents than grants */
+    mongoc_client_pool_t *pool = pool_new();
+    mongoc_client_t *c = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, g_db, "rl_blocks");
+    bson_t *q = BCON_NEW("k", "{", "$exists", BCON_BOOL(true), "}");
+    bson_error_t error;
+    int64_t docs = mongoc_collection_count_documents(coll, q, NULL, NULL, NULL, &error);
+    bson_destroy(q);
+    q = BCON_NEW("n", BCON_INT32(20));
+    int64_t blocks = mongoc_collection_count_documents(coll, q, NULL, NULL, NULL, &error);
+    bson_destroy(q);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(pool, c);
+    mongoc_client_pool_destroy(pool);
+    printf("ratelimit blocks: %d processes x %d threads, N=%d per %d ms, run %d ms: %zu "
+           "acquisitions (per process %d/%d/%d), max in any window %zu; %lld documents, %lld of "
+           "them blocks of 20\n",
+           HN_PROCS, HN_THREADS, HN_LIMIT, HN_WINDOW_MS, HN_DURATION_MS, total, per_proc[0],
+           per_proc[1], per_proc[2], max_in_window, (long long)docs, (long long)blocks);
+    assert_true(max_in_window <= HN_LIMIT);
+    assert_true(total >= HN_LIMIT); /* the budget is used */
+    assert_true(blocks > 0);
+    assert_true(docs > 0 && (size_t)docs * 4 < total);
+    free(all);
+}
+
+/* ---- cost per acquisition (issue 13) ------------------------------------------------------ */
+
+/* Counts the data commands (find, getMore, insert, delete, ...) a pool sends and the documents
+ * their replies carry, through libmongoc's command monitoring: it sees what the limiter does
+ * without any hook in it (the clock's `hello` and the `ping` of ratelimit_new are left out). */
+typedef struct {
+    atomic_ullong commands;
+    atomic_ullong docs;
+} apm_count_t;
+
+static unsigned long long batch_len(const bson_t *reply, const char *path)
+{
+    bson_iter_t it, found, arr;
+    if (!bson_iter_init(&it, reply) || !bson_iter_find_descendant(&it, path, &found) ||
+        !BSON_ITER_HOLDS_ARRAY(&found) || !bson_iter_recurse(&found, &arr))
+        return 0;
+    unsigned long long n = 0;
+    while (bson_iter_next(&arr))
+        n++;
+    return n;
+}
+
+static void apm_succeeded(const mongoc_apm_command_succeeded_t *e)
+{
+    apm_count_t *c = mongoc_apm_command_succeeded_get_context(e);
+    const char *name = mongoc_apm_command_succeeded_get_command_name(e);
+    static const char *const data_cmds[] = {"find", "getMore", "insert", "delete", "update",
+                                            "findAndModify", "aggregate", "count"};
+    bool data = false;
+    for (size_t i = 0; i < sizeof data_cmds / sizeof data_cmds[0]; i++)
+        if (strcmp(name, data_cmds[i]) == 0)
+            data = true;
+    if (!data)
+        return;
+    const bson_t *reply = mongoc_apm_command_succeeded_get_reply(e);
+    atomic_fetch_add(&c->commands, 1);
+    atomic_fetch_add(&c->docs,
+                     batch_len(reply, "cursor.firstBatch") + batch_len(reply, "cursor.nextBatch"));
+}
+
+static mongoc_client_pool_t *counted_pool_new(apm_count_t *count)
+{
+    mongoc_client_pool_t *pool = pool_new();
+    mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
+    mongoc_apm_set_command_succeeded_cb(cbs, apm_succeeded);
+    assert_true(mongoc_client_pool_set_apm_callbacks(pool, cbs, count));
+    mongoc_apm_callbacks_destroy(cbs);
+    return pool;
+}
+
+/* Takes `count` tickets; fails the test when one is refused (the budget is far from spent). */
+static void take(ratelimit_t *rl, int count)
+{
+    char err[512];
+    for (int i = 0; i < count; i++) {
+        int64_t wait = 0;
+        int r = ratelimit_try_acquire(rl, &wait, err, sizeof err);
+        if (r != 1)
+            fail_msg("ticket %d: try_acquire returned %d (wait %lld ms) %s", i, r,
+                     (long long)wait, r < 0 ? err : "");
+    }
+}
+
+typedef struct {
+    double commands, docs; /* per acquisition */
+} cost_t;
+
+static cost_t measure(ratelimit_t *rl, apm_count_t *count, int acquisitions)
+{
+    unsigned long long c0 = atomic_load(&count->commands), d0 = atomic_load(&count->docs);
+    take(rl, acquisitions);
+    cost_t cost = {(double)(atomic_load(&count->commands) - c0) / acquisitions,
+                   (double)(atomic_load(&count->docs) - d0) / acquisitions};
+    return cost;
+}
+
+/* The read of every ticket of the window before each acquisition made its cost grow with the
+ * tickets already taken (up to 2N documents per call: 29 records/s with 32 threads in flight
+ * against 53 with one). Now: the blocks newer than the process's hint and the predecessor. */
+static void test_cost_does_not_grow_with_tickets_taken(void **state)
+{
+    (void)state;
+    apm_count_t count = {0, 0};
+    mongoc_client_pool_t *pool = counted_pool_new(&count);
+
+    /* a production-size block (B = 1: N * 100 ms / W < 2): one document per request */
+    ratelimit_t *rl = rl_new(pool, "rl_cost1", 500, 60000, 0);
+    take(rl, 10);
+    cost_t early = measure(rl, &count, 30);
+    take(rl, 210);
+    cost_t late = measure(rl, &count, 30);
+    printf("ratelimit cost, N=500/min: after 10 tickets %.2f commands and %.2f documents read "
+           "per acquisition, after 250 %.2f and %.2f\n",
+           early.commands, early.docs, late.commands, late.docs);
+    assert_true(early.commands <= 3.0 && late.commands <= 3.0);
+    assert_true(early.docs <= 4.0 && late.docs <= 4.0);
+    ratelimit_free(rl);
+
+    /* the "no limit" setting of the benchmark: 100,000 a minute */
+    rl = rl_new(pool, "rl_cost2", 100000, 60000, 0);
+    take(rl, 10);
+    early = measure(rl, &count, 200);
+    take(rl, 400);
+    late = measure(rl, &count, 200);
+    printf("ratelimit cost, N=100000/min: after 10 tickets %.3f commands and %.3f documents "
+           "read per acquisition, after 610 %.3f and %.3f\n",
+           early.commands, early.docs, late.commands, late.docs);
+    /* blocks of 166: a refill (2-3 commands) every 166 acquisitions */
+    assert_true(early.commands <= 0.1 && late.commands <= 0.1);
+    assert_true(early.docs <= 0.1 && late.docs <= 0.1);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+
+#ifdef RATELIMIT_HAS_BLOCKS
+/* A block's tickets are used at most E after its stamp: the rest are dropped, the next request
+ * inserts a new block (and usage counts both blocks whole). A 429 drops them at once. */
+static void test_expired_block_tickets_are_not_used(void **state)
+{
+    (void)state;
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_options_t o = {.pool = pool, .database = g_db, .collection = "rl_expiry",
+                             .base_url = BASE, .secret = SECRET, .limit = 400,
+                             .window_ms = 2000, .margin_ms = 0, .name = "test",
+                             .batch_expiry_ms = 300};
+    char err[512];
+    ratelimit_t *rl = ratelimit_new(&o, err, sizeof err);
+    assert_non_null(rl);
+    int batch = 0, blocks = 0;
+    int64_t expiry = 0;
+    ratelimit_layout(rl, &batch, &blocks, &expiry);
+    assert_int_equal(batch, 20);
+    assert_int_equal(blocks, 20);
+    assert_int_equal(expiry, 300);
+
+    int64_t t0 = wall_ms();
+    take(rl, 5);
+    ratelimit_stats_t st;
+    ratelimit_stats(rl, &st);
+    int64_t took = wall_ms() - t0;
+    assert_int_equal(st.grants, 5);
+    assert_int_equal(st.expired, 0);
+    if (took < 300) /* a loaded machine may already have let the first block expire */
+        assert_int_equal(st.blocks, 1);
+    int used = 0, limit = 0;
+    assert_int_equal(ratelimit_usage(rl, &used, &limit, err, sizeof err), 0);
+    assert_int_equal(used, 20 * (int)st.blocks);
+    assert_int_equal(limit, 400);
+
+    /* wait until the block is older than E (on this host's clock, plus slack for MongoDB's) */
+    while (wall_ms() < t0 + took + 300 + 100) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    ratelimit_stats_t before;
+    ratelimit_stats(rl, &before);
+    take(rl, 1);
+    ratelimit_stats(rl, &st);
+    assert_int_equal(st.blocks, before.blocks + 1); /* a new block, not an old ticket */
+    assert_int_equal(st.expired, before.expired + (20 * before.blocks - before.grants));
+    assert_true(st.round_trips > before.round_trips);
+    assert_int_equal(ratelimit_usage(rl, &used, &limit, err, sizeof err), 0);
+    assert_int_equal(used, 20 * (int)st.blocks);
+
+    /* a 429 in this process: the block's remaining tickets are not used during the pause */
+    assert_int_equal(ratelimit_penalize(rl, 5000, err, sizeof err), 0);
+    int64_t wait = 0;
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
+    assert_true(wait > 3000 && wait <= 5000);
+    ratelimit_stats(rl, &before);
+    assert_int_equal(before.blocks, st.blocks);
+    assert_int_equal(before.grants, st.grants);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+#endif
 
 /* ---- single-process behaviour ------------------------------------------------------------- */
 
@@ -694,6 +980,11 @@ int main(void)
         /* first: fork before this process has any MongoDB pool */
         cmocka_unit_test(test_window_across_processes),
         cmocka_unit_test(test_window_with_a_fast_host_clock),
+        cmocka_unit_test(test_blocks_never_exceed_n),
+        cmocka_unit_test(test_cost_does_not_grow_with_tickets_taken),
+#ifdef RATELIMIT_HAS_BLOCKS
+        cmocka_unit_test(test_expired_block_tickets_are_not_used),
+#endif
         cmocka_unit_test(test_concurrent_penalties_keep_the_longer),
         cmocka_unit_test(test_basic_wait_and_usage),
         cmocka_unit_test(test_missing_predecessor_is_not_free),
