@@ -12,6 +12,7 @@
 #          (`start mongo` / `stop mongo`: the MongoDB engine only, e.g. a private memory store
 #          beside the shared Kafka for a benchmark)
 #   stop   ends exactly the processes this script started (pid files)
+#   status exit 0 when both answer (`status mongo`: the MongoDB engine only)
 #   env    prints `export` lines for KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI
 #   reset  stop, then delete the services' data
 # Nothing is exported globally: scripts/test.sh sets the variables for the tests.
@@ -96,9 +97,19 @@ start_kafka() {
   echo $! > "$KAFKA_DIR/pid"
 }
 
+# The port the engine of $MONGO_DIR was started on (a file beside its pid; without one, from
+# before this file existed: $MONGO_PORT). A live pid on another port is not this store.
+mongo_started_port() { cat "$MONGO_DIR/port" 2>/dev/null || echo "$MONGO_PORT"; }
+mongo_up() {
+  pid_alive "$MONGO_DIR/pid" && [ "$(mongo_started_port)" = "$MONGO_PORT" ] && port_open "$MONGO_PORT"
+}
+
 start_mongo() {
-  if pid_alive "$MONGO_DIR/pid" && port_open "$MONGO_PORT"; then
+  if mongo_up; then
     return 0
+  fi
+  if pid_alive "$MONGO_DIR/pid" && [ "$(mongo_started_port)" != "$MONGO_PORT" ]; then
+    die "$MONGO_ENGINE of $MONGO_DIR runs on port $(mongo_started_port) (pid $(cat "$MONGO_DIR/pid")), not $MONGO_PORT: stop it first or set PIPELINE_STATE_DIR"
   fi
   port_open "$MONGO_PORT" && die "port $MONGO_PORT is taken by another program (set PIPELINE_MONGO_PORT)"
   if [ "$MONGO_ENGINE" = memory ]; then
@@ -108,6 +119,7 @@ start_mongo() {
     nohup java -Xss512k -Xmx${PIPELINE_MONGO_MEMORY_HEAP:-1g} -cp "$MONGO_MEMORY_LIBS/*:$MONGO_MEMORY_LIBS" \
       MemoryMongo "$MONGO_PORT" >"$MONGO_DIR/ferretdb.log" 2>&1 &
     echo $! > "$MONGO_DIR/pid"
+    echo "$MONGO_PORT" > "$MONGO_DIR/port"
     return 0
   fi
   [ -x "$FERRETDB_BIN" ] || die "FerretDB missing: run scripts/deps.sh first"
@@ -115,6 +127,7 @@ start_mongo() {
   nohup "$FERRETDB_BIN" -listen "127.0.0.1:$MONGO_PORT" -dir "$MONGO_DIR/data" \
     >"$MONGO_DIR/ferretdb.log" 2>&1 &
   echo $! > "$MONGO_DIR/pid"
+  echo "$MONGO_PORT" > "$MONGO_DIR/port"
 }
 
 stop_one() { # dir name
@@ -150,18 +163,21 @@ case ${1:-} in
       { tail -30 "$KAFKA_DIR/broker.log" "$KAFKA_DIR/stdout.log" >&2 || true;
         die "Kafka did not answer within ${START_TIMEOUT}s"; }
     say "services ready in $((SECONDS - t0))s"
-    echo "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_ADDR"
+    [ "${2:-}" = mongo ] || echo "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_ADDR"
     echo "MONGODB_URI=$MONGO_URI_BASE/pipeline"
     ;;
   stop)
     [ "${2:-}" = mongo ] || stop_one "$KAFKA_DIR" kafka
     stop_one "$MONGO_DIR" "$MONGO_ENGINE"
+    rm -f "$MONGO_DIR/port"
     ;;
   status)
     rc=0
-    if pid_alive "$KAFKA_DIR/pid" && kafka_answers; then echo "kafka: up ($KAFKA_ADDR, pid $(cat "$KAFKA_DIR/pid"))"
-    else echo "kafka: down"; rc=1; fi
-    if pid_alive "$MONGO_DIR/pid" && port_open "$MONGO_PORT"; then echo "$MONGO_ENGINE: up ($MONGO_URI_BASE, pid $(cat "$MONGO_DIR/pid"))"
+    if [ "${2:-}" != mongo ]; then
+      if pid_alive "$KAFKA_DIR/pid" && kafka_answers; then echo "kafka: up ($KAFKA_ADDR, pid $(cat "$KAFKA_DIR/pid"))"
+      else echo "kafka: down"; rc=1; fi
+    fi
+    if mongo_up; then echo "$MONGO_ENGINE: up ($MONGO_URI_BASE, pid $(cat "$MONGO_DIR/pid"))"
     else echo "$MONGO_ENGINE: down"; rc=1; fi
     [ -d "$STATE_DIR" ] && echo "disk: $(du -sh "$STATE_DIR" | cut -f1) in $STATE_DIR"
     exit $rc
@@ -172,7 +188,7 @@ case ${1:-} in
     rm -rf "$KAFKA_DIR" "$MONGO_DIR"
     ;;
   *)
-    echo "usage: $0 start|stop|status|env|reset" >&2
+    echo "usage: $0 start|stop|status|env|reset [mongo]" >&2
     exit 2
     ;;
 esac

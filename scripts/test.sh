@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The README's test command: installs what it needs, builds with AddressSanitizer and
-# UndefinedBehaviorSanitizer, starts real Kafka and FerretDB, runs every test, stops the
-# services (also on failure or Ctrl-C) and exits with ctest's status.
+# UndefinedBehaviorSanitizer, starts real Kafka and FerretDB, and a second MongoDB store
+# (mongo-java-server's in-memory backend, the stand-in for a real MongoDB, on its own port and
+# state dir) for the `*_memory` tests, runs every test, stops the services it started (also on
+# failure or Ctrl-C) and exits with ctest's status.
 # Usage: scripts/test.sh [ctest arguments...]   e.g. scripts/test.sh -L unit
-# Environment: BUILD_DIR (default build-asan), SANITIZE (default ON), CTEST_PARALLEL (default 2).
+# Environment: BUILD_DIR (default build-asan), SANITIZE (default ON), CTEST_PARALLEL (default 2),
+# PIPELINE_MONGO_MEMORY_PORT (the memory store's port, default 27028; its data and pid file live
+# under $PIPELINE_STATE_DIR/memory-store).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -20,8 +24,19 @@ cmake -S "$REPO_ROOT" -B "$BUILD_DIR" -DSANITIZE="$SANITIZE" -DCMAKE_BUILD_TYPE=
 cmake --build "$BUILD_DIR" -j"$(nproc)"
 say "build ready in $((SECONDS - t1))s"
 
+# The second MongoDB store: services.sh with the memory engine, its own port and state dir.
+MEMORY_PORT=${PIPELINE_MONGO_MEMORY_PORT:-27028}
+memory_store() {
+  PIPELINE_MONGO_ENGINE=memory PIPELINE_MONGO_PORT=$MEMORY_PORT \
+    PIPELINE_STATE_DIR=$STATE_DIR/memory-store "$REPO_ROOT/scripts/services.sh" "$@"
+}
+
 started_here=0
+memory_started_here=0
 cleanup() {
+  if [ "$memory_started_here" = 1 ]; then
+    memory_store stop mongo || true
+  fi
   if [ "$started_here" = 1 ]; then
     "$REPO_ROOT/scripts/services.sh" stop || true
   fi
@@ -32,8 +47,17 @@ trap 'exit 130' INT TERM
 if ! "$REPO_ROOT/scripts/services.sh" status >/dev/null 2>&1; then
   started_here=1
 fi
+if ! memory_store status mongo >/dev/null 2>&1; then
+  port_open "$MEMORY_PORT" &&
+    die "port $MEMORY_PORT is taken by another program (set PIPELINE_MONGO_MEMORY_PORT)"
+  memory_started_here=1
+fi
 "$REPO_ROOT/scripts/services.sh" start >/dev/null
 eval "$("$REPO_ROOT/scripts/services.sh" env)"
+memory_uri=$(memory_store start mongo | sed -n 's/^MONGODB_URI=//p')
+[ -n "$memory_uri" ] || die "the memory store did not report its URI"
+# read by the *_memory tests (CMakeLists.txt) in place of MONGODB_URI
+export MONGODB_URI_MEMORY=$memory_uri
 
 t2=$SECONDS
 rc=0

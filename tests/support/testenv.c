@@ -1,11 +1,46 @@
 /* testenv_: see testenv.h. */
 #include "testenv.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Before main() of every test (test_support is linked into each one): the settings of a
+ * second ctest entry of the same test binary (see testenv.h). */
+__attribute__((constructor)) void testenv_second_entry(void)
+{
+    const char *from = getenv("PIPELINE_TEST_MONGO_URI_FROM");
+    if (from && from[0]) {
+        const char *uri = getenv(from);
+        if (!uri || !uri[0]) {
+            fprintf(stderr,
+                    "test environment: SKIPPED: %s is not set. This entry runs the test on a "
+                    "second MongoDB store; ./scripts/test.sh starts it and sets %s (or export "
+                    "it yourself, e.g. %s=mongodb://127.0.0.1:27028/pipeline).\n",
+                    from, from, from);
+            exit(TESTENV_SKIPPED);
+        }
+        if (setenv("MONGODB_URI", uri, 1) != 0) {
+            perror("test environment: setenv MONGODB_URI");
+            exit(1);
+        }
+        fprintf(stderr, "test environment: MONGODB_URI from %s\n", from);
+    }
+    const char *filter = getenv("PIPELINE_TEST_FILTER");
+    if (filter && filter[0])
+        cmocka_set_test_filter(filter);
+    const char *skip = getenv("PIPELINE_TEST_SKIP");
+    if (skip && skip[0])
+        cmocka_set_skip_filter(skip);
+}
 
 const char *testenv_require(const char *name)
 {

@@ -4,6 +4,18 @@
  * scripts/test.sh sets (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI) and the build's folders from the
  * environment ctest sets (PIPELINE_BIN_DIR, PIPELINE_SOURCE_DIR). A missing variable FAILS the
  * test with a message naming it: an integration test that silently skips proves nothing.
+ *
+ * Second ctest entries (CMakeLists.txt: the same binary run again, e.g. on the second MongoDB
+ * store, name suffix `_memory`) are configured by three variables, read before main() by
+ * testenv_second_entry():
+ *   PIPELINE_TEST_MONGO_URI_FROM=<VAR>  MONGODB_URI is set to $<VAR> (e.g. MONGODB_URI_MEMORY,
+ *                                       which scripts/test.sh exports); when <VAR> is unset or
+ *                                       empty the test prints why and exits TESTENV_SKIPPED
+ *                                       (ctest SKIP_RETURN_CODE: reported as skipped, not passed);
+ *   PIPELINE_TEST_FILTER=<pattern>      only the cmocka tests matching it run
+ *                                       (cmocka_set_test_filter: '*' and '?' wildcards);
+ *   PIPELINE_TEST_SKIP=<pattern>        the cmocka tests matching it do not run
+ *                                       (cmocka_set_skip_filter).
  */
 #ifndef PIPELINE_TESTENV_H
 #define PIPELINE_TESTENV_H
@@ -11,6 +23,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The exit status of a test skipped for want of its second store (ctest SKIP_RETURN_CODE). */
+#define TESTENV_SKIPPED 77
+
+/* Runs by itself before main() (a constructor); reads the three variables above. Not for
+ * tests to call. Extern so that CMakeLists.txt can force it into a second entry's binary. */
+void testenv_second_entry(void);
 
 /* Returns the variable's value; when unset or empty, prints which variable is missing and
  * exits(1) (the test fails). The pointer is owned by the environment. */
