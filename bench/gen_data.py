@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark data for the two simulators (scripts/bench.sh).
 
-  gen_data.py DIR TASKS CLIENTS   writes DIR/ploomes.json and DIR/milvus.json: CLIENTS people
+  gen_data.py DIR TASKS CLIENTS [CONTACTS]
+                                  writes DIR/ploomes.json and DIR/milvus.json: CLIENTS people
                                   with valid CPFs, TASKS tasks tagged with a ticket tag spread
                                   over them, and a Milvus desk that already knows every client
-                                  (so every task can become a ticket at once).
+                                  (so every task can become a ticket at once). CONTACTS (default
+                                  CLIENTS, at most CLIENTS): how many of the people Ploomes
+                                  holds (scenario E seeds Milvus alone at 50,000 clients; tasks
+                                  then point only at the first CONTACTS people).
 Deterministic; the record shapes come from scripts/demo_data.py.
 """
 import json
@@ -16,7 +20,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import demo_data as dd  # noqa: E402
 
 
-def main(outdir, ntasks, nclients):
+def token(n):
+    """A unique 6-character token (base 36 of n), like the ones Milvus hands out."""
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out.rjust(6, "0")
+
+
+def main(outdir, ntasks, nclients, ncontacts=None):
+    ncontacts = nclients if ncontacts is None else max(1, min(ncontacts, nclients))
     rng = random.Random(13)
     contacts, clients, tasks, seen = [], [], [], set()
     for i in range(nclients):
@@ -26,9 +41,14 @@ def main(outdir, ntasks, nclients):
                 break
         seen.add(doc)
         contacts.append(c)
-        clients.append(dd.milvus_client(rng, 500000 + i, doc, c["Name"]))
+        mc = dd.milvus_client(rng, 500000 + i, doc, c["Name"])
+        # a token of its own: a seed without one makes milvus-sim draw one and check it
+        # against every client (quadratic: minutes at 50,000 clients)
+        mc["token"] = token(500000 + i)
+        clients.append(mc)
     for t in range(ntasks):
-        tasks.append(dd.task(rng, 1000000 + t, 100000 + t % nclients, tagged=True))
+        tasks.append(dd.task(rng, 1000000 + t, 100000 + t % ncontacts, tagged=True))
+    contacts = contacts[:ncontacts]
     ploomes = {
         "States": [{"Id": s[0], "Name": s[1], "Short": s[2], "CountryId": 76} for s in dd.STATES],
         "Cities": [{"Id": c[0], "Name": c[1], "StateId": c[2], "CountryId": 76} for c in dd.CITIES],
@@ -41,6 +61,7 @@ def main(outdir, ntasks, nclients):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         sys.exit(__doc__)
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+         int(sys.argv[4]) if len(sys.argv) == 5 else None)
