@@ -390,6 +390,11 @@ static verdict_t judge(const api_t *api, const request_t *rq, const http_respons
         if (resp->transport == HTTP_TRANSPORT_OK &&
             (resp->status == 408 || (resp->status >= 500 && resp->status <= 599)))
             return VERDICT_AMBIGUOUS;
+        /* A redirect to a create (never followed) may come after the server acted: 303 See
+         * Other is how an HTTP server says "created, look there"; a proxy or load balancer
+         * may redirect after the backend processed it. Not a client error: searched first. */
+        if (resp->transport == HTTP_TRANSPORT_OK && resp->status >= 300 && resp->status <= 399)
+            return VERDICT_AMBIGUOUS;
     }
     return cls == HTTP_CLASS_RETRIABLE ? VERDICT_RETRY : VERDICT_PERMANENT;
 }

@@ -20,8 +20,10 @@
  *                      refuses under load); waits for the rate limit and for MongoDB (never
  *                      attempts at all)
  *   API_AMBIGUOUS      a timeout or a connection lost once sending began (CurlTimeout,
- *                      CurlSend, CurlRecv, an empty reply), 408, any 5xx, a response that could
- *                      not be read whole (ResponseTooLarge, out of memory): returned at once,
+ *                      CurlSend, CurlRecv, an empty reply), 408, any 5xx, any 3xx (a redirect
+ *                      is never followed, and may come after the server acted: 303 See Other),
+ *                      a response that could not be read whole (ResponseTooLarge, out of
+ *                      memory): returned at once,
  *                      after that one attempt, with error_class/status/message describing it
  *   final as usual     2xx (API_OK: whether its body holds a usable id is the caller's call),
  *                      401 (API_AUTH), other 4xx (API_PERMANENT)
@@ -99,8 +101,8 @@ typedef enum {
                                 the credential is wrong (SPEC §4: exit 3, no dead letter) */
     API_AMBIGUOUS,           /* only for API_NOT_IDEMPOTENT calls: the request may have taken
                                 effect (timeout or connection lost after sending, 408, any
-                                5xx, an unreadable answer; a 2xx without a usable id is the
-                                caller's call): never retried here; the caller searches the
+                                5xx, a 3xx, an unreadable answer; a 2xx without a usable id
+                                is the caller's call): never retried here; the caller searches the
                                 target first (SPEC §4 "Ambiguous creates"; list above) */
     API_STOPPED              /* the stop flag (or the wait hook) ended a wait; nothing final:
                                 the caller must neither dead-letter nor store the offset. The

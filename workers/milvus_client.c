@@ -512,23 +512,32 @@ static api_outcome_t busca(worker_ctx_t *ctx, const char *form, api_result_t *re
     return o;
 }
 
-/* Picks the row for doc_norm (and want_id when > 0): the lowest id among matching rows. */
+/* Picks the row for doc_norm (and want_id when > 0): the lowest id among matching rows.
+ * *bad_row (may be NULL) is set when a row carries doc_norm but no usable id (missing, null,
+ * not a positive 64-bit integer): Milvus says the client exists and we cannot tell which one
+ * it is, so the caller must not take that for "not found" (a create would duplicate it). */
 static const cJSON *pick_row(const cJSON *rows, const char *doc_norm, int64_t want_id,
-                             int64_t *id_out)
+                             int64_t *id_out, bool *bad_row)
 {
     const cJSON *best = NULL;
     int64_t best_id = 0;
     const cJSON *row;
+    if (bad_row)
+        *bad_row = false;
     cJSON_ArrayForEach(row, rows)
     {
         int64_t id = 0;
         char doc[DOC_BUF_SIZE];
-        if (json_get_int64(row, "id", &id) != JSON_OK || id <= 0)
+        doc_kind_t k = milvus_row_document(row, doc, NULL);
+        bool same_doc = (k == DOC_CPF || k == DOC_CNPJ) && strcmp(doc, doc_norm) == 0;
+        if (json_get_int64(row, "id", &id) != JSON_OK || id <= 0) {
+            if (same_doc && bad_row)
+                *bad_row = true;
             continue;
+        }
         if (want_id > 0 && id != want_id)
             continue;
-        doc_kind_t k = milvus_row_document(row, doc, NULL);
-        if ((k != DOC_CPF && k != DOC_CNPJ) || strcmp(doc, doc_norm) != 0)
+        if (!same_doc)
             continue;
         if (best == NULL || id < best_id) {
             best = row;
@@ -579,7 +588,9 @@ static worker_search_t search_forms(worker_ctx_t *ctx, const char *doc_norm, int
         if (unusable) {
             char excerpt[1025];
             worker_result_dead(out, "UnexpectedResponse",
-                               "/cliente/busca answered something that is not {\"lista\":[...]}");
+                               "/cliente/busca answered something that is not {\"lista\":[...]} "
+                               "(HTTP %ld, %zu bytes%s)",
+                               res.status, res.body_len, res.body_len ? "" : ": an empty body");
             out->http_status = res.status;
             free(out->response);
             out->response = strdup(api_result_excerpt(&res, 1024, excerpt, sizeof excerpt));
@@ -588,7 +599,20 @@ static worker_search_t search_forms(worker_ctx_t *ctx, const char *doc_norm, int
             return WORKER_SEARCH_FAILED;
         }
         int64_t id = 0;
-        const cJSON *row = rows ? pick_row(rows, doc_norm, want_id, &id) : NULL;
+        bool bad_row = false;
+        const cJSON *row = rows ? pick_row(rows, doc_norm, want_id, &id, &bad_row) : NULL;
+        if (row == NULL && bad_row) {
+            char excerpt[1025];
+            worker_result_dead(out, "UnexpectedResponse",
+                               "/cliente/busca answered a row with this document but without a "
+                               "usable id (not a positive integer); not taken for \"not found\"");
+            out->http_status = res.status;
+            free(out->response);
+            out->response = strdup(api_result_excerpt(&res, 1024, excerpt, sizeof excerpt));
+            api_result_clear(&res);
+            cJSON_Delete(root);
+            return WORKER_SEARCH_FAILED;
+        }
         if (row != NULL) {
             fill_found(found, doc_norm, row, id);
             if (log_enabled(LOG_DEBUG)) {

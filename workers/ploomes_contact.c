@@ -16,17 +16,21 @@
 static void unexpected(worker_result_t *out, const api_result_t *res, const char *what)
 {
     char excerpt[1025];
-    worker_result_dead(out, "UnexpectedResponse", "%s", what);
+    worker_result_dead(out, "UnexpectedResponse", "%s (HTTP %ld, %zu bytes%s)", what, res->status,
+                       res->body_len, res->body_len ? "" : ": an empty body");
     out->http_status = res->status;
     free(out->response);
     out->response = strdup(api_result_excerpt(res, 1024, excerpt, sizeof excerpt));
 }
 
 /* GET path; on API_OK parses the `value` array of the envelope. Returns 0 with *root (owned)
- * and *rows, or -1 with `out` filled. */
+ * and *rows, or -1 with `out` filled. excerpt (may be NULL) gets, on success, the answer's
+ * first KiB (malloc'd, the caller frees it; NULL when out of memory). */
 static int get_value(worker_ctx_t *ctx, const char *path, cJSON **root, const cJSON **rows,
-                     worker_result_t *out)
+                     worker_result_t *out, char **excerpt)
 {
+    if (excerpt)
+        *excerpt = NULL;
     api_result_t res = {0};
     *root = NULL;
     *rows = NULL;
@@ -43,6 +47,10 @@ static int get_value(worker_ctx_t *ctx, const char *path, cJSON **root, const cJ
         *root = NULL;
         api_result_clear(&res);
         return -1;
+    }
+    if (excerpt) {
+        char buf[1025];
+        *excerpt = strdup(api_result_excerpt(&res, 1024, buf, sizeof buf));
     }
     api_result_clear(&res);
     return 0;
@@ -79,20 +87,40 @@ worker_search_t ploomes_contact_fetch(worker_ctx_t *ctx, int64_t id, cJSON **out
     }
     cJSON *root = NULL;
     const cJSON *rows = NULL;
-    if (get_value(ctx, path, &root, &rows, res) != 0)
+    char *answer = NULL;
+    if (get_value(ctx, path, &root, &rows, res, &answer) != 0)
         return WORKER_SEARCH_FAILED;
     worker_search_t r = WORKER_SEARCH_NOT_FOUND;
     cJSON *first = cJSON_GetArrayItem(rows, 0);
+    int64_t got = 0;
     if (first != NULL) {
         if (!cJSON_IsObject(first)) {
             worker_result_dead(res, "UnexpectedResponse",
                                "Ploomes answered a contact that is not an object");
+            r = WORKER_SEARCH_FAILED;
+        } else if (json_get_int64(first, "Id", &got) != JSON_OK || got != id) {
+            /* never another contact's client, document or e-mail for this one */
+            if (got > 0)
+                worker_result_dead(res, "UnexpectedResponse",
+                                   "Ploomes answered contact %" PRId64 " for Id eq %" PRId64, got,
+                                   id);
+            else
+                worker_result_dead(res, "UnexpectedResponse",
+                                   "Ploomes answered a contact without a usable Id (not a "
+                                   "positive integer) for Id eq %" PRId64,
+                                   id);
             r = WORKER_SEARCH_FAILED;
         } else {
             *out = cJSON_DetachItemFromArray((cJSON *)rows, 0);
             r = WORKER_SEARCH_FOUND;
         }
     }
+    if (r == WORKER_SEARCH_FAILED) {
+        free(res->response);
+        res->response = answer;
+        answer = NULL;
+    }
+    free(answer);
     cJSON_Delete(root);
     return r;
 }
@@ -120,17 +148,36 @@ worker_search_t ploomes_contact_find_by_document(worker_ctx_t *ctx, const char *
         }
         cJSON *root = NULL;
         const cJSON *rows = NULL;
-        if (get_value(ctx, path, &root, &rows, out) != 0)
+        char *answer = NULL;
+        if (get_value(ctx, path, &root, &rows, out, &answer) != 0)
             return WORKER_SEARCH_FAILED;
         int64_t best = 0;
+        bool bad_row = false;
         const cJSON *row;
         cJSON_ArrayForEach(row, rows)
         {
             int64_t id = 0;
-            if (json_get_int64(row, "Id", &id) == JSON_OK && id > 0 && (best == 0 || id < best))
-                best = id;
+            if (json_get_int64(row, "Id", &id) == JSON_OK && id > 0) {
+                if (best == 0 || id < best)
+                    best = id;
+            } else {
+                bad_row = true; /* the filter matched a contact we cannot identify */
+            }
         }
+        int nrows = cJSON_GetArraySize(rows);
         cJSON_Delete(root);
+        if (best == 0 && bad_row) {
+            /* Ploomes says a contact with this Register exists: "not found" would create a
+             * second one. */
+            worker_result_dead(out, "UnexpectedResponse",
+                               "Ploomes answered the Register search with %d row(s) without a "
+                               "usable Id (not a positive integer); not taken for \"not found\"",
+                               nrows);
+            free(out->response);
+            out->response = answer;
+            return WORKER_SEARCH_FAILED;
+        }
+        free(answer);
         if (best > 0) {
             if (found) {
                 memset(found, 0, sizeof *found);

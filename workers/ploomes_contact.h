@@ -27,8 +27,9 @@
  * FOUND: *out gets value[0], detached (the caller frees it with cJSON_Delete()).
  * NOT_FOUND: the answer is a valid envelope with an empty `value` (*out = NULL).
  * FAILED: the request failed (`res` holds it: worker_result_from_api → DEAD / RELEASE / AUTH),
- * or the answer is not a `{"value":[...]}` envelope of objects (WORKER_DEAD
- * `UnexpectedResponse`). id must be > 0 (else FAILED, WORKER_DEAD `InvalidRecord`). */
+ * or the answer is not a `{"value":[...]}` envelope of objects, or value[0] is not contact
+ * `id` (another Id, or none usable: WORKER_DEAD `UnexpectedResponse`, the answer's first KiB
+ * in res->response). id must be > 0 (else FAILED, WORKER_DEAD `InvalidRecord`). */
 worker_search_t ploomes_contact_fetch(worker_ctx_t *ctx, int64_t id, cJSON **out,
                                       worker_result_t *res);
 

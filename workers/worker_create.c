@@ -128,10 +128,11 @@ static worker_outcome_t finish_found(worker_ctx_t *ctx, const worker_create_t *c
 }
 
 /* The search failed: `out` holds its failure (DEAD, AUTH or RELEASE). When a create may have
- * taken effect the claim stays pending and a DEAD becomes AmbiguousCreate. */
+ * taken effect the claim stays pending and a DEAD becomes AmbiguousCreate, its message naming
+ * the create's failure (class and, when known, message) and the search's. */
 static worker_outcome_t search_failed(worker_ctx_t *ctx, const worker_create_t *c,
                                       bool maybe_created, const char *create_class,
-                                      worker_result_t *out)
+                                      const char *create_message, worker_result_t *out)
 {
     if (!maybe_created) {
         release_claim(ctx, c);
@@ -139,13 +140,17 @@ static worker_outcome_t search_failed(worker_ctx_t *ctx, const worker_create_t *
     }
     if (out->outcome != WORKER_DEAD)
         return out->outcome; /* claim left pending: whoever takes it over searches first */
-    char why[sizeof out->message];
+    /* copies: worker_result_dead() overwrites out->error_class and out->message */
+    char why[sizeof out->message], search_class[sizeof out->error_class];
     snprintf(why, sizeof why, "%s", out->message);
+    snprintf(search_class, sizeof search_class, "%s", out->error_class);
     out->reason[0] = '\0';
+    bool say = create_message && create_message[0];
     return worker_result_dead(out, "AmbiguousCreate",
-                              "the create may have taken effect (%s) and the search failed "
-                              "(%s): %s; claim left pending",
-                              create_class, out->error_class, why);
+                              "the create may have taken effect (%s%s%.160s) and the search "
+                              "failed (%s): %.200s; claim left pending",
+                              create_class, say ? ": " : "", say ? create_message : "",
+                              search_class, why);
 }
 
 static worker_outcome_t dry_run(worker_ctx_t *ctx, const worker_create_t *c,
@@ -213,7 +218,7 @@ worker_outcome_t worker_create_once(worker_ctx_t *ctx, const worker_create_t *c,
         if (s == WORKER_SEARCH_FOUND)
             return finish_found(ctx, c, &found, entry, WORKER_DEDUP_HIT, "found_at_target", out);
         if (s == WORKER_SEARCH_FAILED)
-            return search_failed(ctx, c, true, "an earlier holder's create", out);
+            return search_failed(ctx, c, true, "an earlier holder's create", NULL, out);
     }
 
     bool maybe_created = false; /* some create of ours may have taken effect */
@@ -244,8 +249,9 @@ worker_outcome_t worker_create_once(worker_ctx_t *ctx, const worker_create_t *c,
         }
         if (o == API_AMBIGUOUS)
             maybe_created = true;
-        char create_class[48];
+        char create_class[48], create_message[sizeof res.message];
         snprintf(create_class, sizeof create_class, "%s", res.error_class);
+        snprintf(create_message, sizeof create_message, "%s", res.message);
         api_result_clear(&res);
         worker_result_t failure = *out; /* the create's failure, kept for the dead letter */
         failure.response = out->response ? strdup(out->response) : NULL;
@@ -260,7 +266,7 @@ worker_outcome_t worker_create_once(worker_ctx_t *ctx, const worker_create_t *c,
         }
         if (s == WORKER_SEARCH_FAILED) {
             worker_result_clear(&failure);
-            return search_failed(ctx, c, maybe_created, create_class, out);
+            return search_failed(ctx, c, maybe_created, create_class, create_message, out);
         }
         /* not found */
         if (o == API_AMBIGUOUS && creates < ctx->cfg->max_attempts) {
