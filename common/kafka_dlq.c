@@ -51,6 +51,19 @@ void kafka_dlq_free(kafka_dlq_t *d)
     free(d);
 }
 
+/* Appends one text to scrub (the array has room for every form of every secret). */
+static int add_secret(kafka_dlq_t *d, const char *text)
+{
+    d->secrets[d->secret_count] = strdup(text);
+    if (!d->secrets[d->secret_count])
+        return -1;
+    size_t len = strlen(text);
+    if (len > d->secret_max_len)
+        d->secret_max_len = len;
+    d->secret_count++;
+    return 0;
+}
+
 kafka_dlq_t *kafka_dlq_new(const kafka_dlq_opts_t *o, char *err, size_t errlen)
 {
     if (!o || !o->producer || !o->connector_name || !o->connector_name[0]) {
@@ -73,20 +86,20 @@ kafka_dlq_t *kafka_dlq_new(const kafka_dlq_opts_t *o, char *err, size_t errlen)
     if (!d->connector || !d->task_id)
         goto nomem;
     if (o->secret_count > 0 && o->secrets) {
-        d->secrets = calloc(o->secret_count, sizeof *d->secrets);
+        /* each secret as is and in the forms an API may echo it back (log_secret_forms) */
+        d->secrets = calloc(o->secret_count * 3, sizeof *d->secrets);
         if (!d->secrets)
             goto nomem;
         for (size_t i = 0; i < o->secret_count; i++) {
             const char *s = o->secrets[i];
             if (!s || strlen(s) < DLQ_SECRET_MIN_LEN)
                 continue;
-            d->secrets[d->secret_count] = strdup(s);
-            if (!d->secrets[d->secret_count])
-                goto nomem;
-            size_t len = strlen(s);
-            if (len > d->secret_max_len)
-                d->secret_max_len = len;
-            d->secret_count++;
+            char pct[1024], b64[1024];
+            log_secret_forms(s, pct, sizeof pct, b64, sizeof b64);
+            const char *forms[3] = {s, pct, b64};
+            for (int f = 0; f < 3; f++)
+                if (forms[f][0] && add_secret(d, forms[f]) != 0)
+                    goto nomem;
         }
     }
     return d;

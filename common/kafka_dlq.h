@@ -25,8 +25,9 @@
  *
  * SECRETS: the error context is written verbatim into a topic kept forever. The caller must
  * pass it secret-free (no User-Key, token, password, Authorization header, URL with a key).
- * As defence in depth the writer replaces every string registered in kafka_dlq_opts_t.secrets
- * by "***" in the exception message and the response excerpt.
+ * As defence in depth the writer replaces every string registered in kafka_dlq_opts_t.secrets,
+ * as is, percent-encoded and in base64 (log_secret_forms()), by "***" in the exception message
+ * and the response excerpt.
  *
  * The completion callback fires from the producer's delivery report (on the thread serving
  * kafka_producer_poll()/_flush()): success means the broker acknowledged the dead letter. The

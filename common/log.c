@@ -12,7 +12,7 @@
 #include "clock.h"
 
 #define LOG_LINE_MAX 8192
-#define LOG_SECRETS_MAX 32
+#define LOG_SECRETS_MAX 96 /* each secret takes up to 3: as is, percent-encoded, base64 */
 #define LOG_SECRET_MIN_LEN 4
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -54,7 +54,8 @@ const char *log_level_name(log_level_t level)
 
 bool log_enabled(log_level_t level) { return level <= log_threshold; }
 
-int log_add_secret(const char *secret)
+/* Registers one exact text (see log_add_secret). */
+static int add_one(const char *secret)
 {
     if (!secret || strlen(secret) < LOG_SECRET_MIN_LEN)
         return 0;
@@ -86,6 +87,74 @@ int log_add_secret(const char *secret)
     }
 out:
     pthread_mutex_unlock(&log_lock);
+    return rc;
+}
+
+/* The obvious transforms an API may echo back (a key quoted from a query string, a header
+ * value in base64): "<secret>" percent-encoded (RFC 3986 unreserved kept) and base64 (RFC
+ * 4648, padded). Both write a NUL-terminated text into out; -1 when it does not fit. */
+static int percent_encode(const char *in, char *out, size_t size)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        bool keep = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
+        if (o + (keep ? 1 : 3) >= size)
+            return -1;
+        if (keep) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int base64_encode(const char *in, char *out, size_t size)
+{
+    static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(in), o = 0;
+    if ((n + 2) / 3 * 4 + 1 > size)
+        return -1;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)(unsigned char)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)(unsigned char)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)in[i + 2];
+        out[o++] = tb[(v >> 18) & 63];
+        out[o++] = tb[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tb[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tb[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+void log_secret_forms(const char *secret, char *pct, size_t pct_size, char *b64,
+                      size_t b64_size)
+{
+    if (percent_encode(secret, pct, pct_size) != 0 || strcmp(pct, secret) == 0)
+        pct[0] = '\0';
+    if (base64_encode(secret, b64, b64_size) != 0)
+        b64[0] = '\0';
+}
+
+int log_add_secret(const char *secret)
+{
+    if (!secret || strlen(secret) < LOG_SECRET_MIN_LEN)
+        return 0;
+    int rc = add_one(secret);
+    char pct[1024], b64[1024];
+    log_secret_forms(secret, pct, sizeof pct, b64, sizeof b64);
+    if (pct[0] && add_one(pct) != 0)
+        rc = -1;
+    if (b64[0] && add_one(b64) != 0)
+        rc = -1;
     return rc;
 }
 

@@ -31,10 +31,19 @@ const char *log_level_name(log_level_t level);
 /* True when a line of this level would be written. */
 bool log_enabled(log_level_t level);
 
-/* Registers a secret to scrub from every later line. Empty or NULL is ignored; secrets shorter
- * than 4 characters are ignored too (scrubbing "a" would mangle every line). Copies the text.
- * Returns 0, or -1 when the table (32 entries) is full. */
+/* Registers a secret to scrub from every later line, as is and in the forms an API may echo it
+ * back in (log_secret_forms()). Empty or NULL is ignored; secrets shorter than 4 characters are
+ * ignored too (scrubbing "a" would mangle every line). Copies the text.
+ * Returns 0, or -1 when the table (96 entries: 32 secrets in 3 forms) is full. */
 int log_add_secret(const char *secret);
+
+/* The obvious transforms of a secret an API may echo back (a key quoted from a query string, a
+ * credential in base64): percent-encoded (RFC 3986 unreserved characters kept, uppercase hex)
+ * into pct and base64 (RFC 4648, padded) into b64, each NUL-terminated. A form that equals the
+ * secret, or does not fit its buffer, is returned empty (secrets are short; a longer one is
+ * scrubbed as is only). Used by the logger and the dead-letter writer (kafka_dlq_). */
+void log_secret_forms(const char *secret, char *pct, size_t pct_size, char *b64,
+                      size_t b64_size);
 
 /* Forgets every registered secret (tests). */
 void log_clear_secrets(void);

@@ -12,7 +12,7 @@ source "$(dirname "$0")/lib.sh"
 PACKAGES=(build-essential cmake pkg-config librdkafka-dev libcurl4-openssl-dev libcjson-dev
           libmongoc-dev libcmocka-dev libmicrohttpd-dev libssl-dev kcat curl ca-certificates
           openjdk-17-jre-headless maven docker-compose prometheus chromium clang
-          libclang-rt-dev)
+          libclang-rt-dev faketime libfaketime)
 
 install_packages() {
   local missing=()

@@ -284,6 +284,35 @@ static void test_dlq_headers(void **state)
     assert_int_equal(kafka_producer_close(p, 100, err, sizeof err), 0);
 }
 
+/* Issue 12 (secrets scan): an API that echoes a key back URL-encoded or in base64 must not get
+ * it into a dead letter either ("k+y/Secret=1" is "k%2By%2FSecret%3D1" and "ayt5L1NlY3JldD0x"). */
+static void test_dlq_scrubs_echoed_secret_forms(void **state)
+{
+    (void)state;
+    char err[256];
+    kafka_producer_t *p = offline_producer(false);
+    const char *secrets[] = {"k+y/Secret=1"};
+    kafka_dlq_opts_t o = {.producer = p, .connector_name = "tasks-to-milvus",
+                          .secrets = secrets, .secret_count = 1};
+    kafka_dlq_t *d = kafka_dlq_new(&o, err, sizeof err);
+    assert_non_null(d);
+    const char *resp = "{\"message\":\"token k%2By%2FSecret%3D1 (ayt5L1NlY3JldD0x) refused\"}";
+    kafka_record_t rec = sample_record();
+    kafka_dlq_error_t e = {.exception_class = "HttpStatus400",
+                           .exception_message = "GET /x?token=k%2By%2FSecret%3D1 answered 400",
+                           .attempts = 1, .http_status = 400,
+                           .response = resp, .response_len = strlen(resp)};
+    kafka_header_t *h = NULL;
+    size_t n = 0;
+    assert_int_equal(kafka_dlq_build_headers(d, &rec, &e, 1700000000000LL, &h, &n), 0);
+    assert_string_equal(hval(h, n, KAFKA_DLQ_H_EXC_MESSAGE), "GET /x?token=*** answered 400");
+    assert_string_equal(hval(h, n, KAFKA_DLQ_H_RESPONSE),
+                        "{\"message\":\"token *** (***) refused\"}");
+    kafka_dlq_headers_free(h, n);
+    kafka_dlq_free(d);
+    assert_int_equal(kafka_producer_close(p, 100, err, sizeof err), 0);
+}
+
 /* Issue 8 item 15: the long caller texts are capped, so a dead letter's error headers stay far
  * inside the DLQ topic's extra 64 KiB. */
 static void test_dlq_headers_capped(void **state)
@@ -428,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_conf_errors_name_property_never_secret),
         cmocka_unit_test(test_dlq_headers),
         cmocka_unit_test(test_dlq_headers_capped),
+        cmocka_unit_test(test_dlq_scrubs_echoed_secret_forms),
         cmocka_unit_test(test_message_sizes),
         cmocka_unit_test(test_idle_producer_has_nothing_undelivered),
         cmocka_unit_test(test_batch_counters),

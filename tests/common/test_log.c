@@ -167,6 +167,31 @@ static void secrets_never_reach_a_line(void **state)
     assert_non_null(strstr(out, "url=https://api2.ploomes.com/Contacts"));
 }
 
+/* Issue 12 (secrets scan): a key an API echoes back URL-encoded or in base64 is scrubbed too. */
+static void echoed_secret_forms_never_reach_a_line(void **state)
+{
+    (void)state;
+    log_clear_secrets();
+    log_init("t", LOG_DEBUG);
+    assert_int_equal(log_add_secret("k+y/Secret=1"), 0);
+    char pct[64], b64[64];
+    log_secret_forms("k+y/Secret=1", pct, sizeof pct, b64, sizeof b64);
+    assert_string_equal(pct, "k%2By%2FSecret%3D1");
+    assert_string_equal(b64, "ayt5L1NlY3JldD0x");
+    log_secret_forms("plain-Key_1.~", pct, sizeof pct, b64, sizeof b64);
+    assert_string_equal(pct, ""); /* same as the secret: nothing more to scrub */
+    log_secret_forms("k+y/Secret=1", pct, 8, b64, 8);
+    assert_string_equal(pct, ""); /* does not fit: empty, never cut */
+    assert_string_equal(b64, "");
+    capture_begin();
+    log_msg(LOG_WARN, "echo", "body=\"token k%%2By%%2FSecret%%3D1 or ayt5L1NlY3JldD0x\"");
+    const char *out = capture_end();
+    assert_null(strstr(out, "Secret"));
+    assert_null(strstr(out, "ayt5L1"));
+    assert_non_null(strstr(out, "body=\"token *** or ***\""));
+    log_clear_secrets();
+}
+
 static void long_lines_stay_one_line(void **state)
 {
     (void)state;
@@ -193,6 +218,7 @@ int main(void)
         cmocka_unit_test_teardown(quoting, teardown),
         cmocka_unit_test_teardown(quoting_truncates_within_the_buffer, teardown),
         cmocka_unit_test_teardown(secrets_never_reach_a_line, teardown),
+        cmocka_unit_test_teardown(echoed_secret_forms_never_reach_a_line, teardown),
         cmocka_unit_test_teardown(long_lines_stay_one_line, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
