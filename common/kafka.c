@@ -223,6 +223,17 @@ static int conf_set_int(rd_kafka_conf_t *conf, const char *name, int64_t value, 
     return kafka_conf_set(conf, name, buf, err, errlen);
 }
 
+/* True when the passthrough of s sets librdkafka property `name`. */
+static bool settings_has(const kafka_settings_t *s, const char *name)
+{
+    if (!s || !s->names)
+        return false;
+    for (size_t i = 0; i < s->count; i++)
+        if (s->names[i] && strcmp(s->names[i], name) == 0)
+            return true;
+    return false;
+}
+
 int kafka_conf_consumer_sizes(rd_kafka_conf_t *conf, const kafka_settings_t *s, char *err,
                               size_t errlen)
 {
@@ -241,6 +252,27 @@ int kafka_conf_consumer_sizes(rd_kafka_conf_t *conf, const kafka_settings_t *s, 
     /* librdkafka wants receive.message.max.bytes >= fetch.max.bytes + 512 once either was set. */
     if (conf_get_int(conf, "receive.message.max.bytes") < fetch + 512 &&
         conf_set_int(conf, "receive.message.max.bytes", fetch + 512, err, errlen) != KAFKA_OK)
+        return KAFKA_ERR_CONFIG;
+    /* Bounded prefetch (issue 13, worker RSS). librdkafka's defaults keep fetching ahead until
+     * 100000 messages per partition (queued.min.messages) or 64 MiB (queued.max.messages.kbytes)
+     * wait in the consumer's queue, so a backlog filled the queue and the RSS grew with it
+     * (measured: tasks-to-milvus behind 20,000 records at 50 ms API latency, 39 MB peak RSS
+     * with MAX_IN_FLIGHT 1 and 45 MB with 32; bounded: 25 and 32 MB, the same as behind 5,000,
+     * same throughput). A worker handles MAX_IN_FLIGHT (default 32) records at once;
+     * KAFKA_PREFETCH_KBYTES keeps several hundred typical records (~1-2 KiB each) ready. The fetch
+     * response size follows: with fetch.max.bytes left at its default, librdkafka lowers it to
+     * this queue size (at least message.max.bytes, 1 MB), so one response adds at most ~1 MB.
+     * The largest record still fits: the broker returns the first record batch of a fetch even
+     * when it is larger than fetch.max.bytes / max.partition.fetch.bytes (Kafka >= 0.10.1,
+     * KIP-74), and receive.message.max.bytes, set above, accepts such a response. A passthrough
+     * value (KAFKA_QUEUED_MAX_MESSAGES_KBYTES, KAFKA_QUEUED_MIN_MESSAGES) is kept. */
+    if (!settings_has(s, "queued.max.messages.kbytes") &&
+        conf_set_int(conf, "queued.max.messages.kbytes", KAFKA_PREFETCH_KBYTES, err, errlen) !=
+            KAFKA_OK)
+        return KAFKA_ERR_CONFIG;
+    if (!settings_has(s, "queued.min.messages") &&
+        conf_set_int(conf, "queued.min.messages", KAFKA_PREFETCH_MESSAGES, err, errlen) !=
+            KAFKA_OK)
         return KAFKA_ERR_CONFIG;
     return KAFKA_OK;
 }

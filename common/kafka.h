@@ -69,6 +69,10 @@ typedef struct kafka_settings {
 kafka_settings_t kafka_settings_from_config(const config_t *cfg);
 
 #define KAFKA_MAX_MESSAGE_BYTES_DEFAULT ((int64_t)8 * 1024 * 1024) /* SPEC §6: 8 MiB */
+/* The consumer's prefetch bound (kafka_conf_consumer_sizes()): librdkafka's defaults are 64 MiB
+ * and 100000 messages per partition. */
+#define KAFKA_PREFETCH_KBYTES ((int64_t)1024)
+#define KAFKA_PREFETCH_MESSAGES ((int64_t)1000)
 #define KAFKA_DLQ_EXTRA_BYTES ((int64_t)64 * 1024) /* room for a dead letter's headers */
 /* Kafka's record-batch framing (61-byte v2 header) that the broker counts against
  * max.message.bytes and librdkafka's local message.max.bytes check does not: a producer's
@@ -111,7 +115,12 @@ rd_kafka_conf_t *kafka_conf_from_settings(const kafka_settings_t *s, char *err, 
 /* Makes a consumer configuration able to fetch the largest record of any pipeline topic
  * (kafka_topic_max_message_bytes() of the DLQ): raises max.partition.fetch.bytes,
  * fetch.max.bytes and receive.message.max.bytes when they are below it (never lowers a
- * passthrough value). kafka_consumer_new() calls it. Returns 0 or KAFKA_ERR_CONFIG with err. */
+ * passthrough value). Also bounds the prefetch (issue 13: the worker's RSS grew with the
+ * backlog): queued.max.messages.kbytes = KAFKA_PREFETCH_KBYTES and queued.min.messages =
+ * KAFKA_PREFETCH_MESSAGES unless the passthrough sets them (librdkafka then lowers a default
+ * fetch.max.bytes to the queue size, at least 1 MB; the largest record is still fetched: the
+ * broker returns a first batch larger than the fetch limits). kafka_consumer_new() calls it.
+ * Returns 0 or KAFKA_ERR_CONFIG with err. */
 int kafka_conf_consumer_sizes(rd_kafka_conf_t *conf, const kafka_settings_t *s, char *err,
                               size_t errlen);
 

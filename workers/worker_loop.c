@@ -791,6 +791,21 @@ static void loop(worker_rt_t *rt, void *state, int64_t idle_limit)
     }
 }
 
+/* One line per limiter at the end (issue 13: what the shared budget cost this process in
+ * MongoDB round trips and documents read; each pooled connection keeps a read buffer as large
+ * as the largest reply it got). */
+static void log_limiter_stats(const char *worker, const char *name, ratelimit_t *rl)
+{
+    if (rl == NULL)
+        return;
+    ratelimit_stats_t st;
+    ratelimit_stats(rl, &st);
+    log_msg(LOG_INFO, "ratelimit_stats",
+            "worker=%s limiter=%s round_trips=%" PRIu64 " docs_read=%" PRIu64 " grants=%" PRIu64
+            " blocks=%" PRIu64 " expired=%" PRIu64,
+            worker, name, st.round_trips, st.docs_read, st.grants, st.blocks, st.expired);
+}
+
 int worker_main(const worker_handler_t *h, int argc, char **argv)
 {
     app_spec_t spec = {.name = h->name,
@@ -905,6 +920,8 @@ out:
         log_msg(LOG_ERROR, "kafka_close_failed", "error=%s", log_quote(q, sizeof q, err));
     api_free(rt.ploomes);
     api_free(rt.milvus);
+    log_limiter_stats(h->name, "ploomes", rt.rl_ploomes);
+    log_limiter_stats(h->name, "milvus", rt.rl_milvus);
     ratelimit_free(rt.rl_ploomes);
     ratelimit_free(rt.rl_milvus);
     store_close(rt.store);
