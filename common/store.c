@@ -16,6 +16,9 @@
 #include <sys/random.h>
 #include <time.h>
 
+/* socketTimeoutMS unless MONGODB_URI sets it (store_open). */
+#define STORE_SOCKET_TIMEOUT_MS 20000
+
 /* ---- small helpers -------------------------------------------------------------------------- */
 
 /* Copies at most size-1 bytes of src (length len) and NUL-terminates. */
@@ -677,6 +680,12 @@ store_t *store_open(const char *uri_text, char *err, size_t errlen)
                                        STORE_DEFAULT_TIMEOUT_MS);
     if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, STORE_DEFAULT_TIMEOUT_MS);
+    /* libmongoc waits 5 minutes for an answer by default: a server that keeps the connection
+     * open and answers nothing (hung, overloaded, restarting behind a proxy) held a call — and
+     * the process, deaf to SIGTERM — that long (issue 12, the 20-minute soak). Every call here
+     * is small: an answer later than this is an outage (STORE_DOWN), retried by the callers. */
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, STORE_SOCKET_TIMEOUT_MS);
 
     size_t used = 0;
     st->hosts[0] = '\0';

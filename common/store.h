@@ -92,8 +92,9 @@ void store_global_init(void);
 void store_global_cleanup(void);
 
 /* Parses `uri` (mongodb://...; the database is its path, "pipeline" when none) and creates a
- * thread-safe client pool. serverSelectionTimeoutMS defaults to 5000 and connectTimeoutMS to
- * 5000 unless the URI sets them. Does NOT contact the server (use store_ping()). Calls
+ * thread-safe client pool. serverSelectionTimeoutMS defaults to 5000, connectTimeoutMS to 5000
+ * and socketTimeoutMS to 20000 (libmongoc's 5 minutes held a call, and SIGTERM, across a hung
+ * server) unless the URI sets them. Does NOT contact the server (use store_ping()). Calls
  * store_global_init() itself.
  * Returns the handle, or NULL with err set when the URI is invalid (a configuration error,
  * name MONGODB_URI; the password is never copied into err). */

@@ -310,6 +310,8 @@ t = re.compile(r"^(HttpStatus(5\d\d|408|425|429)|Curl.*|AmbiguousCreate|Response
 print(" ".join(sorted({l.get("error_class", "") for l in d if t.match(l.get("error_class", ""))})))
 EOF
 )
+# the check waits, after the replay, until every replayed record was handled again after this
+date -u +%Y-%m-%dT%H:%M:%S.%3NZ >"$RUN/replay_at"
 for c in $classes; do
   say "replaying dead letters of class $c"
   "$BIN_DIR/pipeline-dlq" replay --error-class "$c" --json >>"$RUN/replays" 2>>"$RUN/logs/pipeline-dlq.log" ||
@@ -320,11 +322,25 @@ done
 dlq_refresh || true
 
 # ---- stop: SIGTERM, every process must exit 0 --------------------------------------------------
+# A process that does not stop is a hang: its threads' stacks are the evidence (gdb, when there).
+stacks() { # pid
+  if command -v gdb >/dev/null; then
+    timeout 60 gdb -p "$1" -batch -nx -ex 'set pagination off' -ex 'thread apply all bt' </dev/null
+  elif command -v eu-stack >/dev/null; then
+    timeout 60 eu-stack -p "$1"
+  else
+    echo "no gdb or eu-stack: no stacks"
+  fi
+}
 for name in "${!PID[@]}"; do kill -TERM "${PID[$name]}" 2>/dev/null || true; done
 for name in "${!PID[@]}"; do
   pid=${PID[$name]}; rc=0
   for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -0 "$pid" 2>/dev/null && { say "$name did not stop in 60 s: SIGKILL"; kill -KILL "$pid"; }
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$name did not stop in 60 s: its stacks in $RUN/stacks-$name.txt, then SIGKILL"
+    stacks "$pid" >"$RUN/stacks-$name.txt" 2>&1 || true
+    kill -KILL "$pid"
+  fi
   wait "$pid" 2>/dev/null || rc=$?
   echo "$name $pid $rc expected" >>"$RUN/exits"
   unset "PID[$name]"

@@ -12,7 +12,7 @@ seeds/m-N.json (the stream), logs/*.log (every process), faults.log (one line pe
 injected: "<epoch> <kind> <detail>"), dlq.json (pipeline-dlq list --json, refreshed by the
 script), env (PLOOMES_URL=, MILVUS_URL=, TICKET_TAG_IDS=, MILVUS_MIN_ID=), killed (one line per
 SIGKILL: "<name> <pid>"), exits (one line per process end: "<name> <pid> <code> <expected>"),
-replays (the replay's JSON output).
+replays (the replay's output), replay_at (the UTC time the replay began, as the logs print it).
 
 A source record is accounted for when it is:
   delivered     exactly one client / ticket for it at the target (by normalised document, or
@@ -164,6 +164,27 @@ def load_dlq(run):
     return d
 
 
+def load_replayed(run, letters):
+    """(worker, key) of every letter in RUN/replays ("<partition>/<offset> <worker> -> <topic>:
+    replayed" lines of pipeline-dlq replay), and the ISO time in RUN/replay_at ("" if none)."""
+    by_pos = {(int(l.get("partition", -1)), int(l.get("offset", -1))):
+              (l.get("worker", ""), str(l.get("key", ""))) for l in letters}
+    keys = set()
+    rpath = os.path.join(run, "replays")
+    if os.path.exists(rpath):
+        with open(rpath, encoding="utf-8") as f:
+            for line in f:
+                m = re.match(r"^(\d+)/(\d+) (\S+) -> \S+: replayed", line)
+                if m and (int(m.group(1)), int(m.group(2))) in by_pos:
+                    keys.add(by_pos[(int(m.group(1)), int(m.group(2)))])
+    at = ""
+    apath = os.path.join(run, "replay_at")
+    if os.path.exists(apath):
+        with open(apath, encoding="utf-8") as f:
+            at = f.read().strip()
+    return keys, at
+
+
 def check(run, final, after_replay=False):
     env = read_env(run)
     tag_ids = {int(x) for x in env.get("TICKET_TAG_IDS", "").split(",") if x}
@@ -176,6 +197,10 @@ def check(run, final, after_replay=False):
     letters_by = collections.defaultdict(list)
     for l in letters:
         letters_by[(l.get("worker", ""), str(l.get("key", "")))].append(l)
+    # Records whose letter was replayed, and when the replay began: until the worker has
+    # finished each of them again, the drain is not over (stopping then would leave them
+    # in flight, unhandled: the 20-minute soak of 2026-12-03 stopped 8 s after the replay).
+    replayed_keys, replay_at = load_replayed(run, letters)
 
     # Targets, counted by the oracle.
     m_by_doc = collections.Counter()
@@ -206,6 +231,9 @@ def check(run, final, after_replay=False):
         record is valid, so only a delivery accounts for it (no skip, no dead letter)."""
         evs = done.get((worker, str(key)), [])
         lets = letters_by.get((worker, str(key)), [])
+        if (not final and after_replay and (worker, str(key)) in replayed_keys and
+                not any(e.get("time", "") >= replay_at for e in evs)):
+            return False  # replayed, not handled again yet
         if delivered_count > 1:
             stats["duplicates"] += delivered_count - 1
             violations.append(f"duplicate: {what} {key} is {delivered_count} times at the target")
