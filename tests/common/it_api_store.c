@@ -3,10 +3,11 @@
  * limit and MongoDB"), and a Ploomes 403 pauses the shared limiter for forbidden_pause_ms
  * (SPEC §4, PLOOMES_403_PAUSE_MS).
  *
- * The outage: the limiter talks to the shared FerretDB through a small TCP proxy run by this
- * test (a thread on 127.0.0.1, port 0). Cutting it closes every proxied connection and refuses
- * new ones (accepted, then closed at once); restoring it forwards again. The shared server is
- * never touched. The API is milvus-sim / ploomes-sim (subprocesses, simproc). */
+ * The outage: the limiter talks to the shared FerretDB through a TCP proxy run by this test
+ * (tests/support/tcpproxy.h: a thread on 127.0.0.1, port 0). Cutting it closes every proxied
+ * connection and refuses new ones (accepted, then closed at once); restoring it forwards again.
+ * The shared server is never touched. The API is milvus-sim / ploomes-sim (subprocesses,
+ * simproc). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,16 +15,10 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <mongoc/mongoc.h>
@@ -33,164 +28,12 @@
 #include "ratelimit.h"
 #include "simproc.h"
 #include "store.h"
+#include "tcpproxy.h"
 #include "testenv.h"
 
 #define TOKEN "milvus-token-it-api-store"
 #define USER_KEY "ploomes-key-it-api-store"
 #define LISTAGEM "{\"filtro_body\":{\"status\":10}}"
-
-/* ---- a TCP proxy that can be cut and restored ------------------------------------------- */
-
-#define PROXY_PAIRS 64
-
-typedef struct {
-    int listen_fd;
-    int port;
-    struct sockaddr_in upstream;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    bool cut;            /* guarded by lock */
-    bool quit;           /* guarded by lock */
-    int pairs[PROXY_PAIRS][2]; /* client, upstream; -1 when free (proxy thread only) */
-    int accepted_while_cut;    /* guarded by lock */
-} proxy_t;
-
-static void pair_close(proxy_t *p, int i)
-{
-    for (int k = 0; k < 2; k++) {
-        if (p->pairs[i][k] >= 0)
-            close(p->pairs[i][k]);
-        p->pairs[i][k] = -1;
-    }
-}
-
-/* Copies what is readable on `from` to `to`; returns -1 when the pair must close. */
-static int pump(int from, int to)
-{
-    char buf[16384];
-    ssize_t n = recv(from, buf, sizeof buf, 0);
-    if (n <= 0)
-        return -1;
-    for (ssize_t off = 0; off < n;) {
-        ssize_t w = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        off += w;
-    }
-    return 0;
-}
-
-static void *proxy_main(void *arg)
-{
-    proxy_t *p = arg;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        bool quit = p->quit, cut = p->cut;
-        pthread_mutex_unlock(&p->lock);
-        if (quit)
-            break;
-        if (cut)
-            for (int i = 0; i < PROXY_PAIRS; i++)
-                pair_close(p, i);
-        struct pollfd fds[1 + 2 * PROXY_PAIRS];
-        int idx[1 + 2 * PROXY_PAIRS];
-        nfds_t n = 0;
-        fds[n] = (struct pollfd){.fd = p->listen_fd, .events = POLLIN};
-        idx[n++] = -1;
-        for (int i = 0; i < PROXY_PAIRS; i++)
-            for (int k = 0; k < 2; k++)
-                if (p->pairs[i][k] >= 0) {
-                    fds[n] = (struct pollfd){.fd = p->pairs[i][k], .events = POLLIN};
-                    idx[n++] = i * 2 + k;
-                }
-        if (poll(fds, n, 50) <= 0)
-            continue;
-        for (nfds_t j = 1; j < n; j++) {
-            if (!fds[j].revents)
-                continue;
-            int i = idx[j] / 2, k = idx[j] % 2;
-            if (p->pairs[i][k] < 0)
-                continue;
-            if (pump(p->pairs[i][k], p->pairs[i][1 - k]) != 0)
-                pair_close(p, i);
-        }
-        if (fds[0].revents & POLLIN) {
-            int c = accept(p->listen_fd, NULL, NULL);
-            if (c < 0)
-                continue;
-            pthread_mutex_lock(&p->lock);
-            cut = p->cut;
-            if (cut)
-                p->accepted_while_cut++;
-            pthread_mutex_unlock(&p->lock);
-            int slot = -1;
-            for (int i = 0; i < PROXY_PAIRS && slot < 0; i++)
-                if (p->pairs[i][0] < 0)
-                    slot = i;
-            int u = -1;
-            if (!cut && slot >= 0) {
-                u = socket(AF_INET, SOCK_STREAM, 0);
-                if (u >= 0 &&
-                    connect(u, (struct sockaddr *)&p->upstream, sizeof p->upstream) != 0) {
-                    close(u);
-                    u = -1;
-                }
-            }
-            if (u < 0) {
-                close(c); /* cut (or the upstream refused): the client sees a closed socket */
-                continue;
-            }
-            p->pairs[slot][0] = c;
-            p->pairs[slot][1] = u;
-        }
-    }
-    for (int i = 0; i < PROXY_PAIRS; i++)
-        pair_close(p, i);
-    return NULL;
-}
-
-static void proxy_start(proxy_t *p, const char *host, int port)
-{
-    memset(p, 0, sizeof *p);
-    for (int i = 0; i < PROXY_PAIRS; i++)
-        p->pairs[i][0] = p->pairs[i][1] = -1;
-    pthread_mutex_init(&p->lock, NULL);
-    p->upstream.sin_family = AF_INET;
-    p->upstream.sin_port = htons((uint16_t)port);
-    if (strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
-    assert_int_equal(inet_pton(AF_INET, host, &p->upstream.sin_addr), 1);
-    p->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(p->listen_fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(p->listen_fd, 64), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
-    p->port = ntohs(a.sin_port);
-    assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
-}
-
-static void proxy_set_cut(proxy_t *p, bool cut)
-{
-    pthread_mutex_lock(&p->lock);
-    p->cut = cut;
-    pthread_mutex_unlock(&p->lock);
-}
-
-static void proxy_stop(proxy_t *p)
-{
-    pthread_mutex_lock(&p->lock);
-    p->quit = true;
-    pthread_mutex_unlock(&p->lock);
-    pthread_join(p->thread, NULL);
-    close(p->listen_fd);
-    pthread_mutex_destroy(&p->lock);
-}
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
@@ -198,7 +41,7 @@ typedef struct {
     char db[64];
     store_t *direct;    /* straight to the shared server: clean-up */
     store_t *proxied;   /* through the proxy: the limiter under test */
-    proxy_t proxy;
+    tcpproxy_t *proxy;  /* in front of the shared server */
 } mongo_fixture_t;
 
 /* A throwaway database, reachable directly and through a proxy. */
@@ -218,20 +61,18 @@ static void mongo_up(mongo_fixture_t *f)
     assert_non_null(mu);
     const mongoc_host_list_t *h = mongoc_uri_get_hosts(mu);
     assert_non_null(h);
-    proxy_start(&f->proxy, h->host, h->port);
+    f->proxy = tcpproxy_start(h->host, h->port, err, sizeof err);
+    if (!f->proxy)
+        fail_msg("%s", err);
     mongoc_uri_destroy(mu);
     /* the same URI with the proxy as its one host; short timeouts so a cut shows at once */
-    const char *hosts = strstr(uri, "://") + 3;
-    const char *at = strchr(hosts, '@');
-    const char *slash = strchr(hosts, '/');
-    if (at && (!slash || at < slash))
-        hosts = at + 1;
-    size_t head = (size_t)(hosts - uri);
-    const char *rest = hosts + strcspn(hosts, "/?");
     char proxied[640];
-    snprintf(proxied, sizeof proxied, "%.*s127.0.0.1:%d%s%sserverSelectionTimeoutMS=300&"
-             "connectTimeoutMS=300&socketTimeoutMS=2000", (int)head, uri, f->proxy.port, rest,
-             strchr(rest, '?') ? "&" : "?");
+    assert_int_equal(tcpproxy_uri(uri, tcpproxy_port(f->proxy), proxied, sizeof proxied), 0);
+    size_t used = strlen(proxied);
+    int n = snprintf(proxied + used, sizeof proxied - used, "%sserverSelectionTimeoutMS=300&"
+                     "connectTimeoutMS=300&socketTimeoutMS=2000",
+                     strchr(proxied, '?') ? "&" : "?");
+    assert_true(n > 0 && (size_t)n < sizeof proxied - used);
     f->proxied = store_open(proxied, err, sizeof err);
     if (!f->proxied)
         fail_msg("store_open through the proxy: %s", err);
@@ -240,7 +81,7 @@ static void mongo_up(mongo_fixture_t *f)
 static void mongo_down(mongo_fixture_t *f)
 {
     store_close(f->proxied);
-    proxy_stop(&f->proxy);
+    tcpproxy_stop(f->proxy);
     mongoc_client_t *c = mongoc_client_pool_pop(store_pool(f->direct));
     mongoc_database_t *d = mongoc_client_get_database(c, f->db);
     bson_error_t error;
@@ -255,7 +96,11 @@ static ratelimit_t *limiter(store_t *st, const char *base, const char *secret, i
     char err[512];
     ratelimit_options_t ro = {.pool = store_pool(st), .database = store_db_name(st),
                               .base_url = base, .secret = secret, .limit = limit,
-                              .window_ms = 1000, .margin_ms = 0, .name = "test"};
+                              .window_ms = 1000, .margin_ms = 0, .name = "test",
+                              /* one stored ticket per request: every acquisition reads
+                               * MongoDB, so a cut is seen by the next request (blocks would
+                               * serve it from tickets already taken) */
+                              .batch = 1};
     ratelimit_t *rl = ratelimit_new(&ro, err, sizeof err);
     if (!rl)
         fail_msg("ratelimit_new: %s", err);
@@ -265,7 +110,7 @@ static ratelimit_t *limiter(store_t *st, const char *base, const char *secret, i
 /* What the wait hook and on_store_state saw; the hook restores MongoDB (or sets the stop flag)
  * once it has been called `act_after` times while MongoDB was cut. */
 typedef struct {
-    proxy_t *proxy;
+    tcpproxy_t *proxy;
     bool cut;
     int hook_calls_while_cut;
     int act_after;
@@ -282,7 +127,7 @@ static int outage_hook(void *ctx, int64_t remaining_ms)
         if (o->stop_instead) {
             *o->stop = 1;
         } else {
-            proxy_set_cut(o->proxy, false);
+            tcpproxy_restore(o->proxy);
             o->cut = false;
         }
     }
@@ -336,7 +181,7 @@ static void test_store_outage_waited_out(void **state)
     mongo_up(&f);
     ratelimit_t *rl = limiter(f.proxied, simproc_api_url(sim), TOKEN, 100);
 
-    outage_t o = {.proxy = &f.proxy, .act_after = 10};
+    outage_t o = {.proxy = f.proxy, .act_after = 10};
     volatile sig_atomic_t stop = 0;
     o.stop = &stop;
     api_options_t ao = {.kind = API_MILVUS, .base_url = simproc_api_url(sim), .secret = TOKEN,
@@ -359,7 +204,7 @@ static void test_store_outage_waited_out(void **state)
     assert_int_equal(o.nstates, 0);
 
     /* cut: the request waits (the hook keeps being called), MongoDB comes back, it goes on */
-    proxy_set_cut(&f.proxy, true);
+    tcpproxy_cut(f.proxy);
     o.cut = true;
     int64_t t0 = testenv_now_ms();
     api_outcome_t oc = api_request(api, HTTP_POST, "/chamado/listagem", LISTAGEM,
@@ -379,7 +224,7 @@ static void test_store_outage_waited_out(void **state)
     o.hook_calls_while_cut = 0;
     o.stop_instead = true;
     o.act_after = 3;
-    proxy_set_cut(&f.proxy, true);
+    tcpproxy_cut(f.proxy);
     o.cut = true;
     assert_int_equal(api_request(api, HTTP_POST, "/chamado/listagem", LISTAGEM, API_IDEMPOTENT,
                                  &r), API_STOPPED);
@@ -388,7 +233,7 @@ static void test_store_outage_waited_out(void **state)
     assert_int_equal(o.nstates, 3);
     assert_int_equal(o.states[2], 0);
     /* back up: the next request says so once */
-    proxy_set_cut(&f.proxy, false);
+    tcpproxy_restore(f.proxy);
     o.cut = false;
     stop = 0;
     assert_int_equal(api_request(api, HTTP_POST, "/chamado/listagem", LISTAGEM, API_IDEMPOTENT,

@@ -7,12 +7,13 @@
  *
  *   producer_stops_while_mongodb_hangs
  *     milvus-producer (daemon, POLL_INTERVAL_SECONDS=1) against milvus-sim, the real Kafka, and
- *     the shared FerretDB reached through a TCP proxy run by this test. After its first pass
- *     (it holds the producer lease) the proxy freezes: it keeps every connection open, accepts
- *     new ones, and forwards nothing either way. The test waits until the producer has sent a
- *     request that the frozen proxy holds (so it is blocked on MongoDB, or about to be), then
- *     sends SIGTERM: the producer must exit 0 within 90 s (the fix: a 20 s socket timeout, then
- *     a 5 s server selection; before it: 300 s). The shared server is never touched.
+ *     the shared FerretDB reached through a TCP proxy run by this test (tcpproxy_). After its
+ *     first pass (it holds the producer lease) the proxy freezes: it keeps every connection
+ *     open, accepts new ones, and forwards nothing either way. The test waits until the
+ *     producer has sent a request that the frozen proxy holds (so it is blocked on MongoDB, or
+ *     about to be), then sends SIGTERM: the producer must exit 0 within 90 s (the fix: a 20 s
+ *     socket timeout, then a 5 s server selection; before it: 300 s). The shared server is
+ *     never touched.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -21,207 +22,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <poll.h>
-#include <pthread.h>
-
 #include <mongoc/mongoc.h>
 
 #include "prodtest.h"
 #include "store.h"
+#include "tcpproxy.h"
 
 #define TOKEN "OUTAGETESTTOKEN12345"
 #define STOP_DEADLINE_MS 90000
-
-/* ---- a TCP proxy that can freeze (hold every byte, keep every connection) ------------------- */
-
-#define PROXY_PAIRS 64
-
-typedef struct {
-    int listen_fd;
-    int port;
-    struct sockaddr_in upstream;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    bool frozen;        /* guarded by lock */
-    bool quit;          /* guarded by lock */
-    int held_requests;  /* guarded by lock: client connections with unread bytes while frozen */
-    int pairs[PROXY_PAIRS][2]; /* client, upstream (-1: none); proxy thread only */
-} proxy_t;
-
-static void pair_close(proxy_t *p, int i)
-{
-    for (int k = 0; k < 2; k++) {
-        if (p->pairs[i][k] >= 0)
-            close(p->pairs[i][k]);
-        p->pairs[i][k] = -1;
-    }
-}
-
-/* Copies what is readable on `from` to `to`; -1 when the pair must close. */
-static int pump(int from, int to)
-{
-    char buf[16384];
-    ssize_t n = recv(from, buf, sizeof buf, 0);
-    if (n <= 0)
-        return -1;
-    for (ssize_t off = 0; off < n;) {
-        ssize_t w = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        off += w;
-    }
-    return 0;
-}
-
-/* Frozen: counts the client connections holding bytes nobody reads (poll only, no recv). */
-static void count_held(proxy_t *p)
-{
-    struct pollfd fds[PROXY_PAIRS];
-    nfds_t n = 0;
-    for (int i = 0; i < PROXY_PAIRS; i++)
-        if (p->pairs[i][0] >= 0)
-            fds[n++] = (struct pollfd){.fd = p->pairs[i][0], .events = POLLIN};
-    int held = 0;
-    if (n > 0 && poll(fds, n, 0) > 0)
-        for (nfds_t j = 0; j < n; j++)
-            held += (fds[j].revents & POLLIN) != 0;
-    pthread_mutex_lock(&p->lock);
-    p->held_requests = held;
-    pthread_mutex_unlock(&p->lock);
-}
-
-static void *proxy_main(void *arg)
-{
-    proxy_t *p = arg;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        bool quit = p->quit, frozen = p->frozen;
-        pthread_mutex_unlock(&p->lock);
-        if (quit)
-            break;
-        struct pollfd fds[1 + 2 * PROXY_PAIRS];
-        int idx[1 + 2 * PROXY_PAIRS];
-        nfds_t n = 0;
-        fds[n] = (struct pollfd){.fd = p->listen_fd, .events = POLLIN};
-        idx[n++] = -1;
-        if (!frozen)
-            for (int i = 0; i < PROXY_PAIRS; i++)
-                for (int k = 0; k < 2; k++)
-                    if (p->pairs[i][k] >= 0) {
-                        fds[n] = (struct pollfd){.fd = p->pairs[i][k], .events = POLLIN};
-                        idx[n++] = i * 2 + k;
-                    }
-        int pr = poll(fds, n, 50);
-        if (frozen)
-            count_held(p);
-        if (pr <= 0)
-            continue;
-        for (nfds_t j = 1; j < n; j++) {
-            if (!fds[j].revents)
-                continue;
-            int i = idx[j] / 2, k = idx[j] % 2;
-            if (p->pairs[i][k] < 0)
-                continue;
-            if (pump(p->pairs[i][k], p->pairs[i][1 - k]) != 0)
-                pair_close(p, i);
-        }
-        if (fds[0].revents & POLLIN) {
-            int c = accept(p->listen_fd, NULL, NULL);
-            if (c < 0)
-                continue;
-            int slot = -1;
-            for (int i = 0; i < PROXY_PAIRS && slot < 0; i++)
-                if (p->pairs[i][0] < 0)
-                    slot = i;
-            if (slot < 0) {
-                close(c);
-                continue;
-            }
-            int u = -1;
-            if (!frozen) { /* frozen: the connection is accepted and then nothing happens */
-                u = socket(AF_INET, SOCK_STREAM, 0);
-                if (u >= 0 &&
-                    connect(u, (struct sockaddr *)&p->upstream, sizeof p->upstream) != 0) {
-                    close(u);
-                    close(c);
-                    continue;
-                }
-            }
-            p->pairs[slot][0] = c;
-            p->pairs[slot][1] = u;
-        }
-    }
-    for (int i = 0; i < PROXY_PAIRS; i++)
-        pair_close(p, i);
-    return NULL;
-}
-
-static void proxy_start(proxy_t *p, const char *host, int port)
-{
-    memset(p, 0, sizeof *p);
-    for (int i = 0; i < PROXY_PAIRS; i++)
-        p->pairs[i][0] = p->pairs[i][1] = -1;
-    assert_int_equal(pthread_mutex_init(&p->lock, NULL), 0);
-    p->upstream.sin_family = AF_INET;
-    p->upstream.sin_port = htons((uint16_t)port);
-    if (strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
-    assert_int_equal(inet_pton(AF_INET, host, &p->upstream.sin_addr), 1);
-    p->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(p->listen_fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(p->listen_fd, 64), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
-    p->port = ntohs(a.sin_port);
-    assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
-}
-
-static void proxy_freeze(proxy_t *p)
-{
-    pthread_mutex_lock(&p->lock);
-    p->frozen = true;
-    pthread_mutex_unlock(&p->lock);
-}
-
-static bool proxy_holds_a_request(void *ctx)
-{
-    proxy_t *p = ctx;
-    pthread_mutex_lock(&p->lock);
-    int held = p->held_requests;
-    pthread_mutex_unlock(&p->lock);
-    return held > 0;
-}
-
-static void proxy_stop(proxy_t *p)
-{
-    pthread_mutex_lock(&p->lock);
-    p->quit = true;
-    pthread_mutex_unlock(&p->lock);
-    pthread_join(p->thread, NULL);
-    close(p->listen_fd);
-    pthread_mutex_destroy(&p->lock);
-}
-
-/* `uri` with the proxy as its only host (scheme, credentials, database and options kept). */
-static void proxied_uri(const char *uri, int port, char *out, size_t size)
-{
-    const char *hosts = strstr(uri, "://");
-    assert_non_null(hosts);
-    hosts += 3;
-    const char *at = strchr(hosts, '@');
-    const char *slash = strchr(hosts, '/');
-    if (at && (!slash || at < slash))
-        hosts = at + 1;
-    const char *rest = hosts + strcspn(hosts, "/?");
-    int n = snprintf(out, size, "%.*s127.0.0.1:%d%s", (int)(hosts - uri), uri, port, rest);
-    assert_true(n > 0 && (size_t)n < size);
-}
 
 /* ---- the test ------------------------------------------------------------------------------ */
 
@@ -234,6 +42,11 @@ static bool passes_done(void *ctx)
 {
     passes_t *w = ctx;
     return pt_log_count(w->log, "event=pass_done source=milvus outcome=ok") >= w->passes;
+}
+
+static bool proxy_holds_a_request(void *ctx)
+{
+    return tcpproxy_held_requests(ctx) > 0;
 }
 
 static void producer_stops_while_mongodb_hangs(void **state)
@@ -251,13 +64,14 @@ static void producer_stops_while_mongodb_hangs(void **state)
     assert_non_null(mu);
     const mongoc_host_list_t *h = mongoc_uri_get_hosts(mu);
     assert_non_null(h);
-    proxy_t proxy;
-    proxy_start(&proxy, h->host, h->port);
+    char err[256];
+    tcpproxy_t *proxy = tcpproxy_start(h->host, h->port, err, sizeof err);
+    if (!proxy)
+        fail_msg("%s", err);
     mongoc_uri_destroy(mu);
     char uri[640];
-    proxied_uri(iso.uri, proxy.port, uri, sizeof uri);
+    assert_int_equal(tcpproxy_uri(iso.uri, tcpproxy_port(proxy), uri, sizeof uri), 0);
 
-    char err[256];
     simproc *sim = simproc_start_milvus(TOKEN, err, sizeof err);
     if (!sim)
         fail_msg("%s", err);
@@ -292,8 +106,8 @@ static void producer_stops_while_mongodb_hangs(void **state)
     }
 
     /* MongoDB stops answering; the producer talks to it (or is about to) */
-    proxy_freeze(&proxy);
-    if (!testenv_wait_until(proxy_holds_a_request, &proxy, 60000, 20)) {
+    tcpproxy_freeze(proxy);
+    if (!testenv_wait_until(proxy_holds_a_request, proxy, 60000, 20)) {
         kill(pid, SIGKILL);
         simproc_wait(pid, 10000);
         fail_msg("the producer sent MongoDB nothing within 60 s of the freeze");
@@ -306,7 +120,7 @@ static void producer_stops_while_mongodb_hangs(void **state)
             (long long)took);
     if (rc != 0)
         pt_dump_log(log, 3000);
-    proxy_stop(&proxy);
+    tcpproxy_stop(proxy);
     assert_int_equal(simproc_stop(sim), 0);
     assert_int_equal(rc, 0);
     assert_true(took < STOP_DEADLINE_MS);

@@ -1,0 +1,308 @@
+/* tcpproxy_: see tcpproxy.h. One thread polls the listener and every pair (50 ms ticks, so a
+ * mode change shows within one tick); the mode and the counters are guarded by `lock`, the
+ * pairs belong to the proxy thread alone. */
+#include "tcpproxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TCPPROXY_PAIRS 64
+#define TCPPROXY_TICK_MS 50
+
+typedef enum { MODE_FORWARD = 0, MODE_CUT, MODE_FROZEN } proxy_mode_t;
+
+struct tcpproxy {
+    int listen_fd;
+    int port;
+    struct sockaddr_in upstream;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    proxy_mode_t mode;              /* guarded by lock */
+    bool quit;                 /* guarded by lock */
+    int refused;               /* guarded by lock: accepted while cut */
+    int held;                  /* guarded by lock: client connections with unread bytes (frozen) */
+    int pairs[TCPPROXY_PAIRS][2]; /* client, upstream; -1: none (proxy thread only) */
+};
+
+static void pair_close(tcpproxy_t *px, int i)
+{
+    for (int k = 0; k < 2; k++) {
+        if (px->pairs[i][k] >= 0)
+            close(px->pairs[i][k]);
+        px->pairs[i][k] = -1;
+    }
+}
+
+/* A new connection to the upstream, or -1. */
+static int upstream_connect(tcpproxy_t *px)
+{
+    int u = socket(AF_INET, SOCK_STREAM, 0);
+    if (u >= 0 && connect(u, (struct sockaddr *)&px->upstream, sizeof px->upstream) != 0) {
+        close(u);
+        u = -1;
+    }
+    return u;
+}
+
+/* Copies what is readable on `from` to `to`; -1 when the pair must close. */
+static int pump(int from, int to)
+{
+    char buf[16384];
+    ssize_t n = recv(from, buf, sizeof buf, 0);
+    if (n <= 0)
+        return -1;
+    for (ssize_t off = 0; off < n;) {
+        ssize_t w = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        off += w;
+    }
+    return 0;
+}
+
+/* Frozen: counts the client connections holding bytes nobody reads (poll only, no recv). */
+static int count_held(tcpproxy_t *px)
+{
+    struct pollfd fds[TCPPROXY_PAIRS];
+    nfds_t n = 0;
+    for (int i = 0; i < TCPPROXY_PAIRS; i++)
+        if (px->pairs[i][0] >= 0)
+            fds[n++] = (struct pollfd){.fd = px->pairs[i][0], .events = POLLIN};
+    int held = 0;
+    if (n > 0 && poll(fds, n, 0) > 0)
+        for (nfds_t j = 0; j < n; j++)
+            held += (fds[j].revents & POLLIN) != 0;
+    return held;
+}
+
+static void accept_one(tcpproxy_t *px)
+{
+    int c = accept(px->listen_fd, NULL, NULL);
+    if (c < 0)
+        return;
+    pthread_mutex_lock(&px->lock);
+    proxy_mode_t mode = px->mode;
+    if (mode == MODE_CUT)
+        px->refused++;
+    pthread_mutex_unlock(&px->lock);
+    if (mode == MODE_CUT) { /* the client sees a closed socket */
+        close(c);
+        return;
+    }
+    int slot = -1;
+    for (int i = 0; i < TCPPROXY_PAIRS && slot < 0; i++)
+        if (px->pairs[i][0] < 0)
+            slot = i;
+    int u = -1;
+    if (slot >= 0 && mode == MODE_FORWARD) { /* frozen: accepted, then nothing happens */
+        u = upstream_connect(px);
+        if (u < 0)
+            slot = -1;
+    }
+    if (slot < 0) { /* full, or the upstream refused */
+        close(c);
+        return;
+    }
+    px->pairs[slot][0] = c;
+    px->pairs[slot][1] = u;
+}
+
+static void *proxy_main(void *arg)
+{
+    tcpproxy_t *px = arg;
+    for (;;) {
+        pthread_mutex_lock(&px->lock);
+        bool quit = px->quit;
+        proxy_mode_t mode = px->mode;
+        pthread_mutex_unlock(&px->lock);
+        if (quit)
+            break;
+        for (int i = 0; i < TCPPROXY_PAIRS; i++) {
+            if (mode == MODE_CUT)
+                pair_close(px, i);
+            else if (mode == MODE_FORWARD && px->pairs[i][0] >= 0 && px->pairs[i][1] < 0) {
+                px->pairs[i][1] = upstream_connect(px); /* accepted while frozen */
+                if (px->pairs[i][1] < 0)
+                    pair_close(px, i);
+            }
+        }
+        struct pollfd fds[1 + 2 * TCPPROXY_PAIRS];
+        int idx[1 + 2 * TCPPROXY_PAIRS];
+        nfds_t n = 0;
+        fds[n] = (struct pollfd){.fd = px->listen_fd, .events = POLLIN};
+        idx[n++] = -1;
+        if (mode != MODE_FROZEN)
+            for (int i = 0; i < TCPPROXY_PAIRS; i++)
+                for (int k = 0; k < 2; k++)
+                    if (px->pairs[i][k] >= 0) {
+                        fds[n] = (struct pollfd){.fd = px->pairs[i][k], .events = POLLIN};
+                        idx[n++] = i * 2 + k;
+                    }
+        int pr = poll(fds, n, TCPPROXY_TICK_MS);
+        int held = mode == MODE_FROZEN ? count_held(px) : 0;
+        pthread_mutex_lock(&px->lock);
+        if (px->mode == mode)
+            px->held = held;
+        pthread_mutex_unlock(&px->lock);
+        if (pr <= 0)
+            continue;
+        for (nfds_t j = 1; j < n; j++) {
+            if (!fds[j].revents)
+                continue;
+            int i = idx[j] / 2, k = idx[j] % 2;
+            if (px->pairs[i][k] < 0 || px->pairs[i][1 - k] < 0)
+                continue;
+            if (pump(px->pairs[i][k], px->pairs[i][1 - k]) != 0)
+                pair_close(px, i);
+        }
+        if (fds[0].revents & POLLIN)
+            accept_one(px);
+    }
+    for (int i = 0; i < TCPPROXY_PAIRS; i++)
+        pair_close(px, i);
+    return NULL;
+}
+
+tcpproxy_t *tcpproxy_start(const char *host, int port, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (!err || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (!host || port <= 0 || port > 65535) {
+        snprintf(err, errlen, "tcpproxy: bad upstream");
+        return NULL;
+    }
+    tcpproxy_t *px = calloc(1, sizeof *px);
+    if (!px) {
+        snprintf(err, errlen, "tcpproxy: out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < TCPPROXY_PAIRS; i++)
+        px->pairs[i][0] = px->pairs[i][1] = -1;
+    px->listen_fd = -1;
+    px->upstream.sin_family = AF_INET;
+    px->upstream.sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &px->upstream.sin_addr) != 1) {
+        snprintf(err, errlen, "tcpproxy: upstream host is not an IPv4 address: %s", host);
+        free(px);
+        return NULL;
+    }
+    int rc = pthread_mutex_init(&px->lock, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "tcpproxy: pthread_mutex_init: %s", strerror(rc));
+        free(px);
+        return NULL;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    px->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (px->listen_fd < 0 || bind(px->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(px->listen_fd, 64) != 0 ||
+        getsockname(px->listen_fd, (struct sockaddr *)&a, &len) != 0) {
+        snprintf(err, errlen, "tcpproxy: listen on 127.0.0.1: %s", strerror(errno));
+        goto fail;
+    }
+    px->port = ntohs(a.sin_port);
+    rc = pthread_create(&px->thread, NULL, proxy_main, px);
+    if (rc != 0) {
+        snprintf(err, errlen, "tcpproxy: pthread_create: %s", strerror(rc));
+        goto fail;
+    }
+    return px;
+fail:
+    if (px->listen_fd >= 0)
+        close(px->listen_fd);
+    pthread_mutex_destroy(&px->lock);
+    free(px);
+    return NULL;
+}
+
+int tcpproxy_port(const tcpproxy_t *px)
+{
+    return px->port; /* set before the thread starts, never changed */
+}
+
+static void set_mode(tcpproxy_t *px, proxy_mode_t mode)
+{
+    pthread_mutex_lock(&px->lock);
+    px->mode = mode;
+    px->held = 0; /* recounted by the thread under the new mode */
+    pthread_mutex_unlock(&px->lock);
+}
+
+void tcpproxy_cut(tcpproxy_t *px)
+{
+    set_mode(px, MODE_CUT);
+}
+
+void tcpproxy_freeze(tcpproxy_t *px)
+{
+    set_mode(px, MODE_FROZEN);
+}
+
+void tcpproxy_restore(tcpproxy_t *px)
+{
+    set_mode(px, MODE_FORWARD);
+}
+
+int tcpproxy_refused(tcpproxy_t *px)
+{
+    pthread_mutex_lock(&px->lock);
+    int n = px->refused;
+    pthread_mutex_unlock(&px->lock);
+    return n;
+}
+
+int tcpproxy_held_requests(tcpproxy_t *px)
+{
+    pthread_mutex_lock(&px->lock);
+    int n = px->held;
+    pthread_mutex_unlock(&px->lock);
+    return n;
+}
+
+int tcpproxy_uri(const char *uri, int port, char *out, size_t size)
+{
+    const char *hosts = uri ? strstr(uri, "://") : NULL;
+    if (!hosts || !out || size == 0)
+        return -1;
+    hosts += 3;
+    const char *at = strchr(hosts, '@');
+    const char *slash = strchr(hosts, '/');
+    if (at && (!slash || at < slash))
+        hosts = at + 1;
+    const char *rest = hosts + strcspn(hosts, "/?");
+    int n = snprintf(out, size, "%.*s127.0.0.1:%d%s", (int)(hosts - uri), uri, port, rest);
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+void tcpproxy_stop(tcpproxy_t *px)
+{
+    if (!px)
+        return;
+    pthread_mutex_lock(&px->lock);
+    px->quit = true;
+    pthread_mutex_unlock(&px->lock);
+    pthread_join(px->thread, NULL);
+    close(px->listen_fd);
+    pthread_mutex_destroy(&px->lock);
+    free(px);
+}

@@ -1,0 +1,69 @@
+/* tcpproxy_: a TCP proxy for tests that puts a service (the shared MongoDB, say) behind a
+ * switch, so a test can make it go away and come back without touching the shared server.
+ *
+ *   char err[256];
+ *   tcpproxy_t *px = tcpproxy_start("127.0.0.1", 27017, err, sizeof err);
+ *   if (!px) fail_msg("%s", err);
+ *   char uri[640];
+ *   tcpproxy_uri(mongodb_uri, tcpproxy_port(px), uri, sizeof uri);  // the proxy as its host
+ *   ...  tcpproxy_cut(px);  ...  tcpproxy_restore(px);  ...
+ *   tcpproxy_stop(px);
+ *
+ * It listens on 127.0.0.1 (an ephemeral port) and pairs every accepted connection with its
+ * own connection to the upstream, forwarding bytes both ways. Three modes:
+ *   forwarding  (the start, and after tcpproxy_restore) the normal proxy;
+ *   cut         every pair is closed and every new connection is accepted and closed at once
+ *               (counted by tcpproxy_refused): the service is down, the client sees resets;
+ *   frozen      every connection stays open and new ones are accepted, but nothing is
+ *               forwarded either way: the service hangs (tcpproxy_held_requests counts the
+ *               client connections with bytes waiting that nobody reads).
+ * Restoring from frozen forwards again what was held; a connection accepted while frozen gets
+ * its upstream connection then (closed if the upstream refuses). At most 64 pairs at once; a
+ * connection past that, or one the upstream refuses, is closed at once.
+ *
+ * Ownership: tcpproxy_start returns a proxy the caller owns and frees with tcpproxy_stop (which
+ * closes every connection). Thread-safety: one background thread does all the socket work;
+ * tcpproxy_port/cut/freeze/restore/refused/held_requests may be called from any thread while it
+ * runs. tcpproxy_stop must not race with them.
+ */
+#ifndef PIPELINE_TCPPROXY_H
+#define PIPELINE_TCPPROXY_H
+
+#include <stddef.h>
+
+typedef struct tcpproxy tcpproxy_t;
+
+/* Starts a proxy in front of host:port (an IPv4 address, or "localhost"), forwarding. NULL with
+ * err (when errlen > 0) on failure. */
+tcpproxy_t *tcpproxy_start(const char *host, int port, char *err, size_t errlen);
+
+/* The local port the proxy listens on (127.0.0.1). */
+int tcpproxy_port(const tcpproxy_t *px);
+
+/* Cut: closes every pair (within ~50 ms, on the proxy thread) and refuses new connections
+ * (accepted, then closed) until tcpproxy_restore or tcpproxy_freeze. */
+void tcpproxy_cut(tcpproxy_t *px);
+
+/* Freeze: keeps every connection open and accepts new ones, forwards nothing, until
+ * tcpproxy_restore or tcpproxy_cut. */
+void tcpproxy_freeze(tcpproxy_t *px);
+
+/* Back to forwarding (from cut or frozen; a no-op when forwarding). */
+void tcpproxy_restore(tcpproxy_t *px);
+
+/* Connections accepted (and closed at once) while cut, since the start. */
+int tcpproxy_refused(tcpproxy_t *px);
+
+/* While frozen: the client connections with bytes waiting that the proxy holds (updated every
+ * ~50 ms); 0 when not frozen. */
+int tcpproxy_held_requests(tcpproxy_t *px);
+
+/* Writes into out `uri` ("scheme://[user[:pass]@]hosts[/path][?query]") with the proxy
+ * ("127.0.0.1:<port>") as its only host; everything else is kept. 0, or -1 when the URI has no
+ * "://" or out is too small (out is then unusable). */
+int tcpproxy_uri(const char *uri, int port, char *out, size_t size);
+
+/* Stops the thread, closes every connection and the listener, frees. NULL is accepted. */
+void tcpproxy_stop(tcpproxy_t *px);
+
+#endif
