@@ -36,6 +36,7 @@ typedef struct {
     int64_t seconds;
     int batch;
     int64_t prefill;
+    int64_t spacing_ms; /* ratelimit_options_t.spacing_ms: 0 = automatic (W/N), -1 = none */
 } bench_opts_t;
 
 typedef struct {
@@ -69,6 +70,8 @@ static void usage(FILE *f)
             "  --prefill K       tickets taken before the measured run (default 0)\n"
             "  --batch B         grants per stored block (0 = automatic; needs a ratelimit.h with\n"
             "                    blocks)\n"
+            "  --spacing-ms S    least time between grants (0 = automatic, W/N; -1 = none: the\n"
+            "                    window rule alone; needs a ratelimit.h with spacing)\n"
             "  --help            this text\n"
             "Output: one JSON line (threads, limit, grants, seconds_granting, acquisitions_per_s,\n"
             "commands_per_acquisition, docs_per_acquisition, refusals). When the budget runs out\n"
@@ -182,6 +185,12 @@ static int run(const bench_opts_t *o)
                               .secret = "bench-secret", .limit = o->limit,
                               .window_ms = o->window_ms, .margin_ms = o->margin_ms,
                               .name = "bench"};
+#ifdef RATELIMIT_HAS_SPACING
+    ro.spacing_ms = o->spacing_ms;
+#else
+    if (o->spacing_ms != 0)
+        fprintf(stderr, "ratelimit-bench: this ratelimit.h has no spacing; --spacing-ms ignored\n");
+#endif
 #ifdef RATELIMIT_HAS_BLOCKS
     ro.batch = o->batch;
 #else
@@ -197,11 +206,9 @@ static int run(const bench_opts_t *o)
     }
     int rc = 0;
     for (int64_t i = 0; i < o->prefill; i++) {
-        int64_t wait = 0;
-        int r = ratelimit_try_acquire(rl, &wait, err, sizeof err);
-        if (r != 1) {
-            fprintf(stderr, "ratelimit-bench: prefill stopped at %" PRId64 " (%s)\n", i,
-                    r < 0 ? err : "budget spent");
+        /* waits for each (spaced) ticket; prefill fewer than N, or it waits for the window */
+        if (ratelimit_acquire(rl, NULL, NULL, NULL, err, sizeof err) != 0) {
+            fprintf(stderr, "ratelimit-bench: prefill stopped at %" PRId64 " (%s)\n", i, err);
             rc = 1;
             break;
         }
@@ -290,6 +297,8 @@ int main(int argc, char **argv)
             o.prefill = x;
         } else if (strcmp(a, "--batch") == 0 && parse_i64(v, 0, INT32_MAX, &x)) {
             o.batch = (int)x;
+        } else if (strcmp(a, "--spacing-ms") == 0 && parse_i64(v, -1, INT64_MAX / 4, &x)) {
+            o.spacing_ms = x;
         } else {
             fprintf(stderr, "ratelimit-bench: bad or incomplete option '%s'\n", a);
             usage(stderr);

@@ -36,11 +36,15 @@ struct ratelimit {
     int batch;            /* B: grants per block */
     int blocks;           /* M = floor(N / B): blocks per window */
     int64_t expiry_ms;    /* E: 0 when B = 1 */
+    int64_t sp_num, sp_den; /* S = sp_num / sp_den ms between grants (0: no spacing) */
     pthread_mutex_t refill; /* one thread at a time talks to MongoDB for a block */
     pthread_mutex_t lock;   /* guards everything below (short sections only) */
     int64_t hint;           /* highest block number seen; -1 = unknown */
     int pool_left;          /* tickets of this process's current block still to hand out */
     int64_t pool_expires;   /* MongoDB time after which they are dropped */
+    int64_t pool_t;         /* the block's stamp (MongoDB time) */
+    int pool_next;          /* index in the block of the next ticket to hand out */
+    int64_t last_grant;     /* MongoDB time of this process's latest grant from its block */
     int64_t spent_until;    /* monotonic: the budget was seen spent until then */
     ratelimit_stats_t stats;
 };
@@ -51,6 +55,14 @@ typedef struct {
 } rl_ticket_t;
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* i * S in whole ms, rounded up (never faster than N per W). */
+static int64_t span(const ratelimit_t *rl, int64_t i)
+{
+    if (rl->sp_num <= 0 || i <= 0)
+        return 0;
+    return (i * rl->sp_num + rl->sp_den - 1) / rl->sp_den;
+}
 
 ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t errlen)
 {
@@ -80,18 +92,35 @@ ratelimit_t *ratelimit_new(const ratelimit_options_t *opts, char *err, size_t er
     rl->limit = opts->limit;
     rl->window_ms = opts->window_ms > 0 ? opts->window_ms : RL_DEFAULT_WINDOW_MS;
     rl->margin_ms = opts->margin_ms >= 0 ? opts->margin_ms : RL_DEFAULT_MARGIN_MS;
+    if (opts->spacing_ms > 0) {
+        rl->sp_num = opts->spacing_ms;
+        rl->sp_den = 1;
+    } else if (opts->spacing_ms == 0) {
+        rl->sp_num = rl->window_ms; /* S = W / N */
+        rl->sp_den = rl->limit;
+    }
+    int64_t expiry = opts->batch_expiry_ms > 0 ? opts->batch_expiry_ms
+                                               : rl->window_ms / RL_EXPIRY_DIV;
     int64_t batch = opts->batch > 0
                         ? opts->batch
                         : (int64_t)rl->limit * RL_BLOCK_SPAN_MS / rl->window_ms;
+    if (opts->batch <= 0 && rl->sp_num > 0 && batch > 1) {
+        /* automatic B, spaced: the block's last ticket, due (B-1)*S after its stamp, at most
+         * E/2 in (short windows of tests: W/20 < 100 ms) */
+        int64_t cap = 1 + expiry * rl->sp_den / (2 * rl->sp_num);
+        if (batch > cap)
+            batch = cap;
+    }
     if (batch < 1)
         batch = 1;
     if (batch > rl->limit)
         batch = rl->limit;
     rl->batch = (int)batch;
     rl->blocks = rl->limit / rl->batch;
-    rl->expiry_ms = rl->batch == 1 ? 0
-                    : opts->batch_expiry_ms > 0 ? opts->batch_expiry_ms
-                                                : rl->window_ms / RL_EXPIRY_DIV;
+    rl->expiry_ms = rl->batch == 1 ? 0 : expiry;
+    /* a block set by hand: E leaves its last ticket, due (B-1)*S after the stamp, as much again */
+    if (rl->batch > 1 && rl->expiry_ms < 2 * span(rl, rl->batch))
+        rl->expiry_ms = 2 * span(rl, rl->batch);
     rl->hint = -1;
     rl->clock = store_clock_new(opts->pool, opts->database, opts->clock_skew_ms);
     rl->database = strdup(opts->database);
@@ -336,13 +365,27 @@ static int take_local(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errle
         int64_t now = 0;
         if (server_now(rl, &now, err, errlen) != 0) {
             rc = -1;
-        } else if (now <= rl->pool_expires) {
-            rl->pool_left--;
-            rl->stats.grants++;
-            rc = 1;
         } else {
-            rl->stats.expired += (uint64_t)rl->pool_left; /* too old to be used: dropped */
-            rl->pool_left = 0;
+            /* ticket i of the block: not before stamp + i*S, nor floor(S) after the process's
+             * previous grant */
+            int64_t due = rl->pool_t + span(rl, rl->pool_next);
+            /* floor(S) here: below 1 ms (N > W per ms) whole-ms stamps could not keep up */
+            int64_t after_last = rl->last_grant + (rl->sp_num > 0 ? rl->sp_num / rl->sp_den : 0);
+            if (after_last > due)
+                due = after_last;
+            if (now > rl->pool_expires || due > rl->pool_expires) {
+                rl->stats.expired += (uint64_t)rl->pool_left; /* too old to be used: dropped */
+                rl->pool_left = 0;
+            } else if (now >= due) {
+                rl->pool_left--;
+                rl->pool_next++;
+                rl->last_grant = now;
+                rl->stats.grants++;
+                rc = 1;
+            } else {
+                *wait_ms = due - now;
+                rc = 0;
+            }
         }
     }
     if (rc == 2) {
@@ -426,6 +469,10 @@ static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t *wa
                         rl->name, (long long)pred);
             }
         }
+        /* spacing: the next block not before the newest one's stamp + B*S (B = 1: S after the
+         * latest grant of any process), also after a pause */
+        if (max_k >= 0 && newest_t + span(rl, rl->batch) > free_at)
+            free_at = newest_t + span(rl, rl->batch);
         if (pause_until > free_at)
             free_at = pause_until;
         int64_t now = 0;
@@ -479,6 +526,15 @@ static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t *wa
         if (rl->batch > 1) {
             rl->pool_left = rl->batch - 1;
             rl->pool_expires = now + rl->expiry_ms;
+            rl->pool_t = now;
+            rl->pool_next = 1;
+            rl->last_grant = now;
+        } else if (span(rl, 1) > 0) {
+            /* no grant anywhere before now + S: this process's threads wait here, not in a
+             * read of the store each */
+            int64_t until = clock_mono_ms() + span(rl, 1);
+            if (until > rl->spent_until)
+                rl->spent_until = until;
         }
         pthread_mutex_unlock(&rl->lock);
         rc = 1;
@@ -650,3 +706,5 @@ void ratelimit_layout(const ratelimit_t *rl, int *batch, int *blocks_per_window,
     if (expiry_ms)
         *expiry_ms = rl->expiry_ms;
 }
+
+int64_t ratelimit_spacing(const ratelimit_t *rl) { return span(rl, 1); }

@@ -15,8 +15,9 @@
  * atomic primitive it has is a unique _id on insert (SQLite UNIQUE constraint -> E11000).
  *
  * Blocks (issue 13). One stored document ("block" k) grants B requests. B = max(1, N * 100 ms / W)
- * (option `batch` overrides it): 1 for every production-size limit (120 or 600 a minute: one
- * document per request, the format and behaviour of earlier versions), 166 at 100,000 a minute.
+ * (at most 1 + E/(2S) when spaced, see "Spacing"; option `batch` overrides it): 1 for every
+ * production-size limit (120 or 600 a minute: one document per request, the format and
+ * behaviour of earlier versions), 166 at 100,000 a minute.
  * M = floor(N / B) blocks per window (M * B <= N). E = the longest a block's tickets may be used
  * after its stamp: 0 when B = 1 (the one ticket is used at once, as before), else W/20 (option
  * `batch_expiry_ms`); tickets still unused then are dropped, never carried over.
@@ -34,6 +35,29 @@
  * A predecessor that vanished (deleted by hand, a partial wipe) is taken as stamped at the
  * newest stamp seen: never earlier than the truth.
  * All processes of one account must use the same N, W and B (B follows from N and W unless set).
+ *
+ * Spacing (GCRA-like pacing). The window rule alone lets N requests go at once: after a pause
+ * (penalize, a 429's Retry-After) every thread of every process got a ticket the moment it
+ * ended, and an API that wants its calls spaced (Milvus may answer 429 to calls closer than an
+ * interval, reference/apis.md §2.6) answered most of that herd with 429 again, each costing a
+ * record an attempt. So, in addition to the window rule (kept: it is the proven bound),
+ * consecutive grants of one bucket are at least S = W/N ms apart on MongoDB's clock (option
+ * `spacing_ms` overrides it; < 0 turns it off). The per-minute rate is thus also the spacing an
+ * operator sets for an API that wants calls spaced: MILVUS_RATE_PER_MIN=60 spaces calls 1 s
+ * apart, 3000 spaces them 20 ms apart.
+ * B = 1: block k+1 is inserted only when now >= t(newest block read) + S; the newest block is
+ * always among those read (k >= hint), so this costs no round trip; the unique _id still decides
+ * between two processes that both saw the slot free (the loser reads again and waits S).
+ * B > 1: ticket i of a block (i = 0 .. B-1) is used no earlier than its stamp + i*S and no
+ * earlier than floor(S) after the process's previous ticket (no burst of a block's overdue
+ * tickets); the next block is inserted no earlier than the newest block's stamp + B*S. So that
+ * a block's tickets all fall due well before they expire, automatic B is at most 1 + E/(2S)
+ * (production: B*S is about 100 ms, E = W/20 = 3 s, no change; only windows under 4 s lower B)
+ * and a B set by hand raises E to at least 2*B*S.
+ * After a pause ends, grants resume one every S (the pause does not reset the spacing: the first
+ * grant comes at the pause's end, the next S later, ...), never N at once. i*S is rounded up to
+ * whole ms. Two grants of different processes may appear closer than S by the sum of their
+ * clock estimates' errors (a few ms; see "Clock").
  *
  * Cost (issue 13): an acquisition served from the process's block is a mutex and no round trip.
  * A refill reads only the blocks numbered >= the process's hint (the newest it has seen: usually
@@ -86,6 +110,8 @@ typedef struct ratelimit ratelimit_t;
 
 /* This header has blocks (B grants per document), ratelimit_stats() and ratelimit_layout(). */
 #define RATELIMIT_HAS_BLOCKS 1
+/* ... and spaced grants (ratelimit_options_t.spacing_ms, ratelimit_spacing()). */
+#define RATELIMIT_HAS_SPACING 1
 
 typedef struct {
     mongoc_client_pool_t *pool; /* borrowed, required */
@@ -101,7 +127,12 @@ typedef struct {
                                    is off by this much; the limiter must not be affected */
     int batch;                  /* B, grants per stored block: 0 = automatic (max(1, N*100ms/W));
                                    clamped to N. Every process of the account must agree. */
-    int64_t batch_expiry_ms;    /* E when B > 1; <= 0: W/20. Ignored when B = 1 (E = 0). */
+    int64_t batch_expiry_ms;    /* E when B > 1; <= 0: W/20, and never less than 2*B*S.
+                                   Ignored when B = 1 (E = 0). */
+    int64_t spacing_ms;         /* S, the least time between two grants: 0 = automatic (W/N);
+                                   > 0 this many ms; < 0 none (the window rule alone: tests of
+                                   that rule, benchmarks). Every process of the account must
+                                   agree. */
 } ratelimit_options_t;
 
 /* Creates a limiter. Validates the options, computes the bucket, and checks that MongoDB
@@ -152,6 +183,9 @@ typedef struct {
     uint64_t expired;      /* tickets of its blocks dropped unused (older than E) */
 } ratelimit_stats_t;
 void ratelimit_stats(ratelimit_t *rl, ratelimit_stats_t *out);
+
+/* S in ms (rounded up; 0 = no spacing): the least time between two grants (see "Spacing"). */
+int64_t ratelimit_spacing(const ratelimit_t *rl);
 
 /* The block size B and blocks per window M in force (see "Blocks" above). */
 void ratelimit_layout(const ratelimit_t *rl, int *batch, int *blocks_per_window,

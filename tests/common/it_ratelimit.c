@@ -71,8 +71,8 @@ static mongoc_client_pool_t *pool_new(void)
     return pool;
 }
 
-static ratelimit_t *rl_new(mongoc_client_pool_t *pool, const char *collection, int limit,
-                           int64_t window_ms, int64_t margin_ms)
+static ratelimit_t *rl_new_spaced(mongoc_client_pool_t *pool, const char *collection, int limit,
+                                  int64_t window_ms, int64_t margin_ms, int64_t spacing_ms)
 {
     ratelimit_options_t o = {.pool = pool,
                              .database = g_db,
@@ -83,11 +83,31 @@ static ratelimit_t *rl_new(mongoc_client_pool_t *pool, const char *collection, i
                              .window_ms = window_ms,
                              .margin_ms = margin_ms,
                              .name = "test"};
+#ifdef RATELIMIT_HAS_SPACING
+    o.spacing_ms = spacing_ms;
+#else
+    (void)spacing_ms; /* the code before spacing: the window rule alone */
+#endif
     char err[512];
     ratelimit_t *rl = ratelimit_new(&o, err, sizeof err);
     if (!rl)
         fail_msg("ratelimit_new: %s", err);
     return rl;
+}
+
+/* The production settings: grants spaced S = W/N apart. */
+static ratelimit_t *rl_new(mongoc_client_pool_t *pool, const char *collection, int limit,
+                           int64_t window_ms, int64_t margin_ms)
+{
+    return rl_new_spaced(pool, collection, limit, window_ms, margin_ms, 0);
+}
+
+/* The window rule alone (no spacing): for the tests of that rule that take several tickets in
+ * a row without waiting. */
+static ratelimit_t *rl_new_window_only(mongoc_client_pool_t *pool, const char *collection,
+                                       int limit, int64_t window_ms, int64_t margin_ms)
+{
+    return rl_new_spaced(pool, collection, limit, window_ms, margin_ms, -1);
 }
 
 static int setup_all(void **state)
@@ -312,6 +332,23 @@ static size_t max_in_any_window(const int64_t *all, size_t total, int64_t window
     return max_in_window;
 }
 
+/* How many grants the best schedule can make in duration_ms: N per window + margin (+ E), and,
+ * when spaced, one every S (rounded up) within each batch of N. */
+static size_t best_schedule(int limit, int64_t window_ms, int64_t margin_ms, int64_t duration_ms)
+{
+    int64_t s = (window_ms + limit - 1) / limit;
+#ifndef RATELIMIT_HAS_SPACING
+    s = 0;
+#endif
+    size_t n = 0;
+    for (int64_t k = 0;; k++) {
+        int64_t at = (k / limit) * (window_ms + margin_ms) + (k % limit) * s;
+        if (at >= duration_ms)
+            return n;
+        n++;
+    }
+}
+
 static void test_window_across_processes(void **state)
 {
     (void)state;
@@ -323,9 +360,9 @@ static void test_window_across_processes(void **state)
 
     /* the guarantee: no window of MP_WINDOW_MS holds more than MP_LIMIT acquisitions */
     size_t max_in_window = max_in_any_window(all, total, MP_WINDOW_MS);
-    /* utilisation: the most any schedule could do in the run is N per started window */
-    size_t windows = (MP_DURATION_MS + MP_WINDOW_MS - 1) / MP_WINDOW_MS;
-    size_t capacity = (size_t)MP_LIMIT * windows;
+    /* utilisation: the most the best schedule (N per window + margin, spaced W/N apart) could
+     * do in the run */
+    size_t capacity = best_schedule(MP_LIMIT, MP_WINDOW_MS, MP_MARGIN_MS, MP_DURATION_MS);
     double util = (double)total / (double)capacity;
     printf("ratelimit: %d processes, N=%d per %d ms (margin %d ms), run %d ms: %zu acquisitions "
            "(per process %d/%d/%d/%d), max in any window %zu, capacity %zu, utilisation %.1f%%\n",
@@ -417,6 +454,120 @@ static void test_blocks_never_exceed_n(void **state)
     free(all);
 }
 
+/* ---- spacing: no herd (after a pause or ever) -------------------------------------------- */
+
+/* Takes `count` tickets, waiting for each as the limiter says (spaced grants). */
+static void take_waiting(ratelimit_t *rl, int count)
+{
+    char err[512];
+    for (int i = 0; i < count; i++)
+        if (ratelimit_acquire(rl, NULL, NULL, NULL, err, sizeof err) != 0)
+            fail_msg("ticket %d: acquire failed: %s", i, err);
+}
+
+
+/* The smallest gap between two consecutive instants of a sorted array (INT64_MAX when < 2). */
+static int64_t min_gap(const int64_t *all, size_t total)
+{
+    int64_t gap = INT64_MAX;
+    for (size_t i = 1; i < total; i++)
+        if (all[i] - all[i - 1] < gap)
+            gap = all[i] - all[i - 1];
+    return gap;
+}
+
+/* Grants are spaced S = W/N apart across processes and threads, on MongoDB's clock. The
+ * instants compared are taken on this host's clock when acquire returned, so a gap may look
+ * shorter than S by the two processes' clock estimate errors (a few ms) plus a late wake-up of
+ * one thread on a loaded machine: SP_ALLOW_MS. Before spacing, all N of a window went at once
+ * (gaps of 0-1 ms). N = 8 per 4 s: S = 500 ms. */
+#define SP_PROCS 3
+#define SP_THREADS 4
+#define SP_LIMIT 8
+#define SP_WINDOW_MS 4000
+#define SP_S_MS (SP_WINDOW_MS / SP_LIMIT)
+#define SP_ALLOW_MS 200
+#define SP_DURATION_MS 4000
+
+static void test_spacing_across_processes(void **state)
+{
+    (void)state;
+    mp_params_t p = {.collection = "rl_spacing", .limit = SP_LIMIT, .window_ms = SP_WINDOW_MS,
+                     .margin_ms = -1, .threads = SP_THREADS};
+    int64_t *all = NULL;
+    int per_proc[PROCS] = {0};
+    size_t total = run_processes(SP_PROCS, &p, SP_DURATION_MS, &all, per_proc);
+    int64_t gap = min_gap(all, total);
+    printf("ratelimit spacing: %d processes x %d threads, N=%d per %d ms (S=%d ms), run %d ms: "
+           "%zu acquisitions (per process %d/%d/%d), smallest gap %lld ms, max in any window "
+           "%zu\n",
+           SP_PROCS, SP_THREADS, SP_LIMIT, SP_WINDOW_MS, SP_S_MS, SP_DURATION_MS, total,
+           per_proc[0], per_proc[1], per_proc[2], (long long)gap,
+           max_in_any_window(all, total, SP_WINDOW_MS));
+    assert_true(total >= SP_LIMIT - 2); /* one every S: 8 in the run, less a slow start */
+    assert_true(max_in_any_window(all, total, SP_WINDOW_MS) <= SP_LIMIT);
+    if (gap < SP_S_MS - SP_ALLOW_MS)
+        fail_msg("two grants %lld ms apart, spacing is %d ms", (long long)gap, SP_S_MS);
+    free(all);
+}
+
+/* After a pause (a 429's Retry-After) the threads waiting on it get their tickets one every S,
+ * not all at once (the herd that drew 429s again from an API that wants calls spaced). One
+ * process, 8 threads; N = 10 per 4 s (S = 400 ms), one ticket used before a pause of 1 s: the
+ * window rule alone would let the other 9 go the moment the pause ends. */
+#define PP_THREADS 8
+#define PP_LIMIT 10
+#define PP_WINDOW_MS 4000
+#define PP_S_MS (PP_WINDOW_MS / PP_LIMIT)
+#define PP_ALLOW_MS 200
+#define PP_PAUSE_MS 1000
+#define PP_AFTER_MS 2600 /* grants at 0, 0.4, ... 2.4 s after the pause: 7 */
+
+static void test_no_burst_after_a_pause(void **state)
+{
+    (void)state;
+    mongoc_client_pool_t *pool = pool_new();
+    ratelimit_t *rl = rl_new(pool, "rl_herd", PP_LIMIT, PP_WINDOW_MS, 0);
+    char err[512];
+    take_waiting(rl, 1);
+    int64_t before = wall_ms();
+    assert_int_equal(ratelimit_penalize(rl, PP_PAUSE_MS, err, sizeof err), 0);
+    int64_t pause_end = before + PP_PAUSE_MS; /* on this host's clock, about */
+
+    static int64_t stamps[MP_MAX_TS];
+    atomic_size_t taken = 0;
+    atomic_int trc = 0;
+    child_thread_t ct = {.rl = rl, .end = pause_end + PP_AFTER_MS, .stamps = stamps,
+                         .n = &taken, .rc = &trc};
+    pthread_t tids[PP_THREADS];
+    for (int i = 0; i < PP_THREADS; i++)
+        assert_int_equal(pthread_create(&tids[i], NULL, child_thread, &ct), 0);
+    for (int i = 0; i < PP_THREADS; i++)
+        pthread_join(tids[i], NULL);
+    assert_int_equal(atomic_load(&trc), 0);
+    size_t n = atomic_load(&taken);
+    if (n > MP_MAX_TS)
+        n = MP_MAX_TS;
+    qsort(stamps, n, sizeof stamps[0], cmp_i64);
+    int64_t gap = min_gap(stamps, n);
+    printf("ratelimit after a pause of %d ms: %d threads, N=%d per %d ms (S=%d ms): %zu grants "
+           "in the %d ms after it, first %lld ms after its end, smallest gap %lld ms\n",
+           PP_PAUSE_MS, PP_THREADS, PP_LIMIT, PP_WINDOW_MS, PP_S_MS, n, PP_AFTER_MS,
+           n ? (long long)(stamps[0] - pause_end) : -1LL, (long long)gap);
+    assert_true(n >= 3);
+    assert_true(stamps[0] >= pause_end - 50); /* the pause held (clock estimates: a few ms) */
+    if (gap < PP_S_MS - PP_ALLOW_MS)
+        fail_msg("two grants %lld ms apart after the pause, spacing is %d ms", (long long)gap,
+                 PP_S_MS);
+    /* k-th grant after the pause not before the first + k*S (less the allowance) */
+    for (size_t k = 1; k < n; k++)
+        if (stamps[k] < stamps[0] + (int64_t)k * PP_S_MS - PP_ALLOW_MS)
+            fail_msg("grant %zu came %lld ms after the first: a burst", k,
+                     (long long)(stamps[k] - stamps[0]));
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+
 /* ---- cost per acquisition (issue 13) ------------------------------------------------------ */
 
 /* Counts the data commands (find, getMore, insert, delete, ...) a pool sends and the documents
@@ -484,10 +635,13 @@ typedef struct {
     double commands, docs; /* per acquisition */
 } cost_t;
 
-static cost_t measure(ratelimit_t *rl, apm_count_t *count, int acquisitions)
+static cost_t measure(ratelimit_t *rl, apm_count_t *count, int acquisitions, bool wait)
 {
     unsigned long long c0 = atomic_load(&count->commands), d0 = atomic_load(&count->docs);
-    take(rl, acquisitions);
+    if (wait)
+        take_waiting(rl, acquisitions);
+    else
+        take(rl, acquisitions);
     cost_t cost = {(double)(atomic_load(&count->commands) - c0) / acquisitions,
                    (double)(atomic_load(&count->docs) - d0) / acquisitions};
     return cost;
@@ -502,12 +656,14 @@ static void test_cost_does_not_grow_with_tickets_taken(void **state)
     apm_count_t count = {0, 0};
     mongoc_client_pool_t *pool = counted_pool_new(&count);
 
-    /* a production-size block (B = 1: N * 100 ms / W < 2): one document per request */
-    ratelimit_t *rl = rl_new(pool, "rl_cost1", 500, 60000, 0);
+    /* a production-size block (B = 1: N * 100 ms / W < 2): one document per request. The
+     * window rule alone: spaced, 250 tickets would take 30 s (the spacing adds no round trip:
+     * the newest block is among those read anyway). */
+    ratelimit_t *rl = rl_new_window_only(pool, "rl_cost1", 500, 60000, 0);
     take(rl, 10);
-    cost_t early = measure(rl, &count, 30);
+    cost_t early = measure(rl, &count, 30, false);
     take(rl, 210);
-    cost_t late = measure(rl, &count, 30);
+    cost_t late = measure(rl, &count, 30, false);
     printf("ratelimit cost, N=500/min: after 10 tickets %.2f commands and %.2f documents read "
            "per acquisition, after 250 %.2f and %.2f\n",
            early.commands, early.docs, late.commands, late.docs);
@@ -516,11 +672,13 @@ static void test_cost_does_not_grow_with_tickets_taken(void **state)
     ratelimit_free(rl);
 
     /* the "no limit" setting of the benchmark: 100,000 a minute */
+    /* spaced (0.6 ms apart, blocks of 166 every 100 ms): waiting for a ticket of the process's
+     * block costs no round trip */
     rl = rl_new(pool, "rl_cost2", 100000, 60000, 0);
-    take(rl, 10);
-    early = measure(rl, &count, 200);
-    take(rl, 400);
-    late = measure(rl, &count, 200);
+    take_waiting(rl, 10);
+    early = measure(rl, &count, 200, true);
+    take_waiting(rl, 400);
+    late = measure(rl, &count, 200, true);
     printf("ratelimit cost, N=100000/min: after 10 tickets %.3f commands and %.3f documents "
            "read per acquisition, after 610 %.3f and %.3f\n",
            early.commands, early.docs, late.commands, late.docs);
@@ -553,7 +711,7 @@ static void test_expired_block_tickets_are_not_used(void **state)
     assert_int_equal(expiry, 300);
 
     int64_t t0 = wall_ms();
-    take(rl, 5);
+    take_waiting(rl, 5); /* spaced 5 ms apart */
     ratelimit_stats_t st;
     ratelimit_stats(rl, &st);
     int64_t took = wall_ms() - t0;
@@ -573,7 +731,7 @@ static void test_expired_block_tickets_are_not_used(void **state)
     }
     ratelimit_stats_t before;
     ratelimit_stats(rl, &before);
-    take(rl, 1);
+    take_waiting(rl, 1);
     ratelimit_stats(rl, &st);
     assert_int_equal(st.blocks, before.blocks + 1); /* a new block, not an old ticket */
     assert_int_equal(st.expired, before.expired + (20 * before.blocks - before.grants));
@@ -601,7 +759,7 @@ static void test_basic_wait_and_usage(void **state)
     (void)state;
     mongoc_client_pool_t *pool = pool_new();
     /* a 5 s window: a late wake-up on a loaded machine stays far from a whole extra window */
-    ratelimit_t *rl = rl_new(pool, "rl_basic", 3, 5000, 0);
+    ratelimit_t *rl = rl_new_window_only(pool, "rl_basic", 3, 5000, 0);
     char err[512];
     int64_t wait = 0;
     for (int i = 0; i < 3; i++)
@@ -626,8 +784,8 @@ static void test_basic_wait_and_usage(void **state)
 
     /* a second limiter on the same account shares the budget (same bucket); a long window so
      * that nothing frees up while the test runs */
-    ratelimit_t *share1 = rl_new(pool, "rl_share", 3, 60000, 0);
-    ratelimit_t *share2 = rl_new(pool, "rl_share", 3, 60000, 0);
+    ratelimit_t *share1 = rl_new_window_only(pool, "rl_share", 3, 60000, 0);
+    ratelimit_t *share2 = rl_new_window_only(pool, "rl_share", 3, 60000, 0);
     assert_string_equal(ratelimit_bucket(share1), ratelimit_bucket(share2));
     assert_int_equal(ratelimit_try_acquire(share1, &wait, err, sizeof err), 1);
     assert_int_equal(ratelimit_try_acquire(share2, &wait, err, sizeof err), 1);
@@ -657,7 +815,7 @@ static void test_missing_predecessor_is_not_free(void **state)
 {
     (void)state;
     mongoc_client_pool_t *pool = pool_new();
-    ratelimit_t *rl = rl_new(pool, "rl_gap", 2, 60000, 0);
+    ratelimit_t *rl = rl_new_window_only(pool, "rl_gap", 2, 60000, 0);
     char err[512];
     int64_t wait = 0;
     assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 1); /* k=0 */
@@ -684,7 +842,7 @@ static void test_missing_predecessor_is_not_free(void **state)
     /* same limiter and a fresh one (no hint): both still wait about a window */
     assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
     assert_true(wait > 55000 && wait <= 60000);
-    ratelimit_t *fresh = rl_new(pool, "rl_gap", 2, 60000, 0);
+    ratelimit_t *fresh = rl_new_window_only(pool, "rl_gap", 2, 60000, 0);
     assert_int_equal(ratelimit_try_acquire(fresh, &wait, err, sizeof err), 0);
     /* its estimate of MongoDB's clock may differ from rl's by half their samples' round trips */
     assert_true(wait > 55000 && wait <= 60250);
@@ -981,6 +1139,7 @@ int main(void)
         cmocka_unit_test(test_window_across_processes),
         cmocka_unit_test(test_window_with_a_fast_host_clock),
         cmocka_unit_test(test_blocks_never_exceed_n),
+        cmocka_unit_test(test_spacing_across_processes),
         cmocka_unit_test(test_cost_does_not_grow_with_tickets_taken),
 #ifdef RATELIMIT_HAS_BLOCKS
         cmocka_unit_test(test_expired_block_tickets_are_not_used),
@@ -990,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_missing_predecessor_is_not_free),
         cmocka_unit_test(test_bucket_is_a_hash),
         cmocka_unit_test(test_penalize),
+        cmocka_unit_test(test_no_burst_after_a_pause),
         cmocka_unit_test(test_api_429_penalizes),
         cmocka_unit_test(test_database_error_is_retriable),
         cmocka_unit_test(test_mongo_unreachable),
