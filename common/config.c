@@ -53,7 +53,7 @@ static const var_def_t VARS[] = {
     {"PLOOMES_USER_KEY", CONFIG_NEED_PLOOMES, CONFIG_NEED_PLOOMES, V_SECRET, NULL,
      "Ploomes User-Key; or PLOOMES_USER_KEY_FILE"},
     {"PLOOMES_RATE_PER_MIN", CONFIG_NEED_PLOOMES, 0, 0, "100",
-     "max Ploomes requests per 60 s across all processes (documented quota 120)"},
+     "max Ploomes requests per 60 s across all processes, spaced 60/N s apart (documented quota 120)"},
     {"PLOOMES_SCAN_QUOTA_SHARE", CONFIG_NEED_PRODUCER, 0, 0, "0.5",
      "share (0..1] of PLOOMES_RATE_PER_MIN that ploomes-producer may use"},
     {"PLOOMES_403_PAUSE_MS", CONFIG_NEED_PLOOMES, 0, 0, "30000",
@@ -65,7 +65,7 @@ static const var_def_t VARS[] = {
     {"MILVUS_TOKEN", CONFIG_NEED_MILVUS, CONFIG_NEED_MILVUS, V_SECRET, NULL,
      "Milvus API token; or MILVUS_TOKEN_FILE"},
     {"MILVUS_RATE_PER_MIN", CONFIG_NEED_MILVUS, 0, 0, "60",
-     "max Milvus requests per 60 s across all processes"},
+     "max Milvus requests per 60 s across all processes, spaced 60/N s apart"},
     {"MILVUS_SCAN_QUOTA_SHARE", CONFIG_NEED_PRODUCER, 0, 0, "0.25",
      "share (0..1] of MILVUS_RATE_PER_MIN that milvus-producer's scans may use"},
     {"MILVUS_MAX_PAGES", CONFIG_NEED_PRODUCER, 0, 0, "1000",
@@ -1292,14 +1292,14 @@ int config_load_env(config_t *cfg, unsigned needs, char *const *envp)
 
     cfg->ploomes_base_url = get_url(&ld, "PLOOMES_BASE_URL");
     cfg->ploomes_user_key = get_secret(&ld, "PLOOMES_USER_KEY");
-    cfg->ploomes_rate_per_min = (int)get_int(&ld, "PLOOMES_RATE_PER_MIN", 1, 100000);
+    cfg->ploomes_rate_per_min = (int)get_int(&ld, "PLOOMES_RATE_PER_MIN", 1, 6000000);
     cfg->ploomes_entities = get_entities(&ld);
     cfg->ploomes_scan_quota_share = get_share(&ld, "PLOOMES_SCAN_QUOTA_SHARE");
     cfg->ploomes_403_pause_ms = get_int(&ld, "PLOOMES_403_PAUSE_MS", 0, 3600000);
 
     cfg->milvus_base_url = get_url(&ld, "MILVUS_BASE_URL");
     cfg->milvus_token = get_secret(&ld, "MILVUS_TOKEN");
-    cfg->milvus_rate_per_min = (int)get_int(&ld, "MILVUS_RATE_PER_MIN", 1, 100000);
+    cfg->milvus_rate_per_min = (int)get_int(&ld, "MILVUS_RATE_PER_MIN", 1, 6000000);
     cfg->milvus_min_id = get_int(&ld, "MILVUS_MIN_ID", 0, INT64_MAX);
     {
         const char *raw = env_get(envp, "MILVUS_MIN_ID");
