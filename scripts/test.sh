@@ -5,7 +5,7 @@
 # state dir) for the `*_memory` tests, runs every test, stops the services it started (also on
 # failure or Ctrl-C) and exits with ctest's status.
 # Usage: scripts/test.sh [ctest arguments...]   e.g. scripts/test.sh -L unit
-# Environment: BUILD_DIR (default build-asan), SANITIZE (default ON), CTEST_PARALLEL (default 2),
+# Environment: BUILD_DIR (default build-asan), SANITIZE (default ON), CTEST_PARALLEL (default cores + 1),
 # PIPELINE_MONGO_MEMORY_PORT (the memory store's port, default 27028; its data and pid file live
 # under $PIPELINE_STATE_DIR/memory-store).
 set -euo pipefail
@@ -61,7 +61,9 @@ export MONGODB_URI_MEMORY=$memory_uri
 
 t2=$SECONDS
 rc=0
-(cd "$BUILD_DIR" && ctest --output-on-failure -j"${CTEST_PARALLEL:-2}" "$@") || rc=$?
+# One more test than cores: most integration tests spend their time waiting (consumer-group
+# joins, simulator latency, the rate limiter's spacing), not computing.
+(cd "$BUILD_DIR" && ctest --output-on-failure -j"${CTEST_PARALLEL:-$(( $(nproc) + 1 ))}" "$@") || rc=$?
 # Full runs only (no ctest filter given), alone after the parallel tests: a short fuzz smoke of
 # every libFuzzer target (clang build in build-fuzz/), then the short fault-injection soak, which
 # starts, restarts and deletes its own Kafka and MongoDB (never the shared ones above).

@@ -54,7 +54,8 @@ static void known_state(wt_t *w)
     assert_true(l.held);
     ratelimit_options_t o = {.pool = store_pool(st), .database = store_db_name(st),
                              .base_url = PLOOMES_URL, .secret = PLOOMES_KEY, .limit = 50,
-                             .window_ms = 60000, .margin_ms = -1, .name = "ploomes"};
+                             .window_ms = 60000, .margin_ms = -1, .name = "ploomes",
+                             .spacing_ms = -1 /* three tickets back to back */};
     ratelimit_t *rl = ratelimit_new(&o, err, sizeof err);
     assert_non_null(rl);
     for (int i = 0; i < 3; i++) {

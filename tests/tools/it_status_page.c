@@ -220,7 +220,8 @@ static void known_state(wt_t *w)
                                          sizeof err), STORE_OK);
     ratelimit_options_t ro = {.pool = store_pool(st), .database = store_db_name(st),
                               .base_url = PLOOMES_URL, .secret = PLOOMES_KEY, .limit = 50,
-                              .window_ms = 600000, .margin_ms = -1, .name = "ploomes"};
+                              .window_ms = 600000, .margin_ms = -1, .name = "ploomes",
+                              .spacing_ms = -1 /* three tickets back to back */};
     ratelimit_t *rl = ratelimit_new(&ro, err, sizeof err);
     assert_non_null(rl);
     for (int i = 0; i < 3; i++) {
