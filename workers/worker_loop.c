@@ -544,14 +544,13 @@ static void resume_after_wait(worker_rt_t *rt)
     backoff_repause(rt);
 }
 
-static void handle_record(worker_rt_t *rt, void *state, kafka_record_t *rec)
+void worker_rt_handle(worker_rt_t *rt, void *state, kafka_record_t *rec, api_t *ploomes,
+                      api_t *milvus, worker_thread_t *thread, worker_result_t *res)
 {
-    int64_t t0 = clock_mono_ms();
-    metrics_gauge_set(rt->m_in_flight, (const char *[]){rt->h->name}, 1);
     worker_ctx_t ctx = {.cfg = rt->cfg,
                         .store = rt->store,
-                        .ploomes = rt->ploomes,
-                        .milvus = rt->milvus,
+                        .ploomes = ploomes,
+                        .milvus = milvus,
                         .metrics = rt->metrics,
                         .worker_name = rt->h->name,
                         .instance_id = rt->instance_id,
@@ -559,19 +558,27 @@ static void handle_record(worker_rt_t *rt, void *state, kafka_record_t *rec)
                         .rec = rec,
                         .replayed = kafka_record_header(rec, "x-dlq.replayed-from", NULL) != NULL,
                         .fetched_at_ms = worker_fetched_at_ms(rec),
-                        .rt = rt};
+                        .rt = rt,
+                        .thread = thread};
     worker_owner_new(rt->instance_id, ctx.owner, sizeof ctx.owner);
+    memset(res, 0, sizeof *res);
+    cJSON *value = NULL;
+    size_t max = (size_t)rt->cfg->kafka_max_message_bytes;
+    if (worker_parse_value(rec, max > 0 ? max : (size_t)8 << 20, &value, res) ==
+        WORKER_DELIVERED) {
+        rt->h->handle(&ctx, state, value, res);
+        cJSON_Delete(value);
+    }
+}
+
+static void handle_record(worker_rt_t *rt, void *state, kafka_record_t *rec)
+{
+    int64_t t0 = clock_mono_ms();
+    metrics_gauge_set(rt->m_in_flight, (const char *[]){rt->h->name}, 1);
     rt->current = rec;
     rt->revoked_current = false;
     worker_result_t res;
-    memset(&res, 0, sizeof res);
-    cJSON *value = NULL;
-    size_t max = (size_t)rt->cfg->kafka_max_message_bytes;
-    if (worker_parse_value(rec, max > 0 ? max : (size_t)8 << 20, &value, &res) ==
-        WORKER_DELIVERED) {
-        rt->h->handle(&ctx, state, value, &res);
-        cJSON_Delete(value);
-    }
+    worker_rt_handle(rt, state, rec, rt->ploomes, rt->milvus, NULL, &res);
     if (rt->revoked_current && res.outcome == WORKER_RELEASE)
         snprintf(res.reason, sizeof res.reason, "revoked");
     resume_after_wait(rt);

@@ -219,29 +219,8 @@ static void handle_job(worker_thread_t *t, worker_job_t *job)
     worker_rt_t *rt = t->rt;
     kafka_record_t *rec = job->rec;
     int64_t t0 = clock_mono_ms();
-    worker_ctx_t ctx = {.cfg = rt->cfg,
-                        .store = rt->store,
-                        .ploomes = t->ploomes,
-                        .milvus = t->milvus,
-                        .metrics = rt->metrics,
-                        .worker_name = rt->h->name,
-                        .instance_id = rt->instance_id,
-                        .dry_run = rt->cfg->dry_run,
-                        .rec = rec,
-                        .replayed = kafka_record_header(rec, "x-dlq.replayed-from", NULL) != NULL,
-                        .fetched_at_ms = worker_fetched_at_ms(rec),
-                        .rt = rt,
-                        .thread = t};
-    worker_owner_new(rt->instance_id, ctx.owner, sizeof ctx.owner);
     worker_result_t res;
-    memset(&res, 0, sizeof res);
-    cJSON *value = NULL;
-    size_t max = (size_t)rt->cfg->kafka_max_message_bytes;
-    if (worker_parse_value(rec, max > 0 ? max : (size_t)8 << 20, &value, &res) ==
-        WORKER_DELIVERED) {
-        rt->h->handle(&ctx, rt->pool.state, value, &res);
-        cJSON_Delete(value);
-    }
+    worker_rt_handle(rt, rt->pool.state, rec, t->ploomes, t->milvus, t, &res);
     after_t after;
     finish_job(rt, job, &res, clock_mono_ms() - t0, &after);
     worker_result_clear(&res);

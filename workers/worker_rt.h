@@ -143,6 +143,13 @@ void worker_rt_log_done(worker_rt_t *rt, const kafka_record_t *rec, const worker
                         const char *outcome, int64_t elapsed_ms);
 void worker_rt_count(worker_rt_t *rt, const char *outcome, const char *reason);
 
+/* Handles one record with the entity's handler: builds its context (a new owner per handling,
+ * the caller's API clients; thread NULL on the poll thread), parses the value (bounded by
+ * KAFKA_MAX_MESSAGE_BYTES) and calls handle(). *res is filled (the caller clears it). Shared by
+ * the one-at-a-time loop and the in-flight pool so both handle a record the same way. */
+void worker_rt_handle(worker_rt_t *rt, void *state, kafka_record_t *rec, api_t *ploomes,
+                      api_t *milvus, worker_thread_t *thread, worker_result_t *res);
+
 /* Common first step of finishing: default reason, store_rejected, the 403 streak (guarded by
  * the caller when threads share rt). */
 void worker_rt_prefinish(worker_rt_t *rt, worker_result_t *res);
