@@ -868,6 +868,26 @@ static void test_describe(void **state)
     free(buf);
 }
 
+/* Issue 13: the benchmark's "no rate limit" is the highest rate accepted (the limiter spaces
+ * grants W/N apart, so the old ceiling of 100,000/min capped it at 1,667 calls a second). */
+static void test_rate_ceiling(void **state)
+{
+    (void)state;
+    config_t c;
+    char *ok[] = {"PLOOMES_RATE_PER_MIN=6000000", "MILVUS_RATE_PER_MIN=6000000", NULL};
+    load(&c, ALL_NEEDS, ok);
+    assert_null(problem_for(&c, "PLOOMES_RATE_PER_MIN"));
+    assert_null(problem_for(&c, "MILVUS_RATE_PER_MIN"));
+    assert_int_equal(c.ploomes_rate_per_min, 6000000);
+    assert_int_equal(c.milvus_rate_per_min, 6000000);
+    config_free(&c);
+    char *over[] = {"PLOOMES_RATE_PER_MIN=6000001", "MILVUS_RATE_PER_MIN=0", NULL};
+    load(&c, ALL_NEEDS, over);
+    assert_non_null(problem_for(&c, "PLOOMES_RATE_PER_MIN"));
+    assert_non_null(problem_for(&c, "MILVUS_RATE_PER_MIN"));
+    config_free(&c);
+}
+
 int main(void)
 {
     /* The tests own the environment: nothing from the caller's shell (KAFKA_*, MONGODB_URI set
@@ -876,6 +896,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, setup),
         cmocka_unit_test_setup(test_values_from_env, setup),
+        cmocka_unit_test_setup(test_rate_ceiling, setup),
         cmocka_unit_test_setup(test_setenv_unsetenv, setup),
         cmocka_unit_test_setup(test_empty_counts_as_unset, setup),
         cmocka_unit_test_setup(test_requirements_follow_needs, setup),
