@@ -460,6 +460,10 @@ static inline void tk_sigkill(const tk_kind_t *k, int64_t id)
     tk_setup(&w, k->task ? "tktk" : "tkik", ploomes, milvus);
     wt_set(&w, "HTTP_TIMEOUT_MS", "20000");
     wt_set(&w, "CLAIM_LEASE_SECONDS", "2");
+    /* one stored rate-limit ticket per request (B = 1 below 1,200/min; 60 ms spacing): the
+     * ticket stamped after `ticket_post` is how this test knows the POST is under way — the
+     * harness's 100,000/min would hand out tickets from a block taken earlier */
+    wt_set(&w, "MILVUS_RATE_PER_MIN", "1000");
     char *v = tk_record(k, id, 101, TK_TAG_ENTR, TK_NOW, "Cair no meio", "texto");
     tk_produce(&w, k, id, v);
     free(v);
@@ -475,7 +479,9 @@ static inline void tk_sigkill(const tk_kind_t *k, int64_t id)
              (long long)id);
     tk_logtime_t lt = {&w, needle, 0};
     assert_true(testenv_wait_until(tk_log_time, &lt, 90000, 20));
-    tk_rl_t rl = {w.mongo_uri, w.db, lt.at_ms};
+    /* the POST's ticket may be stamped just before its log line (MongoDB's clock, read at
+     * acquire); the call before it took 3 s, so 1 s of slack cannot mistake its ticket */
+    tk_rl_t rl = {w.mongo_uri, w.db, lt.at_ms - 1000};
     assert_true(testenv_wait_until(tk_rl_ticket_after, &rl, 30000, 10));
     assert_int_equal(kill(pid, SIGKILL), 0);
     assert_int_equal(simproc_wait(pid, 30000), 128 + SIGKILL);
