@@ -11,8 +11,11 @@
 static const ploomes_entity_info_t ENTITIES[PLOOMES_ENTITY_COUNT] = {
     {PLOOMES_CONTACTS, "/Contacts", "contact", "Phones,Tags,City,State,Contacts",
      KAFKA_TOPIC_PLOOMES_CONTACTS, CONFIG_ENTITY_CONTACTS, "ploomes.contact"},
-    {PLOOMES_TASKS, "/Tasks", "task", "Tags", KAFKA_TOPIC_PLOOMES_TASKS, CONFIG_ENTITY_TASKS,
-     "ploomes.task"},
+    /* the task's contact rides along (Name, Email, Phones: a ticket's chamado_contato / email /
+     * telefone), so the worker need not read it per ticket; Contact is a documented navigation
+     * of Task (apis.md §1.5), not of InteractionRecord: interactions' contacts are read */
+    {PLOOMES_TASKS, "/Tasks", "task", PLOOMES_TASK_EXPAND, KAFKA_TOPIC_PLOOMES_TASKS,
+     CONFIG_ENTITY_TASKS, "ploomes.task"},
     {PLOOMES_INTERACTIONS, "/InteractionRecords", "interaction", "Tags",
      KAFKA_TOPIC_PLOOMES_INTERACTIONS, CONFIG_ENTITY_INTERACTIONS, "ploomes.interaction"},
 };

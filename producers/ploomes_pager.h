@@ -35,6 +35,10 @@ typedef enum {
     PLOOMES_ENTITY_COUNT
 } ploomes_entity_t;
 
+/* The $expand of /Tasks pages: the tags (the ticket's category) and the task's contact with
+ * what a ticket shows of it (workers/ticket.c reads `Contact` when its Id is the ContactId). */
+#define PLOOMES_TASK_EXPAND "Tags,Contact($select=Id,Name,Email;$expand=Phones)"
+
 /* Static description of one entity set. */
 typedef struct {
     ploomes_entity_t entity;

@@ -388,6 +388,21 @@ static void contact_details(const cJSON *contact, ticket_client_t *cl)
         copy_capped(cl->telefone, sizeof cl->telefone, s);
 }
 
+/* The record's own copy of its contact (ploomes-producer asks /Tasks for
+ * `$expand=Contact($select=Id,Name,Email;$expand=Phones)`): its details when it is an object
+ * whose Id is the record's ContactId, so a ticket needs no Ploomes read. Anything else (older
+ * records, interactions, a null or mismatched Contact) leaves the details to fetch_details(). */
+static void embedded_details(const cJSON *rec, int64_t contact_id, ticket_client_t *cl)
+{
+    const cJSON *contact = cJSON_GetObjectItemCaseSensitive(rec, "Contact");
+    int64_t id = 0;
+    if (cl->fetched || !cJSON_IsObject(contact) || json_get_int64(contact, "Id", &id) != JSON_OK ||
+        id != contact_id)
+        return;
+    contact_details(contact, cl);
+    cl->fetched = true;
+}
+
 /* Whether the contact carries a valid document of its own (Register, else CNPJ, else CPF). */
 static bool has_valid_document(const cJSON *contact)
 {
@@ -750,6 +765,7 @@ void ticket_handle(worker_ctx_t *ctx, void *state, const ticket_source_t *src,
     worker_outcome_t o = resolve_client(ctx, &r, &cl, out);
     if (o != WORKER_DELIVERED)
         return;
+    embedded_details(rec, r.contact_id, &cl);
     if (s->clients)
         metrics_counter_add(s->clients, (const char *[]){ctx->worker_name, cl.via, cl.through},
                             1);

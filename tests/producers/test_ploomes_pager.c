@@ -27,7 +27,8 @@ static const query_case_t QUERIES[] = {
     {PLOOMES_TASKS, "2025-01-02T03:04:05.1234567+00:00", 105401839,
      "/Tasks?$filter=LastUpdateDate%20gt%202025-01-02T03%3A04%3A05.1234567%2B00%3A00%20or%20"
      "%28LastUpdateDate%20eq%202025-01-02T03%3A04%3A05.1234567%2B00%3A00%20and%20Id%20gt%20"
-     "105401839%29&$orderby=LastUpdateDate%2CId&$top=300&$expand=Tags"},
+     "105401839%29&$orderby=LastUpdateDate%2CId&$top=300&$expand="
+     "Tags%2CContact%28%24select%3DId%2CName%2CEmail%3B%24expand%3DPhones%29"},
     {PLOOMES_INTERACTIONS, "2024-06-01T12:00:00.5Z", 7,
      "/InteractionRecords?$filter=LastUpdateDate%20gt%202024-06-01T12%3A00%3A00.5Z%20or%20"
      "%28LastUpdateDate%20eq%202024-06-01T12%3A00%3A00.5Z%20and%20Id%20gt%207%29"
@@ -87,7 +88,9 @@ static void test_entity_table(void **state)
     assert_string_equal(c->cursor_key, "ploomes.contact");
     assert_int_equal(c->topic, KAFKA_TOPIC_PLOOMES_CONTACTS);
     assert_string_equal(ploomes_entity_info(PLOOMES_TASKS)->name, "task");
-    assert_string_equal(ploomes_entity_info(PLOOMES_TASKS)->expand, "Tags");
+    assert_string_equal(ploomes_entity_info(PLOOMES_TASKS)->expand,
+                        "Tags,Contact($select=Id,Name,Email;$expand=Phones)");
+    assert_string_equal(ploomes_entity_info(PLOOMES_INTERACTIONS)->expand, "Tags");
     assert_string_equal(ploomes_entity_info(PLOOMES_INTERACTIONS)->path, "/InteractionRecords");
     assert_string_equal(ploomes_entity_info(PLOOMES_INTERACTIONS)->name, "interaction");
     assert_null(ploomes_entity_info(PLOOMES_ENTITY_COUNT));
@@ -196,7 +199,8 @@ static void test_lookback_stamp(void **state)
     assert_string_equal(out,
                         "/Tasks?$filter=LastUpdateDate%20gt%202024-02-24T03%3A00%3A00.123Z%20or%20"
                         "%28LastUpdateDate%20eq%202024-02-24T03%3A00%3A00.123Z%20and%20Id%20gt%20"
-                        "0%29&$orderby=LastUpdateDate%2CId&$top=300&$expand=Tags");
+                        "0%29&$orderby=LastUpdateDate%2CId&$top=300&$expand="
+                        "Tags%2CContact%28%24select%3DId%2CName%2CEmail%3B%24expand%3DPhones%29");
     /* leap day, last millisecond */
     cfg.ticket_lookback_minutes = 0;
     assert_int_equal(ploomes_initial_stamp(&cfg, PLOOMES_INTERACTIONS, 1709251199999LL, stamp,

@@ -118,6 +118,10 @@ static void check_state(const cJSON *pl, const cJSON *mv)
     assert_string_equal(tk_str(t, "cliente_id"), "ACM001");
     assert_string_equal(tk_str(t, "chamado_categoria_primaria"), "Instala\xC3\xA7\xC3\xA3o");
     assert_string_equal(tk_str(t, "chamado_descricao"), "[ploomes:task:201]\nRoteador");
+    /* the contact's details: from the Contact ploomes-producer's $expand put in the record, or
+     * read by the worker; the same either way */
+    assert_string_equal(tk_str(t, "chamado_contato"), "ACME Ltda");
+    assert_string_equal(tk_str(t, "chamado_email"), "contato@acme.com.br");
     assert_int_equal(tk_tickets(mv, &TASK, 202, &t), 1);
     assert_string_equal(tk_str(t, "cliente_id"), beta_token);
     assert_string_equal(tk_str(t, "chamado_assunto"), "Entregar");

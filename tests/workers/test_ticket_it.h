@@ -8,7 +8,9 @@
  *   tk_ambiguous  milvus-sim stores the ticket then answers 500 (fail_after_write): one ticket
  *   tk_sigkill    the worker is SIGKILLed after its POST left and before its confirmation:
  *                 after a restart (lease expired, claim recovered, search) no second ticket
- *   tk_main       the program running the three for one kind of record
+ *   tk_embedded_contact  a record carrying its contact (tasks: the producer's $expand) needs
+ *                 no contact read once the client is known; a mismatched or null one is read
+ *   tk_main       the program running the four for one kind of record
  */
 #ifndef TESTS_WORKERS_TEST_TICKET_IT_H
 #define TESTS_WORKERS_TEST_TICKET_IT_H
@@ -382,6 +384,99 @@ static inline void tk_ambiguous(const tk_kind_t *k, int64_t id)
     assert_int_equal(simproc_stop(milvus), 0);
 }
 
+/* ---- the contact the producer embeds (tasks: $expand=Contact(...)) ---------------------------- */
+
+/* GET /Contacts requests ploomes-sim answered (from /_admin/stats). */
+static inline long tk_contact_reads(const simproc *ploomes)
+{
+    cJSON *st = simproc_stats(ploomes);
+    assert_non_null(st);
+    long n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(st, "requests"))
+    {
+        const char *m = tk_str(e, "method"), *path = tk_str(e, "path");
+        if (m && path && strcmp(m, "GET") == 0 && strcmp(path, "/Contacts") == 0)
+            n += (long)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "count"));
+    }
+    cJSON_Delete(st);
+    return n;
+}
+
+/* tk_record() with a `Contact` member (raw JSON) as ploomes-producer's $expand puts it. */
+static inline char *tk_record_with_contact(const tk_kind_t *k, int64_t id, const char *contact)
+{
+    char *base = tk_record(k, id, 101, TK_TAG_INST, TK_NOW, "Com contato", "texto");
+    cJSON *o = cJSON_Parse(base);
+    free(base);
+    assert_non_null(o);
+    cJSON_AddItemToObject(o, "Contact", cJSON_Parse(contact));
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* Once the client is in the identity map, a record carrying its own contact (Id = ContactId)
+ * becomes a ticket with that contact's details and no Ploomes request; a Contact of another Id
+ * or null is not trusted: the contact is read, as for records without one. */
+static inline void tk_embedded_contact(const tk_kind_t *k, int64_t base)
+{
+    simproc *ploomes = tk_start("ploomes-sim", TK_PLOOMES_KEY, TK_PLOOMES_SEED);
+    simproc *milvus = tk_start("milvus-sim", TK_MILVUS_TOKEN, TK_MILVUS_SEED);
+    wt_t w;
+    tk_setup(&w, k->task ? "tkte" : "tkie", ploomes, milvus);
+    const char *own = "{\"Id\":101,\"Name\":\"ACME no poll\",\"Email\":\"poll@acme.com.br\","
+                      "\"Phones\":[{\"Id\":9,\"PhoneNumber\":\"(11) 5000-2000\"}]}";
+    /* the first record puts ACME in the identity map (a contact read: not known yet) */
+    char *v = tk_record_with_contact(k, base + 1, own);
+    tk_produce(&w, k, base + 1, v);
+    free(v);
+    assert_int_equal(wt_flush(&w), 0);
+    assert_int_equal(wt_run(&w, k->binary, 3, 120000), 0);
+    tk_expect_done(&w, base + 1, "delivered", "created");
+    long reads = tk_contact_reads(ploomes);
+    assert_int_equal(reads, 1);
+
+    const char *other = "{\"Id\":104,\"Name\":\"Outro\",\"Email\":\"outro@x.com\",\"Phones\":[]}";
+    struct {
+        int64_t id;
+        const char *contact;
+        const char *contato, *email, *telefone;
+    } rows[] = {
+        {base + 2, own, "ACME no poll", "poll@acme.com.br", "(11) 5000-2000"},
+        {base + 3, other, "ACME Ltda", "contato@acme.com.br", "(11) 4000-1000"},
+        {base + 4, "null", "ACME Ltda", "contato@acme.com.br", "(11) 4000-1000"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        v = tk_record_with_contact(k, rows[i].id, rows[i].contact);
+        tk_produce(&w, k, rows[i].id, v);
+        free(v);
+    }
+    assert_int_equal(wt_flush(&w), 0);
+    int rc = wt_run(&w, k->binary, 3, 120000);
+    if (rc != 0)
+        pt_dump_log(w.log, 8000);
+    assert_int_equal(rc, 0);
+    cJSON *state = simproc_state(milvus);
+    assert_non_null(state);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        tk_expect_done(&w, rows[i].id, "delivered", "created");
+        const cJSON *t = NULL;
+        assert_int_equal(tk_tickets(state, k, rows[i].id, &t), 1);
+        assert_string_equal(tk_str(t, "cliente_id"), TK_ACME_TOKEN);
+        assert_string_equal(tk_str(t, "chamado_contato"), rows[i].contato);
+        assert_string_equal(tk_str(t, "chamado_email"), rows[i].email);
+        assert_string_equal(tk_str(t, "chamado_telefone"), rows[i].telefone);
+    }
+    cJSON_Delete(state);
+    /* the mismatched and the null Contact were read; the record's own contact was not */
+    assert_int_equal(tk_contact_reads(ploomes), reads + 2);
+    assert_int_equal(wt_topic_count(&w, "pipeline.dlq"), 0);
+    wt_free(&w);
+    assert_int_equal(simproc_stop(ploomes), 0);
+    assert_int_equal(simproc_stop(milvus), 0);
+}
+
 /* ---- SIGKILL between the POST and the confirmation ------------------------------------------- */
 
 typedef struct {
@@ -546,6 +641,12 @@ static void tk_test_sigkill_between_post_and_confirm(void **state)
     tk_sigkill(tk_kind, tk_base + 300);
 }
 
+static void tk_test_embedded_contact(void **state)
+{
+    (void)state;
+    tk_embedded_contact(tk_kind, tk_base + 400);
+}
+
 /* main() of it_tasks_to_milvus / it_interactions_to_milvus; base: the first record id. */
 static inline int tk_main(const tk_kind_t *kind, int64_t base)
 {
@@ -555,6 +656,7 @@ static inline int tk_main(const tk_kind_t *kind, int64_t base)
         cmocka_unit_test(tk_test_table),
         cmocka_unit_test(tk_test_ambiguous_create),
         cmocka_unit_test(tk_test_sigkill_between_post_and_confirm),
+        cmocka_unit_test(tk_test_embedded_contact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
