@@ -58,8 +58,23 @@ def sec(ms):
     return "–" if ms is None else f"{ms / 1000:.2f}"
 
 
+def proc_mem(p):
+    """'RSS / PSS / USS' in MB: RSS from /usr/bin/time -v, PSS and USS sampled (– when not)."""
+    pss = mb(p["peak_pss_kb"]) if p.get("peak_pss_kb") is not None else "–"
+    uss = mb(p["peak_uss_kb"]) if p.get("peak_uss_kb") is not None else "–"
+    return f"{mb(p['peak_rss_kb'])} / {pss} / {uss}"
+
+
 def procs_rss(r):
-    return ", ".join(f"{p['process']} {mb(p['peak_rss_kb'])}" for p in r.get("processes", []))
+    return ", ".join(f"{p['process']} {proc_mem(p)}" for p in r.get("processes", []))
+
+
+MEM_HEAD = "peak RSS / PSS / USS per process (MB)"
+MEM_NOTE = ("Memory per process: peak RSS from `/usr/bin/time -v` (the target's measure: every "
+            "resident page, shared libraries included); peak PSS (shared pages divided among "
+            "the processes mapping them) and peak USS (Private_Clean + Private_Dirty: the "
+            "process's own pages) from `/proc/<pid>/smaps_rollup` read every 0.2 s "
+            "(bench/mem_watch.py; a sample can miss a spike shorter than that).")
 
 
 def procs_cpu_per_k(r):
@@ -73,6 +88,29 @@ def quota_used(r):
     if r.get("milvus_rate_per_min") and r.get("seconds"):
         return r["milvus_calls"] / (r["milvus_rate_per_min"] * r["seconds"] / 60.0)
     return None
+
+
+def first_to_last_span(r):
+    """Seconds from the first reading with a ticket to the last ticket (None: not measured)."""
+    if r.get("first_ticket_s") is None or r.get("seconds") is None:
+        return None
+    return float(r["seconds"]) - r["first_ticket_s"]
+
+
+def min_slice(r, width=10.0):
+    """(start s, calls) of the 10-second stretch of C's window with the fewest calls, from its
+    readings (one a second): shows whether the workers ever ran dry."""
+    ser = r.get("window_series") or []
+    best = None
+    for i, (t, calls, _, _) in enumerate(ser):
+        later = [x for x in ser[i:] if x[0] >= t + width - 0.5]
+        if not later:
+            break
+        end = later[0]
+        rate = (end[1] - calls) * width / (end[0] - t)
+        if best is None or rate < best[1]:
+            best = (t, round(rate))
+    return best
 
 
 def steady_calls_per_ticket(r):
@@ -97,10 +135,10 @@ def baseline_of(rows, r):
     return None
 
 
-def ratio(rows, r):
+def ratio(rows, r, key="records_per_s"):
     b = baseline_of(rows, r)
-    if b and b.get("records_per_s") and r.get("records_per_s") is not None:
-        return r["records_per_s"] / b["records_per_s"]
+    if b and b.get(key) and r.get(key) is not None:
+        return r[key] / b[key]
     return None
 
 
@@ -111,34 +149,72 @@ def throughput_section(rows, out):
         out.append("Not in this run.\n")
         return
     out.append("| scenario | store | system | inst | in flight | tasks / clients | latency ms | s "
-               "| tickets | records/s | × baseline | Milvus calls/ticket | 429s "
-               "| peak RSS per process (MB) | CPU s / 1,000 records |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+               "| tickets | records/s (start → last) | × baseline | records/s (first → last) "
+               f"| × baseline | Milvus calls/ticket | 429s | {MEM_HEAD} | CPU s / 1,000 records |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in tab:
         x = ratio(rows, r) if r.get("system") == "pipeline" else None
         size = f"{r['tasks']} / {r['clients']}" if r.get("clients") else f"{r['tasks']}"
         note = "" if r.get("complete") else " (incomplete)"
+        if r.get("watch_end") == "timeout":
+            note = " (incomplete: stopped at the row's time limit, rates over the part done)"
         if r.get("same_run_as"):
             note += f" (= the {r['same_run_as']} row)"
+        x2 = ratio(rows, r, "records_per_s_first_to_last") if r.get("system") == "pipeline" else None
+        secs = r["seconds"]
+        if r.get("window_s") is not None:
+            secs = f"{r['window_s']} (window)"
+        ftl = r.get("records_per_s_first_to_last")
+        span = first_to_last_span(r)
+        if r["scenario"] == "C":
+            ftl = "–"
+        elif ftl is not None and span is not None and span < 3:
+            ftl = f"{ftl} (over {span:.1f} s: too short to trust)"
+            x2 = None
         out.append(
             f"| {r['scenario']} | {r['store']} | {r['system']} | {r['instances']} "
-            f"| {r.get('max_in_flight', 1)} | {size} | {r['latency_ms']} | {r['seconds']} "
+            f"| {r.get('max_in_flight', 1)} | {size} | {r['latency_ms']} | {secs} "
             f"| {r['tickets']}{note} | {r.get('records_per_s')} "
-            f"| {'' if x is None else times(x)} | {r.get('calls_per_ticket')} "
+            f"| {'' if x is None else times(x)} | {'?' if ftl is None else ftl} "
+            f"| {'' if x2 is None else times(x2)} | {r.get('calls_per_ticket')} "
             f"| {r.get('milvus_429', 0)} | {procs_rss(r)} | {procs_cpu_per_k(r)} |")
     out.append("")
+    out.append("s and records/s (start → last): from the processes' start (the baseline: its own "
+               "start) to the reading of milvus-sim's counters (every 0.1 s) that shows the last "
+               "ticket, start-up included (the pipeline's Kafka group join and first poll, ~3 s). "
+               "records/s (first → last): the tickets after the first reading that shows one, "
+               "over the time from that reading to the last ticket: the steady rate, start-up "
+               "left out (marked when that span is under 3 s: a few readings). Both are measured; "
+               "× baseline compares like with like. C: the window "
+               "from the workers' first Milvus call (below), not a throughput row. "
+               + MEM_NOTE + "\n")
     for r in tab:
         if r["scenario"] == "C":
             q = quota_used(r)
             steady = steady_calls_per_ticket(r)
-            out.append(f"- C / {r['store']}: {r['milvus_calls']} Milvus calls in {r['seconds']} s at "
-                       f"{r['milvus_rate_per_min']}/min = "
-                       f"{'?' if q is None else f'{q * 100:.0f}%'} of the quota, "
+            if r.get("window_s") is not None:
+                when = (f"in the {r['window_s']} s window from the workers' first Milvus call "
+                        f"(first seen {r['first_call_s']} s after the processes started; the "
+                        f"window starts at the last reading without any call, "
+                        f"{r['window_start_s']} s after the start)")
+                quota = f"600 × {r['window_s']} / 60 = {r['milvus_rate_per_min'] * r['window_s'] / 60:.0f} allowed"
+            else:
+                when = f"in {r['seconds']} s from the processes' start"
+                quota = "the quota"
+            slow = min_slice(r)
+            out.append(f"- C / {r['store']}: {r['milvus_calls']} Milvus calls {when} at "
+                       f"{r['milvus_rate_per_min']}/min ({quota}) = "
+                       f"{'?' if q is None else f'{q * 100:.1f}%'} of the quota, "
                        f"{r.get('milvus_429', 0)} 429s, {r.get('calls_per_ticket')} calls per "
                        f"ticket ({r['tickets']} tickets), "
                        + ("?" if steady is None else f"{steady:.3f}")
                        + " once clients are known (the client lookups, at most one per client "
-                       "of the data set, left out).")
+                       "of the data set, left out)"
+                       + (f"; backlog left at the end: {r['backlog_left']} tasks"
+                          if r.get("backlog_left") is not None else "")
+                       + (f"; the slowest 10 s of the window: {slow[1]} calls from {slow[0]:.0f} s "
+                          f"({slow[1] * 6 / r['milvus_rate_per_min'] * 100:.0f}% of the quota's pace)"
+                          if slow else "") + ".")
     for store in dict.fromkeys(r["store"] for r in tab if r["scenario"] == "G"):
         g = sorted((r for r in tab if r["scenario"] == "G" and r["store"] == store),
                    key=lambda r: r["tasks"])
@@ -161,7 +237,7 @@ def d_section(rows, sizes, out):
         out.append("Not in this run.\n")
         return
     out.append("| store | system | poll interval s | tasks seen / created | p50 s | p95 s | max s "
-               "| target: p95 ≤ s | met | peak RSS per process (MB) |")
+               f"| target: p95 ≤ s | met | {MEM_HEAD} |")
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     cron = int(sizes.get("cron_minutes") or 10) * 60
     for r in d:
@@ -203,7 +279,7 @@ def e_section(rows, sizes, out):
         return
     out.append("| store | Milvus clients | producer | poll s (effective) | first pass: requests in s "
                "| measured: requests in whole cycles, s | requests / hour | requests / min | share of "
-               "MILVUS_RATE_PER_MIN | limit | within | 429s | peak RSS (MB) |")
+               "MILVUS_RATE_PER_MIN | limit | within | 429s | peak RSS / PSS / USS (MB) |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in e:
         prod = r.get("producers") or {}
@@ -234,7 +310,7 @@ def e_section(rows, sizes, out):
             out.append(f"| {r['store']} | {r['clients']} | {name}-producer | {poll} | {first} "
                        f"| {steady}{err} | {p.get('requests_per_hour', '–')} "
                        f"| {p.get('requests_per_min', '–')} | {share_s} | {limit} | {within} "
-                       f"| {p.get('r429', '–')} | {mb(rss[0]['peak_rss_kb']) if rss else '?'} |")
+                       f"| {p.get('r429', '–')} | {proc_mem(rss[0]) if rss else '?'} |")
     r0 = e[0]
     out.append("")
     out.append(f"Both producers at POLL_INTERVAL_SECONDS {r0['poll_interval_s']}, "
@@ -273,9 +349,15 @@ def targets_section(rows, out):
                 continue
             if sc == "A" or r["instances"] == 1:
                 best = max(best, x)
-            parts.append(f"{times(x)} ({r['instances']} inst, in flight {r['max_in_flight']}"
+            x2 = ratio(rows, r, "records_per_s_first_to_last")
+            span = first_to_last_span(r)
+            if span is not None and span < 3:
+                x2 = None
+            parts.append(f"{times(x)}" + ("" if x2 is None else f" (first → last {times(x2)})")
+                         + f" ({r['instances']} inst, in flight {r['max_in_flight']}"
                          f"{'' if r.get('complete') else ', incomplete'})")
-        out.append(f"| {label} | {verdict(best >= need)}: {'; '.join(parts) or '?'} |")
+        out.append(f"| {label} | {verdict(best >= need)} (start → last): "
+                   f"{'; '.join(parts) or '?'} |")
     c = [r for r in mem if r.get("scenario") == "C"]
     if c:
         r = c[-1]
@@ -285,8 +367,10 @@ def targets_section(rows, out):
         v = "undetermined" if ok and steady is None else verdict(ok)
         if r.get("seconds", 0) < 59:
             v = "undetermined (the row ran under a minute: the quota is per minute)"
+        win = (f" of the {r['window_s']} s from the first Milvus call"
+               if r.get("window_s") is not None else f" of {r.get('seconds')} s from the start")
         out.append(f"| C ≥ 95% of the quota, 0 429s, ≤ 1.1 calls/ticket once clients are known "
-                   f"| {v}: {q * 100:.0f}%, {r.get('milvus_429', 0)} 429s, "
+                   f"| {v}: {q * 100:.1f}%{win}, {r.get('milvus_429', 0)} 429s, "
                    + ("? (no per-path counts in this run)" if steady is None else f"{steady:.3f}")
                    + f" calls/ticket without the client lookups ({r.get('calls_per_ticket')} "
                    f"with them) |")
@@ -312,15 +396,21 @@ def targets_section(rows, out):
                    f"| {verdict(ok)}: {'; '.join(parts)} |")
     else:
         out.append("| E milvus-producer ≤ MILVUS_SCAN_QUOTA_SHARE | not in this run |")
-    w = [(p["peak_rss_kb"], r) for r in mem for p in r.get("processes", [])
+    w = [(p, r) for r in mem for p in r.get("processes", [])
          if p["process"].startswith("tasks-to-milvus")]
     if w:
         by_mif = {}
-        for kb, r in w:
+        for p, r in w:
             k = r.get("max_in_flight", 32)
-            by_mif[k] = max(by_mif.get(k, 0), kb)
-        worst = max(kb for kb, _ in w)
-        parts = [f"MAX_IN_FLIGHT {k}: up to {mb(v)} MB" for k, v in sorted(by_mif.items())]
+            m = by_mif.setdefault(k, {"rss": 0, "pss": None, "uss": None})
+            m["rss"] = max(m["rss"], p["peak_rss_kb"])
+            for key, src in (("pss", "peak_pss_kb"), ("uss", "peak_uss_kb")):
+                if p.get(src) is not None:
+                    m[key] = max(m[key] or 0, p[src])
+        worst = max(p["peak_rss_kb"] for p, _ in w)
+        parts = [f"MAX_IN_FLIGHT {k}: RSS up to {mb(v['rss'])} MB"
+                 + ("" if v["pss"] is None else f" (PSS up to {mb(v['pss'])}, USS up to {mb(v['uss'])})")
+                 for k, v in sorted(by_mif.items())]
         out.append(f"| each worker < 16 MB RSS | {verdict(worst < 16 * 1024)}: {'; '.join(parts)} |")
     out.append("")
 
@@ -349,10 +439,11 @@ def render(doc):
     if sizes:
         fm = sizes.get("ferretdb_max")
         out.append(f"Sizes: A {sizes.get('tasks')} tasks / {sizes.get('clients')} clients, "
-                   f"B {sizes.get('b_tasks')} tasks (same proportion of clients), FerretDB rows "
+                   f"B {sizes.get('b_tasks')} tasks (same proportion of clients; MAX_IN_FLIGHT 1, "
+                   f"32 and {sizes.get('high_in_flight', 32)} for one instance), FerretDB rows "
                    f"at most {fm} (A and B cut to it; G and E rows above it not run), C a "
-                   f"backlog of max(A, 20 × its seconds) tasks for "
-                   f"{sizes.get('c_seconds')} s, G at {sizes.get('growth')}, D at poll intervals "
+                   f"backlog of max(A, 20 × its seconds) tasks, measured over "
+                   f"{sizes.get('c_seconds')} s from the workers' first Milvus call, G at {sizes.get('growth')}, D at poll intervals "
                    f"{sizes.get('d_polls')} s with {sizes.get('d_count')} tasks each over "
                    f"{sizes.get('d_window_polls')} intervals, E at {sizes.get('e_clients')} Milvus "
                    f"clients (poll {sizes.get('e_poll')} s, MILVUS_RATE_PER_MIN "

@@ -9,19 +9,36 @@
 # (bench/report.py; the hand-written sections of the file are kept). Never part of the tests.
 #
 # Usage: scripts/bench.sh [--quick] [--stores "memory ferretdb"] [--scenarios "A B C D E G"]
-#          [--tasks N] [--clients N] [--b-tasks N] [--ferretdb-max N] [--growth "N N N"]
+#          [--tasks N] [--clients N] [--b-tasks N] [--high-in-flight N] [--ferretdb-max N]
+#          [--growth "N N N"]
 #          [--c-seconds S] [--d-polls "S S"] [--d-count N] [--d-window-polls K]
 #          [--e-clients "N N"] [--e-poll S] [--e-rate N] [--e-period S] [--cron-minutes M]
 #          [--run-timeout S] [--bin-dir DIR] [--out FILE] [--md FILE|none]
+#   Throughput rows (A, B, G) are timed by bench/sim_watch.py, which reads milvus-sim's
+#   /_admin/stats every 0.1 s: records/s = tickets / (processes' start -> the reading that shows
+#   the last ticket): start-up (Kafka group join, the first poll) included; beside it
+#   records/s first -> last = (tickets - those of the first reading with a ticket) / (that
+#   reading -> the last ticket): the steady rate, start-up left out. The baseline: its own
+#   clock (baseline.py: start -> end) and the same first -> last reading.
 #   A  --tasks tagged tasks (10000) over --clients people (2000), simulators at 0 ms, no rate
-#      limit: records/s from the processes' start (first poll) to the last ticket: the baseline,
-#      the pipeline with 1 instance at MAX_IN_FLIGHT 1 and 32, and 4 instances at 32
-#   B  the same with 50 ms latency on every API call, at --b-tasks (1000: at 50 ms a call the
-#      baseline takes ~10 min for 10,000 tasks, the pipeline at MAX_IN_FLIGHT 1 longer)
-#   C  Milvus limited to 600/min (simulator and MILVUS_RATE_PER_MIN=600), a backlog (the A
-#      size, at least 20 tasks per second of the run: more than the quota can drain), 4
-#      workers for --c-seconds (60, at least 60: the quota is per minute): requests / quota,
-#      429s, API calls per ticket with and without the client lookups
+#      limit: the baseline, the pipeline with 1 instance at MAX_IN_FLIGHT 1 and 32, and 4
+#      instances at 32
+#   B  the same with 50 ms latency on every API call, at --b-tasks (5000), plus 1 instance at
+#      MAX_IN_FLIGHT --high-in-flight (128; the range is 1..1000): what in-flight concurrency
+#      buys when each call waits. 5000: at 1,000 tasks the pipeline's ~3 s start-up was a third
+#      of its 8 s; at 5,000 it is under a fifth even at the 20x target (~360 records/s, ~14 s),
+#      while the baseline (~55 ms a task) takes ~4.6 min. The pipeline at MAX_IN_FLIGHT 1
+#      (~60-120 ms a task) may reach --run-timeout first: then reported incomplete, with the
+#      rate over the part done
+#   C  Milvus limited to 600/min (simulator and MILVUS_RATE_PER_MIN=600), a backlog of
+#      max(--tasks, 20 x --c-seconds) tasks (twice what the quota can drain: the workers never
+#      run dry; "backlog left" in the results), 4 workers. The quota is per minute, so the
+#      window is --c-seconds (60, at least 60) from the workers' FIRST Milvus call: it starts
+#      at the last reading of milvus-sim's counters (every 0.05 s) without any API call and
+#      ends with the reading --c-seconds later (start-up and Kafka group join, when no call
+#      is made, left out). Reported: the window, requests in it / (600 x window / 60), 429s,
+#      API calls per ticket with and without the client lookups, and a reading every second
+#      (window_series in the JSON)
 #   D  idle latency: for each --d-polls interval (5 60), ploomes-producer polling at it and one
 #      worker waiting; --d-count tasks (40) created one at a time at random moments over
 #      --d-window-polls intervals (4); creation -> ticket visible in milvus-sim (100 ms watcher):
@@ -51,7 +68,10 @@
 #   --out FILE: the JSON (default docs/benchmarks.json; --quick: the run's work directory)
 #   --md FILE: the Markdown file whose generated section is rewritten (default
 #      docs/BENCHMARKS.md; --quick: none — the section is printed on stdout either way)
-# Peak RSS and CPU seconds of every process come from /usr/bin/time -v.
+# Peak RSS and CPU seconds of every process come from /usr/bin/time -v; besides, bench/mem_watch.py
+# reads each process's /proc/<pid>/smaps_rollup every 0.2 s: peak PSS (shared pages divided
+# among the processes mapping them) and peak USS (Private_Clean + Private_Dirty: what is the
+# process's own). The targets are RSS; PSS and USS say how much of it is shared libraries.
 # Environment: KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI (default: the shared test services from
 # scripts/services.sh env); BENCH_ENV="NAME=value ...": extra settings for the pipeline rows;
 # BENCH_NOTE="...": a sentence printed under the command (e.g. "machine otherwise idle").
@@ -66,7 +86,8 @@ cd "$REPO_ROOT"
 
 TASKS=10000
 CLIENTS=2000
-B_TASKS=1000
+B_TASKS=5000
+HIGH_MIF=128
 FERRET_MAX=300
 GROWTH="1000 10000 50000"
 STORES="memory ferretdb"
@@ -99,6 +120,7 @@ while [ $# -gt 0 ]; do
     --tasks) TASKS=$2; shift 2 ;;
     --clients) CLIENTS=$2; shift 2 ;;
     --b-tasks) B_TASKS=$2; shift 2 ;;
+    --high-in-flight) HIGH_MIF=$2; shift 2 ;;
     --ferretdb-max) FERRET_MAX=$2; shift 2 ;;
     --growth) GROWTH=$2; shift 2 ;;
     --stores) STORES=$2; shift 2 ;;
@@ -120,7 +142,7 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument $1 (try --help)" ;;
   esac
 done
-for v in TASKS CLIENTS B_TASKS FERRET_MAX C_SECONDS D_COUNT D_WINDOW_POLLS E_POLL E_RATE \
+for v in TASKS CLIENTS B_TASKS HIGH_MIF FERRET_MAX C_SECONDS D_COUNT D_WINDOW_POLLS E_POLL E_RATE \
          E_PERIOD CRON_MIN RUN_TIMEOUT; do
   case ${!v} in ''|*[!0-9]*) die "$v must be a whole number (got '${!v}')" ;; esac
 done
@@ -128,6 +150,7 @@ for n in $GROWTH $D_POLLS $E_CLIENTS; do
   case $n in ''|*[!0-9]*) die "sizes and intervals must be whole numbers (got '$n')" ;; esac
 done
 [ "$TASKS" -ge 1 ] && [ "$CLIENTS" -ge 1 ] || die "--tasks and --clients must be >= 1"
+[ "$HIGH_MIF" -ge 1 ] && [ "$HIGH_MIF" -le 1000 ] || die "--high-in-flight must be 1..1000 (MAX_IN_FLIGHT's range)"
 for b in ploomes-producer milvus-producer tasks-to-milvus ploomes-sim milvus-sim; do
   [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b missing: cmake --build <dir> --target $b (or --bin-dir)"
 done
@@ -244,29 +267,6 @@ sims_stop() {
 faults() { # url json
   curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' --data "$2" "$1/_admin/faults"
 }
-# milvus-sim's request counts: "<tickets created> <all API calls> <429s>"
-milvus_counts() {
-  curl -fsS "$SIM_M/_admin/stats" | python3 -c '
-import json, sys
-d = json.load(sys.stdin)["requests"]
-t = sum(r["count"] for r in d if r["path"] == "/api/chamado/criar" and r["status"] == 200)
-a = sum(r["count"] for r in d if r["path"].startswith("/api/"))
-q = sum(r["count"] for r in d if r["status"] == 429)
-print(t, a, q)'
-}
-
-# milvus-sim's API calls by path and status, as a JSON object {"GET /api/...": {"200": n}}
-milvus_paths() {
-  curl -fsS "$SIM_M/_admin/stats" | python3 -c '
-import json, sys
-out = {}
-for r in json.load(sys.stdin)["requests"]:
-    if r["path"].startswith("/api/"):
-        k = r.get("method", "") + " " + r["path"] if r.get("method") else r["path"]
-        out.setdefault(k.strip(), {})[str(r["status"])] = out.get(k.strip(), {}).get(str(r["status"]), 0) + r["count"]
-print(json.dumps(out))'
-}
-
 data_dir() { # tasks clients [ploomes contacts]
   local d=$WORK/data-$1-$2-${3:-all}
   # generated once per size (rows running in parallel use sizes of their own)
@@ -294,25 +294,54 @@ time_summary() {
   awk -F': ' '/Maximum resident set size/ {r=$2} /User time/ {u=$2} /System time/ {s=$2}
               END {printf "%d %.2f\n", r, u + s}' "$1"
 }
-# every process of $RUN as a JSON array body: {"process","peak_rss_kb","cpu_s"},...
+# every process of $RUN as a JSON array body: {"process","peak_rss_kb","cpu_s"} from
+# /usr/bin/time -v, and from the samples of bench/mem_watch.py ($RUN/mem.json), when there are
+# any: "sampled_peak_rss_kb", "peak_pss_kb", "peak_uss_kb", "mem_samples"
 processes_json() {
   local procs="" f name rss cpu
   for f in "$RUN"/*.time; do
     [ -f "$f" ] || continue
     name=$(basename "$f" .time)
     read -r rss cpu < <(time_summary "$f")
-    procs+="${procs:+,}{\"process\":\"$name\",\"peak_rss_kb\":${rss:-0},\"cpu_s\":${cpu:-0}}"
+    procs+="${procs:+,}$(python3 -c '
+import json, sys
+name, rss, cpu, mem = sys.argv[1:5]
+p = {"process": name, "peak_rss_kb": int(rss or 0), "cpu_s": float(cpu or 0)}
+try:
+    m = json.load(open(mem)).get(name) or {}
+except (OSError, ValueError):
+    m = {}
+if m.get("samples"):
+    p.update(sampled_peak_rss_kb=m["peak_rss_kb"], peak_pss_kb=m["peak_pss_kb"],
+             peak_uss_kb=m["peak_uss_kb"], mem_samples=m["samples"])
+print(json.dumps(p))' "$name" "$rss" "$cpu" "$RUN/mem.json")"
   done
   echo "$procs"
 }
+# bench/mem_watch.py over the row's processes (started under /usr/bin/time: NAME=PID ...),
+# until they end; mem_wait after they were stopped
+MEM_PID=""
+mem_start() {
+  python3 "$REPO_ROOT/bench/mem_watch.py" "$RUN/mem.json" "$@" 2>"$RUN/mem_watch.log" &
+  MEM_PID=$!
+  PIDS+=($!)
+}
+mem_wait() {
+  [ -n "$MEM_PID" ] || return 0
+  ended_within "$MEM_PID" 10 || kill -TERM "$MEM_PID" 2>/dev/null || true
+  wait "$MEM_PID" 2>/dev/null || say "mem_watch.py failed: $RUN/mem_watch.log"
+  MEM_PID=""
+}
 
-PIPE_PIDS=()
+PIPE_PIDS=(); PIPE_NAMES=()
 pipe_start() { # name binary [env...]
   local name=$1 bin=$2; shift 2
   env "$@" /usr/bin/time -v -o "$RUN/$name.time" "$BIN_DIR/$bin" >"$RUN/$name.log" 2>&1 &
   PIPE_PIDS+=($!)
+  PIPE_NAMES+=("$name=$!")
   PIDS+=($!)
 }
+pipe_mem_start() { mem_start "${PIPE_NAMES[@]}"; }
 pipe_stop() {
   # SIGTERM the program, not /usr/bin/time (its parent), which then writes its summary
   local p c
@@ -326,7 +355,8 @@ pipe_stop() {
     fi
     wait "$p" 2>/dev/null || true
   done
-  PIPE_PIDS=()
+  PIPE_PIDS=(); PIPE_NAMES=()
+  mem_wait
 }
 # the settings every pipeline process of a row gets: pipeline_env row-id store
 pipeline_env() {
@@ -339,20 +369,11 @@ pipeline_env() {
     RETRY_BASE_MS=500 RETRY_MAX_MS=5000 LOG_LEVEL=warn)
 }
 
-# wait until milvus-sim created n tickets or timeout s; echoes the seconds waited (or -1)
-wait_tickets() { # n timeout
-  local t0=$SECONDS c
-  while :; do
-    c=$(milvus_counts | cut -d' ' -f1)
-    [ "$c" -ge "$1" ] && { echo $((SECONDS - t0)); return 0; }
-    [ $((SECONDS - t0)) -ge "$2" ] && { echo -1; return 0; }
-    sleep 0.5
-  done
-}
-
-# run_pipeline scenario store tasks clients instances latency_ms [milvus_rate] [duration] [in_flight]
+# run_pipeline scenario store tasks clients instances latency_ms [milvus_rate] [window] [in_flight]
+# window > 0 (C): bench/sim_watch.py's window of that many seconds from the first Milvus call;
+# otherwise until milvus-sim created every ticket or --run-timeout
 run_pipeline() {
-  local sc=$1 store=$2 tasks=$3 clients=$4 inst=$5 lat=$6 mrate=${7:-$NO_LIMIT} dur=${8:-0} mif=${9:-32}
+  local sc=$1 store=$2 tasks=$3 clients=$4 inst=$5 lat=$6 mrate=${7:-$NO_LIMIT} win=${8:-0} mif=${9:-32}
   local id="$sc-$store-$tasks-$inst-$mif"
   RUN=$WORK/$id
   mkdir -p "$RUN"
@@ -373,35 +394,57 @@ run_pipeline() {
   for i in $(seq "$inst"); do
     pipe_start "tasks-to-milvus-$i" tasks-to-milvus "${PENV[@]}"
   done
-  local waited
-  if [ "$dur" -gt 0 ]; then
-    sleep "$dur"; waited=$dur # C: a fixed measuring period
+  pipe_mem_start
+  if [ "$win" -gt 0 ]; then
+    python3 "$REPO_ROOT/bench/sim_watch.py" "$SIM_M" "$t0" window "$win" "$RUN_TIMEOUT" \
+      >"$RUN/watch.json" 2>"$RUN/watch.log" || say "sim_watch.py failed: $RUN/watch.log"
   else
-    waited=$(wait_tickets "$tasks" "$RUN_TIMEOUT")
+    python3 "$REPO_ROOT/bench/sim_watch.py" "$SIM_M" "$t0" tickets "$tasks" "$RUN_TIMEOUT" \
+      >"$RUN/watch.json" 2>"$RUN/watch.log" || say "sim_watch.py failed: $RUN/watch.log"
   fi
-  local t1; t1=$(date +%s.%N)
-  local tickets calls r429
-  read -r tickets calls r429 < <(milvus_counts)
-  local paths; paths=$(milvus_paths)
   pipe_stop
   sims_stop
-  record "$(python3 -c '
+  record "$(python3 - "$sc" "$store" "$tasks" "$clients" "$inst" "$lat" "$mrate" "$win" "$mif" \
+    "$RUN/watch.json" "$(processes_json)" <<'EOF'
 import json, sys
-sc, store, tasks, clients, inst, lat, mrate, dur, t0, t1, tickets, calls, r429, waited, mif = sys.argv[1:16]
-el = float(t1) - float(t0)
+sc, store, tasks, clients, inst, lat, mrate, win, mif, watch = sys.argv[1:11]
+try:
+    w = json.loads(open(watch).read() or "{}")
+except (OSError, ValueError):
+    w = {}
+if "end_s" not in w:
+    w = {"error": w.get("error", "no result from sim_watch.py"), "end_s": 0, "tickets": 0,
+         "calls": 0, "r429": 0, "paths": {}, "reason": "error"}
+el, tickets, calls = w["end_s"], w["tickets"], w["calls"]
 r = {"scenario": sc, "store": store, "system": "pipeline", "instances": int(inst),
-  "max_in_flight": int(mif), "tasks": int(tasks), "clients": int(clients),
-  "latency_ms": int(lat), "milvus_rate_per_min": int(mrate),
-  "seconds": round(el, 2), "complete": dur != "0" or waited != "-1", "tickets": int(tickets),
-  "records_per_s": round(int(tickets) / el, 1) if el > 0 else None,
-  "milvus_calls": int(calls), "milvus_429": int(r429),
-  "calls_per_ticket": round(int(calls) / int(tickets), 3) if int(tickets) else None,
-  "processes": json.loads("[" + sys.argv[16] + "]"), "milvus_paths": json.loads(sys.argv[17])}
-if int(mrate) < 6000000:
-  r["quota_used"] = round(int(calls) / (int(mrate) * el / 60.0), 3)
-print(json.dumps(r))' \
-    "$sc" "$store" "$tasks" "$clients" "$inst" "$lat" "$mrate" "$dur" "$t0" "$t1" "$tickets" \
-    "$calls" "$r429" "$waited" "$mif" "$(processes_json)" "$paths")"
+     "max_in_flight": int(mif), "tasks": int(tasks), "clients": int(clients),
+     "latency_ms": int(lat), "milvus_rate_per_min": int(mrate),
+     "seconds": round(el, 2), "complete": w["reason"] in ("done", "window"), "tickets": tickets,
+     "records_per_s": round(tickets / el, 1) if el > 0 else None,
+     "milvus_calls": calls, "milvus_429": w["r429"],
+     "calls_per_ticket": round(calls / tickets, 3) if tickets else None,
+     "first_call_s": w.get("first_call_s"), "watch_end": w["reason"],
+     "processes": json.loads("[" + sys.argv[11] + "]"), "milvus_paths": w["paths"]}
+if w.get("error"):
+    r["error"] = w["error"]
+if w.get("first_ticket_s") is not None:
+    # the steady rate: from the first reading with a ticket to the last ticket
+    span = el - w["first_ticket_s"]
+    r["first_ticket_s"], r["first_ticket_count"] = w["first_ticket_s"], w["first_ticket_count"]
+    r["records_per_s_first_to_last"] = (round((tickets - w["first_ticket_count"]) / span, 1)
+                                        if span > 0 and tickets > w["first_ticket_count"] else None)
+if int(win) > 0 and w["reason"] == "window":
+    # C: the window starts at the first Milvus call (the last reading without one)
+    ws = w["window_s"]
+    r.update(window_start_s=w["window_start_s"], window_s=ws,
+             quota_used=round(calls / (int(mrate) * ws / 60.0), 3),
+             backlog_left=int(tasks) - tickets, window_series=w["series"])
+    r["seconds"] = ws
+    r["records_per_s"] = round(tickets / ws, 1) if ws > 0 else None
+    r["seconds_from_start"] = round(el, 2)
+print(json.dumps(r))
+EOF
+)"
   say "$(tail -1 "$RESULTS" | cut -c1-200)"
 }
 
@@ -415,30 +458,54 @@ run_baseline() {
   faults "$SIM_P" "{\"rate_limit_per_min\":0,\"latency_ms\":$lat}"
   faults "$SIM_M" "{\"rate_limit_per_min\":0,\"latency_ms\":$lat}"
   local base; base=$(store_base "$store")
+  local t0; t0=$(date +%s.%N)
+  # the same clock as the pipeline rows beside its own: sim_watch.py until the baseline ends
+  python3 "$REPO_ROOT/bench/sim_watch.py" "$SIM_M" "$t0" tickets "$tasks" 100000 \
+    "$RUN/baseline.ended" >"$RUN/watch.json" 2>"$RUN/watch.log" &
+  local watch=$!
+  PIDS+=($!)
   /usr/bin/time -v -o "$RUN/baseline.py.time" "$VENV/bin/python" "$REPO_ROOT/bench/baseline.py" \
     "$SIM_P" bench-key "$SIM_M/api" bench-token "$base" "bench_${STAMP}_${id//-/_}" \
-    >"$RUN/baseline.out" 2>"$RUN/baseline.log" || say "baseline failed: $RUN/baseline.log"
-  local tickets calls r429
-  read -r tickets calls r429 < <(milvus_counts)
+    >"$RUN/baseline.out" 2>"$RUN/baseline.log" &
+  local bl=$!
+  PIDS+=($!)
+  mem_start "baseline.py=$bl"
+  wait "$bl" || say "baseline failed: $RUN/baseline.log"
+  touch "$RUN/baseline.ended"
+  wait "$watch" || say "sim_watch.py failed: $RUN/watch.log"
+  mem_wait
   sims_stop
-  record "$(python3 -c '
+  record "$(python3 - "$sc" "$store" "$tasks" "$clients" "$lat" "$RUN/baseline.out" \
+    "$RUN/watch.json" "$(processes_json)" <<'EOF'
 import json, sys
-sc, store, tasks, clients, lat, out, tickets, calls, r429 = sys.argv[1:10]
-try:
-  o = json.loads(open(out).read() or "{}")
-except (OSError, ValueError):
-  o = {}
+sc, store, tasks, clients, lat, out, watch = sys.argv[1:8]
+def load(path):
+    try:
+        return json.loads(open(path).read() or "{}")
+    except (OSError, ValueError):
+        return {}
+o, w = load(out), load(watch)
 el = o.get("seconds") or 0
-print(json.dumps({"scenario": sc, "store": store, "system": "baseline (seed algorithm, Python)",
-  "instances": 1, "max_in_flight": 1, "tasks": int(tasks), "clients": int(clients),
-  "latency_ms": int(lat), "seconds": el,
-  "complete": int(tickets) >= int(tasks), "tickets": int(tickets),
-  "records_per_s": round(int(tickets) / el, 1) if el else None, "milvus_calls": int(calls),
-  "milvus_429": int(r429),
-  "calls_per_ticket": round(int(calls) / int(tickets), 3) if int(tickets) else None,
-  "processes": json.loads("[" + sys.argv[10] + "]")}))' \
-    "$sc" "$store" "$tasks" "$clients" "$lat" "$RUN/baseline.out" "$tickets" "$calls" "$r429" \
-    "$(processes_json)")"
+tickets, calls = w.get("tickets", 0), w.get("calls", 0)
+r = {"scenario": sc, "store": store, "system": "baseline (seed algorithm, Python)",
+     "instances": 1, "max_in_flight": 1, "tasks": int(tasks), "clients": int(clients),
+     "latency_ms": int(lat), "seconds": el,
+     "complete": tickets >= int(tasks), "tickets": tickets,
+     "records_per_s": round(tickets / el, 1) if el else None, "milvus_calls": calls,
+     "milvus_429": w.get("r429", 0),
+     "calls_per_ticket": round(calls / tickets, 3) if tickets else None,
+     "first_call_s": w.get("first_call_s"), "watch_end": w.get("reason"),
+     "processes": json.loads("[" + sys.argv[8] + "]"), "milvus_paths": w.get("paths", {})}
+if w.get("error"):
+    r["error"] = w["error"]
+if w.get("first_ticket_s") is not None and "end_s" in w:
+    span = w["end_s"] - w["first_ticket_s"]
+    r["first_ticket_s"], r["first_ticket_count"] = w["first_ticket_s"], w["first_ticket_count"]
+    r["records_per_s_first_to_last"] = (round((tickets - w["first_ticket_count"]) / span, 1)
+                                        if span > 0 and tickets > w["first_ticket_count"] else None)
+print(json.dumps(r))
+EOF
+)"
   say "$(tail -1 "$RESULTS" | cut -c1-200)"
 }
 
@@ -474,6 +541,7 @@ run_idle_latency() {
   [ -n "${BENCH_ENV:-}" ] && PENV+=($BENCH_ENV)
   pipe_start ploomes-producer ploomes-producer "${PENV[@]}" PLOOMES_ENTITIES=contacts,tasks
   pipe_start tasks-to-milvus-1 tasks-to-milvus "${PENV[@]}"
+  pipe_mem_start
   local contacts window
   contacts=$(python3 -c "print(','.join(str(100000 + i) for i in range($D_CLIENTS)))")
   window=$(( poll * D_WINDOW_POLLS ))
@@ -517,6 +585,7 @@ run_quota_share() {
   [ -n "${BENCH_ENV:-}" ] && PENV+=($BENCH_ENV)
   pipe_start ploomes-producer ploomes-producer "${PENV[@]}"
   pipe_start milvus-producer milvus-producer "${PENV[@]}"
+  pipe_mem_start
   python3 "$REPO_ROOT/bench/quota_share.py" "$SIM_P" "$SIM_M" "$RUN/ploomes-producer.log" \
     "$RUN/milvus-producer.log" "$E_PERIOD" "$RUN_TIMEOUT" >"$RUN/share.json" 2>"$RUN/share.log" \
     || say "quota_share.py failed: $RUN/share.log"
@@ -550,7 +619,7 @@ print(json.dumps(r))' "$store" "$clients" "$contacts" "$E_POLL" "$E_RATE" "$E_PE
 # pipelines: they wait far more than they work); its processes are stopped with it
 in_background() {
   (
-    PIDS=(); SIM_PIDS=(); PIPE_PIDS=()
+    PIDS=(); SIM_PIDS=(); PIPE_PIDS=(); PIPE_NAMES=(); MEM_PID=""
     trap 'kill_list "${PIDS[@]}"' EXIT
     trap 'exit 143' INT TERM
     "$@"
@@ -577,6 +646,7 @@ for store in $STORES; do
     run_baseline B "$store" "$b_tasks" "$c" 50
     run_pipeline B "$store" "$b_tasks" "$c" 1 50 "$NO_LIMIT" 0 1
     run_pipeline B "$store" "$b_tasks" "$c" 1 50
+    if [ "$HIGH_MIF" -ne 32 ]; then run_pipeline B "$store" "$b_tasks" "$c" 1 50 "$NO_LIMIT" 0 "$HIGH_MIF"; fi
     run_pipeline B "$store" "$b_tasks" "$c" 4 50
   fi
   if has C; then
@@ -627,7 +697,7 @@ say "all rows done in ${ELAPSED} s"
 mkdir -p "$(dirname "$OUT")"
 SIZES=$(python3 -c 'import json, sys; k = sys.argv[1::2]; v = sys.argv[2::2]; print(json.dumps(dict(zip(k, v))))' \
   stores "$STORES" scenarios "$SCENARIOS" tasks "$TASKS" clients "$CLIENTS" b_tasks "$B_TASKS" \
-  ferretdb_max "$FERRET_MAX" growth "$GROWTH" c_seconds "$C_SECONDS" d_polls "$D_POLLS" \
+  high_in_flight "$HIGH_MIF" ferretdb_max "$FERRET_MAX" growth "$GROWTH" c_seconds "$C_SECONDS" d_polls "$D_POLLS" \
   d_count "$D_COUNT" d_window_polls "$D_WINDOW_POLLS" d_clients "$D_CLIENTS" \
   e_clients "$E_CLIENTS" e_poll "$E_POLL" e_rate "$E_RATE" e_period "$E_PERIOD" \
   e_ploomes_contacts "$E_CONTACTS" cron_minutes "$CRON_MIN" run_timeout "$RUN_TIMEOUT" \
