@@ -17,6 +17,7 @@
 #include "simjson.h"
 #include "simmain.h"
 #include "simsrv.h"
+#include "simindex.h"
 #include "simstore.h"
 #include "simtime.h"
 
@@ -33,6 +34,9 @@ typedef struct app {
     const char *token;
     simstore clients; /* by id */
     simstore tickets; /* by id */
+    /* clients by token and by document (normalised or as stored), rebuilt on demand when
+     * clients change: a ticket create or a busca by document is a lookup, not a scan */
+    simindex by_token, by_doc;
     int64_t next_client_id;
     int64_t next_ticket_id;
     int64_t next_codigo;
@@ -88,7 +92,7 @@ static uint64_t rnd(app *a)
     return a->rng;
 }
 
-static const cJSON *client_by_token(const app *a, const char *token)
+static const cJSON *client_by_token_scan(const app *a, const char *token)
 {
     for (size_t i = 0; i < a->clients.n; i++) {
         const char *t = simjson_get_str(a->clients.items[i].obj, "token");
@@ -106,8 +110,26 @@ static cJSON *new_token(app *a)
         for (int i = 0; i < 6; i++)
             tok[i] = alphabet[rnd(a) % 36];
         tok[6] = '\0';
-    } while (client_by_token(a, tok));
+    } while (client_by_token_scan(a, tok)); /* seeding: the store changes between calls */
     return cJSON_CreateString(tok);
+}
+
+static bool token_key(const cJSON *client, char *out, size_t size)
+{
+    const char *t = simjson_get_str(client, "token");
+    if (!t || strlen(t) >= size)
+        return false;
+    memcpy(out, t, strlen(t) + 1);
+    return true;
+}
+
+/* The first client (by id) whose token is `token`, or NULL. */
+static const cJSON *client_by_token(app *a, const char *token)
+{
+    if (strlen(token) >= SIMINDEX_KEY_MAX || simindex_sync(&a->by_token, &a->clients, token_key) < 0)
+        return client_by_token_scan(a, token);
+    size_t count, at = simindex_find(&a->by_token, token, &count);
+    return count ? a->by_token.rows[at].obj : NULL;
 }
 
 /* The comparable form of a document: normalised; a digits-only one shorter than a full
@@ -175,8 +197,23 @@ static bool client_has_doc(const cJSON *c, const char *key, bool normalized)
     return stored_doc_text(c, k2, sizeof k2) && strcmp(k2, key) == 0;
 }
 
-static const cJSON *client_by_doc(const app *a, const char *key, bool normalized)
+/* The clients holding document `key` (as client_has_doc decides), in id order: true with
+ * by_doc.rows[*at .. *at + *count); false when the index cannot answer (a key too long, out of
+ * memory): the caller scans every client. */
+static bool docs_index(app *a, const char *key, bool normalized, size_t *at, size_t *count)
 {
+    if (strlen(key) >= SIMINDEX_KEY_MAX ||
+        simindex_sync(&a->by_doc, &a->clients, normalized ? stored_doc_key : stored_doc_text) < 0)
+        return false;
+    *at = simindex_find(&a->by_doc, key, count);
+    return true;
+}
+
+static const cJSON *client_by_doc(app *a, const char *key, bool normalized)
+{
+    size_t at, count;
+    if (docs_index(a, key, normalized, &at, &count))
+        return count ? a->by_doc.rows[at].obj : NULL;
     for (size_t i = 0; i < a->clients.n; i++)
         if (client_has_doc(a->clients.items[i].obj, key, normalized))
             return a->clients.items[i].obj;
@@ -302,8 +339,10 @@ static void handle_busca(app *a, simsrv *srv, const simsrv_req *req, simsrv_resp
     int64_t matched = 0, first = 0;
     if (pagina > 1)
         first = per > INT64_MAX / (pagina - 1) ? INT64_MAX : (pagina - 1) * per;
-    for (size_t i = 0; i < a->clients.n; i++) {
-        const cJSON *c = a->clients.items[i].obj;
+    size_t at = 0, ncand = a->clients.n;
+    bool by_doc = doc[0] && docs_index(a, doc, f->document_normalized, &at, &ncand);
+    for (size_t i = 0; i < ncand; i++) {
+        const cJSON *c = by_doc ? a->by_doc.rows[at + i].obj : a->clients.items[i].obj;
         bool active = is_active(c);
         if ((status == 1 && !active) || (status == 2 && active))
             continue;
@@ -772,7 +811,7 @@ static const char *check_filter_key(const cJSON *it)
 }
 
 /* Every filtro_body condition but the built-in ones holds for ticket t. */
-static bool ticket_matches(const app *a, const cJSON *t, const cJSON *filtro)
+static bool ticket_matches(app *a, const cJSON *t, const cJSON *filtro)
 {
     const cJSON *it;
     cJSON_ArrayForEach(it, filtro)
@@ -1463,6 +1502,8 @@ int main(int argc, char **argv)
     };
     rc = simmain_run(&def, &args);
     app_reset(a);
+    simindex_free(&a->by_token);
+    simindex_free(&a->by_doc);
     simstore_clear(&a->clients);
     simstore_clear(&a->tickets);
     free(a);

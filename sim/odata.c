@@ -804,6 +804,34 @@ odata_expr *odata_filter_parse(const char *text, const odata_schema *schema, cha
     return e;
 }
 
+/* ---- filter shape ------------------------------------------------------------------------- */
+
+static bool int_eq_at(const odata_expr *e, const char *field, int64_t *value, bool *leading,
+                      bool first)
+{
+    if (!e)
+        return false;
+    if (e->kind == N_AND)
+        return int_eq_at(e->a, field, value, leading, first) ||
+               int_eq_at(e->b, field, value, leading, false);
+    if (e->kind != N_CMP || e->op != OP_EQ || !e->l.is_member || e->l.lambda >= 0 ||
+        e->l.nsegs != 1 || strcmp(e->l.segs[0], field) != 0 || e->r.is_member || e->r.lt != L_NUM)
+        return false;
+    double d = e->r.num;
+    if (!(d > -9007199254740992.0 && d < 9007199254740992.0) || floor(d) != d)
+        return false;
+    if (value)
+        *value = (int64_t)d;
+    if (leading)
+        *leading = first;
+    return true;
+}
+
+bool odata_filter_int_eq(const odata_expr *expr, const char *field, int64_t *value, bool *leading)
+{
+    return field && int_eq_at(expr, field, value, leading, true);
+}
+
 /* ---- evaluation ------------------------------------------------------------------------ */
 
 typedef struct evalctx {
@@ -1135,6 +1163,30 @@ int odata_compare_values(const cJSON *a, const cJSON *b)
             simtime_parse_iso(b->valuestring, strlen(b->valuestring), &tb))
             return simtime_cmp(ta, tb);
         int r = strcmp(a->valuestring, b->valuestring);
+        return r < 0 ? -1 : r > 0 ? 1 : 0;
+    }
+    default: return 0;
+    }
+}
+
+void odata_sortkey_make(const cJSON *v, odata_sortkey *out)
+{
+    out->v = v;
+    out->rank = rank(v);
+    out->is_date = out->rank == 3 && simtime_parse_iso(v->valuestring, strlen(v->valuestring), &out->dt);
+}
+
+int odata_sortkey_compare(const odata_sortkey *a, const odata_sortkey *b)
+{
+    if (a->rank != b->rank)
+        return a->rank < b->rank ? -1 : 1;
+    switch (a->rank) {
+    case 1: return (cJSON_IsTrue(a->v) ? 1 : 0) - (cJSON_IsTrue(b->v) ? 1 : 0);
+    case 2: return cmp_num(a->v->valuedouble, b->v->valuedouble);
+    case 3: {
+        if (a->is_date && b->is_date)
+            return simtime_cmp(a->dt, b->dt);
+        int r = strcmp(a->v->valuestring, b->v->valuestring);
         return r < 0 ? -1 : r > 0 ? 1 : 0;
     }
     default: return 0;

@@ -22,9 +22,12 @@
 #ifndef SIM_ODATA_H
 #define SIM_ODATA_H
 
+#include "simtime.h"
+
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum odata_type {
     ODATA_UNKNOWN = 0, /* not a field of this entity set: 400 */
@@ -75,6 +78,17 @@ int odata_filter_eval(const odata_expr *expr, const cJSON *record, const odata_s
 
 void odata_filter_free(odata_expr *expr);
 
+/* Whether the filter pins top-level field `field` to one integer: true when it is
+ * "field eq N" (or "N eq field"), possibly parenthesised, or an "and" chain (at any nesting of
+ * "and" and parentheses) one of whose operands is; false for anything else ("or", "not",
+ * any()/all(), a navigation path, a non-integer literal, |N| >= 2^53). On true, *value = N and
+ * *leading tells whether that comparison is the first one evaluated (the leftmost operand of
+ * the chain): a record whose `field` holds a number other than N then evaluates to false
+ * without evaluating the rest (no run-time error can come from the rest). Every record the
+ * filter matches has `field` == N (compared as doubles, exact below 2^53). value and leading
+ * may be NULL. */
+bool odata_filter_int_eq(const odata_expr *expr, const char *field, int64_t *value, bool *leading);
+
 typedef struct odata_orderkey {
     char *field;
     bool desc;
@@ -93,6 +107,19 @@ void odata_orderby_free(odata_orderby *ob);
 /* Total order used for sorting: missing/null < false < true < numbers < strings. Two strings
  * that both parse as DateTimeOffset compare as instants; other strings byte-wise. */
 int odata_compare_values(const cJSON *a, const cJSON *b);
+
+/* A value prepared for sorting many times: odata_sortkey_compare(ka, kb) returns exactly
+ * odata_compare_values(a, b) for the values the keys were made of, without looking the date
+ * strings up and parsing them again on every comparison. Borrows v (valid while v lives). */
+typedef struct odata_sortkey {
+    const cJSON *v;
+    int rank;
+    bool is_date;
+    simtime_instant dt;
+} odata_sortkey;
+
+void odata_sortkey_make(const cJSON *v, odata_sortkey *out);
+int odata_sortkey_compare(const odata_sortkey *a, const odata_sortkey *b);
 
 typedef struct odata_list {
     size_t n;

@@ -240,8 +240,26 @@ static bool is_readonly(const char *name)
     return false;
 }
 
+/* The records of set `target` by foreign key `fk` (sorted by fk, then Id: the store's order
+ * within one fk), for NAV_REVERSE (Contact/Contacts: the people of a company) without a scan
+ * per record. Built on demand; stale once the set's gen moves. */
+typedef struct revrow {
+    int64_t fk, id;
+    cJSON *obj; /* the store's */
+} revrow;
+
+typedef struct revidx {
+    int target;
+    const char *fk;
+    uint64_t gen;
+    bool valid;
+    revrow *rows;
+    size_t n;
+} revidx;
+
 typedef struct app {
     const char *user_key;
+    revidx rev;
     simstore sets[S_COUNT];
     int64_t next_id[S_COUNT];
     int64_t next_rel_id;
@@ -319,6 +337,44 @@ static odata_type path_type_cb(void *ctx, const char *const *path, size_t n)
     return find_nav(t, path[n - 1]) ? ODATA_NAV : ODATA_UNKNOWN;
 }
 
+static int cmp_revrow(const void *pa, const void *pb)
+{
+    const revrow *x = pa, *y = pb;
+    if (x->fk != y->fk)
+        return x->fk < y->fk ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id ? 1 : 0;
+}
+
+static void revidx_free(revidx *rx)
+{
+    free(rx->rows);
+    memset(rx, 0, sizeof *rx);
+}
+
+/* The index of set `target` by `fk`, rebuilt when stale; NULL when out of memory. */
+static const revidx *revidx_get(app *a, int target, const char *fk)
+{
+    revidx *rx = &a->rev;
+    const simstore *st = &a->sets[target];
+    if (rx->valid && rx->target == target && strcmp(rx->fk, fk) == 0 && rx->gen == st->gen)
+        return rx;
+    revidx_free(rx);
+    rx->rows = malloc((st->n ? st->n : 1) * sizeof *rx->rows);
+    if (!rx->rows)
+        return NULL;
+    for (size_t i = 0; i < st->n; i++) {
+        int64_t v;
+        if (simjson_get_i64(st->items[i].obj, fk, &v))
+            rx->rows[rx->n++] = (revrow){v, st->items[i].id, st->items[i].obj};
+    }
+    qsort(rx->rows, rx->n, sizeof *rx->rows, cmp_revrow);
+    rx->target = target;
+    rx->fk = fk;
+    rx->gen = st->gen;
+    rx->valid = true;
+    return rx;
+}
+
 /* Value of a navigation property; computed ones are returned in *owned (references, no
  * copies) and must be deleted by the caller. */
 static const cJSON *nav_value(app *a, const cJSON *rec, const navdef *nd, cJSON **owned)
@@ -336,11 +392,26 @@ static const cJSON *nav_value(app *a, const cJSON *rec, const navdef *nd, cJSON 
             return NULL;
         cJSON *arr = cJSON_CreateArray();
         const simstore *st = &a->sets[nd->target];
-        for (size_t i = 0; arr && i < st->n; i++) {
-            int64_t fk;
-            if (simjson_get_i64(st->items[i].obj, nd->fk, &fk) && fk == id &&
-                st->items[i].obj != rec)
-                cJSON_AddItemReferenceToArray(arr, st->items[i].obj);
+        const revidx *rx = revidx_get(a, nd->target, nd->fk);
+        if (rx) {
+            size_t lo = 0, hi = rx->n;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (rx->rows[mid].fk < id)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            for (size_t i = lo; arr && i < rx->n && rx->rows[i].fk == id; i++)
+                if (rx->rows[i].obj != rec)
+                    cJSON_AddItemReferenceToArray(arr, rx->rows[i].obj);
+        } else { /* out of memory for the index: the scan */
+            for (size_t i = 0; arr && i < st->n; i++) {
+                int64_t fk;
+                if (simjson_get_i64(st->items[i].obj, nd->fk, &fk) && fk == id &&
+                    st->items[i].obj != rec)
+                    cJSON_AddItemReferenceToArray(arr, st->items[i].obj);
+            }
         }
         *owned = arr;
         return arr;
@@ -899,6 +970,54 @@ static int cmp_records(const void *pa, const void *pb, void *ctx)
                                 cJSON_GetObjectItemCaseSensitive(b, "Id"));
 }
 
+/* A row with its sort keys (the $orderby fields, then Id) looked up and parsed once. */
+typedef struct keyedrow {
+    const cJSON *rec;
+    const odata_sortkey *keys;
+} keyedrow;
+
+static int cmp_keyed(const void *pa, const void *pb, void *ctx)
+{
+    const keyedrow *a = pa, *b = pb;
+    const odata_orderby *ob = ctx;
+    for (size_t i = 0; i < ob->n; i++) {
+        int c = odata_sortkey_compare(&a->keys[i], &b->keys[i]);
+        if (c)
+            return ob->keys[i].desc ? -c : c;
+    }
+    return odata_sortkey_compare(&a->keys[ob->n], &b->keys[ob->n]);
+}
+
+/* Sorts rows like cmp_records (every comparison gives the same answer, so the same order) with
+ * the keys prepared up front instead of per comparison. 0, or -1 when out of memory (rows
+ * untouched). */
+static int sort_rows(const cJSON **rows, size_t n, const odata_orderby *ob)
+{
+    size_t nk = ob->n + 1;
+    if (n < 2)
+        return 0;
+    keyedrow *kr = malloc(n * sizeof *kr);
+    odata_sortkey *keys = n <= SIZE_MAX / sizeof *keys / nk ? malloc(n * nk * sizeof *keys) : NULL;
+    if (!kr || !keys) {
+        free(kr);
+        free(keys);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        kr[i].rec = rows[i];
+        kr[i].keys = &keys[i * nk];
+        for (size_t k = 0; k < ob->n; k++)
+            odata_sortkey_make(cJSON_GetObjectItemCaseSensitive(rows[i], ob->keys[k].field), &keys[i * nk + k]);
+        odata_sortkey_make(cJSON_GetObjectItemCaseSensitive(rows[i], "Id"), &keys[i * nk + ob->n]);
+    }
+    qsort_r(kr, n, sizeof *kr, cmp_keyed, (void *)ob);
+    for (size_t i = 0; i < n; i++)
+        rows[i] = kr[i].rec;
+    free(kr);
+    free(keys);
+    return 0;
+}
+
 static bool known_option(const char *k)
 {
     static const char *opts[] = {"$filter", "$orderby", "$top", "$skip", "$select", "$expand",
@@ -1045,16 +1164,25 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
     schema_ctx sc = {a, set};
     odata_schema schema = make_schema(&sc, srv);
     const simstore *st = &a->sets[set];
-    const cJSON **rows = malloc((st->n ? st->n : 1) * sizeof *rows);
+    /* "Id eq N [and ...]" evaluated Id first: every other record evaluates to false right
+     * there (each stored record's Id is its key, a number), so the answer is that of the
+     * filter on record N alone — looked up as a real Ploomes does, not scanned. */
+    int64_t key_id = 0;
+    bool leading = false;
+    bool by_id = q.filter && odata_filter_int_eq(q.filter, "Id", &key_id, &leading) && leading;
+    simstore_item one_item = {key_id, by_id ? simstore_get(st, key_id) : NULL};
+    const simstore_item *cand = by_id ? &one_item : st->items;
+    size_t ncand = by_id ? (one_item.obj ? 1 : 0) : st->n;
+    const cJSON **rows = malloc((ncand ? ncand : 1) * sizeof *rows);
     if (!rows) {
         query_free(&q);
         error_body(a, srv, resp, 500, "out of memory");
         return;
     }
     size_t n = 0;
-    for (size_t i = 0; i < st->n; i++) {
+    for (size_t i = 0; i < ncand; i++) {
         bool match = true;
-        if (q.filter && odata_filter_eval(q.filter, st->items[i].obj, &schema, &match, err, sizeof err) < 0) {
+        if (q.filter && odata_filter_eval(q.filter, cand[i].obj, &schema, &match, err, sizeof err) < 0) {
             free(rows);
             query_free(&q);
             char msg[700];
@@ -1063,9 +1191,9 @@ static void handle_list(app *a, simsrv *srv, int set, const simsrv_req *req, sim
             return;
         }
         if (match)
-            rows[n++] = st->items[i].obj;
+            rows[n++] = cand[i].obj;
     }
-    if (q.orderby.n) {
+    if (q.orderby.n && sort_rows(rows, n, &q.orderby) < 0) {
         sortctx sctx = {&q.orderby};
         qsort_r(rows, n, sizeof *rows, cmp_records, &sctx);
     }
@@ -1275,6 +1403,7 @@ static void handle_patch(app *a, simsrv *srv, int set, int64_t id, const simsrv_
         it = next;
     }
     cJSON_Delete(body);
+    simstore_touch(&a->sets[set]);
     if (set == S_CONTACTS)
         derive_documents(rec, f->derive_documents);
     simjson_set(rec, "LastUpdateDate", stamp_item(a));
@@ -1293,6 +1422,7 @@ static void handle_finish(app *a, simsrv *srv, int64_t id, const simsrv_req *req
         error_body(a, srv, resp, 404, "The task was not found.");
         return;
     }
+    simstore_touch(&a->sets[S_TASKS]);
     cJSON *stamp = stamp_item(a);
     simjson_set(rec, "Finished", cJSON_CreateTrue());
     simjson_set(rec, "FinishDate", cJSON_Duplicate(stamp, true));
@@ -1438,6 +1568,7 @@ int main(int argc, char **argv)
     rc = simmain_run(&def, &args);
     for (int s = 0; s < S_COUNT; s++)
         simstore_clear(&a->sets[s]);
+    revidx_free(&a->rev);
     free(a);
     return rc;
 }

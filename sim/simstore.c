@@ -29,6 +29,7 @@ int simstore_put(simstore *s, int64_t id, cJSON *obj)
     if (i < s->n && s->items[i].id == id) {
         cJSON_Delete(s->items[i].obj);
         s->items[i].obj = obj;
+        s->gen++;
         return 0;
     }
     if (s->n == s->cap) {
@@ -45,6 +46,7 @@ int simstore_put(simstore *s, int64_t id, cJSON *obj)
     s->items[i].id = id;
     s->items[i].obj = obj;
     s->n++;
+    s->gen++;
     return 0;
 }
 
@@ -56,6 +58,7 @@ int simstore_remove(simstore *s, int64_t id)
     cJSON_Delete(s->items[i].obj);
     memmove(&s->items[i], &s->items[i + 1], (s->n - i - 1) * sizeof *s->items);
     s->n--;
+    s->gen++;
     return 1;
 }
 
@@ -66,6 +69,12 @@ void simstore_clear(simstore *s)
     free(s->items);
     s->items = NULL;
     s->n = s->cap = 0;
+    s->gen++;
+}
+
+void simstore_touch(simstore *s)
+{
+    s->gen++;
 }
 
 int64_t simstore_max_id(const simstore *s)

@@ -19,6 +19,9 @@ typedef struct simstore_item {
 typedef struct simstore {
     simstore_item *items; /* sorted by id */
     size_t n, cap;
+    uint64_t gen; /* changes on every put, remove, clear and touch: indexes derived from the
+                   * records (ploomes-sim's reverse navigation) compare it to know they are
+                   * stale */
 } simstore;
 
 /* The stored object or NULL. */
@@ -32,6 +35,9 @@ int simstore_remove(simstore *s, int64_t id);
 
 /* Deletes everything and frees the index. */
 void simstore_clear(simstore *s);
+
+/* Records that a caller changed in place (a PATCH): marks derived indexes stale. */
+void simstore_touch(simstore *s);
 
 /* Largest id stored, or 0 when empty. */
 int64_t simstore_max_id(const simstore *s);

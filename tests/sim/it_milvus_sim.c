@@ -364,6 +364,137 @@ static void test_chamados(void **state)
     assert_int_equal(simproc_stop(p), 0);
 }
 
+/* "id,id" of the lista of GET /api/cliente/busca<query> (asserts 200). */
+static void busca_ids(simproc *p, const char *query, char *out, size_t size)
+{
+    long st;
+    cJSON *r = busca(p, query, &st);
+    assert_int_equal(st, 200);
+    out[0] = '\0';
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(r, "lista"))
+    {
+        size_t n = strlen(out);
+        snprintf(out + n, size - n, "%s%.0f", n ? "," : "", cJSON_GetObjectItemCaseSensitive(c, "id")->valuedouble);
+    }
+    cJSON_Delete(r);
+}
+
+/* The cliente_token of the ticket POST /api/chamado/criar makes for cliente_id `tok`, or ""
+ * when it answers other than 200. */
+static void ticket_client(simproc *p, const char *tok, char *out, size_t size)
+{
+    char body[512], *text = NULL;
+    snprintf(body, sizeof body, "{\"cliente_id\":\"%s\",\"chamado_assunto\":\"x\"}", tok);
+    out[0] = '\0';
+    if (post(p, "/api/chamado/criar", body, &text) != 200) {
+        free(text);
+        return;
+    }
+    char filtro[128];
+    snprintf(filtro, sizeof filtro, "{\"filtro_body\":{\"codigo\":%ld}}", strtol(text, NULL, 10));
+    free(text);
+    cJSON *r = listagem(p, "", filtro);
+    const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0);
+    snprintf(out, size, "%s", cJSON_GetObjectItemCaseSensitive(t, "cliente_token")->valuestring);
+    cJSON_Delete(r);
+}
+
+/* Clients by token (/chamado/criar) and by document (/cliente/busca) are looked up through
+ * indexes (issue 13: a scan per request under the server's lock); the answers stay those of
+ * the scan: every holder of a document in id order with status/paging applied, the first
+ * client (by id) of a shared token, a token or document longer than any index key, and clients
+ * created, reseeded or reset in between. */
+static void test_client_indexes(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    char tok70[71];
+    memset(tok70, 'T', 70);
+    tok70[70] = '\0';
+    char seed[2048];
+    snprintf(seed, sizeof seed,
+             "{\"clientes\":["
+             "{\"id\":30,\"nome_fantasia\":\"Dup B\",\"cnpj_cpf\":\"52998224725\",\"token\":\"SHARED\"},"
+             "{\"id\":20,\"nome_fantasia\":\"Dup A\",\"cnpj_cpf\":\"52998224725\",\"token\":\"SHARED\"},"
+             "{\"id\":40,\"nome_fantasia\":\"Dup off\",\"cnpj_cpf\":\"52998224725\",\"is_ativo\":false,\"token\":\"OFF040\"},"
+             "{\"id\":50,\"nome_fantasia\":\"Masked\",\"cnpj_cpf\":\"529.982.247-25\",\"token\":\"MASK50\"},"
+             "{\"id\":60,\"nome_fantasia\":\"Long\",\"cnpj_cpf\":\"11144477735\",\"token\":\"%s\"},"
+             "{\"id\":70,\"nome_fantasia\":\"Other\",\"cnpj_cpf\":\"11222333000181\",\"token\":\"OTHER7\"}]}",
+             tok70);
+    assert_int_equal(simproc_seed(p, seed), 0);
+    char ids[256], tok[128];
+    busca_ids(p, "?documento=52998224725", ids, sizeof ids);
+    assert_string_equal(ids, "20,30"); /* active ones, in id order */
+    busca_ids(p, "?documento=52998224725&status=3", ids, sizeof ids);
+    assert_string_equal(ids, "20,30,40");
+    busca_ids(p, "?documento=52998224725&status=2", ids, sizeof ids);
+    assert_string_equal(ids, "40");
+    busca_ids(p, "?documento=52998224725&status=3&pagina=2&total_registros=1", ids, sizeof ids);
+    assert_string_equal(ids, "30");
+    busca_ids(p, "?documento=52998224725&nome_fantasia=b", ids, sizeof ids);
+    assert_string_equal(ids, "30");
+    busca_ids(p, "?documento=529.982.247-25", ids, sizeof ids); /* exact: as stored */
+    assert_string_equal(ids, "50");
+    busca_ids(p, "?documento=39053344705", ids, sizeof ids);
+    assert_string_equal(ids, "");
+    ticket_client(p, "SHARED", tok, sizeof tok);
+    assert_string_equal(tok, "SHARED");
+    /* the shared token is client 20's (the first by id): the ticket names it */
+    cJSON *r = listagem(p, "", "{\"filtro_body\":{\"cliente_id\":20}}");
+    assert_int_equal(lista_size(r), 1);
+    cJSON_Delete(r);
+    r = listagem(p, "", "{\"filtro_body\":{\"cliente_id\":30}}");
+    assert_int_equal(lista_size(r), 0);
+    cJSON_Delete(r);
+    ticket_client(p, tok70, tok, sizeof tok);
+    assert_string_equal(tok, tok70);
+    ticket_client(p, "NOPE00", tok, sizeof tok);
+    assert_string_equal(tok, "");
+
+    assert_int_equal(simproc_faults(p, "{\"document_match\":\"normalized\"}"), 0);
+    busca_ids(p, "?documento=529.982.247-25", ids, sizeof ids);
+    assert_string_equal(ids, "20,30,50");
+    busca_ids(p, "?documento=11.144.477%2F735", ids, sizeof ids);
+    assert_string_equal(ids, "60");
+
+    /* a client created now is found at once, by document and by token */
+    char *text = NULL;
+    assert_int_equal(post(p, "/api/cliente/criar", "{\"cliente_documento\":\"39053344705\"" PF "}", &text), 200);
+    long made = strtol(text, NULL, 10);
+    free(text);
+    r = busca(p, "?documento=39053344705", &(long){0});
+    assert_int_equal(lista_size(r), 1);
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "lista"), 0);
+    assert_int_equal((long)cJSON_GetObjectItemCaseSensitive(c, "id")->valuedouble, made);
+    char made_tok[32];
+    snprintf(made_tok, sizeof made_tok, "%s", cJSON_GetObjectItemCaseSensitive(c, "token")->valuestring);
+    cJSON_Delete(r);
+    ticket_client(p, made_tok, tok, sizeof tok);
+    assert_string_equal(tok, made_tok);
+    /* the same document again is a duplicate (409), through the index too */
+    assert_int_equal(post(p, "/api/cliente/criar", "{\"cliente_documento\":\"390.533.447-05\"" PF "}", NULL), 409);
+
+    /* reseeding client 20 with another token and document moves both */
+    assert_int_equal(simproc_seed(p, "{\"clientes\":[{\"id\":20,\"nome_fantasia\":\"Dup A\",\"cnpj_cpf\":\"11222333000181\",\"token\":\"NEW020\"}]}"), 0);
+    busca_ids(p, "?documento=52998224725", ids, sizeof ids);
+    assert_string_equal(ids, "30,50");
+    busca_ids(p, "?documento=11222333000181", ids, sizeof ids);
+    assert_string_equal(ids, "20,70");
+    ticket_client(p, "NEW020", tok, sizeof tok);
+    assert_string_equal(tok, "NEW020");
+    r = listagem(p, "", "{\"filtro_body\":{\"cliente_id\":30}}"); /* SHARED is 30's now */
+    assert_int_equal(lista_size(r), 1);
+    cJSON_Delete(r);
+    assert_int_equal(simproc_reset(p), 0);
+    assert_int_equal(simproc_faults(p, UNLIMITED), 0);
+    busca_ids(p, "?documento=11222333000181", ids, sizeof ids);
+    assert_string_equal(ids, "");
+    ticket_client(p, "NEW020", tok, sizeof tok);
+    assert_string_equal(tok, "");
+    assert_int_equal(simproc_stop(p), 0);
+}
+
 static void test_rate_limit(void **state)
 {
     (void)state;
@@ -394,7 +525,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth),   cmocka_unit_test(test_cliente_criar),
         cmocka_unit_test(test_busca),  cmocka_unit_test(test_chamados),
-        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_rate_limit), cmocka_unit_test(test_client_indexes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
