@@ -500,7 +500,7 @@ static verdict_t attempt_once(api_t *api, const request_t *rq, int attempt, api_
     char herr[384];
     out->attempts = attempt;
     /* no silent re-send by libcurl on a reused connection that died (http.h) */
-    http_client_set_fresh_connect(api->http, !rq->idempotent);
+    http_client_set_no_resend(api->http, !rq->idempotent);
     http_request(api->http, rq->method, rq->url, rq->headers, rq->body,
                  rq->body ? strlen(rq->body) : 0, &resp, herr, sizeof herr);
     verdict_t v = judge(api, rq, &resp);

@@ -27,8 +27,8 @@
  *                      after that one attempt, with error_class/status/message describing it
  *   final as usual     2xx (API_OK: whether its body holds a usable id is the caller's call),
  *                      401 (API_AUTH), other 4xx (API_PERMANENT)
- * A create is sent on a fresh connection (http_client_set_fresh_connect), so libcurl cannot
- * re-send it by itself either. For API_IDEMPOTENT (reads, searches, `POST /chamado/listagem`),
+ * A create is never re-sent by libcurl by itself either (http_client_set_no_resend: its silent
+ * re-send on a reused connection that died unanswered is refused; connections are reused). For API_IDEMPOTENT (reads, searches, `POST /chamado/listagem`),
  * every retriable failure is retried; API_AMBIGUOUS never happens.
  *
  * Shared rate limit and MongoDB: a ticket is taken from the limiter before every HTTP attempt.

@@ -33,7 +33,7 @@ struct http_client {
     long total_timeout_ms;
     size_t max_body_bytes;
     char *user_agent;
-    bool fresh_connect; /* see http_client_set_fresh_connect() */
+    bool no_resend; /* see http_client_set_no_resend() */
 };
 
 /* Per-request state handed to curl's callbacks. */
@@ -46,6 +46,9 @@ typedef struct {
     int oom;
     char retry_after[HTTP_RA_TEXT];
     char location[HTTP_LOCATION_MAX]; /* Location of a redirect (raw; redacted when copied out) */
+    bool no_resend;      /* refuse a second start of the request (http_client_set_no_resend) */
+    int starts;          /* times libcurl began sending the request in this transfer */
+    bool resend_refused; /* a second start was refused: the first one's answer was lost */
 } http_sink_t;
 
 static pthread_once_t http_global_once = PTHREAD_ONCE_INIT;
@@ -108,7 +111,7 @@ http_client_t *http_client_new(const http_options_t *opts, char *err, size_t err
     return c;
 }
 
-void http_client_set_fresh_connect(http_client_t *client, bool on) { client->fresh_connect = on; }
+void http_client_set_no_resend(http_client_t *client, bool on) { client->no_resend = on; }
 
 void http_client_free(http_client_t *client)
 {
@@ -158,6 +161,28 @@ static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     s->data[s->len] = '\0';
     return n;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80.0: CURLOPT_PREREQFUNCTION */
+#define HTTP_HAS_PREREQ 1
+/* Called by libcurl right before it sends the request on a new or reused connection; a second
+ * call in one transfer is its silent re-send after a reused connection died unanswered. */
+static int sink_prereq(void *userdata, char *conn_primary_ip, char *conn_local_ip,
+                       int conn_primary_port, int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    http_sink_t *s = userdata;
+    if (++s->starts > 1 && s->no_resend) {
+        s->resend_refused = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+#else
+#define HTTP_HAS_PREREQ 0
+#endif
 
 static size_t sink_header(char *buffer, size_t size, size_t nitems, void *userdata)
 {
@@ -264,7 +289,7 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     struct curl_slist *list = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
     char shown[512];
-    http_sink_t sink = {.limit = client->max_body_bytes};
+    http_sink_t sink = {.limit = client->max_body_bytes, .no_resend = client->no_resend};
     int64_t start = clock_mono_ms();
 
     http_redact_url(url ? url : "", shown, sizeof shown);
@@ -299,7 +324,12 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, client->fresh_connect ? 1L : 0L);
+#if HTTP_HAS_PREREQ
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, sink_prereq);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, &sink);
+#else
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, client->no_resend ? 1L : 0L);
+#endif
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, client->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, client->total_timeout_ms);
     curl_easy_setopt(c, CURLOPT_USERAGENT, client->user_agent);
@@ -349,6 +379,12 @@ int http_request(http_client_t *client, http_method_t method, const char *url,
     if (curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us) != CURLE_OK)
         pretransfer_us = 1; /* unknown: assume it may have been sent */
     out->request_sent = cc == CURLE_OK || (!fails_before_sending(cc) && pretransfer_us > 0);
+    if (sink.resend_refused) { /* the first send's connection died before any answer */
+        out->transport = HTTP_TRANSPORT_RECV;
+        out->request_sent = true;
+        snprintf(errbuf, sizeof errbuf, "connection closed before any answer (not sent again: "
+                                        "the request is not idempotent)");
+    }
     if (sink.oom && out->transport == HTTP_TRANSPORT_OTHER) {
         errbuf_set(err, errlen, "%s %s: out of memory reading the response",
                    http_method_name(method), shown);

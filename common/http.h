@@ -93,13 +93,16 @@ typedef struct http_client http_client_t;
  * start; http_client_new() calls it lazily too, which is fine for single-threaded programs. */
 http_client_t *http_client_new(const http_options_t *opts, char *err, size_t errlen);
 
-/* While `on` is true, requests open a new connection instead of reusing a kept-alive one
- * (CURLOPT_FRESH_CONNECT; the connection is still kept for later requests). Reason: libcurl
- * silently sends a request again, once, when a REUSED connection dies before any byte of the
- * answer arrives — harmless for a read, a possible duplicate for a create the server acted on
- * before the connection broke. On a fresh connection that case ends in a transport error
- * (request_sent true) instead. api_ sets it for API_NOT_IDEMPOTENT calls. Off by default. */
-void http_client_set_fresh_connect(http_client_t *client, bool on);
+/* While `on` is true, a request is sent at most once per http_request() call. Reason: libcurl
+ * silently sends a request again, once, when a REUSED keep-alive connection dies before any
+ * byte of the answer arrives — harmless for a read, a possible duplicate for a create the
+ * server acted on before the connection broke. With `on`, that second start is refused
+ * (CURLOPT_PREREQFUNCTION sees the request begin twice in one transfer and aborts it): the call
+ * ends as HTTP_TRANSPORT_RECV with request_sent true, like a lost answer on a fresh connection.
+ * Connections are still reused (a create costs no TCP or TLS handshake of its own). With a
+ * libcurl older than 7.80 (no pre-request callback) it falls back to CURLOPT_FRESH_CONNECT.
+ * api_ sets it for API_NOT_IDEMPOTENT calls. Off by default. */
+void http_client_set_no_resend(http_client_t *client, bool on);
 
 /* Frees the client and its connection cache. NULL is accepted. */
 void http_client_free(http_client_t *client);

@@ -623,6 +623,15 @@ static void test_keep_alive(void **state)
         assert_int_equal(api_request(api, HTTP_GET, "/ok", NULL, API_IDEMPOTENT, &r), API_OK);
     assert_int_equal(route_hits(&srv_a, "/ok"), 5);
     assert_int_equal(srv_a.connections, 1); /* one connection for five requests */
+    /* creates too: guarded against libcurl's re-send (test_create_connection_lost), they need
+     * no connection of their own (a TCP and TLS handshake per ticket) */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(api_request(api, HTTP_POST, "/ok", "{}", API_NOT_IDEMPOTENT, &r),
+                         API_OK);
+    assert_int_equal(route_hits(&srv_a, "/ok"), 8);
+    if (srv_a.connections != 1)
+        fail_msg("creates opened %d connections beside the kept-alive one",
+                 srv_a.connections - 1);
     api_result_clear(&r);
     api_free(api);
 }
@@ -761,9 +770,10 @@ static void test_no_secret_in_logs(void **state)
 }
 
 /* A create whose connection is lost after the server read it (issue 8 item 1): one request,
- * API_AMBIGUOUS. The connection of an earlier read is kept alive; libcurl would re-send a
- * request by itself on such a reused connection that dies before answering, so a create goes
- * on a fresh one. A read in the same place is retried as usual. */
+ * API_AMBIGUOUS. The connection of an earlier read is kept alive and reused; libcurl would
+ * re-send a request by itself on such a reused connection that dies before answering: for a
+ * create that second send is refused (http_client_set_no_resend). A read in the same place is
+ * retried as usual. */
 static void test_create_connection_lost(void **state)
 {
     (void)state;
