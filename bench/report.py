@@ -415,6 +415,20 @@ def targets_section(rows, out):
     out.append("")
 
 
+def store_section(rows, out):
+    s = [r for r in rows if r.get("scenario") == "S" and "records_per_s" in r]
+    if not s:
+        return
+    out.append("### S: the store's ceiling for a ticket worker\n")
+    out.append("store-bench (one `store_claim` + one `store_complete` of a new ticket key per "
+               "record, the worker's own calls; a database of its own):\n")
+    for r in s:
+        out.append(f"- {r['store']}: {r['records_per_s']:.0f} records/s with {r['threads']} "
+                   f"threads ({r['round_trips_per_record']:.1f} round trips a record, "
+                   f"{r['seconds']} s).")
+    out.append("")
+
+
 def skipped_section(rows, out):
     s = [r for r in rows if "skipped" in r]
     if s:
@@ -455,6 +469,7 @@ def render(doc):
     else:
         out.append("Sizes: as in the command.")
     out.append("")
+    store_section(rows, out)
     throughput_section(rows, out)
     d_section(rows, sizes, out)
     e_section(rows, sizes, out)

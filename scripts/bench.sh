@@ -8,7 +8,7 @@
 # Writes the results as JSON (--out) and regenerates the generated section of --md from it
 # (bench/report.py; the hand-written sections of the file are kept). Never part of the tests.
 #
-# Usage: scripts/bench.sh [--quick] [--stores "memory ferretdb"] [--scenarios "A B C D E G"]
+# Usage: scripts/bench.sh [--quick] [--stores "memory ferretdb"] [--scenarios "S A B C D E G"]
 #          [--tasks N] [--clients N] [--b-tasks N] [--high-in-flight N] [--ferretdb-max N]
 #          [--growth "N N N"]
 #          [--c-seconds S] [--d-polls "S S"] [--d-count N] [--d-window-polls K]
@@ -20,6 +20,8 @@
 #   records/s first -> last = (tickets - those of the first reading with a ticket) / (that
 #   reading -> the last ticket): the steady rate, start-up left out. The baseline: its own
 #   clock (baseline.py: start -> end) and the same first -> last reading.
+#   S  the store's ceiling: store-bench, one store_claim + one store_complete per record (a ticket
+#      worker's calls for a new record), 32 threads, 10 s: what the store alone allows
 #   A  --tasks tagged tasks (10000) over --clients people (2000), simulators at 0 ms, no rate
 #      limit: the baseline, the pipeline with 1 instance at MAX_IN_FLIGHT 1 and 32, and 4
 #      instances at 32
@@ -91,7 +93,7 @@ HIGH_MIF=128
 FERRET_MAX=300
 GROWTH="1000 10000 50000"
 STORES="memory ferretdb"
-SCENARIOS="A B C D E G"
+SCENARIOS="S A B C D E G"
 C_SECONDS=60
 D_POLLS="5 60"
 D_COUNT=40
@@ -628,12 +630,27 @@ in_background() {
   PIDS+=($!)
 }
 
+# S: the store's own ceiling for a ticket worker: store-bench (bench/store_bench_main.c), one
+# claim + one complete per record, 32 threads, 10 s, in a database of its own
+run_store_ceiling() { # store
+  local out
+  if ! out=$("$BIN_DIR/store-bench" --uri "$(store_base "$1")/bench_${STAMP}_store" \
+        --threads 32 --seconds 10 2>"$WORK/store-bench-$1.log"); then
+    say "store-bench failed on $1: $WORK/store-bench-$1.log"
+    return 0
+  fi
+  record "$(python3 -c 'import json, sys; r = json.loads(sys.argv[2]); r.update(scenario="S",
+    store=sys.argv[1]); print(json.dumps(r))' "$1" "$out")"
+  say "$(tail -1 "$RESULTS" | cut -c1-200)"
+}
+
 # ---- scenarios ----------------------------------------------------------------------------------------
 has() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
 T_START=$SECONDS
 for store in $STORES; do
   a_tasks=$TASKS; b_tasks=$B_TASKS
   if [ "$store" = ferretdb ]; then a_tasks=$(min "$a_tasks" "$FERRET_MAX"); b_tasks=$(min "$b_tasks" "$FERRET_MAX"); fi
+  if has S; then run_store_ceiling "$store"; fi
   if has A; then
     c=$(clients_for "$a_tasks")
     run_baseline A "$store" "$a_tasks" "$c" 0
