@@ -3,30 +3,99 @@
 #include "store_int.h"
 
 #include "errbuf.h"
+#include "store_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define CACHE_BUCKETS 65536
+/* The three chain tables start small and double (rehash) whenever the entries outnumber the
+ * buckets, so lookups stay O(1) and a process that caches few clients pays for few buckets
+ * (issue 13 "each worker under 16 MB RSS": three fixed 64K-bucket tables were 1.5 MB a process). */
+#define CACHE_BUCKETS_MIN 64
+#define CACHE_BUCKETS_MAX 262144 /* >= CACHE_MAX: past it chains grow a little, never the table */
 #define CACHE_MAX 200000 /* entries; past it the cache starts over (costs reads, never truth) */
 
+/* A cached client: the fields of a done entry (state DONE; no owner, claim id or lease), the key
+ * stored at its length (a full store_entry_t per node was ~600 bytes, mostly unused arrays). */
 typedef struct cache_node {
     struct cache_node *next_key, *next_pid, *next_mid;
-    store_entry_t e;
+    int64_t created_at_ms, updated_at_ms, ploomes_id, milvus_id;
+    char milvus_token[STORE_TOKEN_MAX];
+    char origin[STORE_ORIGIN_MAX];
+    char codigo[STORE_CODIGO_MAX];
+    char milvus_client_token[STORE_TOKEN_MAX];
+    char key[]; /* NUL-terminated, < STORE_KEY_MAX */
 } cache_node_t;
+
+/* Copies a string that came from an array of the same size (always terminated). */
+static void copy_field(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void node_set(cache_node_t *n, const store_entry_t *e)
+{
+    n->created_at_ms = e->created_at_ms;
+    n->updated_at_ms = e->updated_at_ms;
+    n->ploomes_id = e->ploomes_id;
+    n->milvus_id = e->milvus_id;
+    copy_field(n->milvus_token, sizeof n->milvus_token, e->milvus_token);
+    copy_field(n->origin, sizeof n->origin, e->origin);
+    copy_field(n->codigo, sizeof n->codigo, e->codigo);
+    copy_field(n->milvus_client_token, sizeof n->milvus_client_token, e->milvus_client_token);
+}
+
+static void node_get(const cache_node_t *n, store_entry_t *out)
+{
+    memset(out, 0, sizeof *out);
+    copy_field(out->key, sizeof out->key, n->key);
+    out->state = STORE_STATE_DONE;
+    out->created_at_ms = n->created_at_ms;
+    out->updated_at_ms = n->updated_at_ms;
+    out->ploomes_id = n->ploomes_id;
+    out->milvus_id = n->milvus_id;
+    copy_field(out->milvus_token, sizeof out->milvus_token, n->milvus_token);
+    copy_field(out->origin, sizeof out->origin, n->origin);
+    copy_field(out->codigo, sizeof out->codigo, n->codigo);
+    copy_field(out->milvus_client_token, sizeof out->milvus_client_token, n->milvus_client_token);
+}
 
 struct store_client_cache {
     pthread_mutex_t lock;
     size_t count;
-    cache_node_t **by_key, **by_pid, **by_mid; /* CACHE_BUCKETS chains each */
+    size_t nbuckets;                           /* a power of two, CACHE_BUCKETS_MIN.._MAX */
+    cache_node_t **by_key, **by_pid, **by_mid; /* nbuckets chains each */
 };
 
-static size_t hash_text(const char *s) { return (size_t)(st_hash_text(s) % CACHE_BUCKETS); }
+static size_t hash_text(const char *s, size_t nbuckets)
+{
+    return (size_t)(st_hash_text(s) & (nbuckets - 1));
+}
 
-static size_t hash_id(int64_t id)
+static size_t hash_id(int64_t id, size_t nbuckets)
 {
     uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ULL;
-    return (size_t)((h >> 16) % CACHE_BUCKETS);
+    return (size_t)((h >> 16) & (nbuckets - 1));
+}
+
+static int tables_alloc(store_client_cache_t *c, size_t nbuckets)
+{
+    cache_node_t **k = calloc(nbuckets, sizeof *k);
+    cache_node_t **p = calloc(nbuckets, sizeof *p);
+    cache_node_t **m = calloc(nbuckets, sizeof *m);
+    if (!k || !p || !m) {
+        free(k);
+        free(p);
+        free(m);
+        return -1;
+    }
+    c->by_key = k;
+    c->by_pid = p;
+    c->by_mid = m;
+    c->nbuckets = nbuckets;
+    return 0;
 }
 
 store_client_cache_t *st_cache_new(void)
@@ -34,13 +103,7 @@ store_client_cache_t *st_cache_new(void)
     store_client_cache_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->by_key = calloc(CACHE_BUCKETS, sizeof *c->by_key);
-    c->by_pid = calloc(CACHE_BUCKETS, sizeof *c->by_pid);
-    c->by_mid = calloc(CACHE_BUCKETS, sizeof *c->by_mid);
-    if (!c->by_key || !c->by_pid || !c->by_mid) {
-        free(c->by_key);
-        free(c->by_pid);
-        free(c->by_mid);
+    if (tables_alloc(c, CACHE_BUCKETS_MIN) != 0) {
         free(c);
         return NULL;
     }
@@ -48,10 +111,45 @@ store_client_cache_t *st_cache_new(void)
     return c;
 }
 
-/* Frees every node (each is on exactly one by_key chain). */
+/* Moves every node to tables twice as large. On allocation failure the old tables stay (the
+ * cache keeps working with longer chains). */
+static void grow_locked(store_client_cache_t *c)
+{
+    size_t old_n = c->nbuckets;
+    cache_node_t **old_key = c->by_key, **old_pid = c->by_pid, **old_mid = c->by_mid;
+    if (tables_alloc(c, old_n * 2) != 0)
+        return;
+    for (size_t i = 0; i < old_n; i++) {
+        cache_node_t *n = old_key[i];
+        while (n) { /* every node is on exactly one by_key chain */
+            cache_node_t *next = n->next_key;
+            size_t b = hash_text(n->key, c->nbuckets);
+            n->next_key = c->by_key[b];
+            c->by_key[b] = n;
+            n->next_pid = n->next_mid = NULL;
+            if (n->ploomes_id) {
+                b = hash_id(n->ploomes_id, c->nbuckets);
+                n->next_pid = c->by_pid[b];
+                c->by_pid[b] = n;
+            }
+            if (n->milvus_id) {
+                b = hash_id(n->milvus_id, c->nbuckets);
+                n->next_mid = c->by_mid[b];
+                c->by_mid[b] = n;
+            }
+            n = next;
+        }
+    }
+    free(old_key);
+    free(old_pid);
+    free(old_mid);
+}
+
+/* Frees every node (each is on exactly one by_key chain) and shrinks the tables back to their
+ * first size (kept when that allocation fails). */
 static void clear_locked(store_client_cache_t *c)
 {
-    for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+    for (size_t i = 0; i < c->nbuckets; i++) {
         cache_node_t *n = c->by_key[i];
         while (n) {
             cache_node_t *next = n->next_key;
@@ -61,6 +159,20 @@ static void clear_locked(store_client_cache_t *c)
         c->by_key[i] = c->by_pid[i] = c->by_mid[i] = NULL;
     }
     c->count = 0;
+    if (c->nbuckets > CACHE_BUCKETS_MIN) {
+        cache_node_t **k = c->by_key, **p = c->by_pid, **m = c->by_mid;
+        size_t n = c->nbuckets;
+        if (tables_alloc(c, CACHE_BUCKETS_MIN) == 0) {
+            free(k);
+            free(p);
+            free(m);
+        } else {
+            c->by_key = k;
+            c->by_pid = p;
+            c->by_mid = m;
+            c->nbuckets = n;
+        }
+    }
 }
 
 void st_cache_free(store_client_cache_t *c)
@@ -91,38 +203,46 @@ void st_cache_put(store_t *st, const store_entry_t *e)
         return;
     store_client_cache_t *c = st->clients;
     pthread_mutex_lock(&c->lock);
-    size_t kb = hash_text(e->key);
+    size_t kb = hash_text(e->key, c->nbuckets);
     cache_node_t *n = c->by_key[kb];
-    while (n && strcmp(n->e.key, e->key) != 0)
+    while (n && strcmp(n->key, e->key) != 0)
         n = n->next_key;
     if (n) { /* known: add what it lacked, re-index its ids */
-        if (n->e.ploomes_id)
-            unlink_id(&c->by_pid[hash_id(n->e.ploomes_id)], n, true);
-        if (n->e.milvus_id)
-            unlink_id(&c->by_mid[hash_id(n->e.milvus_id)], n, false);
-        st_overlay_fields(&n->e, e);
+        if (n->ploomes_id)
+            unlink_id(&c->by_pid[hash_id(n->ploomes_id, c->nbuckets)], n, true);
+        if (n->milvus_id)
+            unlink_id(&c->by_mid[hash_id(n->milvus_id, c->nbuckets)], n, false);
+        store_entry_t merged;
+        node_get(n, &merged);
+        st_overlay_fields(&merged, e);
+        node_set(n, &merged);
     } else {
-        if (c->count >= CACHE_MAX)
+        if (c->count >= CACHE_MAX) {
             clear_locked(c);
-        n = calloc(1, sizeof *n);
+        } else if (c->count >= c->nbuckets && c->nbuckets < CACHE_BUCKETS_MAX) {
+            grow_locked(c);
+        }
+        kb = hash_text(e->key, c->nbuckets); /* the tables may have changed */
+        size_t klen = strnlen(e->key, sizeof e->key - 1);
+        n = calloc(1, sizeof *n + klen + 1);
         if (!n) {
             pthread_mutex_unlock(&c->lock);
             return;
         }
-        n->e = *e;
+        memcpy(n->key, e->key, klen);
+        n->key[klen] = '\0';
+        node_set(n, e);
         n->next_key = c->by_key[kb];
         c->by_key[kb] = n;
         c->count++;
     }
-    n->e.owner[0] = n->e.claim_id[0] = '\0';
-    n->e.lease_until_ms = 0;
-    if (n->e.ploomes_id) {
-        size_t b = hash_id(n->e.ploomes_id);
+    if (n->ploomes_id) {
+        size_t b = hash_id(n->ploomes_id, c->nbuckets);
         n->next_pid = c->by_pid[b];
         c->by_pid[b] = n;
     }
-    if (n->e.milvus_id) {
-        size_t b = hash_id(n->e.milvus_id);
+    if (n->milvus_id) {
+        size_t b = hash_id(n->milvus_id, c->nbuckets);
         n->next_mid = c->by_mid[b];
         c->by_mid[b] = n;
     }
@@ -136,18 +256,19 @@ static bool cache_get(store_t *st, lookup_t by, const char *key, int64_t id, sto
     store_client_cache_t *c = st->clients;
     pthread_mutex_lock(&c->lock);
     cache_node_t *n = NULL;
+    size_t nb = c->nbuckets;
     if (by == BY_KEY) {
-        for (n = c->by_key[hash_text(key)]; n && strcmp(n->e.key, key) != 0; n = n->next_key) {
+        for (n = c->by_key[hash_text(key, nb)]; n && strcmp(n->key, key) != 0; n = n->next_key) {
         }
     } else if (by == BY_PID) {
-        for (n = c->by_pid[hash_id(id)]; n && n->e.ploomes_id != id; n = n->next_pid) {
+        for (n = c->by_pid[hash_id(id, nb)]; n && n->ploomes_id != id; n = n->next_pid) {
         }
     } else {
-        for (n = c->by_mid[hash_id(id)]; n && n->e.milvus_id != id; n = n->next_mid) {
+        for (n = c->by_mid[hash_id(id, nb)]; n && n->milvus_id != id; n = n->next_mid) {
         }
     }
     if (n)
-        *out = n->e;
+        node_get(n, out);
     pthread_mutex_unlock(&c->lock);
     return n != NULL;
 }
@@ -190,4 +311,20 @@ int store_client_by_milvus_id_cached(store_t *st, int64_t milvus_id, store_entry
                                      char *err, size_t errlen)
 {
     return by_id_cached(st, BY_MID, milvus_id, store_client_by_milvus_id, out, err, errlen);
+}
+
+size_t st_cache_buckets(store_client_cache_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->nbuckets;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+size_t st_cache_count(store_client_cache_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->count;
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }

@@ -40,6 +40,10 @@
 #define POOL_POLL_MS 100
 #define POOL_FULL_POLL_EVERY_MS 1000
 #define POOL_UNASSIGNED_GRACE_MS 30000
+/* An empty list this long after the last handling ended: the heap's free pages go back to the
+ * system (malloc_trim), once per busy period. A backlog's peak stays allocated in glibc's arenas
+ * otherwise, and an idle worker would keep its busiest RSS (issue 13: worker memory). */
+#define POOL_TRIM_IDLE_MS 2000
 
 static bool same_key(const kafka_record_t *a, const kafka_record_t *b)
 {
@@ -417,6 +421,7 @@ void worker_pool_loop(worker_rt_t *rt, int64_t idle_limit)
     worker_pool_t *p = &rt->pool;
     size_t cap = p->nthreads;
     int64_t started = clock_mono_ms(), last_ping = started, last_poll = started;
+    bool trim_due = false; /* records were handled since the last trim */
     while (!app_stop_requested() && rt->exit_code < 0) {
         if (!worker_rt_chores(rt, &last_ping))
             break;
@@ -447,7 +452,17 @@ void worker_pool_loop(worker_rt_t *rt, int64_t idle_limit)
         }
         if (rec != NULL) {
             add_job(rt, rec);
+            trim_due = true;
             continue;
+        }
+        if (trim_due && !full) {
+            pthread_mutex_lock(&p->mu);
+            bool empty = p->count == 0;
+            pthread_mutex_unlock(&p->mu);
+            if (empty && clock_mono_ms() - atomic_load(&rt->last_done_ms) >= POOL_TRIM_IDLE_MS) {
+                (void)malloc_trim(0); /* returns 1 when memory was released: either is fine */
+                trim_due = false;
+            }
         }
         if (!full && pool_idle(rt, idle_limit, started)) {
             log_msg(LOG_INFO, "idle_exit", "worker=%s idle_ms=%" PRId64, rt->h->name,
