@@ -219,12 +219,15 @@ static void block_id(const ratelimit_t *rl, int64_t k, char *id, size_t idlen)
     snprintf(id, idlen, "%s:%lld", rl->bucket, (long long)k);
 }
 
-/* Reads the blocks numbered >= lo, the block `also` (by _id; < 0: none) and the pauses (into a
- * new array *out of *count entries; *pause_until = the latest `until` of the pauses, 0 when
- * none). Returns 0, or -1 with err filled. */
+/* Reads the blocks numbered >= lo, the block `also` (by _id; < 0: none) and the pauses that
+ * end after `ended_before` (into a new array *out of *count entries; *pause_until = the latest
+ * `until` of the pauses, 0 when none). Returns 0, or -1 with err filled.
+ * A pause that has ended cannot delay anything: reading every pause ever written (one per 429,
+ * deleted only by the clean-up every `blocks` blocks) made each acquisition read them all
+ * during a storm of 429s. */
 static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, int64_t also,
-                      rl_ticket_t **out, size_t *count, int64_t *pause_until, char *err,
-                      size_t errlen)
+                      int64_t ended_before, rl_ticket_t **out, size_t *count,
+                      int64_t *pause_until, char *err, size_t errlen)
 {
     /* pauses: one document per penalize() ({_id: "<bucket>:pause:<until>", until}), and the
      * single upserted {_id: "<bucket>:pause"} of older versions; both carry `until` */
@@ -233,11 +236,11 @@ static int read_state(ratelimit_t *rl, mongoc_collection_t *coll, int64_t lo, in
     bson_t *filter = also >= 0 && also < lo
                          ? BCON_NEW("bucket", BCON_UTF8(rl->bucket), "$or", "[", "{", "k", "{",
                                     "$gte", BCON_INT64(lo), "}", "}", "{", "_id",
-                                    BCON_UTF8(also_id), "}", "{", "until", "{", "$exists",
-                                    BCON_BOOL(true), "}", "}", "]")
+                                    BCON_UTF8(also_id), "}", "{", "until", "{", "$gt",
+                                    BCON_INT64(ended_before), "}", "}", "]")
                          : BCON_NEW("bucket", BCON_UTF8(rl->bucket), "$or", "[", "{", "k", "{",
                                     "$gte", BCON_INT64(lo), "}", "}", "{", "until", "{",
-                                    "$exists", BCON_BOOL(true), "}", "}", "]");
+                                    "$gt", BCON_INT64(ended_before), "}", "}", "]");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
     const bson_t *doc;
     rl_ticket_t *arr = NULL;
@@ -417,10 +420,13 @@ static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t *wa
          * the same query */
         int64_t guess_pred = hint < 0 ? -1 : hint + 1 - rl->blocks;
         size_t n = 0;
-        int64_t pause_until = 0;
+        int64_t pause_until = 0, before = 0;
         free(tickets);
         tickets = NULL;
-        if (read_state(rl, coll, lo, guess_pred, &tickets, &n, &pause_until, err, errlen) != 0)
+        /* MongoDB's clock, sampled (no round trip); a second of slack for its estimate */
+        if (server_now(rl, &before, err, errlen) != 0 ||
+            read_state(rl, coll, lo, guess_pred, before - 1000, &tickets, &n, &pause_until, err,
+                       errlen) != 0)
             goto out;
 
         int64_t max_k = -1, newest_t = 0;

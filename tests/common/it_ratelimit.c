@@ -689,6 +689,38 @@ static void test_cost_does_not_grow_with_tickets_taken(void **state)
     mongoc_client_pool_destroy(pool);
 }
 
+static bool wall_clock_past(void *ctx) { return wall_ms() >= *(const int64_t *)ctx; }
+
+/* One pause document per 429 (ratelimit_penalize): they stay until the clean-up, so during a
+ * storm of 429s every acquisition read all of them (found with MILVUS_RATE_PER_MIN above what
+ * the API allows: the worker's RSS grew to 135 MB and its rate fell tenfold). Pauses that have
+ * ended are not read now. */
+static void test_cost_does_not_grow_with_ended_pauses(void **state)
+{
+    (void)state;
+    apm_count_t count = {0, 0};
+    mongoc_client_pool_t *pool = counted_pool_new(&count);
+    ratelimit_t *rl = rl_new_window_only(pool, "rl_pauses", 500, 60000, 0);
+    char err[512];
+    int64_t last_until = 0;
+    for (int i = 1; i <= 400; i++) { /* 400 short pauses, each ending at a distinct instant */
+        assert_int_equal(ratelimit_penalize(rl, i, err, sizeof err), 0);
+        last_until = wall_ms() + i;
+    }
+    int64_t over_at = last_until + 1500; /* every pause over, and the read's second of slack */
+    assert_true(testenv_wait_until(wall_clock_past, &over_at, 30000, 50));
+    ratelimit_free(rl); /* a fresh process: no local pause left */
+    rl = rl_new_window_only(pool, "rl_pauses", 500, 60000, 0);
+    take(rl, 2);
+    cost_t cost = measure(rl, &count, 20, false);
+    printf("ratelimit cost after 400 ended pauses: %.2f commands and %.2f documents read per "
+           "acquisition\n", cost.commands, cost.docs);
+    assert_true(cost.commands <= 3.0);
+    assert_true(cost.docs <= 4.0);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+}
+
 #ifdef RATELIMIT_HAS_BLOCKS
 /* A block's tickets are used at most E after its stamp: the rest are dropped, the next request
  * inserts a new block (and usage counts both blocks whole). A 429 drops them at once. */
@@ -1141,6 +1173,7 @@ int main(void)
         cmocka_unit_test(test_blocks_never_exceed_n),
         cmocka_unit_test(test_spacing_across_processes),
         cmocka_unit_test(test_cost_does_not_grow_with_tickets_taken),
+        cmocka_unit_test(test_cost_does_not_grow_with_ended_pauses),
 #ifdef RATELIMIT_HAS_BLOCKS
         cmocka_unit_test(test_expired_block_tickets_are_not_used),
 #endif
