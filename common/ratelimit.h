@@ -77,7 +77,7 @@
  * monotonic clock), so hosts whose wall clocks disagree still share one window (issue 8: one
  * host 1.5 s fast let 46 of 30 through). Remaining assumption: each process's estimate of the
  * server's time is off by at most half the round trip of its sample (the fastest of up to 3)
- * plus ppm drift; the margin (default 500 ms) absorbs two such errors and the time
+ * plus ppm drift; the margin (default 1 s) absorbs two such errors and the time
  * between acquire and the request reaching the API. The server's clock must not jump (one
  * FerretDB/mongod, or replica-set members in NTP sync). All processes of one account must use
  * the same N and W.
@@ -121,7 +121,7 @@ typedef struct {
     const char *secret;         /* required; only its hash is stored */
     int limit;                  /* N requests per window, >= 1 */
     int64_t window_ms;          /* W; <= 0: 60000 */
-    int64_t margin_ms;          /* < 0: 500 (0 is allowed, for tests) */
+    int64_t margin_ms;          /* < 0: 1000 (0 is allowed, for tests) */
     const char *name;           /* for logs ("ploomes", "milvus"); NULL: "api" */
     int64_t clock_skew_ms;      /* tests only (0 in production): pretend this host's wall clock
                                    is off by this much; the limiter must not be affected */

@@ -38,7 +38,7 @@
 #define PROCS 4
 #define MP_LIMIT 20
 #define MP_WINDOW_MS 3000
-/* The margin (the production default) absorbs the time between a ticket's stamp and the moment
+/* The margin (here 500 ms, the production default until issue 13's third stop) absorbs the time between a ticket's stamp and the moment
  * the caller gets it back, which this test measures: with 200 ms, a machine at load 17 (8
  * engineers on 2 cores) showed 21 in one window, on the old code and the new alike. */
 #define MP_MARGIN_MS 500
@@ -384,14 +384,14 @@ static void test_window_across_processes(void **state)
 #define SKEW_LIMIT 10
 #define SKEW_WINDOW_MS 3000
 #define SKEW_MS 1500
-/* batches from 0, 3.5 and 7 s (window + default margin): three windows' worth */
+/* batches from 0, 4 and 8 s (window + the default margin of 1 s): three windows' worth */
 #define SKEW_DURATION_MS 8500
 
 static void test_window_with_a_fast_host_clock(void **state)
 {
     (void)state;
     mp_params_t p = {.collection = "rl_skew", .limit = SKEW_LIMIT, .window_ms = SKEW_WINDOW_MS,
-                     .margin_ms = -1 /* the default, 500 ms */, .skew_ms = {0, 0, SKEW_MS},
+                     .margin_ms = -1 /* the default, 1 s */, .skew_ms = {0, 0, SKEW_MS},
                      .delay_ms = {0, 0, 1000}};
     int64_t *all = NULL;
     int per_proc[PROCS] = {0};
@@ -408,14 +408,14 @@ static void test_window_with_a_fast_host_clock(void **state)
 
 /* Issue 13: at a high N the limiter hands out blocks of B tickets (one document per block);
  * several processes with several threads each must still never exceed N in any window.
- * N = 400 per 2 s: B = 20, M = 20 blocks a window; E = 500 ms, so a block k may be inserted
- * 3 s (W + margin + E) after block k - 20. */
+ * N = 400 per 2 s: B = 20, M = 20 blocks a window; E = 500 ms and the default margin of 1 s,
+ * so a block k may be inserted 3.5 s (W + margin + E) after block k - 20. */
 #define HN_PROCS 3
 #define HN_THREADS 4
 #define HN_LIMIT 400
 #define HN_WINDOW_MS 2000
 #define HN_EXPIRY_MS 500
-/* batches from 0, 3.0 and 6.0 s: three windows' worth */
+/* batches from 0, 3.5 and 7.0 s: three windows' worth */
 #define HN_DURATION_MS 7500
 
 static void test_blocks_never_exceed_n(void **state)
