@@ -17,6 +17,7 @@
 
 #define KAFKA_QUEUE_FULL_POLL_MS 100
 #define KAFKA_CLOSE_PURGE_WAIT_MS 5000
+#define KAFKA_WARM_RETRY_MS 100 /* between metadata requests while a topic gets its leaders */
 
 const char *kafka_status_name(int status)
 {
@@ -857,6 +858,9 @@ struct kafka_producer {
      * counts queued error events (a down broker keeps adding them), which made an idle
      * producer look like it had undelivered messages at close. */
     atomic_size_t undelivered;
+    /* Topics warmed by kafka_producer_warm() (owned; destroyed by kafka_producer_close()). */
+    rd_kafka_topic_t *warm[KAFKA_PRODUCER_WARM_MAX];
+    size_t nwarm;
 };
 
 /* Per-message state travelling through librdkafka as the message opaque. */
@@ -1242,6 +1246,65 @@ int kafka_producer_flush(kafka_producer_t *p, int timeout_ms, char *err, size_t 
     return KAFKA_OK;
 }
 
+/* The handle warmed for `topic`, taking one when it is new; NULL when out of room. */
+static rd_kafka_topic_t *warm_handle(kafka_producer_t *p, const char *topic)
+{
+    for (size_t i = 0; i < p->nwarm; i++) {
+        if (strcmp(rd_kafka_topic_name(p->warm[i]), topic) == 0)
+            return p->warm[i];
+    }
+    if (p->nwarm >= KAFKA_PRODUCER_WARM_MAX)
+        return NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+    if (rkt != NULL)
+        p->warm[p->nwarm++] = rkt;
+    return rkt;
+}
+
+int kafka_producer_warm(kafka_producer_t *p, const char *const *topics, size_t n, int timeout_ms,
+                        char *err, size_t errlen)
+{
+    if (!p || (n > 0 && !topics) || n > KAFKA_PRODUCER_WARM_MAX) {
+        errbuf_set(err, errlen, "kafka_producer_warm: bad arguments (at most %d topics)",
+                   KAFKA_PRODUCER_WARM_MAX);
+        return KAFKA_ERR_INVALID;
+    }
+    int64_t deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_t *rkt = topics[i] ? warm_handle(p, topics[i]) : NULL;
+        if (rkt == NULL) {
+            errbuf_set(err, errlen, "cannot take a handle on Kafka topic %s",
+                       topics[i] ? topics[i] : "(null)");
+            return KAFKA_ERR_INVALID;
+        }
+        /* A metadata answer for a known topic updates librdkafka's state of it (partitions,
+         * leaders), which is what its first sends wait for. */
+        for (;;) {
+            int64_t left = deadline - clock_mono_ms();
+            const struct rd_kafka_metadata *md = NULL;
+            rd_kafka_resp_err_t e =
+                left > 0 ? rd_kafka_metadata(p->rk, 0, rkt, &md, (int)left)
+                         : RD_KAFKA_RESP_ERR__TIMED_OUT;
+            bool ready = e == RD_KAFKA_RESP_ERR_NO_ERROR && md_topic_ready(md, topics[i]);
+            if (md != NULL)
+                rd_kafka_metadata_destroy(md);
+            if (ready)
+                break;
+            if (clock_mono_ms() + KAFKA_WARM_RETRY_MS >= deadline) {
+                errbuf_set(err, errlen,
+                           "Kafka topic %s: no metadata with every partition led within %d ms "
+                           "(%s)",
+                           topics[i], timeout_ms,
+                           e == RD_KAFKA_RESP_ERR_NO_ERROR ? "not ready" : rd_kafka_err2str(e));
+                return KAFKA_ERR_TIMEOUT;
+            }
+            struct timespec ts = {0, KAFKA_WARM_RETRY_MS * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return KAFKA_OK;
+}
+
 int kafka_producer_close(kafka_producer_t *p, int timeout_ms, char *err, size_t errlen)
 {
     if (!p)
@@ -1268,6 +1331,8 @@ int kafka_producer_close(kafka_producer_t *p, int timeout_ms, char *err, size_t 
     bool fatal = kafka_producer_fatal(p, rc == KAFKA_OK ? err : NULL, errlen);
     if (fatal)
         rc = KAFKA_ERR_FATAL;
+    for (size_t i = 0; i < p->nwarm; i++)
+        rd_kafka_topic_destroy(p->warm[i]);
     rd_kafka_destroy(p->rk);
     free(p);
     return rc;

@@ -376,6 +376,48 @@ static void test_producer_batch_and_flush(void **state)
     kafka_batch_free(b);
 }
 
+/* kafka_producer_warm: learns existing topics (then sends to them are delivered), names the
+ * topic that does not exist, refuses more topics than it can hold. How much sooner a warmed
+ * topic's first records leave is measured by scripts/bench.sh (scenario A's first ticket). */
+static void test_producer_warm(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], tasks[KAFKA_TOPIC_NAME_MAX];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, PARTS);
+    assert_int_equal(kafka_topic_name(tasks, sizeof tasks, prefix, KAFKA_TOPIC_PLOOMES_TASKS), 0);
+    kafka_settings_t s = settings();
+    char err[512] = "";
+    kafka_producer_t *p = kafka_producer_new(&s, "it_kafka", err, sizeof err);
+    assert_non_null(p);
+    const char *both[] = {topic, tasks};
+    if (kafka_producer_warm(p, both, 2, 30000, err, sizeof err) != 0)
+        fail_msg("kafka_producer_warm: %s", err);
+    /* warming again reuses the handles: still fine, and no handle leaks (ASan) */
+    assert_int_equal(kafka_producer_warm(p, both, 2, 30000, err, sizeof err), 0);
+
+    char missing[KAFKA_TOPIC_NAME_MAX + 16];
+    snprintf(missing, sizeof missing, "%snot-there", prefix);
+    const char *gone[] = {missing};
+    assert_int_equal(kafka_producer_warm(p, gone, 1, 1000, err, sizeof err), KAFKA_ERR_TIMEOUT);
+    assert_non_null(strstr(err, missing));
+
+    const char *many[KAFKA_PRODUCER_WARM_MAX + 1];
+    for (size_t i = 0; i < KAFKA_PRODUCER_WARM_MAX + 1; i++)
+        many[i] = topic;
+    assert_int_equal(kafka_producer_warm(p, many, KAFKA_PRODUCER_WARM_MAX + 1, 1000, err,
+                                         sizeof err),
+                     KAFKA_ERR_INVALID);
+
+    kafka_batch_t *b = kafka_batch_new();
+    assert_non_null(b);
+    assert_int_equal(kafka_producer_send(p, topic, "k", "v", NULL, NULL, 0, b, err, sizeof err), 0);
+    assert_int_equal(kafka_producer_send(p, tasks, "k", "v", NULL, NULL, 0, b, err, sizeof err), 0);
+    assert_int_equal(kafka_batch_wait(p, b, 30000, err, sizeof err), 0);
+    assert_int_equal(kafka_batch_acked(b), 2);
+    kafka_batch_free(b);
+    assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
+}
+
 static void test_producer_fatal_error_surfaces(void **state)
 {
     (void)state;
@@ -1462,6 +1504,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topics_ensure_creates_dlq_forever),
         cmocka_unit_test(test_producer_batch_and_flush),
+        cmocka_unit_test(test_producer_warm),
         cmocka_unit_test(test_producer_fatal_error_surfaces),
         cmocka_unit_test(test_consumer_gap_clean_close),
         cmocka_unit_test(test_consumer_gap_sigkill),
