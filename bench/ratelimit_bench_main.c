@@ -8,7 +8,6 @@
  * Output: one JSON object per run on stdout. Commands and documents are counted with libmongoc's
  * command monitoring (finds, getMores, inserts, deletes; not the clock's `hello`), so the same
  * source measures any version of ratelimit.c. */
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +20,7 @@
 
 #include <mongoc/mongoc.h>
 
+#include "bench_cli.h"
 #include "clock.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -53,44 +53,6 @@ typedef struct {
                                      measured up to the last grant */
     atomic_int failed;
 } run_t;
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "Usage: ratelimit-bench [options]\n"
-            "Measures acquisitions per second of the shared rate limiter (ratelimit_) from one\n"
-            "process, and MongoDB commands and documents read per acquisition.\n"
-            "  --uri URI         MongoDB (default: $MONGODB_URI); a fresh database is used and\n"
-            "                    dropped afterwards\n"
-            "  --limit N         requests per window (default 100000)\n"
-            "  --window-ms W     window (default 60000)\n"
-            "  --margin-ms M     margin (default 500)\n"
-            "  --threads T       acquiring threads (default 1, at most %d)\n"
-            "  --seconds S       duration of the measured run (default 10)\n"
-            "  --prefill K       tickets taken before the measured run (default 0)\n"
-            "  --batch B         grants per stored block (0 = automatic; needs a ratelimit.h with\n"
-            "                    blocks)\n"
-            "  --spacing-ms S    least time between grants (0 = automatic, W/N; -1 = none: the\n"
-            "                    window rule alone; needs a ratelimit.h with spacing)\n"
-            "  --help            this text\n"
-            "Output: one JSON line (threads, limit, grants, seconds_granting, acquisitions_per_s,\n"
-            "commands_per_acquisition, docs_per_acquisition, refusals). When the budget runs out\n"
-            "before the end (refusals > 0), the rate is grants / time to the last grant.\n",
-            MAX_THREADS);
-}
-
-static bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    if (!s || !s[0])
-        return false;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
 
 static void apm_succeeded(const mongoc_apm_command_succeeded_t *e)
 {
@@ -272,44 +234,44 @@ static int run(const bench_opts_t *o)
 
 int main(int argc, char **argv)
 {
-    bench_opts_t o = {.uri = getenv("MONGODB_URI"), .limit = 100000, .window_ms = 60000,
+    bench_opts_t o = {.uri = NULL, .limit = 100000, .window_ms = 60000,
                       .margin_ms = 500, .threads = 1, .seconds = 10, .batch = 0, .prefill = 0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int64_t x = 0;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--uri") == 0 && v) {
-            o.uri = v;
-        } else if (strcmp(a, "--limit") == 0 && parse_i64(v, 1, INT32_MAX, &x)) {
-            o.limit = (int)x;
-        } else if (strcmp(a, "--window-ms") == 0 && parse_i64(v, 1, INT64_MAX / 4, &x)) {
-            o.window_ms = x;
-        } else if (strcmp(a, "--margin-ms") == 0 && parse_i64(v, 0, INT64_MAX / 4, &x)) {
-            o.margin_ms = x;
-        } else if (strcmp(a, "--threads") == 0 && parse_i64(v, 1, MAX_THREADS, &x)) {
-            o.threads = (int)x;
-        } else if (strcmp(a, "--seconds") == 0 && parse_i64(v, 1, 3600, &x)) {
-            o.seconds = x;
-        } else if (strcmp(a, "--prefill") == 0 && parse_i64(v, 0, INT32_MAX, &x)) {
-            o.prefill = x;
-        } else if (strcmp(a, "--batch") == 0 && parse_i64(v, 0, INT32_MAX, &x)) {
-            o.batch = (int)x;
-        } else if (strcmp(a, "--spacing-ms") == 0 && parse_i64(v, -1, INT64_MAX / 4, &x)) {
-            o.spacing_ms = x;
-        } else {
-            fprintf(stderr, "ratelimit-bench: bad or incomplete option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-    }
-    if (!o.uri || !o.uri[0]) {
-        fprintf(stderr, "ratelimit-bench: no MongoDB: set MONGODB_URI or pass --uri\n");
-        return 2;
-    }
+    const bench_cli_opt_t opts[] = {
+        {.name = "--limit", .arg = "N", .i32 = &o.limit, .min = 1, .max = INT32_MAX,
+         .help = "requests per window (default 100000)"},
+        {.name = "--window-ms", .arg = "W", .i64 = &o.window_ms, .min = 1, .max = INT64_MAX / 4,
+         .help = "window (default 60000)"},
+        {.name = "--margin-ms", .arg = "M", .i64 = &o.margin_ms, .min = 0, .max = INT64_MAX / 4,
+         .help = "margin (default 500)"},
+        {.name = "--threads", .arg = "T", .i32 = &o.threads, .min = 1, .max = MAX_THREADS,
+         .help = "acquiring threads (default 1, at most " BENCH_CLI_STR(MAX_THREADS) ")"},
+        {.name = "--seconds", .arg = "S", .i64 = &o.seconds, .min = 1, .max = 3600,
+         .help = "duration of the measured run (default 10)"},
+        {.name = "--prefill", .arg = "K", .i64 = &o.prefill, .min = 0, .max = INT32_MAX,
+         .help = "tickets taken before the measured run (default 0)"},
+        {.name = "--batch", .arg = "B", .i32 = &o.batch, .min = 0, .max = INT32_MAX,
+         .help = "grants per stored block (0 = automatic; needs a ratelimit.h with\n"
+                 "blocks)"},
+        {.name = "--spacing-ms", .arg = "S", .i64 = &o.spacing_ms, .min = -1,
+         .max = INT64_MAX / 4,
+         .help = "least time between grants (0 = automatic, W/N; -1 = none: the\n"
+                 "window rule alone; needs a ratelimit.h with spacing)"},
+    };
+    const bench_cli_t cli = {
+        .prog = "ratelimit-bench",
+        .about =
+            "Measures acquisitions per second of the shared rate limiter (ratelimit_) from one\n"
+            "process, and MongoDB commands and documents read per acquisition.\n",
+        .output =
+            "Output: one JSON line (threads, limit, grants, seconds_granting, acquisitions_per_s,\n"
+            "commands_per_acquisition, docs_per_acquisition, refusals). When the budget runs out\n"
+            "before the end (refusals > 0), the rate is grants / time to the last grant.\n",
+        .uri = &o.uri,
+        .opts = opts,
+        .n_opts = sizeof opts / sizeof opts[0]};
+    bench_cli_result_t parsed = bench_cli_parse(&cli, argc, argv, stdout, stderr);
+    if (parsed != BENCH_CLI_RUN)
+        return (int)parsed; /* the exit status */
     log_init("ratelimit-bench", LOG_WARN);
     mongoc_init();
     int rc = run(&o);

@@ -8,7 +8,6 @@
  *
  * Output: one JSON line: threads, records (claim + complete pairs), seconds, records_per_s,
  * round_trips_per_record (store_round_trips_total, the worker's own count). */
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +19,7 @@
 
 #include <mongoc/mongoc.h>
 
+#include "bench_cli.h"
 #include "clock.h"
 #include "log.h"
 #include "store.h"
@@ -34,35 +34,6 @@ typedef struct {
     atomic_int failed;
     char prefix[48];
 } run_t;
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "Usage: store-bench [options]\n"
-            "Measures records per second of the dedup store: per record one store_claim() and\n"
-            "one store_complete() of a new ticket key, as a worker makes them.\n"
-            "  --uri URI      MongoDB (default: $MONGODB_URI); a fresh database is used and\n"
-            "                 dropped afterwards\n"
-            "  --threads T    threads (default 32, at most %d)\n"
-            "  --seconds S    duration of the measured run (default 10)\n"
-            "  --help         this text\n"
-            "Output: one JSON line (threads, records, seconds, records_per_s,\n"
-            "round_trips_per_record).\n",
-            MAX_THREADS);
-}
-
-static bool parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    if (!s || !s[0])
-        return false;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
 
 static void *record_loop(void *arg)
 {
@@ -181,29 +152,27 @@ static int run(const char *base_uri, int threads, int64_t seconds)
 
 int main(int argc, char **argv)
 {
-    const char *uri = getenv("MONGODB_URI");
+    const char *uri = NULL; /* bench_cli_parse(): $MONGODB_URI or --uri */
     int64_t threads = 32, seconds = 10;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--uri") == 0 && v) {
-            uri = v;
-        } else if (strcmp(a, "--threads") == 0 && parse_i64(v, 1, MAX_THREADS, &threads)) {
-        } else if (strcmp(a, "--seconds") == 0 && parse_i64(v, 1, 3600, &seconds)) {
-        } else {
-            fprintf(stderr, "store-bench: bad or incomplete option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-    }
-    if (!uri || !uri[0]) {
-        fprintf(stderr, "store-bench: no MongoDB: set MONGODB_URI or pass --uri\n");
-        return 2;
-    }
+    const bench_cli_opt_t opts[] = {
+        {.name = "--threads", .arg = "T", .i64 = &threads, .min = 1, .max = MAX_THREADS,
+         .help = "threads (default 32, at most " BENCH_CLI_STR(MAX_THREADS) ")"},
+        {.name = "--seconds", .arg = "S", .i64 = &seconds, .min = 1, .max = 3600,
+         .help = "duration of the measured run (default 10)"},
+    };
+    const bench_cli_t cli = {
+        .prog = "store-bench",
+        .about =
+            "Measures records per second of the dedup store: per record one store_claim() and\n"
+            "one store_complete() of a new ticket key, as a worker makes them.\n",
+        .output = "Output: one JSON line (threads, records, seconds, records_per_s,\n"
+                  "round_trips_per_record).\n",
+        .uri = &uri,
+        .opts = opts,
+        .n_opts = sizeof opts / sizeof opts[0]};
+    bench_cli_result_t parsed = bench_cli_parse(&cli, argc, argv, stdout, stderr);
+    if (parsed != BENCH_CLI_RUN)
+        return (int)parsed; /* the exit status */
     log_init("store-bench", LOG_WARN);
     store_global_init();
     int rc = run(uri, (int)threads, seconds);
