@@ -31,6 +31,7 @@ struct tcpproxy {
     bool quit;                 /* guarded by lock */
     int refused;               /* guarded by lock: accepted while cut */
     int held;                  /* guarded by lock: client connections with unread bytes (frozen) */
+    long long bytes_up;        /* guarded by lock: client -> upstream bytes forwarded */
     int pairs[TCPPROXY_PAIRS][2]; /* client, upstream; -1: none (proxy thread only) */
 };
 
@@ -54,8 +55,9 @@ static int upstream_connect(tcpproxy_t *px)
     return u;
 }
 
-/* Copies what is readable on `from` to `to`; -1 when the pair must close. */
-static int pump(int from, int to)
+/* Copies what is readable on `from` to `to`; -1 when the pair must close. up: `from` is the
+ * client, and a chunk `to` took whole is added to px->bytes_up. */
+static int pump(tcpproxy_t *px, int from, int to, bool up)
 {
     char buf[16384];
     ssize_t n = recv(from, buf, sizeof buf, 0);
@@ -69,6 +71,11 @@ static int pump(int from, int to)
             return -1;
         }
         off += w;
+    }
+    if (up) {
+        pthread_mutex_lock(&px->lock);
+        px->bytes_up += n;
+        pthread_mutex_unlock(&px->lock);
     }
     return 0;
 }
@@ -165,7 +172,7 @@ static void *proxy_main(void *arg)
             int i = idx[j] / 2, k = idx[j] % 2;
             if (px->pairs[i][k] < 0 || px->pairs[i][1 - k] < 0)
                 continue;
-            if (pump(px->pairs[i][k], px->pairs[i][1 - k]) != 0)
+            if (pump(px, px->pairs[i][k], px->pairs[i][1 - k], k == 0) != 0) /* 0: client */
                 pair_close(px, i);
         }
         if (fds[0].revents & POLLIN)
@@ -275,6 +282,14 @@ int tcpproxy_held_requests(tcpproxy_t *px)
 {
     pthread_mutex_lock(&px->lock);
     int n = px->held;
+    pthread_mutex_unlock(&px->lock);
+    return n;
+}
+
+long long tcpproxy_bytes_up(tcpproxy_t *px)
+{
+    pthread_mutex_lock(&px->lock);
+    long long n = px->bytes_up;
     pthread_mutex_unlock(&px->lock);
     return n;
 }

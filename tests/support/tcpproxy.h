@@ -21,10 +21,14 @@
  * its upstream connection then (closed if the upstream refuses). At most 64 pairs at once; a
  * connection past that, or one the upstream refuses, is closed at once.
  *
+ * tcpproxy_bytes_up counts the bytes forwarded from clients to the upstream, so a test can wait
+ * until a request has really reached the service (not merely left, or been about to leave, its
+ * client): e.g. put it in front of a simulator and wait for the counter to move.
+ *
  * Ownership: tcpproxy_start returns a proxy the caller owns and frees with tcpproxy_stop (which
  * closes every connection). Thread-safety: one background thread does all the socket work;
- * tcpproxy_port/cut/freeze/restore/refused/held_requests may be called from any thread while it
- * runs. tcpproxy_stop must not race with them.
+ * tcpproxy_port/cut/freeze/restore/refused/held_requests/bytes_up may be called from any thread
+ * while it runs. tcpproxy_stop must not race with them.
  */
 #ifndef PIPELINE_TCPPROXY_H
 #define PIPELINE_TCPPROXY_H
@@ -57,6 +61,12 @@ int tcpproxy_refused(tcpproxy_t *px);
 /* While frozen: the client connections with bytes waiting that the proxy holds (updated every
  * ~50 ms); 0 when not frozen. */
 int tcpproxy_held_requests(tcpproxy_t *px);
+
+/* Bytes forwarded from clients to the upstream since the start, all connections together. A
+ * chunk read from a client counts once send() has taken all of it for the upstream's socket
+ * (the kernel delivers it even if the client dies next), never before; a chunk cut short by a
+ * failed send counts nothing. Never decreases. */
+long long tcpproxy_bytes_up(tcpproxy_t *px);
 
 /* Writes into out `uri` ("scheme://[user[:pass]@]hosts[/path][?query]") with the proxy
  * ("127.0.0.1:<port>") as its only host; everything else is kept. 0, or -1 when the URI has no

@@ -3,6 +3,10 @@
  * FerretDB and milvus-sim in its strict default. */
 #include "it_worker_echo.h"
 
+#include <errno.h>
+
+#include "tcpproxy.h"
+
 /* Invalid JSON, JSON that is not an object and invalid UTF-8 are dead-lettered with the full
  * header set; a skip is counted; a good record is delivered; the offsets moved only after the
  * dead letters were confirmed, so a second run handles nothing again. */
@@ -180,49 +184,107 @@ static void t_dry_run_writes_nothing(void **state)
     store_close(st);
 }
 
+/* ---- a worker killed between its POST and its confirmation --------------------------------- */
+
+/* The fixture of t_sigkill_between_post_and_confirm: fx_setup's, with the worker's Milvus
+ * reached through a tcpproxy (tests/support/tcpproxy.h) in front of milvus-sim, so the test can
+ * see when the POST's bytes have reached the simulator. The test's own requests (simproc_*,
+ * clients_at_target) go to the simulator directly: the proxy sees only the worker's. */
 typedef struct {
     fx_t *f;
+    tcpproxy_t *px;
+} proxied_fx_t;
+
+static int fx_teardown_proxied(void **state)
+{
+    proxied_fx_t *pf = *state;
+    if (pf == NULL)
+        return 0;
+    tcpproxy_stop(pf->px); /* first: it holds connections to the simulator */
+    void *inner = pf->f;
+    int rc = inner ? fx_teardown(&inner) : 0;
+    free(pf);
+    return rc;
+}
+
+static int fx_setup_proxied(void **state)
+{
+    char err[256], url[256];
+    proxied_fx_t *pf = calloc(1, sizeof *pf);
+    if (pf == NULL)
+        return -1;
+    *state = pf;
+    void *inner = NULL;
+    if (fx_setup(&inner) != 0) {
+        fprintf(stderr, "fx_setup failed\n");
+        goto fail;
+    }
+    pf->f = inner;
+    /* simproc_base_url: "http://127.0.0.1:PORT" */
+    const char *colon = strrchr(simproc_base_url(pf->f->milvus), ':');
+    char *end = NULL;
+    errno = 0;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (colon == NULL || errno != 0 || end == colon + 1 || *end != '\0' || port <= 0 ||
+        port > 65535) {
+        fprintf(stderr, "no port in %s\n", simproc_base_url(pf->f->milvus));
+        goto fail;
+    }
+    pf->px = tcpproxy_start("127.0.0.1", (int)port, err, sizeof err);
+    if (pf->px == NULL) {
+        fprintf(stderr, "%s\n", err);
+        goto fail;
+    }
+    if (tcpproxy_uri(simproc_api_url(pf->f->milvus), tcpproxy_port(pf->px), url, sizeof url) !=
+        0) {
+        fprintf(stderr, "tcpproxy_uri failed for %s\n", simproc_api_url(pf->f->milvus));
+        goto fail;
+    }
+    wt_set(&pf->f->w, "MILVUS_BASE_URL", url);
+    return 0;
+fail:
+    fx_teardown_proxied(state);
+    *state = NULL;
+    return -1;
+}
+
+typedef struct {
+    proxied_fx_t *pf;
     const char *key;
 } pending_wait_t;
 
-/* The claim of `key` is pending and the shared limiter granted a ticket (taken right before the
- * POST leaves: a fresh claim creates without searching first). */
-static bool post_sent(void *ctx)
+/* The claim of `key` is pending and the proxy has forwarded the worker's bytes to milvus-sim:
+ * the POST has reached the simulator. (The worker's only Milvus request here is that POST: a
+ * fresh claim creates without searching first, and its claim is taken before the request.
+ * libcurl sends a small POST, headers and body, in one write, which the proxy forwards whole
+ * before counting it.) Not "a rate-limit ticket exists": the ticket is inserted just before
+ * the POST leaves, and a kill between the two meant no POST at all. */
+static bool post_reached_target(void *ctx)
 {
     pending_wait_t *p = ctx;
     char err[512];
-    store_t *st = wt_store_open(&p->f->w);
+    store_t *st = wt_store_open(&p->pf->f->w);
     store_entry_t e;
     bool pending = st && store_get(st, STORE_KIND_CLIENTS, p->key, &e, err, sizeof err) ==
                              STORE_OK && e.state == STORE_STATE_PENDING;
     store_close(st);
-    if (!pending)
-        return false;
-    mongoc_client_t *c = mongoc_client_new(p->f->w.mongo_uri);
-    if (c == NULL)
-        return false;
-    mongoc_collection_t *coll = mongoc_client_get_collection(c, p->f->w.db, "ratelimits");
-    bson_t filter = BSON_INITIALIZER;
-    bson_error_t berr;
-    int64_t n = mongoc_collection_count_documents(coll, &filter, NULL, NULL, NULL, &berr);
-    bson_destroy(&filter);
-    mongoc_collection_destroy(coll);
-    mongoc_client_destroy(c);
-    return n > 0;
+    return pending && tcpproxy_bytes_up(p->pf->px) > 0;
 }
 
 static bool one_client(void *ctx)
 {
     pending_wait_t *p = ctx;
-    return clients_at_target(p->f, p->key) == 1;
+    return clients_at_target(p->pf->f, p->key) == 1;
 }
 
-/* A worker SIGKILLed after its POST left and before it confirmed: the client exists at the
- * target, the claim is pending under a dead owner. After a restart (lease expired) the claim
- * is taken over, the search finds the client, and nothing is created again. */
+/* A worker SIGKILLed after its POST reached the target and before it confirmed: the client
+ * exists at the target, the claim is pending under a dead owner. After a restart (lease
+ * expired) the claim is taken over, the search finds the client, and nothing is created
+ * again. milvus-sim answers after 1.5 s, so the kill lands while the POST is being handled. */
 static void t_sigkill_between_post_and_confirm(void **state)
 {
-    fx_t *f = *state;
+    proxied_fx_t *pf = *state;
+    fx_t *f = pf->f;
     char doc[12];
     make_cpf(323456780, doc);
     wt_set(&f->w, "CLAIM_LEASE_SECONDS", "3");
@@ -230,12 +292,15 @@ static void t_sigkill_between_post_and_confirm(void **state)
     produce_client(f, 40, doc);
     assert_int_equal(wt_flush(&f->w), 0);
     assert_int_equal(simproc_faults(f->milvus, "{\"latency_ms\":1500}"), 0);
+    assert_int_equal(tcpproxy_bytes_up(pf->px), 0);
     pid_t pid = wt_spawn(&f->w, BIN, NULL);
     assert_true(pid > 0);
-    pending_wait_t p = {f, doc};
-    bool sent = testenv_wait_until(post_sent, &p, 60000, 10);
+    pending_wait_t p = {pf, doc};
+    bool sent = testenv_wait_until(post_reached_target, &p, 60000, 10);
     kill(pid, SIGKILL);
     assert_int_equal(simproc_wait(pid, 30000), 128 + SIGKILL);
+    if (!sent)
+        pt_dump_log(f->w.log, 6000);
     assert_true(sent);
     /* the POST the dead worker sent is processed by the target after its latency */
     assert_true(testenv_wait_until(one_client, &p, 30000, 50));
@@ -375,8 +440,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_crash_between_post_and_confirm, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(t_ambiguous_create_one_client, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(t_dry_run_writes_nothing, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(t_sigkill_between_post_and_confirm, fx_setup,
-                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(t_sigkill_between_post_and_confirm, fx_setup_proxied,
+                                        fx_teardown_proxied),
         cmocka_unit_test_setup_teardown(t_in_flight_per_key_order, fx_setup6, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
