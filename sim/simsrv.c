@@ -29,6 +29,16 @@ typedef struct stat_entry {
     int64_t count;
 } stat_entry;
 
+/* One API request as GET /_admin/requests shows it. */
+typedef struct journal_entry {
+    int64_t seq; /* 1, 2, ... since start or reset */
+    char method[16];
+    char path[128];
+    int status; /* 0 when no answer was sent */
+    int64_t conn_request;
+    const char *drop; /* static: "", "keepalive_before", "keepalive_after", "fail_after_write" */
+} journal_entry;
+
 typedef struct ratewin {
     char *key;
     int64_t *ts;
@@ -50,13 +60,22 @@ struct simsrv {
     int64_t total_requests;
     ratewin *windows;
     size_t nwindows;
+    journal_entry *journal; /* ring of SIMSRV_JOURNAL_MAX, allocated on first use */
+    size_t jhead, jcount;
+    int64_t jseq;
 };
+
+/* Per TCP connection (MHD socket context): requests begun on it so far. */
+typedef struct conn_sock {
+    int64_t requests;
+} conn_sock;
 
 typedef struct conn_state {
     char *uri;
     bool started;
     bool too_large;
     size_t cap;
+    int64_t conn_request; /* this request's number on its connection (1 = first) */
     simbuf body;
 } conn_state;
 
@@ -188,6 +207,7 @@ static void faults_default(simsrv *srv)
     srv->faults.busca_paging = true;
     srv->faults.uppercase_documents = true;
     srv->faults.listagem_default_status = 9;
+    srv->faults.keepalive_drop_times = -1;
     srv->rng = srv->faults.seed;
 }
 
@@ -239,6 +259,11 @@ static cJSON *faults_json(const simsrv *srv)
     cJSON_AddBoolToObject(o, "uppercase_documents", f->uppercase_documents);
     cJSON_AddStringToObject(o, "ticket_client_id", f->ticket_client_id_any ? "token_or_id" : "token");
     cJSON_AddNumberToObject(o, "listagem_default_status", f->listagem_default_status);
+    static const char *keepalive[] = {"off", "before", "after"};
+    cJSON_AddStringToObject(o, "keepalive_drop", keepalive[f->keepalive_drop]);
+    cJSON_AddNumberToObject(o, "keepalive_drop_times", (double)f->keepalive_drop_times);
+    cJSON_AddStringToObject(o, "keepalive_drop_path", f->keepalive_drop_path);
+    cJSON_AddStringToObject(o, "keepalive_drop_method", f->keepalive_drop_method);
     return o;
 }
 
@@ -469,6 +494,35 @@ static int faults_apply(simsrv *srv, const cJSON *body, char *err, size_t errlen
         } else if (strcmp(k, "finalize_any") == 0) {
             if (want_bool(it, k, &f.finalize_any, err, errlen) < 0)
                 return -1;
+        } else if (strcmp(k, "keepalive_drop") == 0) {
+            static const char *const c[] = {"off", "before", "after", NULL};
+            int i = want_choice(it, k, c, err, errlen);
+            if (i < 0)
+                return -1;
+            f.keepalive_drop = i; /* SIMSRV_KEEPALIVE_OFF, _BEFORE, _AFTER */
+        } else if (strcmp(k, "keepalive_drop_times") == 0) {
+            if (want_num(it, k, -1, 1000000, &d, err, errlen) < 0)
+                return -1;
+            if (d != (double)(int64_t)d) {
+                snprintf(err, errlen, "faults: 'keepalive_drop_times' must be an integer");
+                return -1;
+            }
+            f.keepalive_drop_times = (int64_t)d;
+        } else if (strcmp(k, "keepalive_drop_path") == 0) {
+            if (!cJSON_IsString(it) || strlen(it->valuestring) >= sizeof f.keepalive_drop_path ||
+                (it->valuestring[0] != '\0' && it->valuestring[0] != '/')) {
+                snprintf(err, errlen, "faults: 'keepalive_drop_path' must be \"\" or a path "
+                                      "starting with '/' (under %zu bytes)",
+                         sizeof f.keepalive_drop_path);
+                return -1;
+            }
+            snprintf(f.keepalive_drop_path, sizeof f.keepalive_drop_path, "%s", it->valuestring);
+        } else if (strcmp(k, "keepalive_drop_method") == 0) {
+            static const char *const c[] = {"", "GET", "POST", "PUT", "PATCH", "DELETE", NULL};
+            int i = want_choice(it, k, c, err, errlen);
+            if (i < 0)
+                return -1;
+            snprintf(f.keepalive_drop_method, sizeof f.keepalive_drop_method, "%s", c[i]);
         } else {
             snprintf(err, errlen, "faults: unknown key '%.60s'", k);
             return -1;
@@ -640,6 +694,67 @@ static cJSON *stats_json(const simsrv *srv)
     return o;
 }
 
+/* ---- request journal (GET /_admin/requests) --------------------------------------------- */
+
+static void journal_add(simsrv *srv, const simsrv_req *req, int status, const char *drop)
+{
+    if (!srv->journal) {
+        srv->journal = calloc(SIMSRV_JOURNAL_MAX, sizeof *srv->journal);
+        if (!srv->journal)
+            return;
+    }
+    journal_entry *e;
+    if (srv->jcount < SIMSRV_JOURNAL_MAX) {
+        e = &srv->journal[(srv->jhead + srv->jcount) % SIMSRV_JOURNAL_MAX];
+        srv->jcount++;
+    } else { /* full: the oldest makes room */
+        e = &srv->journal[srv->jhead];
+        srv->jhead = (srv->jhead + 1) % SIMSRV_JOURNAL_MAX;
+    }
+    e->seq = ++srv->jseq;
+    snprintf(e->method, sizeof e->method, "%s", req->method);
+    size_t o = 0;
+    for (const char *p = req->path; *p && o + 1 < sizeof e->path; p++) {
+        unsigned char c = (unsigned char)*p;
+        e->path[o++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+    }
+    e->path[o] = '\0';
+    e->status = status;
+    e->conn_request = req->conn_request;
+    e->drop = drop;
+}
+
+static void journal_clear(simsrv *srv)
+{
+    free(srv->journal);
+    srv->journal = NULL;
+    srv->jhead = srv->jcount = 0;
+    srv->jseq = 0;
+}
+
+static cJSON *journal_json(const simsrv *srv)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "total", (double)srv->jseq);
+    cJSON *arr = cJSON_AddArrayToObject(o, "requests");
+    for (size_t i = 0; arr && i < srv->jcount; i++) {
+        const journal_entry *e = &srv->journal[(srv->jhead + i) % SIMSRV_JOURNAL_MAX];
+        cJSON *j = cJSON_CreateObject();
+        if (!j)
+            break;
+        cJSON_AddNumberToObject(j, "seq", (double)e->seq);
+        cJSON_AddStringToObject(j, "method", e->method);
+        cJSON_AddStringToObject(j, "path", e->path);
+        cJSON_AddNumberToObject(j, "status", e->status);
+        cJSON_AddNumberToObject(j, "conn_request", (double)e->conn_request);
+        cJSON_AddStringToObject(j, "drop", e->drop);
+        cJSON_AddItemToArray(arr, j);
+    }
+    return o;
+}
+
 /* ---- request parsing --------------------------------------------------------------------- */
 
 static void params_free(simsrv_param *params, size_t n)
@@ -761,6 +876,14 @@ static void handle_admin(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
         simsrv_resp_json(resp, 200, stats_json(srv));
         return;
     }
+    if (strcmp(what, "/requests") == 0) {
+        if (!get) {
+            admin_error(resp, 405, "use GET /_admin/requests");
+            return;
+        }
+        simsrv_resp_json(resp, 200, journal_json(srv));
+        return;
+    }
     if (strcmp(what, "/reset") == 0) {
         if (!post) {
             admin_error(resp, 405, "use POST /_admin/reset");
@@ -773,12 +896,13 @@ static void handle_admin(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
         srv->stats = NULL;
         srv->nstats = 0;
         srv->total_requests = 0;
+        journal_clear(srv);
         cJSON *ok = cJSON_CreateObject();
         cJSON_AddBoolToObject(ok, "ok", true);
         simsrv_resp_json(resp, 200, ok);
         return;
     }
-    admin_error(resp, 404, "unknown admin endpoint (seed, state, faults, stats, reset)");
+    admin_error(resp, 404, "unknown admin endpoint (seed, state, faults, stats, requests, reset)");
 }
 
 /* ---- API pipeline ------------------------------------------------------------------------ */
@@ -919,9 +1043,43 @@ bool simsrv_after_write(simsrv *srv, simsrv_resp *resp)
     return true;
 }
 
+/* True, and one drop taken, when keepalive_drop is `when` and `req` qualifies: it came on a
+ * reused connection, its path and method match and drops are left (lock held). */
+static bool keepalive_drop_take(simsrv *srv, const simsrv_req *req, int when)
+{
+    simsrv_faults *f = &srv->faults;
+    if (f->keepalive_drop != when || req->conn_request <= 1 || f->keepalive_drop_times == 0)
+        return false;
+    if (f->keepalive_drop_path[0] && strcmp(f->keepalive_drop_path, req->path) != 0)
+        return false;
+    if (f->keepalive_drop_method[0] && strcmp(f->keepalive_drop_method, req->method) != 0)
+        return false;
+    if (f->keepalive_drop_times > 0)
+        f->keepalive_drop_times--;
+    return true;
+}
+
+/* The answer becomes a close of the connection (send_resp returns MHD_NO). */
+static void drop_answer(simsrv_resp *resp)
+{
+    free(resp->body);
+    resp->body = NULL;
+    resp->drop = true;
+    resp->status = 0;
+}
+
 static void handle_api(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
 {
+    const char *drop = "";
     pthread_mutex_lock(&srv->lock);
+    if (keepalive_drop_take(srv, req, SIMSRV_KEEPALIVE_BEFORE)) {
+        /* the server had closed the idle connection: the request is never processed */
+        drop_answer(resp);
+        stats_record(srv, req->method, req->path, resp->status);
+        journal_add(srv, req, resp->status, "keepalive_before");
+        pthread_mutex_unlock(&srv->lock);
+        return;
+    }
     int64_t latency = srv->faults.latency_ms;
     pthread_mutex_unlock(&srv->lock);
     if (latency > 0)
@@ -977,7 +1135,14 @@ static void handle_api(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
     }
     srv->app.handle(srv->app.ctx, srv, req, resp);
 out:
+    if (resp->drop) {
+        drop = "fail_after_write";
+    } else if (keepalive_drop_take(srv, req, SIMSRV_KEEPALIVE_AFTER)) {
+        drop_answer(resp); /* processed (a create is stored), then the connection closed */
+        drop = "keepalive_after";
+    }
     stats_record(srv, req->method, req->path, resp->status);
+    journal_add(srv, req, resp->status, drop);
     pthread_mutex_unlock(&srv->lock);
 }
 
@@ -1060,6 +1225,10 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         return MHD_NO;
     if (!cs->started) {
         cs->started = true;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        conn_sock *sock = ci ? ci->socket_context : NULL;
+        cs->conn_request = sock ? ++sock->requests : 0; /* 0: unknown, never "reused" */
         cs->cap = strncmp(cs->uri, "/_admin/seed", 12) == 0 ? SIMSRV_MAX_SEED : SIMSRV_MAX_BODY;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
@@ -1118,6 +1287,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         .body = cs->body.data ? cs->body.data : "",
         .body_len = cs->body.len,
         .conn = conn,
+        .conn_request = cs->conn_request,
     };
     if (is_admin_path(path)) {
         pthread_mutex_lock(&srv->lock);
@@ -1129,6 +1299,20 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     free(path);
     params_free(params, nparams);
     return send_resp(conn, &resp);
+}
+
+/* Gives each TCP connection its request counter (conn_request, keepalive_drop). */
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(conn_sock)); /* NULL: requests count as first ones */
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
@@ -1215,6 +1399,7 @@ simsrv *simsrv_start_at(const simsrv_app *app, const char *bind_addr, int port, 
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
         NULL, access_handler, srv, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, srv, MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)SIMSRV_IDLE_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SIMSRV_MAX_CONNECTIONS,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(2u * 1024u * 1024u),
@@ -1246,6 +1431,7 @@ void simsrv_stop(simsrv *srv)
         MHD_stop_daemon(srv->daemon); /* also closes the listen socket it was given */
     windows_clear(srv);
     free(srv->stats);
+    journal_clear(srv);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }

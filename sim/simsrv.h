@@ -3,11 +3,15 @@
  * bursts, down, short pages, truncation), a per-key sliding 60-second rate-limit window (and an
  * optional minimum interval between requests) and request stats.
  *
- * Order of checks on an API request: latency, down (503), auth (bad_token_status, 401), rate
+ * Order of checks on an API request: keepalive_drop "before" (a request on a reused
+ * connection closed unanswered and unprocessed), latency, down (503), auth (bad_token_status, 401), rate
  * limit (429), error_burst, error_rate, then, for a request with a body, its Content-Type
  * (415 unless application/json, when content_type_check) and its text (400 unless UTF-8
- * without NUL characters), then the application. Header values are compared trimmed
- * (simsrv_header_is). A create can fail after its write (simsrv_after_write).
+ * without NUL characters), then the application, then keepalive_drop "after" (the answer
+ * replaced by a close). Header values are compared trimmed (simsrv_header_is). A create can
+ * fail after its write (simsrv_after_write). Every API request is counted (GET /_admin/stats)
+ * and journaled in order (GET /_admin/requests: the last SIMSRV_JOURNAL_MAX, with the
+ * connection's request number and any drop).
  *
  * An application (Ploomes or Milvus) plugs in through simsrv_app: an auth check, its error body
  * shape, its request handler and seed/state/reset. Every application callback runs with the
@@ -35,6 +39,8 @@
  * client (every test client is 127.0.0.1) leaves room for the others and the admin API. */
 #define SIMSRV_IDLE_TIMEOUT_S 15
 #define SIMSRV_MAX_CONNECTIONS 4000
+/* API requests kept, oldest dropped first, by GET /_admin/requests. */
+#define SIMSRV_JOURNAL_MAX 1000
 
 typedef struct simsrv simsrv;
 
@@ -52,6 +58,8 @@ typedef struct simsrv_req {
     const char *body; /* NUL-terminated, body_len bytes (may contain NULs) */
     size_t body_len;
     void *conn; /* internal */
+    int64_t conn_request; /* the request's number on its TCP connection: 1 = the first, > 1 =
+                           * a kept-alive connection reused (keepalive_drop) */
 } simsrv_req;
 
 typedef struct simsrv_resp {
@@ -95,6 +103,17 @@ typedef struct simsrv_faults {
                                     * with fail_after_write_status (the ambiguous create) */
     int fail_after_write_status;   /* [500] 500, 502, 504, or 0 = "drop" (close, no answer) */
     int bad_token_status;          /* [401] status for missing/wrong credentials (401 or 403) */
+    int keepalive_drop;            /* [SIMSRV_KEEPALIVE_OFF] an API request that arrives on a
+                                    * reused keep-alive connection (conn_request > 1) and matches
+                                    * keepalive_drop_path is read whole, then its connection is
+                                    * closed without an answer: BEFORE = not processed (the server
+                                    * closed the idle connection just as the client reused it),
+                                    * AFTER = processed (a create is stored), then closed */
+    int64_t keepalive_drop_times;  /* [-1] drops left (each drop takes one; 0 = no more drops);
+                                    * < 0 = every matching request */
+    char keepalive_drop_path[128]; /* [""] exact request path ("/api/chamado/criar"); "" = every
+                                    * API path */
+    char keepalive_drop_method[16]; /* [""] request method ("POST"); "" = every method */
     /* Ploomes only */
     bool inlinecount;              /* [true] answer the OData v3 $inlinecount; false = 400 */
     bool task_required_strict;     /* [true] POST /Tasks needs Title + (ContactId or DealId) +
@@ -117,6 +136,8 @@ typedef struct simsrv_faults {
     int listagem_default_status;   /* [9] /chamado/listagem status when the filter has none
                                     * (9 ChamadosAbertos, 10 Todos, ...) */
 } simsrv_faults;
+
+enum { SIMSRV_KEEPALIVE_OFF = 0, SIMSRV_KEEPALIVE_BEFORE, SIMSRV_KEEPALIVE_AFTER };
 
 typedef struct simsrv_app {
     const char *name;         /* program name for messages */

@@ -1,7 +1,9 @@
 /* Integration tests of milvus-sim: the real binary as a subprocess (simproc), over HTTP.
  * Auth, /cliente/criar validation (CPF, numeric and alphanumeric CNPJ, duplicates, person
  * objects), /cliente/busca filters, status and the 1000-row cap, /chamado/criar validation and
- * /chamado/listagem filters, paging and shape. */
+ * /chamado/listagem filters, paging and shape. The keepalive_drop fault (a request on a reused
+ * keep-alive connection closed unanswered, before or after it is processed) over raw sockets,
+ * and the request journal (GET /_admin/requests). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,9 +13,16 @@
 #include "simproc.h"
 #include "testenv.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #define TOKEN "milvus-test-token"
 static const char *const AUTH[] = {"Authorization: " TOKEN, NULL};
@@ -520,12 +529,215 @@ static void test_rate_limit(void **state)
     assert_int_equal(simproc_stop(p), 0);
 }
 
+/* ---- keepalive_drop: one TCP connection, requests sent by hand --------------------------- */
+
+/* A connection to the simulator (receive timeout 10 s: a test never hangs on it). */
+static int raw_connect(const simproc *p)
+{
+    const char *colon = strrchr(simproc_base_url(p), ':');
+    assert_non_null(colon);
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    assert_true(end != colon + 1 && port > 0 && port < 65536);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {10, 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* Sends one keep-alive HTTP/1.1 request (body NULL: none) and reads its answer. Returns the
+ * status, or 0 when the server closed the connection before sending any byte of an answer. */
+static long raw_request(int fd, const char *method, const char *path, const char *body)
+{
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " TOKEN "\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     method, path, body ? strlen(body) : 0, body ? body : "");
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    for (size_t off = 0; off < (size_t)n;) {
+        ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
+        assert_true(w > 0);
+        off += (size_t)w;
+    }
+    char buf[65536];
+    size_t len = 0;
+    const char *head_end = NULL;
+    size_t want = 0;
+    for (;;) {
+        assert_true(len < sizeof buf - 1);
+        ssize_t r = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        assert_true(r >= 0); /* an error (a reset, the 10 s timeout) is not a clean close */
+        if (r == 0) {
+            assert_int_equal(len, 0); /* closed mid-answer: not what the fault does */
+            return 0;
+        }
+        len += (size_t)r;
+        buf[len] = '\0';
+        if (!head_end && (head_end = strstr(buf, "\r\n\r\n")) != NULL) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            assert_non_null(cl);
+            want = (size_t)(head_end + 4 - buf) + (size_t)strtoul(cl + 17, NULL, 10);
+        }
+        if (head_end && len >= want)
+            break;
+    }
+    assert_true(strncmp(buf, "HTTP/1.1 ", 9) == 0);
+    return strtol(buf + 9, NULL, 10);
+}
+
+static int tickets(simproc *p)
+{
+    cJSON *st = simproc_state(p);
+    assert_non_null(st);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(st, "chamados"));
+    cJSON_Delete(st);
+    return n;
+}
+
+static double fault_num(simproc *p, const char *key)
+{
+    long st;
+    cJSON *f = simproc_request_json(p, "GET", "/_admin/faults", NULL, NULL, &st);
+    assert_int_equal(st, 200);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, key);
+    assert_true(cJSON_IsNumber(v));
+    double d = v->valuedouble;
+    cJSON_Delete(f);
+    return d;
+}
+
+#define TICKET "{\"cliente_id\":\"KA1\",\"chamado_assunto\":\"Keep-alive\"}"
+
+static void test_keepalive_drop(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    assert_int_equal(simproc_seed(p, "{\"clientes\":[{\"id\":1,\"token\":\"KA1\","
+                                     "\"nome_fantasia\":\"ACME\",\"cnpj_cpf\":\"11222333000181\"}]}"),
+                     0);
+    /* bad values change nothing */
+    assert_int_equal(simproc_admin_post(p, "faults", "{\"keepalive_drop\":\"sometimes\"}"), 400);
+    assert_int_equal(simproc_admin_post(p, "faults", "{\"keepalive_drop_times\":1.5}"), 400);
+    assert_int_equal(simproc_admin_post(p, "faults", "{\"keepalive_drop_times\":-2}"), 400);
+    assert_int_equal(simproc_admin_post(p, "faults", "{\"keepalive_drop_path\":\"api\"}"), 400);
+    assert_int_equal(simproc_admin_post(p, "faults", "{\"keepalive_drop_method\":\"post\"}"), 400);
+    assert_int_equal(fault_num(p, "keepalive_drop_times"), -1);
+
+    /* "before": the create on the reused connection is closed unanswered and never stored; the
+     * first request of a connection is never dropped, even on the path */
+    assert_int_equal(simproc_faults(p, "{\"keepalive_drop\":\"before\",\"keepalive_drop_times\":1,"
+                                       "\"keepalive_drop_path\":\"/api/chamado/criar\","
+                                       "\"keepalive_drop_method\":\"POST\"}"),
+                     0);
+    int fd = raw_connect(p);
+    assert_int_equal(raw_request(fd, "POST", "/api/chamado/criar", TICKET), 200);
+    assert_int_equal(raw_request(fd, "GET", "/api/cliente/busca", NULL), 200); /* other path */
+    assert_int_equal(raw_request(fd, "GET", "/api/chamado/criar", NULL), 405); /* other method */
+    assert_int_equal(raw_request(fd, "POST", "/api/chamado/criar", TICKET), 0);
+    close(fd);
+    assert_int_equal(tickets(p), 1);
+    assert_int_equal(fault_num(p, "keepalive_drop_times"), 0);
+    /* drops spent: a reused connection is answered again */
+    fd = raw_connect(p);
+    assert_int_equal(raw_request(fd, "GET", "/api/cliente/busca", NULL), 200);
+    assert_int_equal(raw_request(fd, "POST", "/api/chamado/criar", TICKET), 200);
+    close(fd);
+    assert_int_equal(tickets(p), 2);
+
+    /* "after": processed (the ticket is stored), then closed unanswered */
+    assert_int_equal(simproc_faults(p, "{\"keepalive_drop\":\"after\",\"keepalive_drop_times\":1}"), 0);
+    fd = raw_connect(p);
+    assert_int_equal(raw_request(fd, "GET", "/api/cliente/busca", NULL), 200);
+    assert_int_equal(raw_request(fd, "POST", "/api/chamado/criar", TICKET), 0);
+    close(fd);
+    assert_int_equal(tickets(p), 3);
+
+    /* times -1 (every one) on every path ("" path): each reused request is dropped */
+    assert_int_equal(simproc_faults(p, "{\"keepalive_drop\":\"before\",\"keepalive_drop_times\":-1,"
+                                       "\"keepalive_drop_path\":\"\",\"keepalive_drop_method\":\"\"}"),
+                     0);
+    for (int i = 0; i < 2; i++) {
+        fd = raw_connect(p);
+        assert_int_equal(raw_request(fd, "GET", "/api/cliente/busca", NULL), 200);
+        assert_int_equal(raw_request(fd, "GET", "/api/cliente/busca", NULL), 0);
+        close(fd);
+    }
+    assert_int_equal(fault_num(p, "keepalive_drop_times"), -1);
+
+    /* the journal, in order: what arrived, on which request of its connection, what was dropped */
+    static const struct {
+        const char *method, *path;
+        int status, conn_request;
+        const char *drop;
+    } want[] = {
+        {"POST", "/api/chamado/criar", 200, 1, ""},
+        {"GET", "/api/cliente/busca", 200, 2, ""},
+        {"GET", "/api/chamado/criar", 405, 3, ""},
+        {"POST", "/api/chamado/criar", 0, 4, "keepalive_before"},
+        {"GET", "/api/cliente/busca", 200, 1, ""},
+        {"POST", "/api/chamado/criar", 200, 2, ""},
+        {"GET", "/api/cliente/busca", 200, 1, ""},
+        {"POST", "/api/chamado/criar", 0, 2, "keepalive_after"},
+        {"GET", "/api/cliente/busca", 200, 1, ""},
+        {"GET", "/api/cliente/busca", 0, 2, "keepalive_before"},
+        {"GET", "/api/cliente/busca", 200, 1, ""},
+        {"GET", "/api/cliente/busca", 0, 2, "keepalive_before"},
+    };
+    size_t nwant = sizeof want / sizeof want[0];
+    long st;
+    cJSON *j = simproc_request_json(p, "GET", "/_admin/requests", NULL, NULL, &st);
+    assert_int_equal(st, 200);
+    const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(j, "requests");
+    assert_int_equal(cJSON_GetArraySize(reqs), nwant);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(j, "total")->valuedouble, nwant);
+    for (size_t i = 0; i < nwant; i++) {
+        const cJSON *e = cJSON_GetArrayItem(reqs, (int)i);
+        assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "seq")->valuedouble, i + 1);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "method")->valuestring, want[i].method);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "path")->valuestring, want[i].path);
+        assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "status")->valuedouble, want[i].status);
+        assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "conn_request")->valuedouble,
+                         want[i].conn_request);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "drop")->valuestring, want[i].drop);
+    }
+    cJSON_Delete(j);
+    /* the stats count the unanswered ones with status 0 */
+    cJSON *stats = simproc_stats(p);
+    int dropped = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(stats, "requests"))
+        if (cJSON_GetObjectItemCaseSensitive(row, "status")->valuedouble == 0)
+            dropped += (int)cJSON_GetObjectItemCaseSensitive(row, "count")->valuedouble;
+    cJSON_Delete(stats);
+    assert_int_equal(dropped, 4);
+
+    /* reset: off again, journal empty */
+    assert_int_equal(simproc_reset(p), 0);
+    cJSON *f = simproc_request_json(p, "GET", "/_admin/faults", NULL, NULL, &st);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(f, "keepalive_drop")->valuestring, "off");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(f, "keepalive_drop_path")->valuestring, "");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(f, "keepalive_drop_method")->valuestring, "");
+    cJSON_Delete(f);
+    j = simproc_request_json(p, "GET", "/_admin/requests", NULL, NULL, &st);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "requests")), 0);
+    cJSON_Delete(j);
+    assert_int_equal(simproc_stop(p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth),   cmocka_unit_test(test_cliente_criar),
         cmocka_unit_test(test_busca),  cmocka_unit_test(test_chamados),
         cmocka_unit_test(test_rate_limit), cmocka_unit_test(test_client_indexes),
+        cmocka_unit_test(test_keepalive_drop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,487 @@
+/* A create sent on a kept-alive connection that the server drops, end to end through a real
+ * worker binary against milvus-sim (its keepalive_drop fault, sim/README.md).
+ *
+ * Workers send creates on reused connections (common/http.c). When a reused connection dies
+ * before any byte of the answer, libcurl by itself sends the request again on a new
+ * connection: for a create the server acted on, a duplicate. http_client_set_no_resend() refuses
+ * that second send; the create then ends as a lost answer (API_AMBIGUOUS) and the worker
+ * searches the target before any new create (SPEC §4 "Ambiguous creates").
+ *
+ * For clients-to-milvus (POST /cliente/criar, searched with /cliente/busca), tasks-to-milvus
+ * (POST /chamado/criar, searched with /chamado/listagem) and clients-to-ploomes (POST /Contacts,
+ * searched with GET /Contacts?$filter=Register eq ...), in both variants of the fault:
+ *   before  the server closes the reused connection without processing the create (it closed
+ *           the idle connection just as the client reused it): the worker logs the ambiguous
+ *           create, searches, finds nothing, creates again: delivered `created`
+ *   after   the server processes the create (the client / ticket is stored), then closes
+ *           without answering: the worker searches and finds it: delivered
+ *           `found_after_ambiguous`, never created twice
+ * Each record's create is made on a reused connection (every record first searches the target
+ * for its own client on the same connection), and the fault is armed for exactly one drop (of a
+ * POST on the create's path: the search on /Contacts is a GET) before
+ * each record is produced to a running worker (deterministic: one drop per record, checked
+ * spent). Checks: every record delivered exactly once (one record_done, delivered, the reason
+ * above), one client / ticket per record at milvus-sim, no dead letter; the worker logged each
+ * ambiguous create (http_failed outcome=ambiguous error_class=CurlRecv, "not sent again") and
+ * its metrics count them (http_requests_total outcome ambiguous, one CurlRecv attempt each);
+ * and, in the server's own journal of requests (GET /_admin/requests), a search comes between
+ * each dropped create and the next create: the create reached the server again only after the
+ * search, never re-sent by libcurl on its own.
+ *
+ * KEEPALIVE_ONLY=<worker binary> runs one worker's cases (debugging).
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "wtest.h"
+
+#define PKEY "PKEY-KEEPALIVE"
+#define MTOKEN "MTOKEN-KEEPALIVE"
+#define NOW "2026-06-01T10:00:00-03:00"
+#define RECORDS 3
+
+typedef struct {
+    simproc *ploomes, *milvus;
+} fx_t;
+
+static fx_t fx;
+
+static int fx_setup(void **state)
+{
+    (void)state;
+    char err[256];
+    fx.ploomes = simproc_start_sim("ploomes-sim", PKEY, "{\"rate_limit_per_min\":0}", err,
+                                   sizeof err);
+    fx.milvus = simproc_start_sim("milvus-sim", MTOKEN, "{\"rate_limit_per_min\":0}", err,
+                                  sizeof err);
+    return fx.ploomes && fx.milvus ? 0 : -1;
+}
+
+static int fx_teardown(void **state)
+{
+    (void)state;
+    int rc = simproc_stop(fx.ploomes) | simproc_stop(fx.milvus);
+    store_global_cleanup();
+    return rc == 0 ? 0 : -1;
+}
+
+/* A valid CPF from n (9 digits "4nnnnnnnn" + check digits). */
+static void make_cpf(int n, char out[12])
+{
+    int d[11];
+    char base[16];
+    snprintf(base, sizeof base, "4%08d", n);
+    for (int i = 0; i < 9; i++)
+        d[i] = base[i] - '0';
+    for (int k = 9; k <= 10; k++) {
+        int s = 0;
+        for (int i = 0; i < k; i++)
+            s += d[i] * (k + 1 - i);
+        int r = (s * 10) % 11;
+        d[k] = r == 10 ? 0 : r;
+    }
+    for (int i = 0; i < 11; i++)
+        out[i] = (char)('0' + d[i]);
+    out[11] = '\0';
+}
+
+/* ---- the two workers ------------------------------------------------------------------------ */
+
+typedef struct {
+    char key[24];
+    char doc[12];
+    int64_t id; /* the record's id (contact / task) */
+} rec_t;
+
+typedef struct worker_kind {
+    const char *binary;
+    bool to_ploomes;           /* the target is ploomes-sim (else milvus-sim) */
+    const char *topic;
+    const char *create_path;   /* the dropped create, as milvus-sim sees it */
+    const char *search_method; /* the search after an ambiguous create */
+    const char *search_path;
+    int64_t base;              /* ids of this worker's records */
+    /* seeds what the record needs and produces it */
+    void (*produce)(wt_t *w, const struct worker_kind *k, rec_t *r, int seq);
+    /* records at the target made for r */
+    int (*count)(const cJSON *state, const rec_t *r);
+} worker_kind_t;
+
+static void c2m_produce(wt_t *w, const worker_kind_t *k, rec_t *r, int seq)
+{
+    (void)k;
+    char value[512];
+    snprintf(value, sizeof value,
+             "{\"Id\":%lld,\"TypeId\":2,\"Name\":\"Keep %d\",\"Register\":\"%s\","
+             "\"CreateDate\":\"2025-03-01T10:00:00-03:00\"}",
+             (long long)r->id, seq, r->doc);
+    assert_int_equal(wt_produce(w, "ploomes.contacts", r->key, value), 0);
+}
+
+static int c2m_count(const cJSON *state, const rec_t *r)
+{
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, "clientes"))
+    {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(it, "cnpj_cpf");
+        n += cJSON_IsString(d) && strcmp(d->valuestring, r->doc) == 0;
+    }
+    return n;
+}
+
+/* The task's contact is a person whose client exists in Milvus (found by document on the same
+ * connection just before the create), each record its own contact and client. */
+static void t2m_produce(wt_t *w, const worker_kind_t *k, rec_t *r, int seq)
+{
+    int64_t contact = k->base + 500 + seq;
+    char seed[512];
+    snprintf(seed, sizeof seed,
+             "{\"clientes\":[{\"id\":%lld,\"razao_social\":\"Keep %d\",\"nome_fantasia\":"
+             "\"Keep %d\",\"cnpj_cpf\":\"%s\",\"token\":\"KT%lld\",\"is_fisica\":true,"
+             "\"is_ativo\":true}]}",
+             (long long)(k->base + 900 + seq), seq, seq, r->doc, (long long)(k->base + seq));
+    assert_int_equal(simproc_seed(fx.milvus, seed), 0);
+    snprintf(seed, sizeof seed,
+             "{\"Contacts\":[{\"Id\":%lld,\"TypeId\":2,\"Name\":\"Pessoa %d\",\"Register\":"
+             "\"%s\",\"CreateDate\":\"2025-01-10T10:00:00-03:00\"}]}",
+             (long long)contact, seq, r->doc);
+    assert_int_equal(simproc_seed(fx.ploomes, seed), 0);
+    char value[512];
+    snprintf(value, sizeof value,
+             "{\"Id\":%lld,\"ContactId\":%lld,\"Title\":\"Keep-alive %d\",\"Description\":"
+             "\"dropped on reuse\",\"CreateDate\":\"" NOW "\",\"LastUpdateDate\":\"" NOW "\","
+             "\"Tags\":[{\"TagId\":40049716}]}",
+             (long long)r->id, (long long)contact, seq);
+    assert_int_equal(wt_produce(w, "ploomes.tasks", r->key, value), 0);
+}
+
+static int t2m_count(const cJSON *state, const rec_t *r)
+{
+    char marker[64];
+    snprintf(marker, sizeof marker, "[ploomes:task:%lld]", (long long)r->id);
+    size_t ml = strlen(marker);
+    int n = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(state, "chamados"))
+    {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(t, "chamado_descricao");
+        n += cJSON_IsString(d) && strncmp(d->valuestring, marker, ml) == 0 &&
+             (d->valuestring[ml] == '\0' || d->valuestring[ml] == '\n');
+    }
+    return n;
+}
+
+static void c2p_produce(wt_t *w, const worker_kind_t *k, rec_t *r, int seq)
+{
+    (void)k;
+    char value[512];
+    snprintf(value, sizeof value,
+             "{\"id\":%lld,\"razao_social\":\"Keep %d\",\"nome_fantasia\":\"Keep %d\","
+             "\"cnpj_cpf\":\"%s\",\"is_fisica\":true,\"is_ativo\":true,\"token\":\"KP%d\"}",
+             (long long)r->id, seq, seq, r->doc, seq);
+    assert_int_equal(wt_produce(w, "milvus.clients", r->key, value), 0);
+}
+
+static int c2p_count(const cJSON *state, const rec_t *r)
+{
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, "Contacts"))
+    {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(it, "Register");
+        n += cJSON_IsString(d) && strcmp(d->valuestring, r->doc) == 0;
+    }
+    return n;
+}
+
+static const worker_kind_t C2M = {"clients-to-milvus", false, "ploomes.contacts",
+                                  "/api/cliente/criar", "GET", "/api/cliente/busca", 610000,
+                                  c2m_produce, c2m_count};
+static const worker_kind_t T2M = {"tasks-to-milvus", false, "ploomes.tasks",
+                                  "/api/chamado/criar", "POST", "/api/chamado/listagem", 620000,
+                                  t2m_produce, t2m_count};
+static const worker_kind_t C2P = {"clients-to-ploomes", true, "milvus.clients", "/Contacts",
+                                  "GET", "/Contacts", 630000, c2p_produce, c2p_count};
+
+static simproc *target_of(const worker_kind_t *k)
+{
+    return k->to_ploomes ? fx.ploomes : fx.milvus;
+}
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static double fault_num(simproc *sim, const char *key)
+{
+    long st;
+    cJSON *f = simproc_request_json(sim, "GET", "/_admin/faults", NULL, NULL, &st);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, key);
+    double d = st == 200 && cJSON_IsNumber(v) ? v->valuedouble : -100;
+    cJSON_Delete(f);
+    return d;
+}
+
+/* The journal's `total` (requests so far). */
+static int64_t journal_total(simproc *sim)
+{
+    long st;
+    cJSON *j = simproc_request_json(sim, "GET", "/_admin/requests", NULL, NULL, &st);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "total");
+    assert_true(st == 200 && cJSON_IsNumber(t));
+    int64_t n = (int64_t)t->valuedouble;
+    cJSON_Delete(j);
+    return n;
+}
+
+typedef struct {
+    const wt_t *w;
+    const char *key;
+} done_wait_t;
+
+static bool key_done(void *ctx)
+{
+    done_wait_t *d = ctx;
+    return wt_count_done(d->w, d->key, NULL, NULL) >= 1;
+}
+
+static bool is(const cJSON *e, const char *field, const char *want)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, field);
+    return cJSON_IsString(v) && strcmp(v->valuestring, want) == 0;
+}
+
+/* The server's journal since seq `from`: `records` creates dropped (each on a reused
+ * connection, in the variant's way), a search between each drop and the next create, and
+ * `creates` creates in all. Returns NULL or a static description. */
+static const char *check_journal(const worker_kind_t *k, int64_t from, const char *drop,
+                                 int records, int creates)
+{
+    static char why[512];
+    long st;
+    cJSON *j = simproc_request_json(target_of(k), "GET", "/_admin/requests", NULL, NULL, &st);
+    if (st != 200 || j == NULL) {
+        cJSON_Delete(j);
+        return "GET /_admin/requests failed";
+    }
+    int seen_creates = 0, drops = 0;
+    bool after_drop = false, searched = false;
+    why[0] = '\0';
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "requests"))
+    {
+        int64_t seq = (int64_t)cJSON_GetObjectItemCaseSensitive(e, "seq")->valuedouble;
+        if (seq <= from || why[0])
+            continue;
+        if (is(e, "method", "POST") && is(e, "path", k->create_path)) {
+            seen_creates++;
+            if (after_drop && !searched) {
+                snprintf(why, sizeof why,
+                         "request %lld: the create reached the server again with no search "
+                         "since it was dropped (a silent re-send)",
+                         (long long)seq);
+                continue;
+            }
+            after_drop = false;
+            if (!is(e, "drop", "")) {
+                drops++;
+                double cr = cJSON_GetObjectItemCaseSensitive(e, "conn_request")->valuedouble;
+                if (!is(e, "drop", drop) || cr < 2)
+                    snprintf(why, sizeof why, "request %lld: dropped as %s on request %g of its "
+                             "connection, expected %s on a reused one",
+                             (long long)seq,
+                             cJSON_GetObjectItemCaseSensitive(e, "drop")->valuestring, cr, drop);
+                after_drop = true;
+                searched = false;
+            }
+        } else if (is(e, "method", k->search_method) && is(e, "path", k->search_path)) {
+            searched = true;
+        }
+    }
+    cJSON_Delete(j);
+    if (why[0])
+        return why;
+    if (drops != records || seen_creates != creates) {
+        snprintf(why, sizeof why, "%d creates reached the server (%d dropped), expected %d (%d)",
+                 seen_creates, drops, creates, records);
+        return why;
+    }
+    return NULL;
+}
+
+/* ---- one run: a worker, a variant ----------------------------------------------------------- */
+
+static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
+{
+    const char *only = getenv("KEEPALIVE_ONLY");
+    if (only && strcmp(only, k->binary) != 0)
+        return;
+    bool before = strcmp(variant, "before") == 0;
+    fprintf(stderr, "%s, keepalive_drop %s\n", k->binary, variant);
+    wt_t w;
+    wt_init(&w, before ? "kab" : "kaa");
+    wt_set(&w, "PLOOMES_BASE_URL", simproc_api_url(fx.ploomes));
+    wt_set(&w, "PLOOMES_USER_KEY", PKEY);
+    wt_set(&w, "MILVUS_BASE_URL", simproc_api_url(fx.milvus));
+    wt_set(&w, "MILVUS_TOKEN", MTOKEN);
+    wt_set(&w, "SYNC_SINCE", "2024-02-24T00:00:00-03:00");
+    wt_set(&w, "TICKETS_SINCE", "2026-01-01T00:00:00Z");
+    wt_set(&w, "MAX_IN_FLIGHT", "1");
+    wt_set(&w, "LOG_LEVEL", "info");
+    assert_int_equal(wt_ensure_topics(&w), 0);
+    wt_set(&w, "MILVUS_MIN_ID", "0");
+    simproc *target = target_of(k);
+    const char *api = k->to_ploomes ? "ploomes" : "milvus";
+    int64_t from = journal_total(target);
+
+    int port = 0;
+    pid_t pid = pt_start_daemon(k->binary, wt_env(&w), w.log, &port);
+    assert_true(pid > 0);
+    rec_t recs[RECORDS];
+    bool ok = true;
+    for (int i = 0; i < RECORDS && ok; i++) {
+        rec_t *r = &recs[i];
+        int seq = seq0 + i;
+        r->id = k->base + seq;
+        snprintf(r->key, sizeof r->key, "%lld", (long long)r->id);
+        make_cpf((int)r->id, r->doc);
+        char faults[256];
+        snprintf(faults, sizeof faults,
+                 "{\"keepalive_drop\":\"%s\",\"keepalive_drop_times\":1,"
+                 "\"keepalive_drop_path\":\"%s\",\"keepalive_drop_method\":\"POST\"}",
+                 variant, k->create_path);
+        assert_int_equal(simproc_faults(target, faults), 0);
+        k->produce(&w, k, r, seq);
+        assert_int_equal(wt_flush(&w), 0);
+        done_wait_t d = {&w, r->key};
+        if (!testenv_wait_until(key_done, &d, 90000, 50)) {
+            fprintf(stderr, "FAIL record %s never finished\n", r->key);
+            ok = false;
+        } else if (fault_num(target, "keepalive_drop_times") != 0) {
+            fprintf(stderr, "FAIL record %s: its create was not dropped (not on a reused "
+                            "connection?)\n", r->key);
+            ok = false;
+        }
+    }
+    assert_int_equal(simproc_faults(target, "{\"keepalive_drop\":\"off\"}"), 0);
+
+    char *metrics = NULL;
+    long mst = pt_http_get(port, "/metrics", &metrics);
+    kill(pid, SIGTERM);
+    int rc = simproc_wait(pid, 30000);
+    if (!ok || rc != 0 || mst != 200) {
+        pt_dump_log(w.log, 8000);
+        free(metrics);
+        fail_msg("%s (%s): exit %d, /metrics %ld", k->binary, variant, rc, mst);
+    }
+
+    /* what a user cares about: each record delivered exactly once, one record at the target */
+    const char *reason = before ? "created" : "found_after_ambiguous";
+    cJSON *state = simproc_state(target);
+    assert_non_null(state);
+    int bad = 0;
+    for (int i = 0; i < RECORDS; i++) {
+        int done = wt_count_done(&w, recs[i].key, NULL, NULL);
+        int good = wt_count_done(&w, recs[i].key, "delivered", reason);
+        int at_target = k->count(state, &recs[i]);
+        if (done != 1 || good != 1 || at_target != 1) {
+            fprintf(stderr, "FAIL key %s: %d record_done lines (%d delivered %s), %d at the "
+                            "target\n", recs[i].key, done, good, reason, at_target);
+            bad++;
+        }
+    }
+    cJSON_Delete(state);
+    long letters = wt_topic_count(&w, "pipeline.dlq");
+    /* the worker saw each drop as a lost answer and did not send it again by itself */
+    char series[160];
+    snprintf(series, sizeof series, "event=http_failed api=%s method=POST", api);
+    int ambiguous = wt_log_count(&w, series);
+    int lost = wt_log_count(&w, "outcome=ambiguous error_class=CurlRecv");
+    int refused = wt_log_count(&w, "not sent again: the request is not idempotent");
+    int again = wt_log_count(&w, "event=create_again");
+    snprintf(series, sizeof series,
+             "http_requests_total{api=\"%s\",method=\"POST\",outcome=\"ambiguous\"}", api);
+    double m_amb = pt_metric_value(metrics, series);
+    snprintf(series, sizeof series,
+             "http_request_duration_seconds_count{api=\"%s\",method=\"POST\",status=\"CurlRecv\"}",
+             api);
+    double m_recv = pt_metric_value(metrics, series);
+    fprintf(stderr,
+            "  log: %d http_failed (%d CurlRecv ambiguous, %d re-sends refused), %d create_again; "
+            "metrics: %g ambiguous POSTs, %g CurlRecv attempts; %ld dead letters\n",
+            ambiguous, lost, refused, again, m_amb, m_recv, letters);
+    if (letters != 0 || ambiguous != RECORDS || lost != RECORDS || refused != RECORDS ||
+        again != (before ? RECORDS : 0) || m_amb != RECORDS || m_recv != RECORDS) {
+        fprintf(stderr, "FAIL expected %d of each (create_again %d), no dead letter\n", RECORDS,
+                before ? RECORDS : 0);
+        bad++;
+    }
+    free(metrics);
+    /* the server's view: a create came again only after a search */
+    char drop[32];
+    snprintf(drop, sizeof drop, "keepalive_%s", variant);
+    const char *j = check_journal(k, from, drop, RECORDS, before ? 2 * RECORDS : RECORDS);
+    if (j) {
+        fprintf(stderr, "FAIL journal: %s\n", j);
+        bad++;
+    }
+    if (bad) {
+        pt_dump_log(w.log, 8000);
+        fail_msg("%s (keepalive_drop %s): %d checks failed (FAIL lines above)", k->binary,
+                 variant, bad);
+    }
+    wt_free(&w);
+}
+
+static void clients_to_milvus_before(void **state)
+{
+    (void)state;
+    run_variant(&C2M, "before", 0);
+}
+
+static void clients_to_milvus_after(void **state)
+{
+    (void)state;
+    run_variant(&C2M, "after", 10);
+}
+
+static void tasks_to_milvus_before(void **state)
+{
+    (void)state;
+    run_variant(&T2M, "before", 0);
+}
+
+static void tasks_to_milvus_after(void **state)
+{
+    (void)state;
+    run_variant(&T2M, "after", 10);
+}
+
+static void clients_to_ploomes_before(void **state)
+{
+    (void)state;
+    run_variant(&C2P, "before", 0);
+}
+
+static void clients_to_ploomes_after(void **state)
+{
+    (void)state;
+    run_variant(&C2P, "after", 10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(clients_to_milvus_before),
+        cmocka_unit_test(clients_to_milvus_after),
+        cmocka_unit_test(tasks_to_milvus_before),
+        cmocka_unit_test(tasks_to_milvus_after),
+        cmocka_unit_test(clients_to_ploomes_before),
+        cmocka_unit_test(clients_to_ploomes_after),
+    };
+    return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
+}
