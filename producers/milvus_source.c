@@ -305,7 +305,7 @@ static producer_pass_t milvus_pass(producer_ctx_t *ctx)
                 "verdict=%s",
                 pagina, nrows, new_rows, page_skipped, page_published, milvus_verdict_name(v));
         if (r != PRODUCER_PASS_OK) {
-            end = "delivery_failed";
+            end = r == PRODUCER_PASS_STOPPED ? "stopped" : "delivery_failed";
             break;
         }
         if (v != MILVUS_CONTINUE) {

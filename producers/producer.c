@@ -20,6 +20,8 @@
 #define PRODUCER_WARM_TIMEOUT_MS 10000
 #define PRODUCER_CLOSE_TIMEOUT_MS 30000
 #define PRODUCER_STORE_PING_TRIES 5
+/* Delivery waits look at the stop request this often. */
+#define PRODUCER_STOP_CHECK_MS 200
 
 const char *producer_pass_name(producer_pass_t r)
 {
@@ -191,14 +193,57 @@ producer_pass_t producer_fetch_ex(producer_ctx_t *ctx, const char *entity,
     return out;
 }
 
+/* -1 while no stop is requested; otherwise the milliseconds left of PRODUCER_SHUTDOWN_GRACE_MS
+ * (0 when spent), counted from the first call that saw the stop. */
+static int64_t stop_grace_left(producer_ctx_t *ctx)
+{
+    if (!app_stop_requested())
+        return -1;
+    int64_t now = clock_mono_ms();
+    if (ctx->stop_seen_mono == 0)
+        ctx->stop_seen_mono = now > 0 ? now : 1;
+    int64_t left = ctx->stop_seen_mono + PRODUCER_SHUTDOWN_GRACE_MS - now;
+    return left > 0 ? left : 0;
+}
+
+/* kafka_batch_wait() on ctx->batch in slices, so a stop request bounds the wait: without one it
+ * lasts until every report is in (librdkafka's message.timeout.ms bounds that); after one, at
+ * most what is left of the grace. Same returns as kafka_batch_wait(); KAFKA_ERR_TIMEOUT only
+ * when a stop cut the wait short. */
+static int batch_wait_bounded(producer_ctx_t *ctx, char *kerr, size_t kerrlen)
+{
+    for (;;) {
+        int64_t left = stop_grace_left(ctx);
+        if (left == 0) /* grace spent: collect what has arrived, wait no more */
+            return kafka_batch_wait(ctx->kafka, ctx->batch, 0, kerr, kerrlen);
+        int slice = left < 0 || left > PRODUCER_STOP_CHECK_MS ? PRODUCER_STOP_CHECK_MS
+                                                              : (int)left;
+        int rc = kafka_batch_wait(ctx->kafka, ctx->batch, slice, kerr, kerrlen);
+        if (rc != KAFKA_ERR_TIMEOUT)
+            return rc;
+    }
+}
+
 producer_pass_t producer_deliver(producer_ctx_t *ctx, const char *entity, char *err,
                                  size_t errlen)
 {
     char kerr[512];
     kerr[0] = '\0';
-    int rc = kafka_batch_wait(ctx->kafka, ctx->batch, -1, kerr, sizeof kerr);
+    int rc = batch_wait_bounded(ctx, kerr, sizeof kerr);
     if (rc == KAFKA_OK)
         return PRODUCER_PASS_OK;
+    if (rc == KAFKA_ERR_TIMEOUT) {
+        errbuf_set(err, errlen,
+                   "stopped with %zu of %zu records still waiting for a delivery report after "
+                   "%d ms: the cursor stays before them, the next start publishes them again",
+                   kafka_batch_pending(ctx->batch), kafka_batch_sent(ctx->batch),
+                   PRODUCER_SHUTDOWN_GRACE_MS);
+        char m[600];
+        log_msg(LOG_WARN, "delivery_abandoned", "entity=%s pending=%zu sent=%zu error=%s",
+                entity, kafka_batch_pending(ctx->batch), kafka_batch_sent(ctx->batch),
+                log_quote(m, sizeof m, err));
+        return PRODUCER_PASS_STOPPED;
+    }
     char first[256];
     kafka_batch_error(ctx->batch, first, sizeof first);
     errbuf_set(err, errlen, "delivery of %zu of %zu records failed (%s): %s %s",
@@ -213,7 +258,7 @@ producer_pass_t producer_deliver(producer_ctx_t *ctx, const char *entity, char *
 void producer_drain(producer_ctx_t *ctx)
 {
     char kerr[256];
-    kafka_batch_wait(ctx->kafka, ctx->batch, -1, kerr, sizeof kerr);
+    (void)batch_wait_bounded(ctx, kerr, sizeof kerr); /* the outcome is not wanted */
 }
 
 void producer_scan_done(producer_ctx_t *ctx, const char *key, const char *entity,
@@ -821,7 +866,11 @@ out:
     atomic_store(&ctx.ready, false);
     lease_release(&ctx);
     if (ctx.kafka != NULL) {
-        if (kafka_producer_close(ctx.kafka, PRODUCER_CLOSE_TIMEOUT_MS, err, sizeof err) != 0) {
+        /* After a stop, flush only within what is left of the grace: the rest is purged (the
+         * cursors stayed before it) and the exit code says so. */
+        int64_t grace = stop_grace_left(&ctx);
+        int close_ms = grace < 0 ? PRODUCER_CLOSE_TIMEOUT_MS : (int)grace;
+        if (kafka_producer_close(ctx.kafka, close_ms, err, sizeof err) != 0) {
             log_msg(LOG_ERROR, "kafka_close_failed", "error=%s", log_quote(q, sizeof q, err));
             if (exit_code == CONFIG_EXIT_OK)
                 exit_code = CONFIG_EXIT_FATAL;

@@ -7,6 +7,13 @@
  * 1 fatal (Kafka fatal error, MongoDB or Kafka unreachable at start, a page failed in --once,
  * messages left undelivered at close); 3 the API rejected the credentials (401).
  *
+ * Shutdown (SIGTERM/SIGINT) is bounded: once a stop is requested, the page in flight gets at
+ * most PRODUCER_SHUTDOWN_GRACE_MS more for its delivery reports (and the close flushes within
+ * what is left of it). Records still unconfirmed then are abandoned: the cursor (or the Milvus
+ * hashes) stays before them, so the next start publishes them again (at-least-once), the close
+ * purges them and the exit code is 1 (an unclean stop). Without a stop, a page waits for its
+ * reports as long as librdkafka's message.timeout.ms lets it.
+ *
  * Helpers for sources: producer_fetch() performs one page request and parses it;
  * producer_record_id() / producer_record_utf8() vet a row before anything is sent (a row that
  * fails is skipped, logged at warn with its id and reason, and counted in
@@ -38,6 +45,11 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "store.h"
+
+/* Once a stop is requested: how long delivery reports are still waited for (the page in
+ * flight, then the close) before the rest is abandoned. Kubernetes' default grace is 30 s,
+ * docker-compose stop's 10 s: the producer must be gone well within the latter. */
+#define PRODUCER_SHUTDOWN_GRACE_MS 5000
 
 /* Outcome of a pass (or of one page / one entity inside it). Ordered by severity. */
 typedef enum {
@@ -90,6 +102,9 @@ typedef struct producer_ctx {
     int64_t lease_ms;                      /* PRODUCER_LEASE_SECONDS * 1000 */
     bool lease_held;
     int64_t lease_renewed_mono;            /* clock_mono_ms() of the last successful renewal */
+    int64_t stop_seen_mono;                /* clock_mono_ms() when a delivery wait (or the
+                                              close) first saw the stop request; 0 = not yet:
+                                              PRODUCER_SHUTDOWN_GRACE_MS counts from there */
 } producer_ctx_t;
 
 typedef struct {
@@ -189,13 +204,17 @@ producer_pass_t producer_page_unusable(producer_ctx_t *ctx, const char *entity,
                                        size_t errlen);
 
 /* Waits for every delivery report of ctx->batch. OK only when all were delivered; FAILED when
- * some failed or timed out (logged, err filled); FATAL on a fatal producer error. */
+ * some failed or timed out (logged, err filled); FATAL on a fatal producer error; STOPPED when
+ * a stop was requested and reports were still missing PRODUCER_SHUTDOWN_GRACE_MS later (logged
+ * as event=delivery_abandoned, err filled): the caller must not move its cursor, the records
+ * stay pending until the close purges them. */
 producer_pass_t producer_deliver(producer_ctx_t *ctx, const char *entity, char *err,
                                  size_t errlen);
 
-/* Waits (unbounded but for librdkafka's message timeout) until ctx->batch has no pending
- * message, ignoring the outcome: used when a page is abandoned half-sent, so the batch can be
- * reset for the next page. */
+/* Waits (bounded by librdkafka's message timeout, or by PRODUCER_SHUTDOWN_GRACE_MS once a
+ * stop is requested) until ctx->batch has no pending message, ignoring the outcome: used when
+ * a page is abandoned half-sent, so the batch can be reset for the next page (after a stop
+ * there is no next page: what is left is purged by the close). */
 void producer_drain(producer_ctx_t *ctx);
 
 /* The end of one scan: unless it was stopped, records the poll result of cursor `key`
