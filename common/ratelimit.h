@@ -57,7 +57,10 @@
  * After a pause ends, grants resume one every S (the pause does not reset the spacing: the first
  * grant comes at the pause's end, the next S later, ...), never N at once. i*S is rounded up to
  * whole ms. Two grants of different processes may appear closer than S by the sum of their
- * clock estimates' errors (a few ms; see "Clock").
+ * clock estimates' errors (a few ms; see "Clock"), and, as the API sees them, by the time the
+ * earlier grant's insert took (a grant is stamped before its insert is sent: up to ~350 ms
+ * measured on a loaded 2-core host, tests/common/it_ratelimit.c). The window rule's margin
+ * absorbs that delay; the spacing does not, so it is a pacing aid, not a bound.
  *
  * Cost (issue 13): an acquisition served from the process's block is a mutex and no round trip.
  * A refill reads only the blocks numbered >= the process's hint (the newest it has seen: usually
