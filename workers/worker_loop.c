@@ -14,6 +14,7 @@
 
 #define WORKER_STORE_PING_TRIES 5
 #define WORKER_TOPICS_TIMEOUT_MS 30000
+#define WORKER_WARM_TIMEOUT_MS 5000
 #define WORKER_CLOSE_TIMEOUT_MS 30000
 #define WORKER_POLL_MS 200
 #define WORKER_LAG_EVERY_MS 5000
@@ -703,6 +704,15 @@ static int open_kafka(worker_rt_t *rt, const kafka_settings_t *ks)
         log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
         return CONFIG_EXIT_FATAL;
     }
+    /* The first dead letter is then not held ~1 s by librdkafka's metadata timer; a failure
+     * costs only that delay. */
+    char dlq_topic[KAFKA_TOPIC_NAME_MAX];
+    const char *warm[] = {dlq_topic};
+    if (kafka_topic_name(dlq_topic, sizeof dlq_topic, cfg->topic_prefix, KAFKA_TOPIC_DLQ) ==
+            KAFKA_OK &&
+        kafka_producer_warm(rt->dlq_producer, warm, 1, WORKER_WARM_TIMEOUT_MS, err, sizeof err) !=
+            KAFKA_OK)
+        log_msg(LOG_WARN, "kafka_warm_failed", "error=%s", log_quote(q, sizeof q, err));
     const char *secrets[] = {cfg->ploomes_user_key, cfg->milvus_token, cfg->kafka_sasl_password};
     kafka_dlq_opts_t dopts = {.producer = rt->dlq_producer,
                               .topic_prefix = cfg->topic_prefix,
