@@ -22,6 +22,7 @@
  * 120/min it leaves 120 requests per 61 s (98.4% of the quota). */
 #define RL_DEFAULT_MARGIN_MS 1000
 #define RL_INSERT_TRIES 32 /* lost races in one try_acquire before reporting "wait 1 ms" */
+#define RL_STOPPED 3        /* internal: the caller's stop was seen before a block was inserted */
 #define RL_SLICE_MS 100
 #define RL_DUP_KEY 11000
 #define RL_BLOCK_SPAN_MS 100 /* automatic B: the grants of about 100 ms at the full rate */
@@ -406,17 +407,31 @@ static int take_local(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errle
     return rc;
 }
 
+static bool stop_requested(volatile sig_atomic_t *stop) { return stop && *stop; }
+
 /* One store round for a new block (the caller holds rl->refill): 1 = inserted (its first ticket
- * is the caller's, the others go to the pool), 0 = spent (*wait_ms), -1 = error. */
-static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t *wait_ms, char *err,
-                         size_t errlen)
+ * is the caller's, the others go to the pool), 0 = spent (*wait_ms), -1 = error, RL_STOPPED =
+ * `*stop` (may be NULL) was seen before a grant (nothing granted; the only block this call may
+ * have written is one kept as a used slot after a slow acquisition, see below).
+ * A lost race (E11000: another process took the block) or a stale hint means another read and
+ * insert, up to RL_INSERT_TRIES times, each round trip bounded only by the store's socket
+ * timeout: the stop is checked before each read and before each insert, so a stop waits for
+ * the round trip in flight only. */
+static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, volatile sig_atomic_t *stop,
+                         int64_t *wait_ms, char *err, size_t errlen)
 {
     rl_ticket_t *tickets = NULL;
     int rc = -1;
     const int64_t spacing = rl->window_ms + rl->margin_ms + rl->expiry_ms;
     *wait_ms = 1;
 
+    int lost = 0;        /* inserts that lost the race (E11000) */
+    int64_t lost_k = -1; /* the block number of the latest one */
     for (int tries = 0; tries < RL_INSERT_TRIES; tries++) {
+        if (stop_requested(stop)) {
+            rc = RL_STOPPED;
+            goto out;
+        }
         int64_t read_start = clock_mono_ms();
         int64_t hint = get_hint(rl);
         int64_t lo = hint < 0 ? 0 : hint;
@@ -500,6 +515,10 @@ static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t *wa
             goto out;
         }
 
+        if (stop_requested(stop)) { /* the read may have taken long: do not take a slot now */
+            rc = RL_STOPPED;
+            goto out;
+        }
         char id[HASH_HEX_SIZE + 24];
         block_id(rl, next, id, sizeof id);
         bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "bucket", BCON_UTF8(rl->bucket), "k",
@@ -513,6 +532,8 @@ static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t *wa
         if (!ok) {
             if (error.code == RL_DUP_KEY) {
                 raise_hint(rl, next); /* someone else took `next`: read again */
+                lost++;
+                lost_k = next;
                 continue;
             }
             errbuf_set(err, errlen, "rate limiter %s: writing %s.%s failed: %s", rl->name,
@@ -550,7 +571,12 @@ static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, int64_t *wa
         rc = 1;
         goto out;
     }
-    *wait_ms = 1; /* lost every race this time: let the caller wait a moment */
+    /* lost every race this time (or kept finding stale views): not an error, the caller waits
+     * a moment and tries again; named in the log, since it repeats for as long as the store
+     * holds a document with a block's _id that the reads above do not return */
+    log_msg(LOG_WARN, "ratelimit_races_lost", "limiter=%s tries=%d lost_inserts=%d block=%lld",
+            rl->name, RL_INSERT_TRIES, lost, (long long)lost_k);
+    *wait_ms = 1;
     rc = 0;
 
 out:
@@ -558,7 +584,10 @@ out:
     return rc;
 }
 
-int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen)
+/* ratelimit_try_acquire() honouring `stop` (may be NULL) during a refill: RL_STOPPED when it
+ * was set before a block was inserted. */
+static int try_acquire(ratelimit_t *rl, volatile sig_atomic_t *stop, int64_t *wait_ms, char *err,
+                       size_t errlen)
 {
     *wait_ms = 1;
     int rc = take_local(rl, wait_ms, err, errlen);
@@ -571,12 +600,17 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
         mongoc_client_t *client = mongoc_client_pool_pop(rl->pool);
         mongoc_collection_t *coll =
             mongoc_client_get_collection(client, rl->database, rl->collection);
-        rc = acquire_block(rl, coll, wait_ms, err, errlen);
+        rc = acquire_block(rl, coll, stop, wait_ms, err, errlen);
         mongoc_collection_destroy(coll);
         mongoc_client_pool_push(rl->pool, client);
     }
     pthread_mutex_unlock(&rl->refill);
     return rc;
+}
+
+int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen)
+{
+    return try_acquire(rl, NULL, wait_ms, err, errlen);
 }
 
 int ratelimit_acquire(ratelimit_t *rl, volatile sig_atomic_t *stop, ratelimit_wait_fn wait_hook,
@@ -586,11 +620,13 @@ int ratelimit_acquire(ratelimit_t *rl, volatile sig_atomic_t *stop, ratelimit_wa
         if (stop && *stop)
             return 1;
         int64_t wait = 0;
-        int r = ratelimit_try_acquire(rl, &wait, err, errlen);
+        int r = try_acquire(rl, stop, &wait, err, errlen);
         if (r < 0)
             return -1;
         if (r == 1)
             return 0;
+        if (r == RL_STOPPED)
+            return 1;
         log_msg(LOG_DEBUG, "ratelimit_wait", "limiter=%s wait_ms=%lld", rl->name,
                 (long long)wait);
         int64_t deadline = clock_mono_ms() + wait;

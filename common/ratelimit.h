@@ -151,7 +151,11 @@ const char *ratelimit_bucket(const ratelimit_t *rl);
 /* One non-blocking attempt (it may wait for another thread of this process that is refilling:
  * one store round). Returns 1 when a request may be sent now (a ticket was taken), 0 when the
  * budget is spent — *wait_ms then says how long until the next ticket can be free (>= 1) — or
- * -1 on a MongoDB error (err filled; the caller treats it as retriable). */
+ * -1 on a MongoDB error (err filled; the caller treats it as retriable).
+ * A store round is a read and an insert, read again after each lost insert race (E11000:
+ * another process took that block), at most 32 times; when all 32 are lost it returns 0 with
+ * *wait_ms = 1 (not an error; logged as ratelimit_races_lost), and the next call starts over.
+ * It has no stop flag: a caller that must stop promptly uses ratelimit_acquire(). */
 int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen);
 
 /* Called while ratelimit_acquire() waits. It should return within `remaining_ms` (it may return
@@ -159,7 +163,12 @@ int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t e
 typedef int (*ratelimit_wait_fn)(void *ctx, int64_t remaining_ms);
 
 /* Blocks until a ticket is taken. While waiting it calls `wait_hook` (or, when NULL, sleeps in
- * slices of at most 100 ms), and checks `*stop` (may be NULL) between slices.
+ * slices of at most 100 ms), and checks `*stop` (may be NULL) between slices, and also inside a
+ * store round (before each read and before each insert of the lost-race retries described at
+ * ratelimit_try_acquire()): a stop waits for the read or the insert in flight (each MongoDB call
+ * bounded by the store's socketTimeoutMS), never for the remaining retries. A stop seen before
+ * the insert ends the call with nothing granted and no block written. (A thread that waits for
+ * another thread's refill waits for that round; it ends as soon if both share the stop flag.)
  * Returns 0 when acquired, 1 when stopped (stop flag set or hook returned non-zero), -1 on a
  * MongoDB error (err filled). */
 int ratelimit_acquire(ratelimit_t *rl, volatile sig_atomic_t *stop, ratelimit_wait_fn wait_hook,

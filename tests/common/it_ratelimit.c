@@ -3,7 +3,8 @@
  * api_, usage, the bucket name (hash, never the secret), recovery after the collection is
  * dropped, and a clear error when MongoDB does not answer; blocks of tickets at a high N across
  * processes and threads, their expiry, and a cost per acquisition that does not grow with the
- * tickets already taken (issue 13). Unique database per run. */
+ * tickets already taken (issue 13); a stop requested during the retries of a lost insert race
+ * ends the acquisition without another store call. Unique database per run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +30,7 @@
 #include "hash.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "tcpproxy.h"
 #include "testenv.h"
 
 #define SECRET "RL-SECRET-KEY-ABCDEF0123456789"
@@ -1345,6 +1347,218 @@ static void test_database_error_is_retriable(void **state)
     mongoc_client_pool_destroy(pool);
 }
 
+/* ---- a stop during the lost-race retries -------------------------------------------------- */
+
+/* What the limiter's pool sent, seen through command monitoring in the acquiring thread. When
+ * `arm` is set, the first block insert that loses its race (E11000) requests the stop and
+ * freezes the proxy in front of MongoDB, before the limiter goes on: a SIGTERM arriving while
+ * the store has turned slow. */
+typedef struct {
+    tcpproxy_t *proxy;
+    volatile sig_atomic_t stop;
+    atomic_int arm;
+    atomic_int lost;       /* block inserts answered with E11000 */
+    atomic_int after_stop; /* finds, inserts, deletes started once the stop was set */
+    atomic_llong stop_at;  /* testenv_now_ms() when the stop was set */
+    /* the acquiring thread */
+    ratelimit_t *rl;
+    int rc;
+    atomic_int done;
+    atomic_llong done_at;
+    char err[512];
+} race_watch_t;
+
+static bool is_store_call(const char *name)
+{
+    return strcmp(name, "find") == 0 || strcmp(name, "insert") == 0 ||
+           strcmp(name, "delete") == 0 || strcmp(name, "getMore") == 0;
+}
+
+static void race_started(const mongoc_apm_command_started_t *e)
+{
+    race_watch_t *w = mongoc_apm_command_started_get_context(e);
+    if (w->stop && is_store_call(mongoc_apm_command_started_get_command_name(e)))
+        atomic_fetch_add(&w->after_stop, 1);
+}
+
+/* The reply of an insert: did it lose the race for its _id? */
+static void race_insert_answered(race_watch_t *w, const char *name, const bson_t *reply)
+{
+    if (strcmp(name, "insert") != 0 || !reply)
+        return;
+    bson_iter_t it, errs, one;
+    if (!(bson_iter_init_find(&it, reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
+          bson_iter_recurse(&it, &errs) && bson_iter_next(&errs) &&
+          BSON_ITER_HOLDS_DOCUMENT(&errs) && bson_iter_recurse(&errs, &one) &&
+          bson_iter_find(&one, "code") && bson_iter_as_int64(&one) == 11000))
+        return;
+    atomic_fetch_add(&w->lost, 1);
+    if (atomic_load(&w->arm) && !w->stop) {
+        tcpproxy_freeze(w->proxy);
+        atomic_store(&w->stop_at, (long long)testenv_now_ms());
+        w->stop = 1;
+    }
+}
+
+static void race_succeeded(const mongoc_apm_command_succeeded_t *e)
+{
+    race_insert_answered(mongoc_apm_command_succeeded_get_context(e),
+                         mongoc_apm_command_succeeded_get_command_name(e),
+                         mongoc_apm_command_succeeded_get_reply(e));
+}
+
+static void race_failed(const mongoc_apm_command_failed_t *e)
+{
+    race_insert_answered(mongoc_apm_command_failed_get_context(e),
+                         mongoc_apm_command_failed_get_command_name(e),
+                         mongoc_apm_command_failed_get_reply(e));
+}
+
+static void *race_acquire(void *arg)
+{
+    race_watch_t *w = arg;
+    w->rc = ratelimit_acquire(w->rl, &w->stop, NULL, NULL, w->err, sizeof w->err);
+    atomic_store(&w->done_at, (long long)testenv_now_ms());
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static bool race_done(void *ctx) { return atomic_load(&((race_watch_t *)ctx)->done) != 0; }
+
+/* Documents of collection `coll` matching {field: value} (value NULL: {field: {$exists: 1}}). */
+static int64_t count_docs(mongoc_client_pool_t *pool, const char *coll_name, const char *field,
+                          const char *value)
+{
+    mongoc_client_t *c = mongoc_client_pool_pop(pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, g_db, coll_name);
+    bson_t *filter = value ? BCON_NEW(field, BCON_UTF8(value))
+                           : BCON_NEW(field, "{", "$exists", BCON_BOOL(true), "}");
+    bson_error_t error;
+    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &error);
+    if (n < 0)
+        fail_msg("counting %s: %s", coll_name, error.message);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(pool, c);
+    return n;
+}
+
+/* A lost insert race (E11000: another process took the block) makes the limiter read and insert
+ * again, up to 32 times in one try, each call bounded only by the socket timeout (20 s in the
+ * store's pools, set here too). A stop requested meanwhile must end ratelimit_acquire() with
+ * "stopped" at once, without another MongoDB call (the old code made the remaining reads and
+ * inserts first: with the store hanging, 20 s per call) and without a grant.
+ * The races are lost for certain: a document holding the _id of the block the limiter will
+ * insert next, without the fields its reads select on (bucket, k), so every insert of that block
+ * collides and no read shows it. The same document then shows what 32 lost races without a stop
+ * give: "wait 1 ms", no grant, no error. */
+static void test_stop_during_lost_races(void **state)
+{
+    (void)state;
+    char err[512];
+    mongoc_client_pool_t *direct = pool_new();
+    bson_error_t e;
+    mongoc_uri_t *mu = mongoc_uri_new_with_error(g_uri, &e);
+    if (!mu)
+        fail_msg("bad MongoDB URI %s: %s", g_uri, e.message);
+    const mongoc_host_list_t *h = mongoc_uri_get_hosts(mu);
+    assert_non_null(h);
+    static race_watch_t w; /* static: the APM context must outlive a failed run's thread */
+    memset(&w, 0, sizeof w);
+    w.proxy = tcpproxy_start(h->host, h->port, err, sizeof err);
+    mongoc_uri_destroy(mu);
+    if (!w.proxy)
+        fail_msg("%s", err);
+    char proxied[640];
+    assert_int_equal(tcpproxy_uri(g_uri, tcpproxy_port(w.proxy), proxied, sizeof proxied), 0);
+    size_t used = strlen(proxied);
+    int n = snprintf(proxied + used, sizeof proxied - used, "%ssocketTimeoutMS=20000",
+                     strchr(proxied, '?') ? "&" : "?");
+    assert_true(n > 0 && (size_t)n < sizeof proxied - used);
+    mongoc_uri_t *pu = mongoc_uri_new_with_error(proxied, &e);
+    if (!pu)
+        fail_msg("bad proxied URI %s: %s", proxied, e.message);
+    mongoc_client_pool_t *pool = mongoc_client_pool_new(pu);
+    mongoc_uri_destroy(pu);
+    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
+    mongoc_apm_set_command_started_cb(cbs, race_started);
+    mongoc_apm_set_command_succeeded_cb(cbs, race_succeeded);
+    mongoc_apm_set_command_failed_cb(cbs, race_failed);
+    assert_true(mongoc_client_pool_set_apm_callbacks(pool, cbs, &w));
+    mongoc_apm_callbacks_destroy(cbs);
+    ratelimit_t *rl = rl_new(pool, "rl_stoprace", 5, 60000, 0);
+    w.rl = rl;
+
+    /* the decoy: block 0's _id, nothing the limiter's reads select */
+    char decoy_id[HASH_HEX_SIZE + 24];
+    snprintf(decoy_id, sizeof decoy_id, "%s:0", ratelimit_bucket(rl));
+    mongoc_client_t *c = mongoc_client_pool_pop(direct);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, g_db, "rl_stoprace");
+    bson_t *decoy = BCON_NEW("_id", BCON_UTF8(decoy_id), "decoy", BCON_BOOL(true));
+    assert_true(mongoc_collection_insert_one(coll, decoy, NULL, NULL, &e));
+    bson_destroy(decoy);
+
+    /* 1. the stop arrives right after the first lost race, and the store hangs from then on */
+    atomic_store(&w.arm, 1);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, race_acquire, &w), 0);
+    /* generous: the fixed limiter makes no further call, so it returns at once */
+    bool prompt = testenv_wait_until(race_done, &w, 10000, 5);
+    tcpproxy_restore(w.proxy); /* the old code's held call goes on; it then ends by itself */
+    bool ended = prompt || testenv_wait_until(race_done, &w, 120000, 20);
+    if (!ended)
+        fail_msg("ratelimit_acquire did not return within 130 s of the stop");
+    pthread_join(th, NULL);
+    long long stop_to_return = (long long)(atomic_load(&w.done_at) - atomic_load(&w.stop_at));
+    print_message("stop during lost races: rc=%d lost_inserts=%d calls_after_stop=%d "
+                  "stop_to_return_ms=%lld\n",
+                  w.rc, atomic_load(&w.lost), atomic_load(&w.after_stop), stop_to_return);
+    assert_true(w.stop); /* a race was lost, and the stop requested then */
+    if (!prompt)
+        fail_msg("ratelimit_acquire still running 10 s after the stop (store hanging): it "
+                 "returned %d after %lld ms, having made %d MongoDB calls after the stop",
+                 w.rc, stop_to_return, atomic_load(&w.after_stop));
+    assert_int_equal(atomic_load(&w.after_stop), 0);
+    assert_int_equal(atomic_load(&w.lost), 1);
+    assert_int_equal(w.rc, 1); /* "stopped", as a stop during a wait */
+    ratelimit_stats_t st;
+    ratelimit_stats(rl, &st);
+    assert_int_equal(st.grants, 0);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(count_docs(direct, "rl_stoprace", "bucket", ratelimit_bucket(rl)), 0);
+    assert_int_equal(count_docs(direct, "rl_stoprace", "_id", decoy_id), 1);
+
+    /* 2. no stop: the 32 tries of one call all lose; the call says "wait 1 ms" (not an error:
+     * a real race means another process got the block) and grants nothing */
+    atomic_store(&w.arm, 0);
+    atomic_store(&w.lost, 0);
+    int64_t wait = 0;
+    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
+    assert_int_equal(wait, 1);
+    assert_true(atomic_load(&w.lost) >= 2);
+    ratelimit_stats(rl, &st);
+    assert_int_equal(st.grants, 0);
+    assert_int_equal(count_docs(direct, "rl_stoprace", "bucket", ratelimit_bucket(rl)), 0);
+
+    /* 3. the decoy gone, the same limiter takes block 0 */
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(decoy_id));
+    assert_true(mongoc_collection_delete_one(coll, sel, NULL, NULL, &e));
+    bson_destroy(sel);
+    volatile sig_atomic_t no_stop = 0;
+    assert_int_equal(ratelimit_acquire(rl, &no_stop, NULL, NULL, err, sizeof err), 0);
+    ratelimit_stats(rl, &st);
+    assert_int_equal(st.grants, 1);
+    assert_int_equal(count_docs(direct, "rl_stoprace", "bucket", ratelimit_bucket(rl)), 1);
+
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(direct, c);
+    ratelimit_free(rl);
+    mongoc_client_pool_destroy(pool);
+    tcpproxy_stop(w.proxy);
+    mongoc_client_pool_destroy(direct);
+}
+
 static void test_mongo_unreachable(void **state)
 {
     (void)state;
@@ -1388,6 +1602,7 @@ int main(void)
         cmocka_unit_test(test_no_burst_after_a_pause),
         cmocka_unit_test(test_api_429_penalizes),
         cmocka_unit_test(test_database_error_is_retriable),
+        cmocka_unit_test(test_stop_during_lost_races),
         cmocka_unit_test(test_mongo_unreachable),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
