@@ -21,7 +21,9 @@
  * (ASan, parallel tests, faketime) exceeded the former 500 ms: one 429 in it_clock_skew. At
  * 120/min it leaves 120 requests per 61 s (98.4% of the quota). */
 #define RL_DEFAULT_MARGIN_MS 1000
-#define RL_INSERT_TRIES 32 /* lost races in one try_acquire before reporting "wait 1 ms" */
+#define RL_INSERT_TRIES 32 /* lost races in one try_acquire before reporting a wait */
+#define RL_RACES_LOST_WAIT_MS 100 /* the wait reported after RL_INSERT_TRIES lost races */
+#define RL_RACES_LOG_MS 10000     /* at most one ratelimit_races_lost line per this */
 #define RL_STOPPED 3        /* internal: the caller's stop was seen before a block was inserted */
 #define RL_SLICE_MS 100
 #define RL_DUP_KEY 11000
@@ -51,6 +53,10 @@ struct ratelimit {
     int pool_next;          /* index in the block of the next ticket to hand out */
     int64_t last_grant;     /* MongoDB time of this process's latest grant from its block */
     int64_t spent_until;    /* monotonic: the budget was seen spent until then */
+    /* ratelimit_races_lost logging (under `refill`): monotonic time of the last line, rounds
+     * not logged since */
+    int64_t races_logged_mono;
+    int64_t races_unlogged;
     ratelimit_stats_t stats;
 };
 
@@ -572,11 +578,22 @@ static int acquire_block(ratelimit_t *rl, mongoc_collection_t *coll, volatile si
         goto out;
     }
     /* lost every race this time (or kept finding stale views): not an error, the caller waits
-     * a moment and tries again; named in the log, since it repeats for as long as the store
-     * holds a document with a block's _id that the reads above do not return */
-    log_msg(LOG_WARN, "ratelimit_races_lost", "limiter=%s tries=%d lost_inserts=%d block=%lld",
-            rl->name, RL_INSERT_TRIES, lost, (long long)lost_k);
-    *wait_ms = 1;
+     * a moment and tries again. Named in the log, since it repeats for as long as the store
+     * holds a document with a block's _id that the reads above do not return; at most one line
+     * per RL_RACES_LOG_MS (with the rounds left out) and a RL_RACES_LOST_WAIT_MS pause, so
+     * that case neither floods the log nor spins on the store. */
+    int64_t mono = clock_mono_ms();
+    if (rl->races_logged_mono == 0 || mono - rl->races_logged_mono >= RL_RACES_LOG_MS) {
+        log_msg(LOG_WARN, "ratelimit_races_lost",
+                "limiter=%s tries=%d lost_inserts=%d block=%lld rounds_not_logged=%lld",
+                rl->name, RL_INSERT_TRIES, lost, (long long)lost_k,
+                (long long)rl->races_unlogged);
+        rl->races_logged_mono = mono;
+        rl->races_unlogged = 0;
+    } else {
+        rl->races_unlogged++;
+    }
+    *wait_ms = RL_RACES_LOST_WAIT_MS;
     rc = 0;
 
 out:

@@ -154,7 +154,8 @@ const char *ratelimit_bucket(const ratelimit_t *rl);
  * -1 on a MongoDB error (err filled; the caller treats it as retriable).
  * A store round is a read and an insert, read again after each lost insert race (E11000:
  * another process took that block), at most 32 times; when all 32 are lost it returns 0 with
- * *wait_ms = 1 (not an error; logged as ratelimit_races_lost), and the next call starts over.
+ * *wait_ms = 100 (not an error; logged as ratelimit_races_lost, at most one line per 10 s with
+ * the rounds left out), and the next call starts over.
  * It has no stop flag: a caller that must stop promptly uses ratelimit_acquire(). */
 int ratelimit_try_acquire(ratelimit_t *rl, int64_t *wait_ms, char *err, size_t errlen);
 
@@ -167,7 +168,9 @@ typedef int (*ratelimit_wait_fn)(void *ctx, int64_t remaining_ms);
  * store round (before each read and before each insert of the lost-race retries described at
  * ratelimit_try_acquire()): a stop waits for the read or the insert in flight (each MongoDB call
  * bounded by the store's socketTimeoutMS), never for the remaining retries. A stop seen before
- * the insert ends the call with nothing granted and no block written. (A thread that waits for
+ * the insert ends the call with nothing granted and no new block written (a block inserted
+ * earlier in the round and set aside as a slow acquisition stays as a used slot, as it would
+ * without a stop). (A thread that waits for
  * another thread's refill waits for that round; it ends as soon if both share the stop flag.)
  * Returns 0 when acquired, 1 when stopped (stop flag set or hook returned non-zero), -1 on a
  * MongoDB error (err filled). */

@@ -1529,13 +1529,35 @@ static void test_stop_during_lost_races(void **state)
     assert_int_equal(count_docs(direct, "rl_stoprace", "bucket", ratelimit_bucket(rl)), 0);
     assert_int_equal(count_docs(direct, "rl_stoprace", "_id", decoy_id), 1);
 
-    /* 2. no stop: the 32 tries of one call all lose; the call says "wait 1 ms" (not an error:
-     * a real race means another process got the block) and grants nothing */
+    /* 2. no stop: the 32 tries of one call all lose; the call says "wait 100 ms" (not an
+     * error: a real race means another process got the block; the pause keeps a stuck case
+     * from spinning on the store) and grants nothing */
     atomic_store(&w.arm, 0);
     atomic_store(&w.lost, 0);
     int64_t wait = 0;
-    assert_int_equal(ratelimit_try_acquire(rl, &wait, err, sizeof err), 0);
-    assert_int_equal(wait, 1);
+    char logpath[] = "/tmp/it_ratelimit_races_XXXXXX";
+    int logfd = mkstemp(logpath);
+    assert_true(logfd >= 0);
+    log_set_fd(logfd);
+    int rc_first = ratelimit_try_acquire(rl, &wait, err, sizeof err);
+    int64_t wait_first = wait;
+    /* a second round at once: still lost, but not logged again (a stuck case must not flood) */
+    int rc_second = ratelimit_try_acquire(rl, &wait, err, sizeof err);
+    log_set_fd(2);
+    char logbuf[8192];
+    ssize_t got = pread(logfd, logbuf, sizeof logbuf - 1, 0);
+    close(logfd);
+    unlink(logpath);
+    assert_true(got >= 0);
+    logbuf[got < 0 ? 0 : got] = '\0';
+    int lines = 0;
+    for (const char *p = logbuf; (p = strstr(p, "event=ratelimit_races_lost ")) != NULL; p++)
+        lines++;
+    assert_int_equal(rc_first, 0);
+    assert_int_equal(wait_first, 100);
+    assert_int_equal(rc_second, 0);
+    assert_int_equal(wait, 100);
+    assert_int_equal(lines, 1);
     assert_true(atomic_load(&w.lost) >= 2);
     ratelimit_stats(rl, &st);
     assert_int_equal(st.grants, 0);
