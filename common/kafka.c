@@ -1262,7 +1262,7 @@ static rd_kafka_topic_t *warm_handle(kafka_producer_t *p, const char *topic)
 }
 
 int kafka_producer_warm(kafka_producer_t *p, const char *const *topics, size_t n, int timeout_ms,
-                        char *err, size_t errlen)
+                        bool (*stop)(void), char *err, size_t errlen)
 {
     if (!p || (n > 0 && !topics) || n > KAFKA_PRODUCER_WARM_MAX) {
         errbuf_set(err, errlen, "kafka_producer_warm: bad arguments (at most %d topics)",
@@ -1290,6 +1290,11 @@ int kafka_producer_warm(kafka_producer_t *p, const char *const *topics, size_t n
                 rd_kafka_metadata_destroy(md);
             if (ready)
                 break;
+            if (stop != NULL && stop()) {
+                errbuf_set(err, errlen, "Kafka topic %s: metadata not learned before the stop",
+                           topics[i]);
+                return KAFKA_ERR_TIMEOUT;
+            }
             if (clock_mono_ms() + KAFKA_WARM_RETRY_MS >= deadline) {
                 errbuf_set(err, errlen,
                            "Kafka topic %s: no metadata with every partition led within %d ms "
@@ -1299,7 +1304,8 @@ int kafka_producer_warm(kafka_producer_t *p, const char *const *topics, size_t n
                 return KAFKA_ERR_TIMEOUT;
             }
             struct timespec ts = {0, KAFKA_WARM_RETRY_MS * 1000000L};
-            nanosleep(&ts, NULL);
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !(stop != NULL && stop()))
+                ; /* a signal: sleep the rest, unless it asked us to stop */
         }
     }
     return KAFKA_OK;

@@ -240,11 +240,13 @@ kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *clie
  * Keeps a handle on each topic until kafka_producer_close() (so librdkafka keeps what it
  * learned). At most KAFKA_PRODUCER_WARM_MAX topics per producer. Returns 0 once every topic is
  * known with all its partitions led; KAFKA_ERR_TIMEOUT (err names the topic) when one is not
- * within timeout_ms; KAFKA_ERR_INVALID for a bad argument or too many topics. Only a delay is at
+ * within timeout_ms, or as soon as `stop` (may be NULL; e.g. app_stop_requested) returns true
+ * between metadata requests; KAFKA_ERR_INVALID for a bad argument or too many topics. Only a
+ * delay is at
  * stake: callers log a failure and go on (sends then wait for librdkafka's own refresh). */
 enum { KAFKA_PRODUCER_WARM_MAX = 8 };
 int kafka_producer_warm(kafka_producer_t *p, const char *const *topics, size_t n, int timeout_ms,
-                        char *err, size_t errlen);
+                        bool (*stop)(void), char *err, size_t errlen);
 
 /* Same for the producer that writes dead letters (kafka_dlq_opts_t.producer): its
  * message.max.bytes follows the DLQ topic (KAFKA_DLQ_EXTRA_BYTES more), so the dead letter of

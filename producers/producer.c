@@ -657,7 +657,9 @@ static void warm_topics(kafka_producer_t *kafka, const char *prefix, const kafka
             k++;
         }
     }
-    if (kafka_producer_warm(kafka, ptrs, k, PRODUCER_WARM_TIMEOUT_MS, err, sizeof err) != 0)
+    if (kafka_producer_warm(kafka, ptrs, k, PRODUCER_WARM_TIMEOUT_MS, app_stop_requested, err,
+                            sizeof err) != 0 &&
+        !app_stop_requested())
         log_msg(LOG_WARN, "kafka_warm_failed", "error=%s", log_quote(q, sizeof q, err));
 }
 

@@ -710,8 +710,9 @@ static int open_kafka(worker_rt_t *rt, const kafka_settings_t *ks)
     const char *warm[] = {dlq_topic};
     if (kafka_topic_name(dlq_topic, sizeof dlq_topic, cfg->topic_prefix, KAFKA_TOPIC_DLQ) ==
             KAFKA_OK &&
-        kafka_producer_warm(rt->dlq_producer, warm, 1, WORKER_WARM_TIMEOUT_MS, err, sizeof err) !=
-            KAFKA_OK)
+        kafka_producer_warm(rt->dlq_producer, warm, 1, WORKER_WARM_TIMEOUT_MS, app_stop_requested,
+                            err, sizeof err) != KAFKA_OK &&
+        !app_stop_requested())
         log_msg(LOG_WARN, "kafka_warm_failed", "error=%s", log_quote(q, sizeof q, err));
     const char *secrets[] = {cfg->ploomes_user_key, cfg->milvus_token, cfg->kafka_sasl_password};
     kafka_dlq_opts_t dopts = {.producer = rt->dlq_producer,

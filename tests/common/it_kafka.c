@@ -376,6 +376,8 @@ static void test_producer_batch_and_flush(void **state)
     kafka_batch_free(b);
 }
 
+static bool stop_now(void) { return true; }
+
 /* kafka_producer_warm: learns existing topics (then sends to them are delivered), names the
  * topic that does not exist, refuses more topics than it can hold. How much sooner a warmed
  * topic's first records leave is measured by scripts/bench.sh (scenario A's first ticket). */
@@ -390,21 +392,25 @@ static void test_producer_warm(void **state)
     kafka_producer_t *p = kafka_producer_new(&s, "it_kafka", err, sizeof err);
     assert_non_null(p);
     const char *both[] = {topic, tasks};
-    if (kafka_producer_warm(p, both, 2, 30000, err, sizeof err) != 0)
+    if (kafka_producer_warm(p, both, 2, 30000, NULL, err, sizeof err) != 0)
         fail_msg("kafka_producer_warm: %s", err);
     /* warming again reuses the handles: still fine, and no handle leaks (ASan) */
-    assert_int_equal(kafka_producer_warm(p, both, 2, 30000, err, sizeof err), 0);
+    assert_int_equal(kafka_producer_warm(p, both, 2, 30000, NULL, err, sizeof err), 0);
 
     char missing[KAFKA_TOPIC_NAME_MAX + 16];
     snprintf(missing, sizeof missing, "%snot-there", prefix);
     const char *gone[] = {missing};
-    assert_int_equal(kafka_producer_warm(p, gone, 1, 1000, err, sizeof err), KAFKA_ERR_TIMEOUT);
+    assert_int_equal(kafka_producer_warm(p, gone, 1, 1000, NULL, err, sizeof err), KAFKA_ERR_TIMEOUT);
     assert_non_null(strstr(err, missing));
+    /* a stop ends the wait for a topic that does not come (else 60 s and "within" in err) */
+    assert_int_equal(kafka_producer_warm(p, gone, 1, 60000, stop_now, err, sizeof err),
+                     KAFKA_ERR_TIMEOUT);
+    assert_non_null(strstr(err, "before the stop"));
 
     const char *many[KAFKA_PRODUCER_WARM_MAX + 1];
     for (size_t i = 0; i < KAFKA_PRODUCER_WARM_MAX + 1; i++)
         many[i] = topic;
-    assert_int_equal(kafka_producer_warm(p, many, KAFKA_PRODUCER_WARM_MAX + 1, 1000, err,
+    assert_int_equal(kafka_producer_warm(p, many, KAFKA_PRODUCER_WARM_MAX + 1, 1000, NULL, err,
                                          sizeof err),
                      KAFKA_ERR_INVALID);
 
