@@ -19,8 +19,7 @@ dlq_filter_t dlq_filter_all(void)
     return (dlq_filter_t){.partition = -1, .from_offset = -1, .to_offset = -1};
 }
 
-/* A group-less consumer able to fetch the largest dead letter. Returns NULL with err. */
-static rd_kafka_t *reader_new(const kafka_settings_t *s, char *err, size_t errlen)
+rd_kafka_t *dlq_reader_new(const kafka_settings_t *s, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = kafka_conf_from_settings(s, err, errlen);
     if (!conf)
@@ -137,6 +136,39 @@ static void decode(dlq_letter_t *l)
     l->http_status = (long)header_i64(l, "x-dlq.http-status", 0);
     l->attempts = (int)header_i64(l, "x-dlq.attempts", 0);
     l->response = (s = dlq_header(l, "x-dlq.response")) ? s : "";
+}
+
+int dlq_letter_dup(const dlq_letter_t *src, dlq_letter_t *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->partition = src->partition;
+    dst->offset = src->offset;
+    dst->timestamp_ms = src->timestamp_ms;
+    if (src->key && !(dst->key = dup_bytes(src->key, src->key_len)))
+        goto oom;
+    dst->key_len = src->key_len;
+    if (src->value && !(dst->value = dup_bytes(src->value, src->value_len)))
+        goto oom;
+    dst->value_len = src->value_len;
+    if (src->header_count > 0) {
+        dst->headers = calloc(src->header_count, sizeof *dst->headers);
+        if (!dst->headers)
+            goto oom;
+        for (size_t i = 0; i < src->header_count; i++) {
+            const kafka_header_t *h = &src->headers[i];
+            kafka_header_t *d = &dst->headers[dst->header_count++];
+            d->name = dup_bytes(h->name, strlen(h->name));
+            d->value = h->value ? dup_bytes(h->value, h->value_len) : NULL;
+            d->value_len = h->value_len;
+            if (!d->name || (h->value && !d->value))
+                goto oom;
+        }
+    }
+    decode(dst); /* the decoded fields point into dst's own headers */
+    return 0;
+oom:
+    letter_free(dst);
+    return -1;
 }
 
 /* Copies a consumed message into *l. Returns 0 or -1 (out of memory; *l freed). */
@@ -277,7 +309,7 @@ int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *
         errbuf_set(err, errlen, "TOPIC_PREFIX makes the DLQ topic name too long");
         return -1;
     }
-    rd_kafka_t *rk = reader_new(s, err, errlen);
+    rd_kafka_t *rk = dlq_reader_new(s, err, errlen);
     if (!rk)
         return -1;
     int rc = -1;
@@ -346,8 +378,8 @@ done:
     return rc;
 }
 
-int dlq_size(const kafka_settings_t *s, const char *prefix, int timeout_ms, int64_t *messages,
-             int64_t *newest_ms, char *err, size_t errlen)
+int dlq_size_on(rd_kafka_t *rk, const char *prefix, int timeout_ms, int64_t *messages,
+                int64_t *newest_ms, char *err, size_t errlen)
 {
     *messages = 0;
     *newest_ms = -1;
@@ -356,9 +388,6 @@ int dlq_size(const kafka_settings_t *s, const char *prefix, int timeout_ms, int6
         errbuf_set(err, errlen, "TOPIC_PREFIX makes the DLQ topic name too long");
         return -1;
     }
-    rd_kafka_t *rk = reader_new(s, err, errlen);
-    if (!rk)
-        return -1;
     int parts = partition_count(rk, topic, timeout_ms, err, errlen);
     int rc = parts < 0 ? -1 : 0;
     int pending = 0;
@@ -378,24 +407,52 @@ int dlq_size(const kafka_settings_t *s, const char *prefix, int timeout_ms, int6
             pending++;
         }
     }
-    if (rc == 0 && pending > 0 && rd_kafka_assign(rk, tp) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        pending = 0; /* the size is known; the time stays unknown */
+    bool assigned = false;
+    if (rc == 0 && pending > 0) {
+        assigned = rd_kafka_assign(rk, tp) == RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (!assigned)
+            pending = 0; /* the size is known; the time stays unknown */
+    }
     int64_t deadline = clock_mono_ms() + timeout_ms;
     while (rc == 0 && pending > 0 && clock_mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, READ_IDLE_MS);
         if (!m)
             continue;
-        if (!m->err) {
+        /* Only the letter asked for counts: on a reused handle nothing of an earlier read may
+         * end this one early. */
+        rd_kafka_topic_partition_t *want =
+            !m->err && m->rkt ? rd_kafka_topic_partition_list_find(tp, topic, m->partition)
+                              : NULL;
+        if (want && want->offset == m->offset && strcmp(rd_kafka_topic_name(m->rkt), topic) == 0) {
             int64_t ts = rd_kafka_message_timestamp(m, NULL);
             if (ts > *newest_ms)
                 *newest_ms = ts;
+            want->offset = RD_KAFKA_OFFSET_INVALID; /* done */
+            pending--;
         }
-        if (!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            pending = m->err ? pending : pending - 1;
         rd_kafka_message_destroy(m);
     }
+    if (assigned)
+        rd_kafka_assign(rk, NULL); /* stop fetching: the handle may be reused */
     if (tp)
         rd_kafka_topic_partition_list_destroy(tp);
+    return rc;
+}
+
+int dlq_size(const kafka_settings_t *s, const char *prefix, int timeout_ms, int64_t *messages,
+             int64_t *newest_ms, char *err, size_t errlen)
+{
+    *messages = 0;
+    *newest_ms = -1;
+    char topic[KAFKA_TOPIC_NAME_MAX];
+    if (kafka_topic_name(topic, sizeof topic, prefix, KAFKA_TOPIC_DLQ) != 0) {
+        errbuf_set(err, errlen, "TOPIC_PREFIX makes the DLQ topic name too long");
+        return -1;
+    }
+    rd_kafka_t *rk = dlq_reader_new(s, err, errlen);
+    if (!rk)
+        return -1;
+    int rc = dlq_size_on(rk, prefix, timeout_ms, messages, newest_ms, err, errlen);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return rc;

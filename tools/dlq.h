@@ -85,7 +85,23 @@ int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *
 int dlq_size(const kafka_settings_t *s, const char *prefix, int timeout_ms, int64_t *messages,
              int64_t *newest_ms, char *err, size_t errlen);
 
+/* The same on a reader the caller keeps (dlq_reader_new), so that a process sampling the size
+ * again and again (pipeline-status) opens no new connection each time. Leaves `rk` unassigned
+ * and reusable; after a failure (-1) the caller may still reuse it or destroy it. */
+int dlq_size_on(rd_kafka_t *rk, const char *prefix, int timeout_ms, int64_t *messages,
+                int64_t *newest_ms, char *err, size_t errlen);
+
+/* A group-less consumer able to fetch the largest dead letter (group.id "pipeline-dlq-reader",
+ * never joined nor committed: librdkafka wants one for assign()). The caller owns it:
+ * rd_kafka_consumer_close() then rd_kafka_destroy(). Any Admin request or metadata query may
+ * also run on it. NULL with err on failure. */
+rd_kafka_t *dlq_reader_new(const kafka_settings_t *s, char *err, size_t errlen);
+
 void dlq_list_free(dlq_list_t *l);
+
+/* A deep copy of `src` into *dst (every string its own; free it as an item of a dlq_list_t).
+ * Returns 0, or -1 when out of memory (*dst then holds nothing). */
+int dlq_letter_dup(const dlq_letter_t *src, dlq_letter_t *dst);
 
 /* Header `name` of a letter (last one wins), or NULL. */
 const char *dlq_header(const dlq_letter_t *l, const char *name);

@@ -167,10 +167,8 @@ static int answer_msg(unsigned code, const char *title, const char *text, unsign
                   status_page_message(title, text, code < 300), status, ctype, body);
 }
 
-/* Reads one letter (p, o from text): 0 found (l filled), 1 not found, 2 bad p/o, -1 Kafka
- * failure; err says why when not 0. */
-static int read_letter(const served_t *sv, const char *ptext, const char *otext, dlq_list_t *l,
-                       char *err, size_t errlen)
+/* Partition and offset of a letter named by text. False when they are not numbers in range. */
+static bool letter_pos(const char *ptext, const char *otext, int32_t *partition, int64_t *offset)
 {
     char *end = NULL;
     errno = 0;
@@ -178,21 +176,63 @@ static int read_letter(const served_t *sv, const char *ptext, const char *otext,
     bool ok = ptext && *ptext && end && !*end && errno == 0 && p >= 0 && p <= INT32_MAX;
     long long off = otext ? strtoll(otext, &end, 10) : -1;
     ok = ok && otext && *otext && end && !*end && errno == 0 && off >= 0;
-    if (!ok) {
+    *partition = (int32_t)p;
+    *offset = off;
+    return ok;
+}
+
+/* Reads one letter (p, o from text): 0 found (l filled), 1 not found, 2 bad p/o, -1 Kafka
+ * failure; err says why when not 0. */
+static int read_letter(const served_t *sv, const char *ptext, const char *otext, dlq_list_t *l,
+                       char *err, size_t errlen)
+{
+    int32_t p;
+    int64_t off;
+    if (!letter_pos(ptext, otext, &p, &off)) {
         errbuf_set(err, errlen, "a letter is named by p=PARTITION and o=OFFSET");
         return 2;
     }
     dlq_filter_t f = dlq_filter_all();
-    f.partition = (int32_t)p;
+    f.partition = p;
     f.from_offset = f.to_offset = off;
     if (dlq_read(sv->ks, sv->cfg->topic_prefix, &f, KAFKA_READ_MS, l, err, errlen) != 0)
         return -1;
     if (l->count == 0) {
         dlq_list_free(l);
-        errbuf_set(err, errlen, "no letter %lld/%lld in the dead-letter topic", p, off);
+        errbuf_set(err, errlen, "no letter %d/%" PRId64 " in the dead-letter topic", p, off);
         return 1;
     }
     return 0;
+}
+
+/* One of the newest letters the sampling thread already read (a record at an offset never
+ * changes), copied into l: true, or false when it is not among them (or out of memory). The
+ * letter pages the status page links to are answered without reading Kafka on this thread. */
+static bool cached_letter(served_t *sv, const char *ptext, const char *otext, dlq_list_t *l)
+{
+    int32_t p;
+    int64_t off;
+    if (!letter_pos(ptext, otext, &p, &off))
+        return false;
+    bool found = false;
+    pthread_mutex_lock(&sv->lock);
+    for (size_t i = 0; sv->letters_known && !found && i < sv->letters.count; i++) {
+        const dlq_letter_t *x = &sv->letters.items[i];
+        if (x->partition != p || x->offset != off)
+            continue;
+        *l = (dlq_list_t){.items = malloc(sizeof *l->items), .total = sv->letters.total};
+        snprintf(l->topic, sizeof l->topic, "%s", sv->letters.topic);
+        if (l->items && dlq_letter_dup(x, &l->items[0]) == 0) {
+            l->count = 1;
+            found = true;
+        } else {
+            free(l->items);
+            l->items = NULL;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&sv->lock);
+    return found;
 }
 
 static int route_letter(served_t *sv, const metrics_request_t *req, unsigned *status,
@@ -200,8 +240,10 @@ static int route_letter(served_t *sv, const metrics_request_t *req, unsigned *st
 {
     dlq_list_t l;
     char err[512];
-    int rc = read_letter(sv, metrics_request_arg(req, "p"), metrics_request_arg(req, "o"), &l,
-                         err, sizeof err);
+    const char *ptext = metrics_request_arg(req, "p"), *otext = metrics_request_arg(req, "o");
+    int rc = cached_letter(sv, ptext, otext, &l) ? 0
+                                                  : read_letter(sv, ptext, otext, &l, err,
+                                                                sizeof err);
     if (rc != 0)
         return answer_msg(rc == 2 ? 400 : rc == 1 ? 404 : 503, "Dead letter", err, status, ctype,
                           body);
@@ -451,16 +493,17 @@ static int register_families(metrics_t *m, served_t *sv)
                : -1;
 }
 
-static int snapshot(const config_t *cfg, const kafka_settings_t *ks, store_t *st, status_t *out)
+static int snapshot(status_collector_t *c, status_t *out)
 {
-    if (status_collect(cfg, ks, st, out) != 0) {
+    if (status_collector_collect(c, out) != 0) {
         fprintf(stderr, "pipeline-status: out of memory\n");
         return CONFIG_EXIT_FATAL;
     }
     return CONFIG_EXIT_OK;
 }
 
-static int serve(const config_t *cfg, const kafka_settings_t *ks, store_t *st, const opts_t *o)
+static int serve(const config_t *cfg, const kafka_settings_t *ks, store_t *st,
+                 status_collector_t *col, const opts_t *o)
 {
     served_t sv = {.lock = PTHREAD_MUTEX_INITIALIZER, .cfg = cfg, .ks = ks, .st = st,
                    .allow_replay = o->allow_replay,
@@ -496,7 +539,7 @@ static int serve(const config_t *cfg, const kafka_settings_t *ks, store_t *st, c
             o->bind, o->port, o->interval_s, o->allow_replay, sv.scrape_urls != NULL);
     while (!app_stop_requested()) {
         status_t s;
-        if (snapshot(cfg, ks, st, &s) != 0)
+        if (snapshot(col, &s) != 0)
             goto out;
         for (size_t i = 0; i < s.problem_count; i++)
             log_msg(LOG_WARN, "status_problem", "problem=\"%s\"", s.problems[i]);
@@ -523,13 +566,18 @@ static int run(const config_t *cfg, const opts_t *o)
     store_t *st = store_open(cfg->mongodb_uri, err, sizeof err);
     if (!st)
         log_msg(LOG_WARN, "store_unavailable", "error=\"%s\"", err);
+    /* Built once: every sample reuses its Kafka client and rate-limit readers. */
+    status_collector_t *col = status_collector_new(cfg, &ks, st);
     int rc = CONFIG_EXIT_OK;
-    if (o->serve) {
-        rc = serve(cfg, &ks, st, o);
+    if (!col) {
+        fprintf(stderr, "pipeline-status: out of memory\n");
+        rc = CONFIG_EXIT_FATAL;
+    } else if (o->serve) {
+        rc = serve(cfg, &ks, st, col, o);
     } else {
         do {
             status_t s;
-            if ((rc = snapshot(cfg, &ks, st, &s)) != 0)
+            if ((rc = snapshot(col, &s)) != 0)
                 break;
             if (o->json) {
                 cJSON *j = status_json(&s);
@@ -546,6 +594,7 @@ static int run(const config_t *cfg, const opts_t *o)
             status_free(&s);
         } while (o->watch && app_sleep_ms((int64_t)o->interval_s * 1000));
     }
+    status_collector_free(col); /* before the store it borrows */
     store_close(st);
     return rc;
 }

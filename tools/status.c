@@ -33,27 +33,135 @@ static void problem(status_t *s, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A consumer handle carrying `group` as its group.id, only to read the group's committed
- * offsets (it never subscribes, so it never joins the group). */
-static rd_kafka_t *group_reader(const kafka_settings_t *ks, const char *group, char *err,
-                                size_t errlen)
+struct status_collector {
+    const config_t *cfg;        /* borrowed */
+    const kafka_settings_t *ks; /* borrowed */
+    store_t *st;                /* borrowed, may be NULL */
+    rd_kafka_t *rk;             /* owned: NULL until a sample needs it, and after a failure */
+    ratelimit_t *rl[2];         /* owned: ploomes, milvus; NULL until built or after a failure */
+    uint64_t kafka_clients;     /* rk built so far */
+    bool kafka_failed;          /* this sample could not reach Kafka: rebuild rk on the next */
+};
+
+static void kafka_drop(status_collector_t *c)
 {
-    rd_kafka_conf_t *conf = kafka_conf_from_settings(ks, err, errlen);
-    if (!conf)
-        return NULL;
-    if (kafka_conf_set(conf, "group.id", group, err, errlen) != 0 ||
-        kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) != 0 ||
-        kafka_conf_set(conf, "client.id", "pipeline-status", err, errlen) != 0) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
+    if (c->rk) {
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
     }
-    char e[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        errbuf_set(err, errlen, "cannot create a Kafka client: %s", e);
+    c->rk = NULL;
+}
+
+/* The collector's Kafka handle, built when missing. NULL with err. */
+static rd_kafka_t *kafka_get(status_collector_t *c, char *err, size_t errlen)
+{
+    if (c->rk)
+        return c->rk;
+    c->rk = dlq_reader_new(c->ks, err, errlen);
+    if (!c->rk)
+        return NULL;
+    c->kafka_clients++;
+    return c->rk;
+}
+
+/* Partitions of `topic` (what kafka_topic_partition_count answers, on the collector's handle):
+ * the count, KAFKA_ERR_INVALID when the topic does not exist, KAFKA_ERR_BROKER when the cluster
+ * did not answer; err says why. */
+static int partition_count(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt) {
+        errbuf_set(err, errlen, "cannot open topic %s", topic);
+        return KAFKA_ERR_INVALID;
     }
-    return rk;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, KAFKA_TIMEOUT_MS);
+    rd_kafka_topic_destroy(rkt);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        errbuf_set(err, errlen, "Kafka cluster at bootstrap.servers did not answer a metadata "
+                                "request within %d ms: %s",
+                   KAFKA_TIMEOUT_MS, rd_kafka_err2str(e));
+        return KAFKA_ERR_BROKER;
+    }
+    int rc = KAFKA_ERR_INVALID;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rc = md->topics[0].partition_cnt;
+    else
+        errbuf_set(err, errlen, "topic %s does not exist", topic);
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+/* Committed offsets of `group` for every partition of tp (offsets filled in place, -1001 when
+ * none), read with the Admin API: nothing joins the group. Stable offsets are asked for, as
+ * rd_kafka_committed() does with the default isolation.level. The result comes on a queue of
+ * this call alone: a late answer to an earlier call can never be taken for this one's. */
+static rd_kafka_resp_err_t committed(status_collector_t *c, const char *group,
+                                     rd_kafka_topic_partition_list_t *tp)
+{
+    rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(group, tp);
+    rd_kafka_AdminOptions_t *opts =
+        rd_kafka_AdminOptions_new(c->rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__FAIL; /* out of memory */
+    rd_kafka_event_t *ev = NULL;
+    char rkerr[256];
+    if (!req || !opts || !q)
+        goto out;
+    rd_kafka_error_t *x = rd_kafka_AdminOptions_set_require_stable_offsets(opts, 1);
+    if (x) {
+        e = rd_kafka_error_code(x);
+        rd_kafka_error_destroy(x);
+        goto out;
+    }
+    if ((e = rd_kafka_AdminOptions_set_request_timeout(opts, KAFKA_TIMEOUT_MS, rkerr,
+                                                       sizeof rkerr)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        goto out;
+    rd_kafka_ListConsumerGroupOffsets(c->rk, &req, 1, opts, q);
+    /* The request times out after KAFKA_TIMEOUT_MS; the margin only guards the wait. */
+    int64_t deadline = clock_mono_ms() + KAFKA_TIMEOUT_MS + 5000;
+    e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    while (!ev && clock_mono_ms() < deadline) {
+        ev = rd_kafka_queue_poll(q, 500);
+        if (ev && rd_kafka_event_type(ev) != RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT) {
+            rd_kafka_event_destroy(ev);
+            ev = NULL;
+        }
+    }
+    if (!ev)
+        goto out;
+    if ((e = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        goto out;
+    size_t n = 0;
+    const rd_kafka_group_result_t **groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
+        rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+    if (n != 1) {
+        e = RD_KAFKA_RESP_ERR__BAD_MSG;
+        goto out;
+    }
+    const rd_kafka_error_t *gerr = rd_kafka_group_result_error(groups[0]);
+    if (gerr) {
+        e = rd_kafka_error_code(gerr);
+        goto out;
+    }
+    const rd_kafka_topic_partition_list_t *got = rd_kafka_group_result_partitions(groups[0]);
+    for (int i = 0; i < tp->cnt; i++) {
+        const rd_kafka_topic_partition_t *g =
+            got ? rd_kafka_topic_partition_list_find(got, tp->elems[i].topic,
+                                                     tp->elems[i].partition)
+                : NULL;
+        tp->elems[i].offset = g ? g->offset : RD_KAFKA_OFFSET_INVALID;
+    }
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    if (opts)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (req)
+        rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    return e;
 }
 
 static int add_lag(status_t *s, size_t *cap, const status_lag_t *l)
@@ -71,32 +179,35 @@ static int add_lag(status_t *s, size_t *cap, const status_lag_t *l)
 }
 
 /* Lag of one worker's group on its topic, every partition. Returns 0, -1 out of memory. */
-static int collect_worker(status_t *s, size_t *cap, const kafka_settings_t *ks,
-                          const char *prefix, const status_worker_t *w)
+static int collect_worker(status_collector_t *c, status_t *s, size_t *cap,
+                          const status_worker_t *w)
 {
+    const char *prefix = c->cfg->topic_prefix;
     char group[KAFKA_TOPIC_NAME_MAX + 64], topic[KAFKA_TOPIC_NAME_MAX], err[512];
     snprintf(group, sizeof group, "%s%s", prefix ? prefix : "", w->worker);
     if (kafka_topic_name(topic, sizeof topic, prefix, w->topic) != 0)
         return 0;
-    int parts = kafka_topic_partition_count(ks, topic, KAFKA_TIMEOUT_MS, err, sizeof err);
+    rd_kafka_t *rk = kafka_get(c, err, sizeof err);
+    int parts = rk ? partition_count(rk, topic, err, sizeof err) : KAFKA_ERR_CONFIG;
     if (parts <= 0) {
         if (parts < 0)
             problem(s, "lag of %s: %s", w->worker, err);
+        if (parts == KAFKA_ERR_BROKER)
+            c->kafka_failed = true;
         return 0; /* a topic not created yet has no lag */
     }
-    rd_kafka_t *rk = group_reader(ks, group, err, sizeof err);
-    rd_kafka_topic_partition_list_t *tp = rk ? rd_kafka_topic_partition_list_new(parts) : NULL;
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(parts);
     if (!tp) {
-        problem(s, "lag of %s: %s", w->worker, rk ? "out of memory" : err);
-        if (rk)
-            rd_kafka_destroy(rk);
+        problem(s, "lag of %s: out of memory", w->worker);
         return 0;
     }
     for (int p = 0; p < parts; p++)
         rd_kafka_topic_partition_list_add(tp, topic, p);
-    rd_kafka_resp_err_t e = rd_kafka_committed(rk, tp, KAFKA_TIMEOUT_MS);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    rd_kafka_resp_err_t e = committed(c, group, tp);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         problem(s, "committed offsets of %s: %s", group, rd_kafka_err2str(e));
+        c->kafka_failed = true;
+    }
     int rc = 0;
     for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < tp->cnt; i++) {
         status_lag_t l = {.worker = w->worker, .partition = tp->elems[i].partition,
@@ -105,6 +216,7 @@ static int collect_worker(status_t *s, size_t *cap, const kafka_settings_t *ks,
         if (rd_kafka_query_watermark_offsets(rk, topic, l.partition, &l.low, &l.high,
                                              KAFKA_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
             problem(s, "watermarks of %s [%d] unavailable", topic, l.partition);
+            c->kafka_failed = true;
             continue;
         }
         l.lag = l.high - (l.committed >= 0 ? l.committed : l.low);
@@ -114,30 +226,35 @@ static int collect_worker(status_t *s, size_t *cap, const kafka_settings_t *ks,
         }
     }
     rd_kafka_topic_partition_list_destroy(tp);
-    rd_kafka_destroy(rk);
     return rc;
 }
 
-static void collect_rates(status_t *s, const config_t *cfg, store_t *st)
+static void collect_rates(status_collector_t *c, status_t *s)
 {
+    const config_t *cfg = c->cfg;
     const char *urls[2] = {cfg->ploomes_base_url, cfg->milvus_base_url};
     const char *keys[2] = {cfg->ploomes_user_key, cfg->milvus_token};
     const int limits[2] = {cfg->ploomes_rate_per_min, cfg->milvus_rate_per_min};
     for (int i = 0; i < 2; i++) {
         s->rates[i] = (status_rate_t){.api = i == 0 ? "ploomes" : "milvus", .limit = limits[i]};
-        if (!st || !keys[i] || !*keys[i])
+        if (!c->st || !keys[i] || !*keys[i])
             continue; /* the bucket is named after the key: unknown without it */
         char err[512];
-        ratelimit_options_t o = {.pool = store_pool(st), .database = store_db_name(st),
-                                 .base_url = urls[i], .secret = keys[i], .limit = limits[i],
-                                 .window_ms = 60000, .margin_ms = -1, .name = s->rates[i].api};
-        ratelimit_t *rl = ratelimit_new(&o, err, sizeof err);
-        if (rl && ratelimit_usage(rl, &s->rates[i].used, &s->rates[i].limit, err,
-                                  sizeof err) == 0)
+        if (!c->rl[i]) {
+            ratelimit_options_t o = {.pool = store_pool(c->st), .database = store_db_name(c->st),
+                                     .base_url = urls[i], .secret = keys[i], .limit = limits[i],
+                                     .window_ms = 60000, .margin_ms = -1,
+                                     .name = s->rates[i].api};
+            c->rl[i] = ratelimit_new(&o, err, sizeof err);
+        }
+        if (c->rl[i] && ratelimit_usage(c->rl[i], &s->rates[i].used, &s->rates[i].limit, err,
+                                        sizeof err) == 0) {
             s->rates[i].known = true;
-        else
+        } else {
             problem(s, "rate-limit use of %s: %s", s->rates[i].api, err);
-        ratelimit_free(rl);
+            ratelimit_free(c->rl[i]); /* built again on the next sample */
+            c->rl[i] = NULL;
+        }
     }
 }
 
@@ -160,28 +277,74 @@ static void collect_store(status_t *s, store_t *st)
     }
 }
 
-int status_collect(const config_t *cfg, const kafka_settings_t *ks, store_t *st, status_t *out)
+status_collector_t *status_collector_new(const config_t *cfg, const kafka_settings_t *ks,
+                                         store_t *st)
+{
+    status_collector_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->cfg = cfg;
+    c->ks = ks;
+    c->st = st;
+    return c;
+}
+
+int status_collector_collect(status_collector_t *c, status_t *out)
 {
     memset(out, 0, sizeof *out);
     out->taken_ms = clock_wall_ms();
     out->dlq_messages = -1;
     out->dlq_newest_ms = -1;
+    c->kafka_failed = false;
     size_t cap = 0;
     for (size_t i = 0; i < sizeof STATUS_WORKERS / sizeof STATUS_WORKERS[0]; i++) {
-        if (collect_worker(out, &cap, ks, cfg->topic_prefix, &STATUS_WORKERS[i]) != 0) {
+        if (collect_worker(c, out, &cap, &STATUS_WORKERS[i]) != 0) {
             status_free(out);
             return -1;
         }
     }
     char err[512];
-    if (dlq_size(ks, cfg->topic_prefix, KAFKA_TIMEOUT_MS, &out->dlq_messages,
-                 &out->dlq_newest_ms, err, sizeof err) != 0) {
+    rd_kafka_t *rk = kafka_get(c, err, sizeof err);
+    if (!rk || dlq_size_on(rk, c->cfg->topic_prefix, KAFKA_TIMEOUT_MS, &out->dlq_messages,
+                           &out->dlq_newest_ms, err, sizeof err) != 0) {
         out->dlq_messages = -1;
         problem(out, "dead-letter topic: %s", err);
+        c->kafka_failed = true;
     }
-    collect_store(out, st);
-    collect_rates(out, cfg, st);
+    collect_store(out, c->st);
+    collect_rates(c, out);
+    if (c->rk)
+        rd_kafka_poll(c->rk, 0); /* serve the error/log callbacks queued meanwhile */
+    if (c->kafka_failed)
+        kafka_drop(c); /* built again on the next sample */
     return 0;
+}
+
+uint64_t status_collector_kafka_clients(const status_collector_t *c)
+{
+    return c->kafka_clients;
+}
+
+void status_collector_free(status_collector_t *c)
+{
+    if (!c)
+        return;
+    kafka_drop(c);
+    for (int i = 0; i < 2; i++)
+        ratelimit_free(c->rl[i]);
+    free(c);
+}
+
+int status_collect(const config_t *cfg, const kafka_settings_t *ks, store_t *st, status_t *out)
+{
+    status_collector_t *c = status_collector_new(cfg, ks, st);
+    if (!c) {
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    int rc = status_collector_collect(c, out);
+    status_collector_free(c);
+    return rc;
 }
 
 void status_free(status_t *s)

@@ -7,8 +7,18 @@
  * or MongoDB down, no key configured for a rate limit) is reported in the snapshot's `problems`
  * and the rest is still filled.
  *
- * Ownership: status_collect() fills a caller-owned status_t whose arrays it allocates;
- * status_free() frees them. Settings, store and config are borrowed for the call.
+ * Clients: a status_collector_t builds its Kafka client (one handle for metadata, watermarks,
+ * the groups' committed offsets through the Admin API, and the dead-letter topic's tail) and
+ * its rate-limit readers once and reuses them on every sample, so a process that samples again
+ * and again (--watch, --serve) opens no new connection per sample. A client that failed during
+ * a sample (broker or MongoDB unreachable: reported in `problems`) is dropped at the end of
+ * that sample and built again on the next one, so an outage is reported as it happens and
+ * recovered from when the service is back. The store is the caller's (its pool reconnects).
+ *
+ * Ownership: status_collect() and status_collector_collect() fill a caller-owned status_t whose
+ * arrays they allocate; status_free() frees them. Settings, store and config are borrowed (for
+ * the call, or by a collector until status_collector_free()).
+ * Threads: a collector is used by one thread at a time.
  */
 #ifndef PIPELINE_TOOLS_STATUS_H
 #define PIPELINE_TOOLS_STATUS_H
@@ -66,8 +76,26 @@ typedef struct {
 extern const char *const STATUS_LEASE_NAMES[2];
 
 /* Takes a snapshot (see the top comment). `st` may be NULL (MongoDB parts then reported as
- * problems). Returns 0 (possibly with problems), or -1 when out of memory. */
+ * problems). Returns 0 (possibly with problems), or -1 when out of memory. Builds its clients
+ * for this one call: a process that samples repeatedly uses a status_collector_t. */
 int status_collect(const config_t *cfg, const kafka_settings_t *ks, store_t *st, status_t *out);
+
+typedef struct status_collector status_collector_t;
+
+/* A collector borrowing cfg, ks and st (st may be NULL), which must outlive it. Builds nothing
+ * yet (the first sample does). NULL when out of memory. */
+status_collector_t *status_collector_new(const config_t *cfg, const kafka_settings_t *ks,
+                                         store_t *st);
+
+/* One snapshot with the collector's clients (status_collect's contract and output). */
+int status_collector_collect(status_collector_t *c, status_t *out);
+
+/* Kafka clients the collector has built so far (1 while the broker answers; one more after each
+ * sample that failed to reach it). For tests and logs. */
+uint64_t status_collector_kafka_clients(const status_collector_t *c);
+
+/* Closes the collector's clients and frees it. NULL is accepted. */
+void status_collector_free(status_collector_t *c);
 
 void status_free(status_t *s);
 
