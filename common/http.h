@@ -12,6 +12,10 @@
  *   - Request header values are never copied into an error message or a log line. curl's error
  *     text may name the URL; URLs here never carry secrets (they travel in headers).
  *
+ * Memory (issue 13): a request runs with an 8 KiB receive buffer and, over TLS, a 16 KiB upload
+ * buffer (libcurl's defaults: 16 and 64 KiB), allocated for the transfer and freed after it; a
+ * body of any size up to max_body_bytes is still read whole.
+ *
  * Ownership: http_response_t.body belongs to the response; release it with
  * http_response_clear(). The client copies nothing it is given beyond the call.
  */
