@@ -278,6 +278,17 @@ int kafka_conf_consumer_sizes(rd_kafka_conf_t *conf, const kafka_settings_t *s, 
     return KAFKA_OK;
 }
 
+int kafka_conf_consumer_defaults(rd_kafka_conf_t *conf, const kafka_settings_t *s, char *err,
+                                 size_t errlen)
+{
+    if (!settings_has(s, "heartbeat.interval.ms") &&
+        conf_get_int(conf, "session.timeout.ms") >= 3 * KAFKA_HEARTBEAT_INTERVAL_MS &&
+        conf_set_int(conf, "heartbeat.interval.ms", KAFKA_HEARTBEAT_INTERVAL_MS, err, errlen) !=
+            KAFKA_OK)
+        return KAFKA_ERR_CONFIG;
+    return KAFKA_OK;
+}
+
 /* ---- topics ------------------------------------------------------------------------------- */
 
 static const char *const topic_bases[KAFKA_TOPIC_COUNT] = {

@@ -509,6 +509,8 @@ kafka_consumer_t *kafka_consumer_new(const kafka_consumer_opts_t *o, char *err, 
     if (o->client_id && o->client_id[0] &&
         kafka_conf_set(conf, "client.id", o->client_id, err, errlen) != KAFKA_OK)
         goto fail;
+    if (kafka_conf_consumer_defaults(conf, o->settings, err, errlen) != KAFKA_OK)
+        goto fail;
     for (size_t i = 0; i < o->extra_count; i++) {
         if (kafka_conf_set(conf, o->extra_names[i], o->extra_values[i], err, errlen) != KAFKA_OK)
             goto fail;

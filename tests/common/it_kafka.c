@@ -424,6 +424,32 @@ static void test_producer_warm(void **state)
     assert_int_equal(kafka_producer_close(p, 10000, err, sizeof err), 0);
 }
 
+/* A worker's consumer runs with the pipeline's heartbeat (kafka_conf_consumer_defaults), not
+ * librdkafka's 3 s: what kafka_consumer_new() built, read back from librdkafka. */
+static void test_consumer_heartbeat(void **state)
+{
+    (void)state;
+    char prefix[96], topic[KAFKA_TOPIC_NAME_MAX], group[128];
+    fresh_topics(prefix, sizeof prefix, topic, sizeof topic, PARTS);
+    snprintf(group, sizeof group, "%sheartbeat", prefix);
+    kafka_settings_t s = settings();
+    const char *topics[] = {topic};
+    /* no extra properties: the tests' own fast group settings would override the default */
+    kafka_consumer_opts_t o = {.settings = &s, .group_id = group, .client_id = "it_kafka",
+                               .topics = topics, .topic_count = 1, .revoke_wait_ms = 1000};
+    char err[512] = "";
+    kafka_consumer_t *c = kafka_consumer_new(&o, err, sizeof err);
+    if (!c)
+        fail_msg("kafka_consumer_new: %s", err);
+    char buf[64];
+    size_t size = sizeof buf;
+    assert_int_equal(rd_kafka_conf_get((rd_kafka_conf_t *)rd_kafka_conf(kafka_consumer_handle(c)),
+                                       "heartbeat.interval.ms", buf, &size),
+                     RD_KAFKA_CONF_OK);
+    assert_int_equal(strtoll(buf, NULL, 10), KAFKA_HEARTBEAT_INTERVAL_MS);
+    assert_int_equal(kafka_consumer_close(c, err, sizeof err), 0);
+}
+
 static void test_producer_fatal_error_surfaces(void **state)
 {
     (void)state;
@@ -1511,6 +1537,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_topics_ensure_creates_dlq_forever),
         cmocka_unit_test(test_producer_batch_and_flush),
         cmocka_unit_test(test_producer_warm),
+        cmocka_unit_test(test_consumer_heartbeat),
         cmocka_unit_test(test_producer_fatal_error_surfaces),
         cmocka_unit_test(test_consumer_gap_clean_close),
         cmocka_unit_test(test_consumer_gap_sigkill),

@@ -67,12 +67,49 @@ static void test_passthrough_prefetch_is_kept(void **state)
     assert_int_equal(effective(&s, "queued.min.messages"), 100000);
 }
 
+/* The heartbeat (kafka_conf_consumer_defaults): 1 s instead of librdkafka's 3 s, so a joining
+ * instance waits at most ~1 s for the members to rejoin; a passthrough value is kept, and a
+ * session shorter than 3 heartbeats keeps librdkafka's default. */
+static long long heartbeat(const kafka_settings_t *s)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = kafka_conf_from_settings(s, err, sizeof err);
+    assert_non_null(conf);
+    assert_int_equal(kafka_conf_consumer_defaults(conf, s, err, sizeof err), 0);
+    char buf[64];
+    size_t size = sizeof buf;
+    assert_int_equal(rd_kafka_conf_get(conf, "heartbeat.interval.ms", buf, &size),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_conf_destroy(conf);
+    return strtoll(buf, NULL, 10);
+}
+
+static void test_heartbeat_default(void **state)
+{
+    (void)state;
+    kafka_settings_t plain = {.bootstrap_servers = "127.0.0.1:1"};
+    assert_int_equal(heartbeat(&plain), KAFKA_HEARTBEAT_INTERVAL_MS);
+
+    static const char *const hb_names[] = {"heartbeat.interval.ms"};
+    static const char *const hb_values[] = {"2500"};
+    kafka_settings_t set = {.bootstrap_servers = "127.0.0.1:1",
+                            .names = hb_names, .values = hb_values, .count = 1};
+    assert_int_equal(heartbeat(&set), 2500);
+
+    static const char *const st_names[] = {"session.timeout.ms"};
+    static const char *const st_values[] = {"2000"};
+    kafka_settings_t short_session = {.bootstrap_servers = "127.0.0.1:1",
+                                      .names = st_names, .values = st_values, .count = 1};
+    assert_int_equal(heartbeat(&short_session), 3000); /* librdkafka's own */
+}
+
 int main(void)
 {
     log_init("test_kafka_prefetch", LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_prefetch_is_bounded),
         cmocka_unit_test(test_passthrough_prefetch_is_kept),
+        cmocka_unit_test(test_heartbeat_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
