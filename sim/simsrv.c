@@ -34,9 +34,10 @@ typedef struct journal_entry {
     int64_t seq; /* 1, 2, ... since start or reset */
     char method[16];
     char path[128];
-    int status; /* 0 when no answer was sent */
+    int status; /* 0 when no answer was sent (or not yet: !done) */
     int64_t conn_request;
     const char *drop; /* static: "", "keepalive_before", "keepalive_after", "fail_after_write" */
+    bool done;        /* false while the request is in progress */
 } journal_entry;
 
 typedef struct ratewin {
@@ -63,6 +64,8 @@ struct simsrv {
     journal_entry *journal; /* ring of SIMSRV_JOURNAL_MAX, allocated on first use */
     size_t jhead, jcount;
     int64_t jseq;
+    uint64_t jgen; /* bumped by each reset, so a request begun before one cannot end an entry
+                    * of the new journal that has the same seq */
 };
 
 /* Per TCP connection (MHD socket context): requests begun on it so far. */
@@ -696,12 +699,21 @@ static cJSON *stats_json(const simsrv *srv)
 
 /* ---- request journal (GET /_admin/requests) --------------------------------------------- */
 
-static void journal_add(simsrv *srv, const simsrv_req *req, int status, const char *drop)
+/* Where a request stands in the journal: its seq in the journal generation it arrived in. */
+typedef struct journal_ticket {
+    int64_t seq; /* 0 = not journaled (out of memory) */
+    uint64_t gen;
+} journal_ticket;
+
+/* Journals `req` as it arrives (lock held): it takes the next seq, so the journal is in
+ * arrival order, and shows as in progress (done false, status 0) until journal_end. */
+static journal_ticket journal_begin(simsrv *srv, const simsrv_req *req)
 {
+    journal_ticket t = {0, srv->jgen};
     if (!srv->journal) {
         srv->journal = calloc(SIMSRV_JOURNAL_MAX, sizeof *srv->journal);
         if (!srv->journal)
-            return;
+            return t;
     }
     journal_entry *e;
     if (srv->jcount < SIMSRV_JOURNAL_MAX) {
@@ -719,9 +731,28 @@ static void journal_add(simsrv *srv, const simsrv_req *req, int status, const ch
         e->path[o++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
     }
     e->path[o] = '\0';
-    e->status = status;
+    e->status = 0;
     e->conn_request = req->conn_request;
+    e->drop = "";
+    e->done = false;
+    t.seq = e->seq;
+    return t;
+}
+
+/* Records how the request of ticket `t` ended (lock held). Nothing when its entry is gone (a
+ * reset since it arrived, or SIMSRV_JOURNAL_MAX newer arrivals pushed it out). The ring holds
+ * consecutive seqs, so the entry's place follows from the oldest one's seq. */
+static void journal_end(simsrv *srv, journal_ticket t, int status, const char *drop)
+{
+    if (t.seq == 0 || t.gen != srv->jgen || !srv->journal || srv->jcount == 0)
+        return;
+    int64_t first = srv->journal[srv->jhead].seq;
+    if (t.seq < first || t.seq > srv->jseq)
+        return;
+    journal_entry *e = &srv->journal[(srv->jhead + (size_t)(t.seq - first)) % SIMSRV_JOURNAL_MAX];
+    e->status = status;
     e->drop = drop;
+    e->done = true;
 }
 
 static void journal_clear(simsrv *srv)
@@ -730,6 +761,7 @@ static void journal_clear(simsrv *srv)
     srv->journal = NULL;
     srv->jhead = srv->jcount = 0;
     srv->jseq = 0;
+    srv->jgen++;
 }
 
 static cJSON *journal_json(const simsrv *srv)
@@ -750,6 +782,7 @@ static cJSON *journal_json(const simsrv *srv)
         cJSON_AddNumberToObject(j, "status", e->status);
         cJSON_AddNumberToObject(j, "conn_request", (double)e->conn_request);
         cJSON_AddStringToObject(j, "drop", e->drop);
+        cJSON_AddBoolToObject(j, "done", e->done);
         cJSON_AddItemToArray(arr, j);
     }
     return o;
@@ -1072,11 +1105,12 @@ static void handle_api(simsrv *srv, const simsrv_req *req, simsrv_resp *resp)
 {
     const char *drop = "";
     pthread_mutex_lock(&srv->lock);
+    journal_ticket ticket = journal_begin(srv, req); /* its place: arrival order */
     if (keepalive_drop_take(srv, req, SIMSRV_KEEPALIVE_BEFORE)) {
         /* the server had closed the idle connection: the request is never processed */
         drop_answer(resp);
         stats_record(srv, req->method, req->path, resp->status);
-        journal_add(srv, req, resp->status, "keepalive_before");
+        journal_end(srv, ticket, resp->status, "keepalive_before");
         pthread_mutex_unlock(&srv->lock);
         return;
     }
@@ -1142,7 +1176,7 @@ out:
         drop = "keepalive_after";
     }
     stats_record(srv, req->method, req->path, resp->status);
-    journal_add(srv, req, resp->status, drop);
+    journal_end(srv, ticket, resp->status, drop);
     pthread_mutex_unlock(&srv->lock);
 }
 

@@ -10,8 +10,9 @@
  * without NUL characters), then the application, then keepalive_drop "after" (the answer
  * replaced by a close). Header values are compared trimmed (simsrv_header_is). A create can
  * fail after its write (simsrv_after_write). Every API request is counted (GET /_admin/stats)
- * and journaled in order (GET /_admin/requests: the last SIMSRV_JOURNAL_MAX, with the
- * connection's request number and any drop).
+ * and journaled in arrival order (GET /_admin/requests: the last SIMSRV_JOURNAL_MAX, with the
+ * connection's request number and any drop; an entry is made when the request arrives and
+ * completed, `done`, when it ends).
  *
  * An application (Ploomes or Milvus) plugs in through simsrv_app: an auth check, its error body
  * shape, its request handler and seed/state/reset. Every application callback runs with the

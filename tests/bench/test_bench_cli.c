@@ -76,6 +76,8 @@ typedef struct {
     sink_t out, err;
 } fixture_t;
 
+static int teardown(void **state);
+
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof *fx);
@@ -99,8 +101,11 @@ static int setup(void **state)
                             .n_opts = 3};
     fx->out.f = open_memstream(&fx->out.buf, &fx->out.len);
     fx->err.f = open_memstream(&fx->err.buf, &fx->err.len);
-    if (!fx->out.f || !fx->err.f || setenv("MONGODB_URI", "mongodb://env/db", 1) != 0)
+    if (!fx->out.f || !fx->err.f || setenv("MONGODB_URI", "mongodb://env/db", 1) != 0) {
+        void *own = fx; /* cmocka runs no teardown after a failed setup */
+        teardown(&own);
         return -1;
+    }
     *state = fx;
     return 0;
 }

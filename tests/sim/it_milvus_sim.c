@@ -534,11 +534,7 @@ static void test_rate_limit(void **state)
 /* A connection to the simulator (receive timeout 10 s: a test never hangs on it). */
 static int raw_connect(const simproc *p)
 {
-    const char *colon = strrchr(simproc_base_url(p), ':');
-    assert_non_null(colon);
-    char *end = NULL;
-    long port = strtol(colon + 1, &end, 10);
-    assert_true(end != colon + 1 && port > 0 && port < 65536);
+    int port = simproc_port(p);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     struct timeval tv = {10, 0};
@@ -549,9 +545,8 @@ static int raw_connect(const simproc *p)
     return fd;
 }
 
-/* Sends one keep-alive HTTP/1.1 request (body NULL: none) and reads its answer. Returns the
- * status, or 0 when the server closed the connection before sending any byte of an answer. */
-static long raw_request(int fd, const char *method, const char *path, const char *body)
+/* Sends one keep-alive HTTP/1.1 request (body NULL: none), without reading the answer. */
+static void raw_send(int fd, const char *method, const char *path, const char *body)
 {
     char req[2048];
     int n = snprintf(req, sizeof req,
@@ -564,6 +559,12 @@ static long raw_request(int fd, const char *method, const char *path, const char
         assert_true(w > 0);
         off += (size_t)w;
     }
+}
+
+/* Reads one answer. Returns the status, or 0 when the server closed the connection before
+ * sending any byte of an answer. */
+static long raw_recv(int fd)
+{
     char buf[65536];
     size_t len = 0;
     const char *head_end = NULL;
@@ -592,6 +593,13 @@ static long raw_request(int fd, const char *method, const char *path, const char
     return strtol(buf + 9, NULL, 10);
 }
 
+/* Sends one keep-alive request and reads its answer (raw_recv's result). */
+static long raw_request(int fd, const char *method, const char *path, const char *body)
+{
+    raw_send(fd, method, path, body);
+    return raw_recv(fd);
+}
+
 static int tickets(simproc *p)
 {
     cJSON *st = simproc_state(p);
@@ -599,18 +607,6 @@ static int tickets(simproc *p)
     int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(st, "chamados"));
     cJSON_Delete(st);
     return n;
-}
-
-static double fault_num(simproc *p, const char *key)
-{
-    long st;
-    cJSON *f = simproc_request_json(p, "GET", "/_admin/faults", NULL, NULL, &st);
-    assert_int_equal(st, 200);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, key);
-    assert_true(cJSON_IsNumber(v));
-    double d = v->valuedouble;
-    cJSON_Delete(f);
-    return d;
 }
 
 #define TICKET "{\"cliente_id\":\"KA1\",\"chamado_assunto\":\"Keep-alive\"}"
@@ -628,7 +624,7 @@ static void test_keepalive_drop(void **state)
     assert_int_equal(simproc_admin_post(p, "faults", "{\"keepalive_drop_times\":-2}"), 400);
     assert_int_equal(simproc_admin_post(p, "faults", "{\"keepalive_drop_path\":\"api\"}"), 400);
     assert_int_equal(simproc_admin_post(p, "faults", "{\"keepalive_drop_method\":\"post\"}"), 400);
-    assert_int_equal(fault_num(p, "keepalive_drop_times"), -1);
+    assert_int_equal(simproc_fault_num(p, "keepalive_drop_times", -100), -1);
 
     /* "before": the create on the reused connection is closed unanswered and never stored; the
      * first request of a connection is never dropped, even on the path */
@@ -643,7 +639,7 @@ static void test_keepalive_drop(void **state)
     assert_int_equal(raw_request(fd, "POST", "/api/chamado/criar", TICKET), 0);
     close(fd);
     assert_int_equal(tickets(p), 1);
-    assert_int_equal(fault_num(p, "keepalive_drop_times"), 0);
+    assert_int_equal(simproc_fault_num(p, "keepalive_drop_times", -100), 0);
     /* drops spent: a reused connection is answered again */
     fd = raw_connect(p);
     assert_int_equal(raw_request(fd, "GET", "/api/cliente/busca", NULL), 200);
@@ -669,7 +665,7 @@ static void test_keepalive_drop(void **state)
         assert_int_equal(raw_request(fd, "GET", "/api/cliente/busca", NULL), 0);
         close(fd);
     }
-    assert_int_equal(fault_num(p, "keepalive_drop_times"), -1);
+    assert_int_equal(simproc_fault_num(p, "keepalive_drop_times", -100), -1);
 
     /* the journal, in order: what arrived, on which request of its connection, what was dropped */
     static const struct {
@@ -731,13 +727,107 @@ static void test_keepalive_drop(void **state)
     assert_int_equal(simproc_stop(p), 0);
 }
 
+/* ---- the journal is in arrival order ----------------------------------------------------- */
+
+/* The journal's entries (cJSON_Delete it), asserting the GET worked. */
+static cJSON *journal(simproc *p)
+{
+    long st;
+    cJSON *j = simproc_request_json(p, "GET", "/_admin/requests", NULL, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_non_null(j);
+    return j;
+}
+
+/* True when the journal's first entry is a GET /api/cliente/busca still in progress. */
+static bool first_in_progress(void *ctx)
+{
+    long st;
+    cJSON *j = simproc_request_json(ctx, "GET", "/_admin/requests", NULL, NULL, &st);
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "requests"), 0);
+    bool yes = st == 200 && e != NULL &&
+               cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(e, "done")) &&
+               strcmp(cJSON_GetObjectItemCaseSensitive(e, "path")->valuestring,
+                      "/api/cliente/busca") == 0;
+    cJSON_Delete(j);
+    return yes;
+}
+
+static void expect_entry(const cJSON *e, int seq, const char *method, const char *path,
+                         int status, bool done)
+{
+    assert_non_null(e);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "seq")->valuedouble, seq);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "method")->valuestring, method);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "path")->valuestring, path);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "status")->valuedouble, status);
+    assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "done")), done);
+}
+
+/* The journal holds the slow busca (seq 1: `status`, `done`) then the fast 405 (seq 2). */
+static void expect_slow_then_fast(simproc *p, int status, bool done)
+{
+    cJSON *j = journal(p);
+    const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(j, "requests");
+    assert_int_equal(cJSON_GetArraySize(reqs), 2);
+    expect_entry(cJSON_GetArrayItem(reqs, 0), 1, "GET", "/api/cliente/busca", status, done);
+    expect_entry(cJSON_GetArrayItem(reqs, 1), 2, "GET", "/api/chamado/criar", 405, true);
+    cJSON_Delete(j);
+}
+
+/* A slow request (latency fault) that arrives first keeps the first place although a later
+ * one ends first; while it is in progress the journal shows it, done false and status 0. */
+static void test_journal_arrival_order(void **state)
+{
+    (void)state;
+    simproc *p = start();
+    /* the latency a request sees is the one set when it arrives */
+    assert_int_equal(simproc_faults(p, "{\"latency_ms\":3000}"), 0);
+    int slow = raw_connect(p);
+    raw_send(slow, "GET", "/api/cliente/busca", NULL);
+    assert_true(testenv_wait_until(first_in_progress, p, 15000, 20));
+    cJSON *j = journal(p);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(j, "total")->valuedouble, 1);
+    expect_entry(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "requests"), 0), 1, "GET",
+                 "/api/cliente/busca", 0, false);
+    cJSON_Delete(j);
+
+    assert_int_equal(simproc_faults(p, "{\"latency_ms\":0}"), 0);
+    int fast = raw_connect(p);
+    assert_int_equal(raw_request(fast, "GET", "/api/chamado/criar", NULL), 405);
+    close(fast);
+    expect_slow_then_fast(p, 0, false); /* the fast one ended while the slow one sleeps */
+    assert_int_equal(raw_recv(slow), 200);
+    close(slow);
+    expect_slow_then_fast(p, 200, true);
+
+    /* a request in progress across a reset ends nowhere in the new journal */
+    assert_int_equal(simproc_reset(p), 0);
+    assert_int_equal(simproc_faults(p, "{\"latency_ms\":3000}"), 0);
+    slow = raw_connect(p);
+    raw_send(slow, "GET", "/api/cliente/busca", NULL);
+    assert_true(testenv_wait_until(first_in_progress, p, 15000, 20));
+    assert_int_equal(simproc_reset(p), 0); /* latency back to 0 */
+    fast = raw_connect(p);
+    assert_int_equal(raw_request(fast, "GET", "/api/chamado/criar", NULL), 405);
+    close(fast);
+    assert_int_equal(raw_recv(slow), 200);
+    close(slow);
+    j = journal(p);
+    const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(j, "requests");
+    assert_int_equal(cJSON_GetArraySize(reqs), 1);
+    expect_entry(cJSON_GetArrayItem(reqs, 0), 1, "GET", "/api/chamado/criar", 405, true);
+    cJSON_Delete(j);
+    assert_int_equal(simproc_stop(p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth),   cmocka_unit_test(test_cliente_criar),
         cmocka_unit_test(test_busca),  cmocka_unit_test(test_chamados),
         cmocka_unit_test(test_rate_limit), cmocka_unit_test(test_client_indexes),
-        cmocka_unit_test(test_keepalive_drop),
+        cmocka_unit_test(test_keepalive_drop), cmocka_unit_test(test_journal_arrival_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -612,19 +612,7 @@ static void test_ploomes_rate_limit_and_bursts(void **state)
 
 /* ---- Milvus ---------------------------------------------------------------------------------- */
 
-/* A valid CPF from a 9-digit body (apis.md §3), written independently of both validators. */
-static void make_cpf(long body, char out[12])
-{
-    snprintf(out, 12, "%09ld", body % 1000000000L);
-    for (int len = 9; len <= 10; len++) {
-        int sum = 0;
-        for (int i = 0; i < len; i++)
-            sum += (out[i] - '0') * (len + 1 - i);
-        int r = sum % 11;
-        out[len] = (char)('0' + (r < 2 ? 0 : 11 - r));
-    }
-    out[11] = '\0';
-}
+
 
 static long mpost(simproc *p, const char *path, const char *body, char **text)
 {
@@ -809,7 +797,7 @@ static void test_milvus_busca_paging_and_tokens(void **state)
     long last_id = 0;
     for (int i = 0; i < 200; i++) {
         char cpf[12], body[160];
-        make_cpf(200000000 + i, cpf);
+        testenv_make_cpf("", 200000000 + i, cpf); /* apis.md §3 */
         snprintf(body, sizeof body, "{\"cliente_documento\":\"%s\",\"cliente_pessoa_fisica\":{\"nome\":\"P%d\"}}", cpf, i);
         char *text = NULL;
         assert_int_equal(mpost(p, "/api/cliente/criar", body, &text), 200);
@@ -1066,7 +1054,7 @@ static void *hammer(void *arg)
         cJSON_Delete(r);
 
         char cpf[12];
-        make_cpf(300000000L + w->index * 1000L + i, cpf);
+        testenv_make_cpf("", 300000000L + w->index * 1000L + i, cpf);
         snprintf(body, sizeof body, "{\"cliente_documento\":\"%s\",\"cliente_pessoa_fisica\":{\"nome\":\"W%d-%d\"}}", cpf, w->index, i);
         if (simproc_request(w->milvus, "POST", "/api/cliente/criar", M_AUTH, body, &st, &text, NULL) || st != 200)
             wfail(w, "POST /cliente/criar", st);

@@ -32,12 +32,6 @@ static uint64_t rnd(void)
     return rng;
 }
 
-static int port_of(const simproc *p)
-{
-    const char *colon = strrchr(simproc_base_url(p), ':');
-    return (int)strtol(colon + 1, NULL, 10);
-}
-
 /* Sends raw bytes, reads until close or 5 s; returns 1 if an HTTP status line came back. */
 static int raw_exchange(int port, const char *data, size_t len)
 {
@@ -165,7 +159,7 @@ static void fuzz(const char *which)
                                          : "{\"clientes\":[{\"id\":1,\"token\":\"AAA111\",\"cnpj_cpf\":\"11222333000181\"}]}"),
                      0);
     const char *auth = ploomes ? "User-Key: FK" : "Authorization: FT";
-    int port = port_of(p);
+    int port = simproc_port(p);
     char *buf = malloc(16384);
     int answered = 0;
     int64_t t0 = testenv_now_ms();

@@ -857,19 +857,13 @@ static void test_milvus_listagem_short_pages(void **state)
 
 /* ---- item 21: a flood of half-open connections --------------------------------------------------- */
 
-static int port_of(const simproc *p)
-{
-    const char *colon = strrchr(simproc_base_url(p), ':');
-    return (int)strtol(colon + 1, NULL, 10);
-}
-
 #define HALF_OPEN 1500
 
 static void test_half_open_flood(void **state)
 {
     (void)state;
     simproc *m = start_sim("milvus-sim");
-    int port = port_of(m);
+    int port = simproc_port(m);
     int *fds = malloc(HALF_OPEN * sizeof *fds);
     assert_non_null(fds);
     int opened = 0;

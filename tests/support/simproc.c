@@ -27,6 +27,7 @@ struct simproc {
     pid_t pid;
     char base_url[128];
     char api_url[160];
+    int port; /* of base_url */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -265,6 +266,18 @@ simproc *simproc_start(const char *binary, const char *const *args, char *err, s
     }
     p->pid = pid;
     snprintf(p->base_url, sizeof p->base_url, "%s", line + strlen(prefix));
+    const char *colon = strrchr(p->base_url, ':');
+    char *end = NULL;
+    errno = 0;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (colon == NULL || errno != 0 || end == colon + 1 || *end != '\0' || port <= 0 ||
+        port > 65535) {
+        kill_and_reap(pid);
+        snprintf(err, errlen, "%s printed no port in 'listening on %s'", path, p->base_url);
+        free(p);
+        return NULL;
+    }
+    p->port = (int)port;
     if (strstr(binary, "milvus"))
         snprintf(p->api_url, sizeof p->api_url, "%s/api", p->base_url);
     else
@@ -307,6 +320,11 @@ simproc *simproc_start_sim(const char *binary, const char *credential, const cha
 const char *simproc_base_url(const simproc *p)
 {
     return p->base_url;
+}
+
+int simproc_port(const simproc *p)
+{
+    return p->port;
 }
 
 const char *simproc_api_url(const simproc *p)
@@ -557,6 +575,16 @@ static cJSON *admin_get(const simproc *p, const char *path)
     cJSON *json = status == 200 ? cJSON_Parse(body) : NULL;
     free(body);
     return json;
+}
+
+double simproc_fault_num(const simproc *p, const char *key, double missing)
+{
+    long st;
+    cJSON *f = simproc_request_json(p, "GET", "/_admin/faults", NULL, NULL, &st);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, key);
+    double d = st == 200 && cJSON_IsNumber(v) ? v->valuedouble : missing;
+    cJSON_Delete(f);
+    return d;
 }
 
 cJSON *simproc_state(const simproc *p)

@@ -61,6 +61,9 @@ simproc *simproc_start_sim(const char *binary, const char *credential, const cha
 /* "http://127.0.0.1:PORT" (no trailing slash). Valid until simproc_stop. */
 const char *simproc_base_url(const simproc *p);
 
+/* The TCP port of base_url (on 127.0.0.1), for tests that open raw connections. */
+int simproc_port(const simproc *p);
+
 /* The API root a client should be configured with: base for Ploomes, base + "/api" for Milvus. */
 const char *simproc_api_url(const simproc *p);
 
@@ -108,6 +111,10 @@ long simproc_admin_post(const simproc *p, const char *what, const char *json);
 int simproc_seed(const simproc *p, const char *json);
 int simproc_faults(const simproc *p, const char *json);
 int simproc_reset(const simproc *p);
+
+/* The value of the numeric fault `key` in GET /_admin/faults (e.g. "keepalive_drop_times"),
+ * or `missing` when the request fails or `key` is not a number there. */
+double simproc_fault_num(const simproc *p, const char *key, double missing);
 
 /* GET /_admin/state (or stats), parsed; NULL on any failure. cJSON_Delete it. */
 cJSON *simproc_state(const simproc *p);

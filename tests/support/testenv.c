@@ -120,3 +120,25 @@ char *testenv_read_file(const char *path)
         fclose(mem);
     return buf;
 }
+
+void testenv_make_cpf(const char *prefix, long n, char out[12])
+{
+    size_t plen = 0;
+    while (plen < 9 && prefix[plen] >= '0' && prefix[plen] <= '9')
+        plen++;
+    memcpy(out, prefix, plen);
+    /* n's low (9 - plen) digits, zero-padded */
+    unsigned long v = n < 0 ? 0 : (unsigned long)n;
+    for (size_t i = 9; i > plen; i--) {
+        out[i - 1] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    for (int len = 9; len <= 10; len++) {
+        int sum = 0;
+        for (int i = 0; i < len; i++)
+            sum += (out[i] - '0') * (len + 1 - i);
+        int r = sum % 11;
+        out[len] = (char)('0' + (r < 2 ? 0 : 11 - r));
+    }
+    out[11] = '\0';
+}

@@ -56,4 +56,10 @@ int64_t testenv_now_ms(void);
  * read. For tests that check what a binary printed into its log. */
 char *testenv_read_file(const char *path);
 
+/* A valid CPF (11 digits, check digits computed as apis.md says) into out: its 9-digit base is
+ * `prefix` (digits, at most 9; "" for none) followed by n (>= 0) zero-padded to the remaining
+ * width (only n's low digits when it is longer). E.g. ("4", 610000) -> base 400610000,
+ * ("", 123456789) -> base 123456789. Different (prefix, n) within range give different CPFs. */
+void testenv_make_cpf(const char *prefix, long n, char out[12]);
+
 #endif

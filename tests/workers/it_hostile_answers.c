@@ -159,26 +159,6 @@ typedef struct {
     size_t n;
 } cases_t;
 
-/* A valid CPF from n (9 digits "3nnnnnnnn" + check digits). */
-static void make_cpf(int n, char out[12])
-{
-    int d[11];
-    char base[16];
-    snprintf(base, sizeof base, "3%08d", n);
-    for (int i = 0; i < 9; i++)
-        d[i] = base[i] - '0';
-    for (int k = 9; k <= 10; k++) {
-        int s = 0;
-        for (int i = 0; i < k; i++)
-            s += d[i] * (k + 1 - i);
-        int r = (s * 10) % 11;
-        d[k] = r == 10 ? 0 : r;
-    }
-    for (int i = 0; i < 11; i++)
-        out[i] = (char)('0' + d[i]);
-    out[11] = '\0';
-}
-
 /* body with every "%DOC%" replaced by doc (malloc'd). */
 static char *with_doc(const char *body, const char *doc)
 {
@@ -452,7 +432,7 @@ static void c2m_add(cases_t *cs, const answer_t *a, int seq, void *vctx)
     c2m_ctx_t *x = vctx;
     int64_t id = 100 + seq;
     char doc[12], path[64], value[512];
-    make_cpf((int)(1000 + seq), doc);
+    testenv_make_cpf("3", 1000 + seq, doc); /* "3nnnnnnnn" */
     snprintf(path, sizeof path, "documento=%s&", doc);
     if (x->kind == CALL_READ) {
         add_case(cs, a, "search", CALL_READ, fx.hm, "GET", path, NULL, id, doc);
@@ -549,7 +529,7 @@ static void c2p_add(cases_t *cs, const answer_t *a, int seq, void *vctx)
     c2m_ctx_t *x = vctx;
     int64_t id = 2000 + seq;
     char doc[12], path[64], value[512];
-    make_cpf((int)(2000 + seq), doc);
+    testenv_make_cpf("3", 2000 + seq, doc);
     snprintf(path, sizeof path, "%%27%s%%27", doc);
     if (x->kind == CALL_READ) {
         add_case(cs, a, "search", CALL_READ, fx.hp, "GET", path, NULL, id, doc);
@@ -734,7 +714,7 @@ static void sigterm_mid_create(void **state)
     wt_set(&w, "HTTP_TIMEOUT_MS", "5000");
     wt_set(&w, "CLAIM_LEASE_SECONDS", "2");
     char doc[12], value[512];
-    make_cpf(9999, doc);
+    testenv_make_cpf("3", 9999, doc);
     hostile_rule_t r = {.method = "POST", .path_contains = "/cliente/criar", .body_contains = doc,
                         .times = 1, .forward_first = true, .mode = HOSTILE_SLOWLORIS,
                         .slow_seconds = 60};

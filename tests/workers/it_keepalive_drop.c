@@ -47,6 +47,10 @@
 
 typedef struct {
     simproc *ploomes, *milvus;
+    /* the running case's worker and its environment, here so that run_teardown kills and
+     * reaps the worker and frees w whatever assertion ended the case */
+    pid_t worker; /* 0 = none running */
+    wt_t w;
 } fx_t;
 
 static fx_t fx;
@@ -68,26 +72,6 @@ static int fx_teardown(void **state)
     int rc = simproc_stop(fx.ploomes) | simproc_stop(fx.milvus);
     store_global_cleanup();
     return rc == 0 ? 0 : -1;
-}
-
-/* A valid CPF from n (9 digits "4nnnnnnnn" + check digits). */
-static void make_cpf(int n, char out[12])
-{
-    int d[11];
-    char base[16];
-    snprintf(base, sizeof base, "4%08d", n);
-    for (int i = 0; i < 9; i++)
-        d[i] = base[i] - '0';
-    for (int k = 9; k <= 10; k++) {
-        int s = 0;
-        for (int i = 0; i < k; i++)
-            s += d[i] * (k + 1 - i);
-        int r = (s * 10) % 11;
-        d[k] = r == 10 ? 0 : r;
-    }
-    for (int i = 0; i < 11; i++)
-        out[i] = (char)('0' + d[i]);
-    out[11] = '\0';
 }
 
 /* ---- the two workers ------------------------------------------------------------------------ */
@@ -216,16 +200,6 @@ static simproc *target_of(const worker_kind_t *k)
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static double fault_num(simproc *sim, const char *key)
-{
-    long st;
-    cJSON *f = simproc_request_json(sim, "GET", "/_admin/faults", NULL, NULL, &st);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, key);
-    double d = st == 200 && cJSON_IsNumber(v) ? v->valuedouble : -100;
-    cJSON_Delete(f);
-    return d;
-}
-
 /* The journal's `total` (requests so far). */
 static int64_t journal_total(simproc *sim)
 {
@@ -315,6 +289,22 @@ static const char *check_journal(const worker_kind_t *k, int64_t from, const cha
 
 /* ---- one run: a worker, a variant ----------------------------------------------------------- */
 
+/* After every case, passed or failed: a worker still running (an assertion failed between its
+ * start and its stop) is killed and reaped, and the case's environment freed. */
+static int run_teardown(void **state)
+{
+    (void)state;
+    int rc = 0;
+    if (fx.worker > 0) {
+        kill(fx.worker, SIGKILL);
+        if (simproc_wait(fx.worker, 30000) < 0)
+            rc = -1;
+        fx.worker = 0;
+    }
+    wt_free(&fx.w);
+    return rc;
+}
+
 static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
 {
     const char *only = getenv("KEEPALIVE_ONLY");
@@ -322,25 +312,26 @@ static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
         return;
     bool before = strcmp(variant, "before") == 0;
     fprintf(stderr, "%s, keepalive_drop %s\n", k->binary, variant);
-    wt_t w;
-    wt_init(&w, before ? "kab" : "kaa");
-    wt_set(&w, "PLOOMES_BASE_URL", simproc_api_url(fx.ploomes));
-    wt_set(&w, "PLOOMES_USER_KEY", PKEY);
-    wt_set(&w, "MILVUS_BASE_URL", simproc_api_url(fx.milvus));
-    wt_set(&w, "MILVUS_TOKEN", MTOKEN);
-    wt_set(&w, "SYNC_SINCE", "2024-02-24T00:00:00-03:00");
-    wt_set(&w, "TICKETS_SINCE", "2026-01-01T00:00:00Z");
-    wt_set(&w, "MAX_IN_FLIGHT", "1");
-    wt_set(&w, "LOG_LEVEL", "info");
-    assert_int_equal(wt_ensure_topics(&w), 0);
-    wt_set(&w, "MILVUS_MIN_ID", "0");
+    wt_t *w = &fx.w;
+    wt_init(w, before ? "kab" : "kaa");
+    wt_set(w, "PLOOMES_BASE_URL", simproc_api_url(fx.ploomes));
+    wt_set(w, "PLOOMES_USER_KEY", PKEY);
+    wt_set(w, "MILVUS_BASE_URL", simproc_api_url(fx.milvus));
+    wt_set(w, "MILVUS_TOKEN", MTOKEN);
+    wt_set(w, "SYNC_SINCE", "2024-02-24T00:00:00-03:00");
+    wt_set(w, "TICKETS_SINCE", "2026-01-01T00:00:00Z");
+    wt_set(w, "MAX_IN_FLIGHT", "1");
+    wt_set(w, "LOG_LEVEL", "info");
+    assert_int_equal(wt_ensure_topics(w), 0);
+    wt_set(w, "MILVUS_MIN_ID", "0");
     simproc *target = target_of(k);
     const char *api = k->to_ploomes ? "ploomes" : "milvus";
     int64_t from = journal_total(target);
 
     int port = 0;
-    pid_t pid = pt_start_daemon(k->binary, wt_env(&w), w.log, &port);
+    pid_t pid = pt_start_daemon(k->binary, wt_env(w), w->log, &port);
     assert_true(pid > 0);
+    fx.worker = pid;
     rec_t recs[RECORDS];
     bool ok = true;
     for (int i = 0; i < RECORDS && ok; i++) {
@@ -348,20 +339,20 @@ static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
         int seq = seq0 + i;
         r->id = k->base + seq;
         snprintf(r->key, sizeof r->key, "%lld", (long long)r->id);
-        make_cpf((int)r->id, r->doc);
+        testenv_make_cpf("4", r->id, r->doc); /* 9 digits "4nnnnnnnn" */
         char faults[256];
         snprintf(faults, sizeof faults,
                  "{\"keepalive_drop\":\"%s\",\"keepalive_drop_times\":1,"
                  "\"keepalive_drop_path\":\"%s\",\"keepalive_drop_method\":\"POST\"}",
                  variant, k->create_path);
         assert_int_equal(simproc_faults(target, faults), 0);
-        k->produce(&w, k, r, seq);
-        assert_int_equal(wt_flush(&w), 0);
-        done_wait_t d = {&w, r->key};
+        k->produce(w, k, r, seq);
+        assert_int_equal(wt_flush(w), 0);
+        done_wait_t d = {w, r->key};
         if (!testenv_wait_until(key_done, &d, 90000, 50)) {
             fprintf(stderr, "FAIL record %s never finished\n", r->key);
             ok = false;
-        } else if (fault_num(target, "keepalive_drop_times") != 0) {
+        } else if (simproc_fault_num(target, "keepalive_drop_times", -100) != 0) {
             fprintf(stderr, "FAIL record %s: its create was not dropped (not on a reused "
                             "connection?)\n", r->key);
             ok = false;
@@ -372,9 +363,10 @@ static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
     char *metrics = NULL;
     long mst = pt_http_get(port, "/metrics", &metrics);
     kill(pid, SIGTERM);
-    int rc = simproc_wait(pid, 30000);
+    int rc = simproc_wait(pid, 30000); /* reaped (killed after 30 s) */
+    fx.worker = 0;
     if (!ok || rc != 0 || mst != 200) {
-        pt_dump_log(w.log, 8000);
+        pt_dump_log(w->log, 8000);
         free(metrics);
         fail_msg("%s (%s): exit %d, /metrics %ld", k->binary, variant, rc, mst);
     }
@@ -385,8 +377,8 @@ static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
     assert_non_null(state);
     int bad = 0;
     for (int i = 0; i < RECORDS; i++) {
-        int done = wt_count_done(&w, recs[i].key, NULL, NULL);
-        int good = wt_count_done(&w, recs[i].key, "delivered", reason);
+        int done = wt_count_done(w, recs[i].key, NULL, NULL);
+        int good = wt_count_done(w, recs[i].key, "delivered", reason);
         int at_target = k->count(state, &recs[i]);
         if (done != 1 || good != 1 || at_target != 1) {
             fprintf(stderr, "FAIL key %s: %d record_done lines (%d delivered %s), %d at the "
@@ -395,14 +387,14 @@ static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
         }
     }
     cJSON_Delete(state);
-    long letters = wt_topic_count(&w, "pipeline.dlq");
+    long letters = wt_topic_count(w, "pipeline.dlq");
     /* the worker saw each drop as a lost answer and did not send it again by itself */
     char series[160];
     snprintf(series, sizeof series, "event=http_failed api=%s method=POST", api);
-    int ambiguous = wt_log_count(&w, series);
-    int lost = wt_log_count(&w, "outcome=ambiguous error_class=CurlRecv");
-    int refused = wt_log_count(&w, "not sent again: the request is not idempotent");
-    int again = wt_log_count(&w, "event=create_again");
+    int ambiguous = wt_log_count(w, series);
+    int lost = wt_log_count(w, "outcome=ambiguous error_class=CurlRecv");
+    int refused = wt_log_count(w, "not sent again: the request is not idempotent");
+    int again = wt_log_count(w, "event=create_again");
     snprintf(series, sizeof series,
              "http_requests_total{api=\"%s\",method=\"POST\",outcome=\"ambiguous\"}", api);
     double m_amb = pt_metric_value(metrics, series);
@@ -430,11 +422,11 @@ static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
         bad++;
     }
     if (bad) {
-        pt_dump_log(w.log, 8000);
+        pt_dump_log(w->log, 8000);
         fail_msg("%s (keepalive_drop %s): %d checks failed (FAIL lines above)", k->binary,
                  variant, bad);
     }
-    wt_free(&w);
+    wt_free(w);
 }
 
 static void clients_to_milvus_before(void **state)
@@ -476,12 +468,12 @@ static void clients_to_ploomes_after(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(clients_to_milvus_before),
-        cmocka_unit_test(clients_to_milvus_after),
-        cmocka_unit_test(tasks_to_milvus_before),
-        cmocka_unit_test(tasks_to_milvus_after),
-        cmocka_unit_test(clients_to_ploomes_before),
-        cmocka_unit_test(clients_to_ploomes_after),
+        cmocka_unit_test_teardown(clients_to_milvus_before, run_teardown),
+        cmocka_unit_test_teardown(clients_to_milvus_after, run_teardown),
+        cmocka_unit_test_teardown(tasks_to_milvus_before, run_teardown),
+        cmocka_unit_test_teardown(tasks_to_milvus_after, run_teardown),
+        cmocka_unit_test_teardown(clients_to_ploomes_before, run_teardown),
+        cmocka_unit_test_teardown(clients_to_ploomes_after, run_teardown),
     };
     return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

@@ -220,17 +220,7 @@ static int fx_setup_proxied(void **state)
         goto fail;
     }
     pf->f = inner;
-    /* simproc_base_url: "http://127.0.0.1:PORT" */
-    const char *colon = strrchr(simproc_base_url(pf->f->milvus), ':');
-    char *end = NULL;
-    errno = 0;
-    long port = colon ? strtol(colon + 1, &end, 10) : 0;
-    if (colon == NULL || errno != 0 || end == colon + 1 || *end != '\0' || port <= 0 ||
-        port > 65535) {
-        fprintf(stderr, "no port in %s\n", simproc_base_url(pf->f->milvus));
-        goto fail;
-    }
-    pf->px = tcpproxy_start("127.0.0.1", (int)port, err, sizeof err);
+    pf->px = tcpproxy_start("127.0.0.1", simproc_port(pf->f->milvus), err, sizeof err);
     if (pf->px == NULL) {
         fprintf(stderr, "%s\n", err);
         goto fail;
