@@ -1,6 +1,7 @@
 /* tcpproxy_: see tcpproxy.h. One thread polls the listener and every pair (50 ms ticks, so a
  * mode change shows within one tick); the mode and the counters are guarded by `lock`, the
- * pairs belong to the proxy thread alone. */
+ * pairs (and, in Kafka mode, their partial response frames) belong to the proxy thread alone;
+ * the Kafka settings are written before the thread starts and only read after. */
 #include "tcpproxy.h"
 
 #include <arpa/inet.h>
@@ -18,6 +19,15 @@
 
 #define TCPPROXY_PAIRS 64
 #define TCPPROXY_TICK_MS 50
+#define TCPPROXY_KAFKA_FRAME_MAX (64 * 1024 * 1024) /* a bigger response closes the pair */
+#define TCPPROXY_KAFKA_HOSTS 2
+#define TCPPROXY_KAFKA_HOST_MAX 64
+
+/* Kafka mode: the upstream -> client bytes of one pair not yet forwarded (a partial frame). */
+typedef struct {
+    unsigned char *buf;
+    size_t len, cap;
+} kafka_down_t;
 
 typedef enum { MODE_FORWARD = 0, MODE_CUT, MODE_FROZEN } proxy_mode_t;
 
@@ -33,6 +43,12 @@ struct tcpproxy {
     int held;                  /* guarded by lock: client connections with unread bytes (frozen) */
     long long bytes_up;        /* guarded by lock: client -> upstream bytes forwarded */
     int pairs[TCPPROXY_PAIRS][2]; /* client, upstream; -1: none (proxy thread only) */
+    /* Kafka mode (tcpproxy_start_kafka): set before the thread starts, read-only after */
+    bool kafka;
+    int upstream_port;
+    char adv_host[TCPPROXY_KAFKA_HOSTS][TCPPROXY_KAFKA_HOST_MAX]; /* "" : unused */
+    long long rewrites;        /* guarded by lock: broker addresses rewritten */
+    kafka_down_t down[TCPPROXY_PAIRS]; /* proxy thread only */
 };
 
 static void pair_close(tcpproxy_t *px, int i)
@@ -42,6 +58,8 @@ static void pair_close(tcpproxy_t *px, int i)
             close(px->pairs[i][k]);
         px->pairs[i][k] = -1;
     }
+    free(px->down[i].buf);
+    px->down[i] = (kafka_down_t){0};
 }
 
 /* A new connection to the upstream, or -1. */
@@ -76,6 +94,95 @@ static int pump(tcpproxy_t *px, int from, int to, bool up)
         pthread_mutex_lock(&px->lock);
         px->bytes_up += n;
         pthread_mutex_unlock(&px->lock);
+    }
+    return 0;
+}
+
+/* Kafka mode: in one whole response frame (its body, after the 4-byte size), every Kafka string
+ * holding an advertised host (an int16 or a compact-varint length just before it) followed by
+ * the upstream's port as a big-endian int32 (a broker's host and port, in Metadata,
+ * FindCoordinator..., whatever the version) gets the proxy's port instead. Same length: the
+ * frame's size does not change. Returns how many were rewritten. */
+static int kafka_rewrite(const tcpproxy_t *px, unsigned char *f, size_t n)
+{
+    const unsigned char want[4] = {0, 0, (unsigned char)(px->upstream_port >> 8),
+                                   (unsigned char)(px->upstream_port & 0xff)};
+    const unsigned char mine[4] = {0, 0, (unsigned char)(px->port >> 8),
+                                   (unsigned char)(px->port & 0xff)};
+    int count = 0;
+    for (int h = 0; h < TCPPROXY_KAFKA_HOSTS; h++) {
+        const char *host = px->adv_host[h];
+        size_t hl = strlen(host);
+        if (hl == 0)
+            continue;
+        for (size_t i = 1; i + hl + 4 <= n; i++) {
+            if ((f[i - 1] != hl && f[i - 1] != hl + 1) || memcmp(f + i, host, hl) != 0 ||
+                memcmp(f + i + hl, want, 4) != 0)
+                continue;
+            memcpy(f + i + hl, mine, 4);
+            count++;
+        }
+    }
+    return count;
+}
+
+static int send_all(int fd, const unsigned char *b, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Kafka mode, pair i, upstream -> client: reads what is readable, then forwards every whole
+ * frame (a big-endian int32 size, then that many bytes) rewritten; a partial frame waits for
+ * the rest. -1 when the pair must close. */
+static int pump_kafka_down(tcpproxy_t *px, int i)
+{
+    kafka_down_t *d = &px->down[i];
+    if (d->cap - d->len < 16384) {
+        size_t cap = d->cap ? d->cap * 2 : 65536;
+        unsigned char *nb = realloc(d->buf, cap);
+        if (!nb)
+            return -1;
+        d->buf = nb;
+        d->cap = cap;
+    }
+    ssize_t r = recv(px->pairs[i][1], d->buf + d->len, d->cap - d->len, 0);
+    if (r <= 0)
+        return -1;
+    d->len += (size_t)r;
+    while (d->len >= 4) {
+        size_t size = ((size_t)d->buf[0] << 24) | ((size_t)d->buf[1] << 16) |
+                      ((size_t)d->buf[2] << 8) | d->buf[3];
+        if (size > TCPPROXY_KAFKA_FRAME_MAX)
+            return -1;
+        if (d->len < 4 + size) { /* room for the whole frame, read on the next rounds */
+            if (d->cap < 4 + size) {
+                unsigned char *nb = realloc(d->buf, 4 + size);
+                if (!nb)
+                    return -1;
+                d->buf = nb;
+                d->cap = 4 + size;
+            }
+            return 0;
+        }
+        int n = kafka_rewrite(px, d->buf + 4, size);
+        if (n > 0) {
+            pthread_mutex_lock(&px->lock);
+            px->rewrites += n;
+            pthread_mutex_unlock(&px->lock);
+        }
+        if (send_all(px->pairs[i][0], d->buf, 4 + size) != 0)
+            return -1;
+        memmove(d->buf, d->buf + 4 + size, d->len - 4 - size);
+        d->len -= 4 + size;
     }
     return 0;
 }
@@ -172,7 +279,10 @@ static void *proxy_main(void *arg)
             int i = idx[j] / 2, k = idx[j] % 2;
             if (px->pairs[i][k] < 0 || px->pairs[i][1 - k] < 0)
                 continue;
-            if (pump(px, px->pairs[i][k], px->pairs[i][1 - k], k == 0) != 0) /* 0: client */
+            int rc = k == 1 && px->kafka ? pump_kafka_down(px, i)
+                                         : pump(px, px->pairs[i][k], px->pairs[i][1 - k],
+                                                k == 0); /* k 0: the client */
+            if (rc != 0)
                 pair_close(px, i);
         }
         if (fds[0].revents & POLLIN)
@@ -183,7 +293,9 @@ static void *proxy_main(void *arg)
     return NULL;
 }
 
-tcpproxy_t *tcpproxy_start(const char *host, int port, char *err, size_t errlen)
+/* tcpproxy_start and tcpproxy_start_kafka: kafka_host NULL for a plain proxy. */
+static tcpproxy_t *proxy_start(const char *host, int port, const char *kafka_host, char *err,
+                               size_t errlen)
 {
     char dummy[1];
     if (!err || errlen == 0) {
@@ -202,6 +314,21 @@ tcpproxy_t *tcpproxy_start(const char *host, int port, char *err, size_t errlen)
     for (int i = 0; i < TCPPROXY_PAIRS; i++)
         px->pairs[i][0] = px->pairs[i][1] = -1;
     px->listen_fd = -1;
+    if (kafka_host) {
+        px->kafka = true;
+        px->upstream_port = port;
+        int w = snprintf(px->adv_host[0], sizeof px->adv_host[0], "%s", kafka_host);
+        if (w <= 0 || (size_t)w >= sizeof px->adv_host[0]) {
+            snprintf(err, errlen, "tcpproxy: Kafka host too long or empty");
+            free(px);
+            return NULL;
+        }
+        /* a broker on this host may advertise either spelling */
+        const char *alt = strcmp(kafka_host, "localhost") == 0   ? "127.0.0.1"
+                          : strcmp(kafka_host, "127.0.0.1") == 0 ? "localhost"
+                                                                  : "";
+        snprintf(px->adv_host[1], sizeof px->adv_host[1], "%s", alt);
+    }
     px->upstream.sin_family = AF_INET;
     px->upstream.sin_port = htons((uint16_t)port);
     if (strcmp(host, "localhost") == 0)
@@ -240,6 +367,24 @@ fail:
     pthread_mutex_destroy(&px->lock);
     free(px);
     return NULL;
+}
+
+tcpproxy_t *tcpproxy_start(const char *host, int port, char *err, size_t errlen)
+{
+    return proxy_start(host, port, NULL, err, errlen);
+}
+
+tcpproxy_t *tcpproxy_start_kafka(const char *host, int port, char *err, size_t errlen)
+{
+    return proxy_start(host, port, host ? host : "", err, errlen);
+}
+
+long long tcpproxy_kafka_rewrites(tcpproxy_t *px)
+{
+    pthread_mutex_lock(&px->lock);
+    long long n = px->rewrites;
+    pthread_mutex_unlock(&px->lock);
+    return n;
 }
 
 int tcpproxy_port(const tcpproxy_t *px)

@@ -25,10 +25,28 @@
  * until a request has really reached the service (not merely left, or been about to leave, its
  * client): e.g. put it in front of a simulator and wait for the counter to move.
  *
- * Ownership: tcpproxy_start returns a proxy the caller owns and frees with tcpproxy_stop (which
- * closes every connection). Thread-safety: one background thread does all the socket work;
- * tcpproxy_port/cut/freeze/restore/refused/held_requests/bytes_up may be called from any thread
- * while it runs. tcpproxy_stop must not race with them.
+ * Kafka mode (tcpproxy_start_kafka): a plain TCP proxy is not enough in front of Kafka: the
+ * broker advertises its own address in its metadata and the client then connects there
+ * directly, around the proxy. In Kafka mode the proxy reads the upstream -> client stream frame
+ * by frame (Kafka's 4-byte size, then the response) and, in every response, rewrites the
+ * broker's advertised port to its own wherever a Kafka string holding the upstream host is
+ * followed by the upstream port (a broker's host and port in Metadata, FindCoordinator...), so
+ * every later connection of the client comes to the proxy too. Client -> upstream bytes are
+ * forwarded as is; cut/freeze/restore and the counters work as above.
+ *   tcpproxy_t *px = tcpproxy_start_kafka("127.0.0.1", 19092, err, sizeof err);
+ *   ... KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:<tcpproxy_port(px)> ... tcpproxy_freeze(px) ...
+ *   if (tcpproxy_kafka_rewrites(px) == 0) fail_msg("the client bypassed the proxy");
+ * Limits: one broker only (a cluster's other brokers are left as advertised, and reached
+ * directly); the rewrite needs the advertised host to equal `host` ("localhost" and "127.0.0.1"
+ * count as equal) and the advertised port to equal `port` — otherwise nothing is rewritten and
+ * the client silently bypasses the proxy: check tcpproxy_kafka_rewrites. Hosts up to 63 bytes.
+ * A response frame is held whole in memory (one over 64 MiB closes the pair). No TLS/SASL.
+ *
+ * Ownership: tcpproxy_start (or tcpproxy_start_kafka) returns a proxy the caller owns and frees
+ * with tcpproxy_stop (which closes every connection). Thread-safety: one background thread does
+ * all the socket work; tcpproxy_port/cut/freeze/restore/refused/held_requests/bytes_up/
+ * kafka_rewrites may be called from any thread while it runs. tcpproxy_stop must not race with
+ * them.
  */
 #ifndef PIPELINE_TCPPROXY_H
 #define PIPELINE_TCPPROXY_H
@@ -40,6 +58,16 @@ typedef struct tcpproxy tcpproxy_t;
 /* Starts a proxy in front of host:port (an IPv4 address, or "localhost"), forwarding. NULL with
  * err (when errlen > 0) on failure. */
 tcpproxy_t *tcpproxy_start(const char *host, int port, char *err, size_t errlen);
+
+/* The same in Kafka mode (see above): host:port is the broker as it advertises itself (its
+ * advertised listener, e.g. KAFKA_BOOTSTRAP_SERVERS when that is the one broker). NULL with err
+ * on failure. */
+tcpproxy_t *tcpproxy_start_kafka(const char *host, int port, char *err, size_t errlen);
+
+/* Kafka mode: how many advertised broker addresses were rewritten to the proxy since the start.
+ * Still 0 after a client fetched metadata through the proxy means the broker advertises another
+ * host:port and the client goes there directly. Always 0 for a plain proxy. */
+long long tcpproxy_kafka_rewrites(tcpproxy_t *px);
 
 /* The local port the proxy listens on (127.0.0.1). */
 int tcpproxy_port(const tcpproxy_t *px);
