@@ -181,7 +181,8 @@ def throughput_section(rows, out):
     out.append("")
     out.append("s and records/s (start → last): from the processes' start (the baseline: its own "
                "start) to the reading of milvus-sim's counters (every 0.1 s) that shows the last "
-               "ticket, start-up included (the pipeline's Kafka group join and first poll, ~3 s). "
+               "ticket, start-up included (the pipeline's Kafka group join and first poll: "
+               "first_ticket_s in the JSON). "
                "records/s (first → last): the tickets after the first reading that shows one, "
                "over the time from that reading to the last ticket: the steady rate, start-up "
                "left out (marked when that span is under 3 s: a few readings). Both are measured; "
