@@ -142,3 +142,18 @@ void testenv_make_cpf(const char *prefix, long n, char out[12])
     }
     out[11] = '\0';
 }
+
+const char *testenv_json_start(const char *out, char open)
+{
+    if (out == NULL)
+        return NULL;
+    for (const char *line = out; *line != '\0';) {
+        if (*line == open)
+            return line;
+        const char *nl = strchr(line, '\n');
+        if (nl == NULL)
+            break;
+        line = nl + 1;
+    }
+    return NULL;
+}

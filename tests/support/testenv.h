@@ -56,6 +56,11 @@ int64_t testenv_now_ms(void);
  * read. For tests that check what a binary printed into its log. */
 char *testenv_read_file(const char *path);
 
+/* The first line of `out` that starts with `open` ('[' or '{'): where a CLI's JSON begins in a
+ * capture that also holds log lines (libmongoc's own warnings start with "[ <pid>]", which a
+ * plain strchr() took for an array). NULL when no line starts with it. */
+const char *testenv_json_start(const char *out, char open);
+
 /* A valid CPF (11 digits, check digits computed as apis.md says) into out: its 9-digit base is
  * `prefix` (digits, at most 9; "" for none) followed by n (>= 0) zero-padded to the remaining
  * width (only n's low digits when it is longer). E.g. ("4", 610000) -> base 400610000,

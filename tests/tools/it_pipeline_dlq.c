@@ -96,7 +96,7 @@ static void test_list_show_stats_replay(void **state)
     /* list --json with a filter */
     assert_int_equal(dlq_cli(&f, (const char *[]){"list", "--error-class", "HttpStatus503",
                                                    "--json", NULL}, &out), 0);
-    cJSON *j = cJSON_Parse(strchr(out, '['));
+    cJSON *j = cJSON_Parse(testenv_json_start(out, '['));
     assert_non_null(j);
     assert_int_equal(cJSON_GetArraySize(j), 2);
     cJSON *first = cJSON_GetArrayItem(j, 0);
@@ -106,7 +106,7 @@ static void test_list_show_stats_replay(void **state)
     free(out);
     /* stats */
     assert_int_equal(dlq_cli(&f, (const char *[]){"stats", "--json", NULL}, &out), 0);
-    j = cJSON_Parse(strchr(out, '{'));
+    j = cJSON_Parse(testenv_json_start(out, '{'));
     assert_non_null(j);
     assert_int_equal(cJSON_GetObjectItem(j, "total")->valueint, 4);
     cJSON *rows = cJSON_GetObjectItem(j, "by_worker_and_class");

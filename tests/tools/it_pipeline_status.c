@@ -143,7 +143,7 @@ static void test_known_state(void **state)
 
     char *out = NULL;
     assert_int_equal(status_cli(&w, (const char *[]){"--json", NULL}, &out, 1), 0);
-    cJSON *j = cJSON_Parse(strchr(out, '{'));
+    cJSON *j = cJSON_Parse(testenv_json_start(out, '{'));
     check_json(j);
     cJSON_Delete(j);
     free(out);
