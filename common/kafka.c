@@ -492,6 +492,37 @@ int kafka_topic_config_get(const kafka_settings_t *s, const char *topic, const c
     return rc;
 }
 
+int kafka_partition_count_on(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
+                             size_t errlen)
+{
+    if (!rk || !topic) {
+        errbuf_set(err, errlen, "kafka_partition_count_on: missing handle or topic");
+        return KAFKA_ERR_INVALID;
+    }
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt) {
+        errbuf_set(err, errlen, "cannot open topic %s", topic);
+        return KAFKA_ERR_INVALID;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        errbuf_set(err, errlen, "Kafka cluster at bootstrap.servers did not answer a metadata "
+                                "request within %d ms: %s",
+                   timeout_ms, rd_kafka_err2str(e));
+        return KAFKA_ERR_BROKER;
+    }
+    const rd_kafka_metadata_topic_t *t = md_find(md, topic);
+    int rc = KAFKA_ERR_INVALID;
+    if (t && t->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rc = t->partition_cnt;
+    else
+        errbuf_set(err, errlen, "topic %s does not exist", topic);
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
 int kafka_topic_partition_count(const kafka_settings_t *s, const char *topic, int timeout_ms,
                                 char *err, size_t errlen)
 {
@@ -502,6 +533,8 @@ int kafka_topic_partition_count(const kafka_settings_t *s, const char *topic, in
     rd_kafka_t *rk = admin_client_new(s, err, errlen);
     if (!rk)
         return KAFKA_ERR_CONFIG;
+    /* All topics' metadata: asking for one topic by name could create it where the broker
+     * auto-creates topics (this client's allow.auto.create.topics is librdkafka's default). */
     const struct rd_kafka_metadata *md = NULL;
     int rc = cluster_metadata(rk, timeout_ms, &md, err, errlen);
     if (rc == KAFKA_OK) {
@@ -1320,6 +1353,27 @@ int kafka_producer_warm(kafka_producer_t *p, const char *const *topics, size_t n
         }
     }
     return KAFKA_OK;
+}
+
+int kafka_producer_warm_ids(kafka_producer_t *p, const char *prefix, const kafka_topic_id_t *ids,
+                            size_t n, int timeout_ms, bool (*stop)(void), char *err,
+                            size_t errlen)
+{
+    if (n > KAFKA_PRODUCER_WARM_MAX || (n > 0 && !ids)) {
+        errbuf_set(err, errlen, "kafka_producer_warm_ids: bad arguments (at most %d topics)",
+                   KAFKA_PRODUCER_WARM_MAX);
+        return KAFKA_ERR_INVALID;
+    }
+    char names[KAFKA_PRODUCER_WARM_MAX][KAFKA_TOPIC_NAME_MAX];
+    const char *ptrs[KAFKA_PRODUCER_WARM_MAX];
+    for (size_t i = 0; i < n; i++) {
+        if (kafka_topic_name(names[i], sizeof names[i], prefix, ids[i]) != KAFKA_OK) {
+            errbuf_set(err, errlen, "TOPIC_PREFIX makes a topic name too long");
+            return KAFKA_ERR_INVALID;
+        }
+        ptrs[i] = names[i];
+    }
+    return kafka_producer_warm(p, ptrs, n, timeout_ms, stop, err, errlen);
 }
 
 int kafka_producer_close(kafka_producer_t *p, int timeout_ms, char *err, size_t errlen)

@@ -187,9 +187,17 @@ int kafka_topics_ensure(const kafka_settings_t *s, const char *prefix, int parti
 int kafka_topic_config_get(const kafka_settings_t *s, const char *topic, const char *name,
                            char *out, size_t outsize, int timeout_ms, char *err, size_t errlen);
 
-/* Number of partitions of `topic` from metadata, or a negative status. */
+/* Number of partitions of `topic` from the cluster's metadata (a short-lived client of its
+ * own), or a negative status. */
 int kafka_topic_partition_count(const kafka_settings_t *s, const char *topic, int timeout_ms,
                                 char *err, size_t errlen);
+
+/* The same on the caller's handle `rk` (borrowed), asking about this one topic (use a consumer
+ * handle: a producer's allow.auto.create.topics default could create a missing topic):
+ * the partition count; KAFKA_ERR_INVALID when the topic does not exist; KAFKA_ERR_BROKER when
+ * the cluster did not answer within timeout_ms. err says why. */
+int kafka_partition_count_on(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
+                             size_t errlen);
 
 /* ---- records (consumer → worker → DLQ) ----------------------------------------------------- */
 
@@ -256,11 +264,16 @@ kafka_producer_t *kafka_producer_new(const kafka_settings_t *s, const char *clie
  * known with all its partitions led; KAFKA_ERR_TIMEOUT (err names the topic) when one is not
  * within timeout_ms, or as soon as `stop` (may be NULL; e.g. app_stop_requested) returns true
  * between metadata requests; KAFKA_ERR_INVALID for a bad argument or too many topics. Only a
- * delay is at
- * stake: callers log a failure and go on (sends then wait for librdkafka's own refresh). */
+ * delay is at stake: callers log a failure and go on (sends then wait for librdkafka's own
+ * refresh). */
 enum { KAFKA_PRODUCER_WARM_MAX = 8 };
 int kafka_producer_warm(kafka_producer_t *p, const char *const *topics, size_t n, int timeout_ms,
                         bool (*stop)(void), char *err, size_t errlen);
+
+/* kafka_producer_warm() for the pipeline topics `ids` under `prefix` (kafka_topic_name()). */
+int kafka_producer_warm_ids(kafka_producer_t *p, const char *prefix, const kafka_topic_id_t *ids,
+                            size_t n, int timeout_ms, bool (*stop)(void), char *err,
+                            size_t errlen);
 
 /* Same for the producer that writes dead letters (kafka_dlq_opts_t.producer): its
  * message.max.bytes follows the DLQ topic (KAFKA_DLQ_EXTRA_BYTES more), so the dead letter of

@@ -57,27 +57,13 @@ rd_kafka_t *dlq_reader_new(const kafka_settings_t *s, char *err, size_t errlen)
     return rk; /* conf is owned by rk now */
 }
 
-/* Partition count of `topic`, 0 when it does not exist, -1 on failure. */
+/* Partitions of `topic`: the count, 0 when it does not exist (nothing dead-lettered yet), -1
+ * when Kafka did not answer (err says why). */
 static int partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
                            size_t errlen)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (!rkt) {
-        errbuf_set(err, errlen, "cannot open topic %s", topic);
-        return -1;
-    }
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-    rd_kafka_topic_destroy(rkt);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        errbuf_set(err, errlen, "Kafka metadata for %s: %s", topic, rd_kafka_err2str(e));
-        return -1;
-    }
-    int n = 0;
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        n = md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    return n;
+    int n = kafka_partition_count_on(rk, topic, timeout_ms, err, errlen);
+    return n == KAFKA_ERR_INVALID ? 0 : n < 0 ? -1 : n;
 }
 
 static char *dup_bytes(const void *p, size_t n)

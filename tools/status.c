@@ -39,7 +39,6 @@ struct status_collector {
     store_t *st;                /* borrowed, may be NULL */
     rd_kafka_t *rk;             /* owned: NULL until a sample needs it, and after a failure */
     ratelimit_t *rl[2];         /* owned: ploomes, milvus; NULL until built or after a failure */
-    uint64_t kafka_clients;     /* rk built so far */
     bool kafka_failed;          /* this sample could not reach Kafka: rebuild rk on the next */
 };
 
@@ -60,36 +59,7 @@ static rd_kafka_t *kafka_get(status_collector_t *c, char *err, size_t errlen)
     c->rk = dlq_reader_new(c->ks, err, errlen);
     if (!c->rk)
         return NULL;
-    c->kafka_clients++;
     return c->rk;
-}
-
-/* Partitions of `topic` (what kafka_topic_partition_count answers, on the collector's handle):
- * the count, KAFKA_ERR_INVALID when the topic does not exist, KAFKA_ERR_BROKER when the cluster
- * did not answer; err says why. */
-static int partition_count(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
-{
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (!rkt) {
-        errbuf_set(err, errlen, "cannot open topic %s", topic);
-        return KAFKA_ERR_INVALID;
-    }
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, KAFKA_TIMEOUT_MS);
-    rd_kafka_topic_destroy(rkt);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        errbuf_set(err, errlen, "Kafka cluster at bootstrap.servers did not answer a metadata "
-                                "request within %d ms: %s",
-                   KAFKA_TIMEOUT_MS, rd_kafka_err2str(e));
-        return KAFKA_ERR_BROKER;
-    }
-    int rc = KAFKA_ERR_INVALID;
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        rc = md->topics[0].partition_cnt;
-    else
-        errbuf_set(err, errlen, "topic %s does not exist", topic);
-    rd_kafka_metadata_destroy(md);
-    return rc;
 }
 
 /* Committed offsets of `group` for every partition of tp (offsets filled in place, -1001 when
@@ -188,7 +158,7 @@ static int collect_worker(status_collector_t *c, status_t *s, size_t *cap,
     if (kafka_topic_name(topic, sizeof topic, prefix, w->topic) != 0)
         return 0;
     rd_kafka_t *rk = kafka_get(c, err, sizeof err);
-    int parts = rk ? partition_count(rk, topic, err, sizeof err) : KAFKA_ERR_CONFIG;
+    int parts = rk ? kafka_partition_count_on(rk, topic, KAFKA_TIMEOUT_MS, err, sizeof err) : KAFKA_ERR_CONFIG;
     if (parts <= 0) {
         if (parts < 0)
             problem(s, "lag of %s: %s", w->worker, err);
@@ -320,11 +290,6 @@ int status_collector_collect(status_collector_t *c, status_t *out)
     return 0;
 }
 
-uint64_t status_collector_kafka_clients(const status_collector_t *c)
-{
-    return c->kafka_clients;
-}
-
 void status_collector_free(status_collector_t *c)
 {
     if (!c)
@@ -333,18 +298,6 @@ void status_collector_free(status_collector_t *c)
     for (int i = 0; i < 2; i++)
         ratelimit_free(c->rl[i]);
     free(c);
-}
-
-int status_collect(const config_t *cfg, const kafka_settings_t *ks, store_t *st, status_t *out)
-{
-    status_collector_t *c = status_collector_new(cfg, ks, st);
-    if (!c) {
-        memset(out, 0, sizeof *out);
-        return -1;
-    }
-    int rc = status_collector_collect(c, out);
-    status_collector_free(c);
-    return rc;
 }
 
 void status_free(status_t *s)

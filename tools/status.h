@@ -15,7 +15,7 @@
  * that sample and built again on the next one, so an outage is reported as it happens and
  * recovered from when the service is back. The store is the caller's (its pool reconnects).
  *
- * Ownership: status_collect() and status_collector_collect() fill a caller-owned status_t whose
+ * Ownership: status_collector_collect() fills a caller-owned status_t whose
  * arrays they allocate; status_free() frees them. Settings, store and config are borrowed (for
  * the call, or by a collector until status_collector_free()).
  * Threads: a collector is used by one thread at a time.
@@ -75,11 +75,6 @@ typedef struct {
 
 extern const char *const STATUS_LEASE_NAMES[2];
 
-/* Takes a snapshot (see the top comment). `st` may be NULL (MongoDB parts then reported as
- * problems). Returns 0 (possibly with problems), or -1 when out of memory. Builds its clients
- * for this one call: a process that samples repeatedly uses a status_collector_t. */
-int status_collect(const config_t *cfg, const kafka_settings_t *ks, store_t *st, status_t *out);
-
 typedef struct status_collector status_collector_t;
 
 /* A collector borrowing cfg, ks and st (st may be NULL), which must outlive it. Builds nothing
@@ -87,12 +82,9 @@ typedef struct status_collector status_collector_t;
 status_collector_t *status_collector_new(const config_t *cfg, const kafka_settings_t *ks,
                                          store_t *st);
 
-/* One snapshot with the collector's clients (status_collect's contract and output). */
+/* Takes a snapshot (see the top comment) with the collector's clients. Returns 0 (possibly
+ * with problems; `st` NULL makes the MongoDB parts problems), or -1 when out of memory. */
 int status_collector_collect(status_collector_t *c, status_t *out);
-
-/* Kafka clients the collector has built so far (1 while the broker answers; one more after each
- * sample that failed to reach it). For tests and logs. */
-uint64_t status_collector_kafka_clients(const status_collector_t *c);
 
 /* Closes the collector's clients and frees it. NULL is accepted. */
 void status_collector_free(status_collector_t *c);

@@ -1,6 +1,6 @@
 /* status_history_: what pipeline-status --serve remembers between snapshots, for the status
  * page's sparklines: per worker, the lag and the records per minute by outcome over the last
- * hour. Lag comes from status_collect(); records come from the workers' own /metrics
+ * hour. Lag comes from status_collector_collect(); records come from the workers' own /metrics
  * (worker_records_total{worker,outcome,reason}), scraped from the URLs an operator lists in
  * STATUS_SCRAPE_URLS and summed over reasons and over every URL.
  *
