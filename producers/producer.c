@@ -642,27 +642,6 @@ static void idle(producer_ctx_t *ctx, int64_t ms)
     }
 }
 
-/* Learns the topics' partitions now, so the first page is not held ~1 s by librdkafka's
- * metadata timer (kafka_producer_warm). A failure costs only that delay: logged, not fatal. */
-static void warm_topics(kafka_producer_t *kafka, const char *prefix, const kafka_topic_id_t *ids,
-                        size_t n)
-{
-    char names[KAFKA_PRODUCER_WARM_MAX][256];
-    const char *ptrs[KAFKA_PRODUCER_WARM_MAX];
-    char err[512], q[600];
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < KAFKA_PRODUCER_WARM_MAX; i++) {
-        if (kafka_topic_name(names[k], sizeof names[k], prefix, ids[i]) == KAFKA_OK) {
-            ptrs[k] = names[k];
-            k++;
-        }
-    }
-    if (kafka_producer_warm(kafka, ptrs, k, PRODUCER_WARM_TIMEOUT_MS, app_stop_requested, err,
-                            sizeof err) != 0 &&
-        !app_stop_requested())
-        log_msg(LOG_WARN, "kafka_warm_failed", "error=%s", log_quote(q, sizeof q, err));
-}
-
 int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
                  const producer_source_t *src)
 {
@@ -793,7 +772,13 @@ int producer_run(const config_t *cfg, const app_cli_t *cli, const char *binary,
         log_msg(LOG_ERROR, "startup_failed", "error=%s", log_quote(q, sizeof q, err));
         goto out;
     }
-    warm_topics(ctx.kafka, cfg->topic_prefix, ids, nids);
+    /* The topics' partitions now, so the first page is not held ~1 s by librdkafka's metadata
+     * timer; a failure costs only that delay. */
+    if (kafka_producer_warm_ids(ctx.kafka, cfg->topic_prefix, ids, nids,
+                                PRODUCER_WARM_TIMEOUT_MS, app_stop_requested, err,
+                                sizeof err) != 0 &&
+        !app_stop_requested())
+        log_msg(LOG_WARN, "kafka_warm_failed", "error=%s", log_quote(q, sizeof q, err));
     /* The producer lease: one active producer per source and account. */
     {
         char host[128];

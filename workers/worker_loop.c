@@ -706,12 +706,9 @@ static int open_kafka(worker_rt_t *rt, const kafka_settings_t *ks)
     }
     /* The first dead letter is then not held ~1 s by librdkafka's metadata timer; a failure
      * costs only that delay. */
-    char dlq_topic[KAFKA_TOPIC_NAME_MAX];
-    const char *warm[] = {dlq_topic};
-    if (kafka_topic_name(dlq_topic, sizeof dlq_topic, cfg->topic_prefix, KAFKA_TOPIC_DLQ) ==
-            KAFKA_OK &&
-        kafka_producer_warm(rt->dlq_producer, warm, 1, WORKER_WARM_TIMEOUT_MS, app_stop_requested,
-                            err, sizeof err) != KAFKA_OK &&
+    if (kafka_producer_warm_ids(rt->dlq_producer, cfg->topic_prefix, ids, 1,
+                                WORKER_WARM_TIMEOUT_MS, app_stop_requested, err,
+                                sizeof err) != KAFKA_OK &&
         !app_stop_requested())
         log_msg(LOG_WARN, "kafka_warm_failed", "error=%s", log_quote(q, sizeof q, err));
     const char *secrets[] = {cfg->ploomes_user_key, cfg->milvus_token, cfg->kafka_sasl_password};

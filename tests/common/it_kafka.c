@@ -396,6 +396,9 @@ static void test_producer_warm(void **state)
         fail_msg("kafka_producer_warm: %s", err);
     /* warming again reuses the handles: still fine, and no handle leaks (ASan) */
     assert_int_equal(kafka_producer_warm(p, both, 2, 30000, NULL, err, sizeof err), 0);
+    /* by pipeline topic id under the prefix: the same topics, the same handles */
+    const kafka_topic_id_t ids[] = {KAFKA_TOPIC_PLOOMES_CONTACTS, KAFKA_TOPIC_PLOOMES_TASKS};
+    assert_int_equal(kafka_producer_warm_ids(p, prefix, ids, 2, 30000, NULL, err, sizeof err), 0);
 
     char missing[KAFKA_TOPIC_NAME_MAX + 16];
     snprintf(missing, sizeof missing, "%snot-there", prefix);
