@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "app.h"
 #include "clock.h"
 #include "errbuf.h"
 #include "log.h"
@@ -905,6 +906,11 @@ struct kafka_producer {
     /* Topics warmed by kafka_producer_warm() (owned; destroyed by kafka_producer_close()). */
     rd_kafka_topic_t *warm[KAFKA_PRODUCER_WARM_MAX];
     size_t nwarm;
+    /* How long send() waits for room in librdkafka's full local queue: the producer's
+     * message.timeout.ms (by then librdkafka has failed the messages queued ahead, so a queue
+     * still full means it is being refilled). 0 = message.timeout.ms is 0 (infinite): only a
+     * stop ends the wait. */
+    int64_t queue_full_wait_ms;
 };
 
 /* Per-message state travelling through librdkafka as the message opaque. */
@@ -1038,6 +1044,31 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     free(ctx);
 }
 
+/* The producer's delivery timeout (message.timeout.ms, alias delivery.timeout.ms) as `conf`
+ * sets it. rd_kafka_conf_get() knows topic-level properties only once one was set on the
+ * global conf (it then holds a default topic conf); otherwise librdkafka's own default is read
+ * from a fresh topic conf. 0 = infinite. */
+static int64_t conf_message_timeout_ms(rd_kafka_conf_t *conf)
+{
+    char buf[32];
+    size_t size = sizeof buf;
+    rd_kafka_conf_res_t r = rd_kafka_conf_get(conf, "message.timeout.ms", buf, &size);
+    if (r != RD_KAFKA_CONF_OK) {
+        rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
+        size = sizeof buf;
+        r = tc ? rd_kafka_topic_conf_get(tc, "message.timeout.ms", buf, &size)
+               : RD_KAFKA_CONF_UNKNOWN;
+        if (tc)
+            rd_kafka_topic_conf_destroy(tc);
+    }
+    char *end = NULL;
+    errno = 0;
+    long long v = r == RD_KAFKA_CONF_OK ? strtoll(buf, &end, 10) : -1;
+    if (r != RD_KAFKA_CONF_OK || errno != 0 || end == buf || *end != '\0' || v < 0)
+        return 300000; /* librdkafka's documented default; not reached with 2.0.2 */
+    return v;
+}
+
 static kafka_producer_t *producer_new(const kafka_settings_t *s, const char *client_id, bool dlq,
                                       char *err, size_t errlen)
 {
@@ -1060,6 +1091,7 @@ static kafka_producer_t *producer_new(const kafka_settings_t *s, const char *cli
     if (conf_set_int(conf, "message.max.bytes", producer_message_max(s, dlq), err, errlen) !=
         KAFKA_OK)
         goto fail_conf;
+    p->queue_full_wait_ms = conf_message_timeout_ms(conf);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     rd_kafka_conf_set_opaque(conf, p);
     char rkerr[512];
@@ -1145,6 +1177,8 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
     }
 
     rd_kafka_resp_err_t e;
+    int64_t full_since = -1; /* when the local queue was first found full */
+    bool stopped = false;
     atomic_fetch_add(&p->undelivered, 1); /* before producev(): the report may come at once */
     for (;;) {
         rd_kafka_headers_t *hdrs = NULL;
@@ -1168,8 +1202,25 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
             rd_kafka_headers_destroy(hdrs); /* ownership stays with us when producev fails */
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
-        /* Local queue full: serve delivery reports to make room, then retry (rule 8). */
-        rd_kafka_poll(p->rk, KAFKA_QUEUE_FULL_POLL_MS);
+        /* Local queue full: serve delivery reports to make room, then retry (rule 8), until a
+         * stop is requested or the producer's delivery timeout passes (a broker unreachable
+         * for that long must not hold a shutdown, or the caller, forever). */
+        int64_t now = clock_mono_ms();
+        if (full_since < 0)
+            full_since = now;
+        if (app_stop_requested()) {
+            stopped = true;
+            break;
+        }
+        int64_t slice = KAFKA_QUEUE_FULL_POLL_MS;
+        if (p->queue_full_wait_ms > 0) {
+            int64_t left = full_since + p->queue_full_wait_ms - now;
+            if (left <= 0)
+                break;
+            if (left < slice)
+                slice = left;
+        }
+        rd_kafka_poll(p->rk, (int)slice);
         if (rd_kafka_fatal_error(p->rk, NULL, 0)) {
             e = RD_KAFKA_RESP_ERR__FATAL;
             break;
@@ -1180,12 +1231,36 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
         pthread_mutex_lock(&batch->lock);
         batch->sent--;
         batch->pending--;
+        /* kafka_batch_free() from another thread while we waited leaves the last free to us. */
+        bool destroy = batch->freed && batch->pending == 0;
         pthread_mutex_unlock(&batch->lock);
+        if (destroy)
+            batch_destroy(batch);
     }
     free(ctx);
     if (e == RD_KAFKA_RESP_ERR__FATAL) {
         kafka_producer_fatal(p, err, errlen);
         return KAFKA_ERR_FATAL;
+    }
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        int64_t waited = clock_mono_ms() - full_since;
+        size_t queued = kafka_producer_outq_len(p);
+        log_msg(LOG_WARN, "kafka_queue_full",
+                "topic=%s reason=%s waited_ms=%" PRId64 " bound_ms=%" PRId64 " queued=%zu",
+                topic, stopped ? "stop" : "timeout", waited, p->queue_full_wait_ms, queued);
+        if (stopped)
+            errbuf_set(err, errlen,
+                       "producing to topic %s: the local queue stayed full (messages awaiting "
+                       "delivery: %zu; broker slow or unreachable) and a stop was requested "
+                       "after %" PRId64 " ms; the message was not enqueued",
+                       topic, queued, waited);
+        else
+            errbuf_set(err, errlen,
+                       "producing to topic %s: the local queue stayed full for %" PRId64
+                       " ms, the producer's message.timeout.ms (messages awaiting delivery: %zu; "
+                       "broker slow or unreachable); the message was not enqueued",
+                       topic, waited, queued);
+        return KAFKA_ERR_TIMEOUT;
     }
     errbuf_set(err, errlen, "producing to topic %s failed: %s", topic, rd_kafka_err2str(e));
     return (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||

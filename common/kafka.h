@@ -315,10 +315,17 @@ int kafka_batch_wait(kafka_producer_t *p, kafka_batch_t *b, int timeout_ms, char
 /* Enqueues one message. key/value are NUL-terminated text (key NULL = no key; value NULL =
  * tombstone); headers are `hcount` name/value string pairs (hnames/hvalues may be NULL when
  * hcount == 0). Copies everything. `batch` (may be NULL) counts the message. On
- * RD_KAFKA_RESP_ERR__QUEUE_FULL it serves delivery reports and retries until there is room.
+ * RD_KAFKA_RESP_ERR__QUEUE_FULL (librdkafka's local queue, queue.buffering.max.messages/kbytes,
+ * is full) it serves delivery reports in 100 ms slices and retries until there is room — but
+ * no longer than the producer's message.timeout.ms (as configured on it; 0 = infinite: no time
+ * bound) counted from the first refusal, and not past a stop (app_stop_requested(), checked
+ * every slice: a stop already requested ends the wait at once). A wait that ends so returns
+ * KAFKA_ERR_TIMEOUT, with err naming the topic and saying the local queue stayed full, and
+ * logs event=kafka_queue_full (warn; topic, reason=stop|timeout, waited_ms, bound_ms, queued).
  * Returns 0 when enqueued (the outcome comes later through the batch), KAFKA_ERR_FATAL on a
- * fatal error, KAFKA_ERR_INVALID/KAFKA_ERR_BROKER (unknown topic, message too large...) with
- * err naming the topic. A message that was not enqueued is not counted by the batch. */
+ * fatal error, KAFKA_ERR_TIMEOUT as above, KAFKA_ERR_INVALID/KAFKA_ERR_BROKER (unknown topic,
+ * message too large...) with err naming the topic. A message that was not enqueued is not
+ * counted by the batch nor by kafka_producer_outq_len(). */
 int kafka_producer_send(kafka_producer_t *p, const char *topic, const char *key,
                         const char *value, const char *const *hnames,
                         const char *const *hvalues, size_t hcount, kafka_batch_t *batch,
