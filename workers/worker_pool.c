@@ -90,9 +90,16 @@ static void unlink_job(worker_pool_t *p, worker_job_t *job)
     if (p->tail == job)
         p->tail = prev;
     p->count--;
+    /* Wake-ups: only the poll thread waits for space. At most one job becomes runnable (the
+     * next of this key), so one handling thread is woken, and only when there is one: a
+     * broadcast on every finish woke every idle thread to find nothing (issue 13). */
+    bool successor = false;
+    for (const worker_job_t *j = job->next; j != NULL && !successor; j = j->next)
+        successor = same_key(j->rec, job->rec);
     free(job);
-    pthread_cond_broadcast(&p->space);
-    pthread_cond_broadcast(&p->work); /* a later record of its key may run now */
+    pthread_cond_signal(&p->space);
+    if (successor)
+        pthread_cond_signal(&p->work);
 }
 
 /* The first runnable job (pool.mu held): not running, due, and no earlier job of its key.
