@@ -31,9 +31,25 @@ memory_store() {
     PIPELINE_STATE_DIR=$STATE_DIR/memory-store "$REPO_ROOT/scripts/services.sh" "$@"
 }
 
+# libmongoc keeps its counters in /dev/shm/mongoc-<pid> (libfaketime: faketime_shm_<pid> and
+# sem.faketime_sem_<pid>) and removes them only on a clean exit, and the tests SIGKILL processes
+# on purpose: remove ours whose process is gone, so runs do not pile them up. A leftover also
+# makes a later process that reuses the pid print libmongoc's "Falling back to malloc for
+# counters" outside our log format.
+sweep_stale_shm() {
+  local f pid
+  for f in /dev/shm/mongoc-* /dev/shm/faketime_shm_* /dev/shm/sem.faketime_sem_*; do
+    [ -O "$f" ] || continue
+    pid=${f##*[-_]}
+    case $pid in '' | *[!0-9]*) continue ;; esac
+    kill -0 "$pid" 2>/dev/null || rm -f "$f"
+  done
+}
+
 started_here=0
 memory_started_here=0
 cleanup() {
+  sweep_stale_shm
   if [ "$memory_started_here" = 1 ]; then
     memory_store stop mongo || true
   fi
