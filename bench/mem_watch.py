@@ -9,11 +9,14 @@ appears), reads /proc/<child>/smaps_rollup and keeps the peaks of:
   Rss  (resident set: what /usr/bin/time -v's "Maximum resident set size" counts, shared
         library pages included),
   Pss  (proportional set: each shared page divided by the number of processes mapping it),
-  USS  (Private_Clean + Private_Dirty: the pages only this process maps, what ending it frees).
+  USS  (Private_Clean + Private_Dirty: the pages only this process maps, what ending it frees),
+  Anonymous (pages backed by no file: heap, stacks, library data the process wrote; unlike USS
+        it does not depend on which other processes map the same libraries at that moment,
+        and it is what one more instance of the program costs on a host).
 Sampled peaks can miss a spike shorter than 0.2 s (the RSS peak from /usr/bin/time does not).
 Ends when every PID has ended (gone or a zombie) or on SIGTERM, and writes
   {"NAME": {"pid": child, "samples": n, "peak_rss_kb": .., "peak_pss_kb": ..,
-            "peak_uss_kb": ..}, ...}
+            "peak_uss_kb": .., "peak_anon_kb": ..}, ...}
 to OUT.json (names never found: samples 0, no peaks).
 """
 import json
@@ -52,13 +55,14 @@ def rollup(pid):
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
                 k, _, rest = line.partition(":")
-                if k in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
+                if k in ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Anonymous"):
                     v[k] = int(rest.split()[0])
     except (OSError, ValueError, IndexError):
         return None
     if "Rss" not in v or "Pss" not in v:
         return None
-    return v["Rss"], v["Pss"], v.get("Private_Clean", 0) + v.get("Private_Dirty", 0)
+    return (v["Rss"], v["Pss"], v.get("Private_Clean", 0) + v.get("Private_Dirty", 0),
+            v.get("Anonymous", 0))
 
 
 def main(argv):
@@ -96,7 +100,7 @@ def main(argv):
             if r is None:
                 continue
             p["samples"] += 1
-            for k, v in zip(("peak_rss_kb", "peak_pss_kb", "peak_uss_kb"), r):
+            for k, v in zip(("peak_rss_kb", "peak_pss_kb", "peak_uss_kb", "peak_anon_kb"), r):
                 p[k] = max(p.get(k, 0), v)
         if not alive:
             write()

@@ -59,21 +59,24 @@ def sec(ms):
 
 
 def proc_mem(p):
-    """'RSS / PSS / USS' in MB: RSS from /usr/bin/time -v, PSS and USS sampled (– when not)."""
-    pss = mb(p["peak_pss_kb"]) if p.get("peak_pss_kb") is not None else "–"
-    uss = mb(p["peak_uss_kb"]) if p.get("peak_uss_kb") is not None else "–"
-    return f"{mb(p['peak_rss_kb'])} / {pss} / {uss}"
+    """'RSS / PSS / USS / anon' in MB: RSS from /usr/bin/time -v, the others sampled (– when
+    not)."""
+    rest = [mb(p[k]) if p.get(k) is not None else "–"
+            for k in ("peak_pss_kb", "peak_uss_kb", "peak_anon_kb")]
+    return " / ".join([mb(p["peak_rss_kb"])] + rest)
 
 
 def procs_rss(r):
     return ", ".join(f"{p['process']} {proc_mem(p)}" for p in r.get("processes", []))
 
 
-MEM_HEAD = "peak RSS / PSS / USS per process (MB)"
+MEM_HEAD = "peak RSS / PSS / USS / anon per process (MB)"
 MEM_NOTE = ("Memory per process: peak RSS from `/usr/bin/time -v` (the target's measure: every "
             "resident page, shared libraries included); peak PSS (shared pages divided among "
-            "the processes mapping them) and peak USS (Private_Clean + Private_Dirty: the "
-            "process's own pages) from `/proc/<pid>/smaps_rollup` read every 0.2 s "
+            "the processes mapping them), peak USS (Private_Clean + Private_Dirty: the pages no "
+            "other process maps at that moment) and peak anon (Anonymous: heap, stacks and "
+            "written library data, the cost of one more instance on a host, whatever else runs) "
+            "from `/proc/<pid>/smaps_rollup` read every 0.2 s "
             "(bench/mem_watch.py; a sample can miss a spike shorter than that).")
 
 
@@ -280,7 +283,7 @@ def e_section(rows, sizes, out):
         return
     out.append("| store | Milvus clients | producer | poll s (effective) | first pass: requests in s "
                "| measured: requests in whole cycles, s | requests / hour | requests / min | share of "
-               "MILVUS_RATE_PER_MIN | limit | within | 429s | peak RSS / PSS / USS (MB) |")
+               "MILVUS_RATE_PER_MIN | limit | within | 429s | peak RSS / PSS / USS / anon (MB) |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in e:
         prod = r.get("producers") or {}
@@ -403,14 +406,16 @@ def targets_section(rows, out):
         by_mif = {}
         for p, r in w:
             k = r.get("max_in_flight", 32)
-            m = by_mif.setdefault(k, {"rss": 0, "pss": None, "uss": None})
+            m = by_mif.setdefault(k, {"rss": 0, "pss": None, "uss": None, "anon": None})
             m["rss"] = max(m["rss"], p["peak_rss_kb"])
-            for key, src in (("pss", "peak_pss_kb"), ("uss", "peak_uss_kb")):
+            for key, src in (("pss", "peak_pss_kb"), ("uss", "peak_uss_kb"),
+                             ("anon", "peak_anon_kb")):
                 if p.get(src) is not None:
                     m[key] = max(m[key] or 0, p[src])
         worst = max(p["peak_rss_kb"] for p, _ in w)
         parts = [f"MAX_IN_FLIGHT {k}: RSS up to {mb(v['rss'])} MB"
-                 + ("" if v["pss"] is None else f" (PSS up to {mb(v['pss'])}, USS up to {mb(v['uss'])})")
+                 + ("" if v["pss"] is None else f" (PSS up to {mb(v['pss'])}, USS up to {mb(v['uss'])}"
+                    + ("" if v["anon"] is None else f", anon up to {mb(v['anon'])}") + ")")
                  for k, v in sorted(by_mif.items())]
         out.append(f"| each worker < 16 MB RSS | {verdict(worst < 16 * 1024)}: {'; '.join(parts)} |")
     out.append("")

@@ -298,7 +298,7 @@ time_summary() {
 }
 # every process of $RUN as a JSON array body: {"process","peak_rss_kb","cpu_s"} from
 # /usr/bin/time -v, and from the samples of bench/mem_watch.py ($RUN/mem.json), when there are
-# any: "sampled_peak_rss_kb", "peak_pss_kb", "peak_uss_kb", "mem_samples"
+# any: "sampled_peak_rss_kb", "peak_pss_kb", "peak_uss_kb", "peak_anon_kb", "mem_samples"
 processes_json() {
   local procs="" f name rss cpu
   for f in "$RUN"/*.time; do
@@ -315,7 +315,8 @@ except (OSError, ValueError):
     m = {}
 if m.get("samples"):
     p.update(sampled_peak_rss_kb=m["peak_rss_kb"], peak_pss_kb=m["peak_pss_kb"],
-             peak_uss_kb=m["peak_uss_kb"], mem_samples=m["samples"])
+             peak_uss_kb=m["peak_uss_kb"], peak_anon_kb=m.get("peak_anon_kb"),
+             mem_samples=m["samples"])
 print(json.dumps(p))' "$name" "$rss" "$cpu" "$RUN/mem.json")"
   done
   echo "$procs"
