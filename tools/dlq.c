@@ -247,44 +247,108 @@ static void apply_limit(dlq_list_t *out, size_t limit)
     out->count = limit;
 }
 
-/* Assigns [start, end] of every selected partition; *pending = partitions with work. */
-static int assign_ranges(rd_kafka_t *rk, const char *topic, int parts, const dlq_filter_t *f,
-                         int timeout_ms, dlq_list_t *out, int64_t *ends, int *pending,
-                         char *err, size_t errlen)
+/* Low and high watermarks of each of the `parts` partitions of `topic` into lo[], hi[].
+ * Returns 0 or -1 with err. */
+static int watermarks(rd_kafka_t *rk, const char *topic, int parts, int timeout_ms, int64_t *lo,
+                      int64_t *hi, char *err, size_t errlen)
 {
-    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(parts);
-    if (!tp) {
-        errbuf_set(err, errlen, "out of memory");
-        return -1;
-    }
-    *pending = 0;
     for (int p = 0; p < parts; p++) {
-        int64_t lo = 0, hi = 0;
         rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, timeout_ms);
+            rd_kafka_query_watermark_offsets(rk, topic, p, &lo[p], &hi[p], timeout_ms);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             errbuf_set(err, errlen, "watermarks of %s [%d]: %s", topic, p, rd_kafka_err2str(e));
-            rd_kafka_topic_partition_list_destroy(tp);
             return -1;
         }
-        out->total += hi - lo;
-        int64_t start = f->from_offset > lo ? f->from_offset : lo;
-        int64_t end = hi - 1;
-        if (f->to_offset >= 0 && f->to_offset < end)
-            end = f->to_offset;
-        ends[p] = end;
-        if ((f->partition >= 0 && f->partition != p) || start > end)
-            continue;
-        rd_kafka_topic_partition_list_add(tp, topic, p)->offset = start;
-        (*pending)++;
-    }
-    rd_kafka_resp_err_t e = *pending ? rd_kafka_assign(rk, tp) : RD_KAFKA_RESP_ERR_NO_ERROR;
-    rd_kafka_topic_partition_list_destroy(tp);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        errbuf_set(err, errlen, "cannot read %s: %s", topic, rd_kafka_err2str(e));
-        return -1;
     }
     return 0;
+}
+
+/* Reads [start[p], end[p]] of every partition p with start[p] <= end[p] into out (letters
+ * `keep`ing f, appended; *cap is out's capacity), reading the partition to its end or to the
+ * first end-of-partition. reached[p] (when not NULL) becomes the offset after the last one
+ * read (start[p] when nothing was); *records counts the records read (kept or not).
+ * Returns 0 or -1 with err (out then holds what was read so far: the caller frees it). */
+static int read_ranges(rd_kafka_t *rk, const char *topic, int parts, const int64_t *start,
+                       const int64_t *end, const dlq_filter_t *f, int timeout_ms,
+                       dlq_list_t *out, size_t *cap, int64_t *reached, int64_t *records,
+                       char *err, size_t errlen)
+{
+    int64_t *ends = calloc((size_t)parts, sizeof *ends);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(parts);
+    int rc = -1, pending = 0;
+    *records = 0;
+    if (!ends || !tp) {
+        errbuf_set(err, errlen, "out of memory");
+        goto done;
+    }
+    for (int p = 0; p < parts; p++) {
+        ends[p] = end[p];
+        if (reached)
+            reached[p] = start[p];
+        if (start[p] > end[p])
+            continue;
+        rd_kafka_topic_partition_list_add(tp, topic, p)->offset = start[p];
+        pending++;
+    }
+    rd_kafka_resp_err_t e = pending ? rd_kafka_assign(rk, tp) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        errbuf_set(err, errlen, "cannot read %s: %s", topic, rd_kafka_err2str(e));
+        goto done;
+    }
+    int64_t quiet_since = clock_mono_ms();
+    while (pending > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, READ_IDLE_MS);
+        if (!m) {
+            if (clock_mono_ms() - quiet_since > timeout_ms) {
+                errbuf_set(err, errlen, "reading %s timed out after %d ms without a record",
+                           topic, timeout_ms);
+                goto done;
+            }
+            continue;
+        }
+        quiet_since = clock_mono_ms();
+        bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+        if ((m->err && !eof) || m->partition < 0 || m->partition >= parts) {
+            if (m->err && !eof)
+                log_msg(LOG_WARN, "dlq_read_error", "error=\"%s\"", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        int32_t p = m->partition;
+        bool last = eof || m->offset >= ends[p];
+        if (!eof && m->offset <= ends[p]) {
+            dlq_letter_t l;
+            if (letter_copy(m, &l) != 0) {
+                rd_kafka_message_destroy(m);
+                errbuf_set(err, errlen, "out of memory reading %s", topic);
+                goto done;
+            }
+            (*records)++;
+            if (reached)
+                reached[p] = m->offset + 1;
+            if (!keep(f, &l))
+                letter_free(&l);
+            else if (push(out, cap, &l) != 0) {
+                letter_free(&l);
+                rd_kafka_message_destroy(m);
+                errbuf_set(err, errlen, "out of memory reading %s", topic);
+                goto done;
+            }
+        }
+        if (eof && reached && ends[p] != INT64_MIN && m->offset > reached[p])
+            reached[p] = m->offset <= end[p] ? m->offset : end[p] + 1; /* the next to read */
+        rd_kafka_message_destroy(m);
+        if (last && ends[p] != INT64_MIN) {
+            ends[p] = INT64_MIN; /* this partition is done */
+            pending--;
+        }
+    }
+    rc = 0;
+done:
+    if (tp)
+        rd_kafka_topic_partition_list_destroy(tp);
+    free(ends);
+    return rc;
 }
 
 int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *f,
@@ -299,68 +363,201 @@ int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *
     if (!rk)
         return -1;
     int rc = -1;
-    int64_t *ends = NULL;
+    int64_t *wm = NULL, records = 0;
     size_t cap = 0;
     int parts = partition_count(rk, out->topic, timeout_ms, err, errlen);
     if (parts <= 0) {
         rc = parts; /* 0: no DLQ topic yet, nothing dead-lettered */
         goto done;
     }
-    ends = calloc((size_t)parts, sizeof *ends);
-    int pending = 0;
-    if (!ends || assign_ranges(rk, out->topic, parts, f, timeout_ms, out, ends, &pending, err,
-                               errlen) != 0)
+    /* lo, hi, then the range read of each partition */
+    wm = calloc((size_t)parts * 4, sizeof *wm);
+    if (!wm) {
+        errbuf_set(err, errlen, "out of memory");
         goto done;
-    int64_t quiet_since = clock_mono_ms();
-    while (pending > 0) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, READ_IDLE_MS);
-        if (!m) {
-            if (clock_mono_ms() - quiet_since > timeout_ms) {
-                errbuf_set(err, errlen, "reading %s timed out after %d ms without a record",
-                           out->topic, timeout_ms);
-                goto done;
-            }
-            continue;
-        }
-        quiet_since = clock_mono_ms();
-        bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
-        if (m->err && !eof) {
-            log_msg(LOG_WARN, "dlq_read_error", "error=\"%s\"", rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        int32_t p = m->partition;
-        bool last = eof || m->offset >= ends[p];
-        if (!eof && m->offset <= ends[p]) {
-            dlq_letter_t l;
-            if (letter_copy(m, &l) != 0) {
-                rd_kafka_message_destroy(m);
-                errbuf_set(err, errlen, "out of memory reading %s", out->topic);
-                goto done;
-            }
-            if (!keep(f, &l))
-                letter_free(&l);
-            else if (push(out, &cap, &l) != 0) {
-                letter_free(&l);
-                rd_kafka_message_destroy(m);
-                errbuf_set(err, errlen, "out of memory reading %s", out->topic);
-                goto done;
-            }
-        }
-        rd_kafka_message_destroy(m);
-        if (last && ends[p] != INT64_MIN) {
-            ends[p] = INT64_MIN; /* this partition is done */
-            pending--;
-        }
     }
+    int64_t *lo = wm, *hi = wm + parts, *start = wm + 2 * parts, *end = wm + 3 * parts;
+    if (watermarks(rk, out->topic, parts, timeout_ms, lo, hi, err, errlen) != 0)
+        goto done;
+    for (int p = 0; p < parts; p++) {
+        out->total += hi[p] - lo[p];
+        start[p] = f->from_offset > lo[p] ? f->from_offset : lo[p];
+        end[p] = hi[p] - 1;
+        if (f->to_offset >= 0 && f->to_offset < end[p])
+            end[p] = f->to_offset;
+        if (f->partition >= 0 && f->partition != p)
+            start[p] = end[p] + 1; /* not selected */
+    }
+    if (read_ranges(rk, out->topic, parts, start, end, f, timeout_ms, out, &cap, NULL, &records,
+                    err, errlen) != 0)
+        goto done;
     apply_limit(out, f->limit);
     rc = 0;
 done:
-    free(ends);
+    free(wm);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     if (rc != 0)
         dlq_list_free(out);
+    return rc;
+}
+
+int dlq_merge_newest(dlq_list_t *kept, dlq_list_t *fresh, size_t limit)
+{
+    if (fresh->count > 0) {
+        size_t n = kept->count + fresh->count;
+        dlq_letter_t *grown = realloc(kept->items, n * sizeof *grown);
+        if (!grown)
+            return -1;
+        memcpy(grown + kept->count, fresh->items, fresh->count * sizeof *grown);
+        kept->items = grown;
+        kept->count = n;
+        free(fresh->items); /* its letters belong to kept now */
+        fresh->items = NULL;
+        fresh->count = 0;
+    }
+    apply_limit(kept, limit);
+    return 0;
+}
+
+int dlq_list_copy(const dlq_list_t *src, dlq_list_t *dst)
+{
+    *dst = (dlq_list_t){.total = src->total};
+    snprintf(dst->topic, sizeof dst->topic, "%s", src->topic);
+    if (src->count == 0)
+        return 0;
+    dst->items = calloc(src->count, sizeof *dst->items);
+    if (!dst->items)
+        return -1;
+    for (size_t i = 0; i < src->count; i++) {
+        if (dlq_letter_dup(&src->items[i], &dst->items[i]) != 0) {
+            dlq_list_free(dst);
+            return -1;
+        }
+        dst->count++;
+    }
+    return 0;
+}
+
+void dlq_newest_init(dlq_newest_t *n, size_t limit)
+{
+    memset(n, 0, sizeof *n);
+    n->limit = limit;
+}
+
+void dlq_newest_forget(dlq_newest_t *n)
+{
+    dlq_list_free(&n->letters);
+    free(n->read_to);
+    n->read_to = NULL;
+    n->partitions = 0;
+    n->known = false;
+}
+
+void dlq_newest_free(dlq_newest_t *n)
+{
+    dlq_newest_forget(n);
+}
+
+/* Why the kept state cannot be extended by reading only the new offsets, or NULL when it can. */
+static const char *full_read_reason(const dlq_newest_t *n, int parts, const int64_t *lo,
+                                    const int64_t *hi)
+{
+    if (!n->known || !n->read_to)
+        return "nothing kept";
+    if (n->partitions != parts)
+        return "partition count changed";
+    for (int p = 0; p < parts; p++) {
+        if (hi[p] < n->read_to[p])
+            return "high watermark went back";
+        if (lo[p] > n->read_to[p])
+            return "low watermark passed the offset read to";
+    }
+    for (size_t i = 0; i < n->letters.count; i++) {
+        const dlq_letter_t *l = &n->letters.items[i];
+        if (l->partition < 0 || l->partition >= parts || l->offset < lo[l->partition])
+            return "a kept letter was deleted";
+    }
+    return NULL;
+}
+
+int dlq_newest_refresh(dlq_newest_t *n, const kafka_settings_t *s, const char *prefix,
+                       int timeout_ms, dlq_read_stats_t *stats, char *err, size_t errlen)
+{
+    *stats = (dlq_read_stats_t){.full = true, .why = "nothing kept"};
+    char topic[KAFKA_TOPIC_NAME_MAX];
+    if (kafka_topic_name(topic, sizeof topic, prefix, KAFKA_TOPIC_DLQ) != 0) {
+        errbuf_set(err, errlen, "TOPIC_PREFIX makes the DLQ topic name too long");
+        dlq_newest_forget(n);
+        return -1;
+    }
+    rd_kafka_t *rk = dlq_reader_new(s, err, errlen);
+    if (!rk) {
+        dlq_newest_forget(n);
+        return -1;
+    }
+    int rc = -1;
+    int64_t *wm = NULL, *reached = NULL; /* reached: where each partition's read ended */
+    dlq_list_t fresh = {0};
+    size_t cap = 0;
+    dlq_filter_t all = dlq_filter_all();
+    int parts = partition_count(rk, topic, timeout_ms, err, errlen);
+    if (parts < 0)
+        goto done;
+    if (parts == 0) { /* no DLQ topic yet: nothing dead-lettered */
+        dlq_newest_forget(n);
+        snprintf(n->letters.topic, sizeof n->letters.topic, "%s", topic);
+        n->known = true;
+        stats->why = "no topic";
+        rc = 0;
+        goto done;
+    }
+    wm = calloc((size_t)parts * 4, sizeof *wm); /* lo, hi, start, end */
+    reached = calloc((size_t)parts, sizeof *reached);
+    if (!wm || !reached) {
+        errbuf_set(err, errlen, "out of memory");
+        goto done;
+    }
+    int64_t *lo = wm, *hi = wm + parts, *start = wm + 2 * parts, *end = wm + 3 * parts;
+    if (watermarks(rk, topic, parts, timeout_ms, lo, hi, err, errlen) != 0)
+        goto done;
+    const char *why = full_read_reason(n, parts, lo, hi);
+    stats->full = why != NULL;
+    stats->why = why ? why : "new offsets only";
+    int64_t total = 0;
+    for (int p = 0; p < parts; p++) {
+        total += hi[p] - lo[p];
+        start[p] = why ? lo[p] : n->read_to[p];
+        end[p] = hi[p] - 1;
+    }
+    if (read_ranges(rk, topic, parts, start, end, &all, timeout_ms, &fresh, &cap, reached,
+                    &stats->records, err, errlen) != 0)
+        goto done;
+    if (why) {
+        dlq_list_free(&n->letters);
+        apply_limit(&fresh, n->limit);
+        n->letters = fresh;
+        fresh = (dlq_list_t){0};
+    } else if (dlq_merge_newest(&n->letters, &fresh, n->limit) != 0) {
+        errbuf_set(err, errlen, "out of memory");
+        goto done;
+    }
+    snprintf(n->letters.topic, sizeof n->letters.topic, "%s", topic);
+    n->letters.total = total;
+    free(n->read_to);
+    n->read_to = reached; /* taken over */
+    reached = NULL;
+    n->partitions = parts;
+    n->known = true;
+    rc = 0;
+done:
+    dlq_list_free(&fresh);
+    free(wm);
+    free(reached);
+    if (rc != 0)
+        dlq_newest_forget(n); /* the kept list is unknown now: the next read is full */
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
     return rc;
 }
 

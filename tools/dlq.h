@@ -34,7 +34,9 @@
 typedef struct {
     int32_t partition;
     int64_t offset;
-    int64_t timestamp_ms;          /* when it was dead-lettered (-1 when unknown) */
+    int64_t timestamp_ms;          /* the record's Kafka timestamp: the ORIGINAL record's (a
+                                    * letter keeps it), so offset order is not time order
+                                    * (-1 when unknown) */
     char *key;                     /* NULL when the record had no key */
     size_t key_len;
     char *value;                   /* NULL for a tombstone */
@@ -98,6 +100,56 @@ int dlq_size_on(rd_kafka_t *rk, const char *prefix, int timeout_ms, int64_t *mes
 rd_kafka_t *dlq_reader_new(const kafka_settings_t *s, char *err, size_t errlen);
 
 void dlq_list_free(dlq_list_t *l);
+
+/* A deep copy of src into *dst (dst's own letters; free with dlq_list_free). Returns 0, or -1
+ * when out of memory (*dst then holds nothing). */
+int dlq_list_copy(const dlq_list_t *src, dlq_list_t *dst);
+
+/* Merges the letters of `fresh` into `kept` and keeps the newest `limit` of them (0 = all), in
+ * the order and by the ordering dlq_read gives with f.limit: oldest first by (timestamp,
+ * partition, offset), so that when `kept` is the newest `limit` letters of a set of letters and
+ * `fresh` every letter added to it, `kept` becomes exactly the newest `limit` of the whole.
+ * Takes fresh's letters over (fresh is left empty); the dropped ones are freed. Pure: no I/O.
+ * Returns 0, or -1 when out of memory (both lists then unchanged). */
+int dlq_merge_newest(dlq_list_t *kept, dlq_list_t *fresh, size_t limit);
+
+/* The newest letters of the DLQ kept between reads (pipeline-status), so that reading them
+ * again reads only the offsets added since: per partition the offset read to (the high
+ * watermark of the last read, or where that read ended), and the newest `limit` letters.
+ * A refresh reads the whole topic instead (a full read) when the kept state cannot be
+ * extended: nothing kept (first read, after a failure or dlq_newest_forget), the partition
+ * count changed, a partition's high watermark went below the offset read to (topic
+ * recreated), its low watermark passed it or passed a kept letter (retention deleted letters).
+ * Not detected: a topic deleted and recreated with at least as many letters per partition
+ * between two refreshes (no watermark says so; librdkafka 2.0 has no topic id).
+ * Owns letters and read_to; one thread at a time. */
+typedef struct {
+    dlq_list_t letters;   /* the newest `limit` letters as dlq_read with f.limit (when known) */
+    int64_t *read_to;     /* per partition: the first offset not read yet (owned) */
+    int partitions;       /* entries in read_to */
+    bool known;
+    size_t limit;
+} dlq_newest_t;
+
+/* What one refresh did (for logs and metrics). */
+typedef struct {
+    bool full;            /* the whole topic was read */
+    const char *why;      /* a static string: why full, or "new offsets only" */
+    int64_t records;      /* records read from Kafka */
+} dlq_read_stats_t;
+
+void dlq_newest_init(dlq_newest_t *n, size_t limit);
+
+/* Forgets the kept state: the next refresh is a full read. */
+void dlq_newest_forget(dlq_newest_t *n);
+
+void dlq_newest_free(dlq_newest_t *n);
+
+/* Brings n up to date with `<prefix>pipeline.dlq` (see dlq_newest_t): afterwards n->letters is
+ * what dlq_read with a filter of limit n->limit would give (total included). A missing topic
+ * is an empty list. Returns 0, or -1 with err (n is then forgotten: not known). */
+int dlq_newest_refresh(dlq_newest_t *n, const kafka_settings_t *s, const char *prefix,
+                       int timeout_ms, dlq_read_stats_t *stats, char *err, size_t errlen);
 
 /* A deep copy of `src` into *dst (every string its own; free it as an item of a dlq_list_t).
  * Returns 0, or -1 when out of memory (*dst then holds nothing). */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "clock.h"
 #include "dlq.h"
 #include "errbuf.h"
 #include "kafka_dlq.h"
@@ -38,7 +39,11 @@ static const app_spec_t SPEC = {
         "                       newest dead letters; /letter?p=P&o=O shows one letter),\n"
         "                       /api/status (what --json prints), /api/dlq (the newest 20\n"
         "                       letters, as pipeline-dlq list --json), /metrics\n"
-        "                       (pipeline_dlq_messages, pipeline_consumer_lag, ...), /healthz\n"
+        "                       (pipeline_dlq_messages, pipeline_consumer_lag, ...;\n"
+        "                       pipeline_status_dlq_reads_total{kind} and\n"
+        "                       pipeline_status_dlq_records_read_total count its reads of the\n"
+        "                       newest letters: a full read of the topic, or an incremental\n"
+        "                       one of the letters added since), /healthz\n"
         "                       and /readyz, sampling every --interval SECONDS (default 15)\n"
         "  --bind ADDRESS       address to serve on (default 127.0.0.1; 0.0.0.0 in containers)\n"
         "  --allow-replay       offer a replay form on a letter's page (what pipeline-dlq\n"
@@ -140,6 +145,10 @@ typedef struct {
     int64_t letters_count, letters_newest; /* the DLQ size they were read at */
     char scrape_err[512];
     metrics_family_t *dlq, *dlq_newest, *lag, *rate_used, *rate_limit, *last_ok;
+    metrics_family_t *dlq_reads, *dlq_records_read;
+    /* the sampling thread's only: the newest letters kept between reads (it reads only the
+     * offsets added since, see dlq_newest_t); `letters` above is the copy the pages show */
+    dlq_newest_t newest;
     /* read-only after start: */
     const config_t *cfg;
     const kafka_settings_t *ks;
@@ -427,11 +436,22 @@ static void publish(served_t *sv, status_t *st)
     int lrc = 1; /* 1: not read */
     if (stale && st->dlq_messages == 0) {
         lrc = 0; /* an empty topic: nothing to read */
+        dlq_newest_forget(&sv->newest); /* the next letters are read in full */
     } else if (stale && st->dlq_messages > 0) {
-        dlq_filter_t f = dlq_filter_all();
-        f.limit = LETTERS_SHOWN;
-        lrc = dlq_read(sv->ks, sv->cfg->topic_prefix, &f, KAFKA_READ_MS, &fresh, lerr,
-                       sizeof lerr);
+        dlq_read_stats_t rs;
+        int64_t t0 = clock_mono_ms();
+        lrc = dlq_newest_refresh(&sv->newest, sv->ks, sv->cfg->topic_prefix, KAFKA_READ_MS, &rs,
+                                 lerr, sizeof lerr);
+        const char *kind = rs.full ? "full" : "incremental";
+        metrics_counter_add(sv->dlq_reads, (const char *[]){kind}, 1);
+        metrics_counter_add(sv->dlq_records_read, NULL, (double)rs.records);
+        log_msg(LOG_DEBUG, "dlq_letters_read", "kind=%s why=\"%s\" records=%" PRId64
+                " ok=%d elapsed_ms=%" PRId64, kind, rs.why, rs.records, lrc == 0,
+                clock_mono_ms() - t0);
+        if (lrc == 0 && dlq_list_copy(&sv->newest.letters, &fresh) != 0) {
+            snprintf(lerr, sizeof lerr, "out of memory");
+            lrc = -1;
+        }
         if (lrc != 0)
             log_msg(LOG_WARN, "dlq_unreadable", "error=\"%s\"", lerr);
     }
@@ -488,7 +508,16 @@ static int register_families(metrics_t *m, served_t *sv)
     sv->last_ok = metrics_gauge_new(m, "pipeline_cursor_last_success_timestamp_seconds",
                                     "Unix time of a producer cursor's last successful poll.",
                                     cur_l);
-    return sv->dlq && sv->dlq_newest && sv->lag && sv->rate_used && sv->rate_limit && sv->last_ok
+    static const char *const kind_l[] = {"kind", NULL};
+    sv->dlq_reads = metrics_counter_new(m, "pipeline_status_dlq_reads_total",
+                                        "Reads of the newest dead letters, by kind: full (the "
+                                        "whole topic) or incremental (the new offsets only).",
+                                        kind_l);
+    sv->dlq_records_read = metrics_counter_new(m, "pipeline_status_dlq_records_read_total",
+                                               "Dead letters read from Kafka to show the newest "
+                                               "ones.", NULL);
+    return sv->dlq && sv->dlq_newest && sv->lag && sv->rate_used && sv->rate_limit &&
+                   sv->last_ok && sv->dlq_reads && sv->dlq_records_read
                ? 0
                : -1;
 }
@@ -523,6 +552,7 @@ static int serve(const config_t *cfg, const kafka_settings_t *ks, store_t *st,
     metrics_server_t *srv = NULL;
     char err[512];
     int rc = CONFIG_EXIT_FATAL;
+    dlq_newest_init(&sv.newest, LETTERS_SHOWN);
     sv.history = malloc(sizeof *sv.history);
     if (!m || !sv.history || register_families(m, &sv) != 0)
         goto out;
@@ -555,6 +585,7 @@ out:
     if (sv.has_snap)
         status_free(&sv.snap);
     dlq_list_free(&sv.letters);
+    dlq_newest_free(&sv.newest);
     free(sv.history);
     return rc;
 }
