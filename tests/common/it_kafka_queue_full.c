@@ -121,21 +121,8 @@ static int capture_end(fx_t *fx, const char *needle)
 static void start_proxy(fx_t *fx)
 {
     const char *bootstrap = testenv_require("KAFKA_BOOTSTRAP_SERVERS");
-    const char *colon = strrchr(bootstrap, ':');
-    char host[64];
-    long port = 0;
-    if (colon && strchr(bootstrap, ',') == NULL && (size_t)(colon - bootstrap) < sizeof host) {
-        memcpy(host, bootstrap, (size_t)(colon - bootstrap));
-        host[colon - bootstrap] = '\0';
-        char *end = NULL;
-        errno = 0;
-        port = strtol(colon + 1, &end, 10);
-        if (errno != 0 || end == colon + 1 || *end != '\0')
-            port = 0;
-    }
     char err[256] = "";
-    if (port > 0 && port < 65536)
-        fx->px = tcpproxy_start_kafka(host, (int)port, err, sizeof err);
+    fx->px = tcpproxy_start_kafka_at(bootstrap, err, sizeof err);
     if (!fx->px) {
         fprintf(stderr, "SKIP: KAFKA_BOOTSTRAP_SERVERS=%s: needs one IPv4/localhost host:port "
                         "for the Kafka proxy (%s)\n", bootstrap, err);

@@ -44,6 +44,7 @@
 #include "tcpproxy.h"
 
 #define TOKEN "SHUTDOWNTESTTOKEN123"
+#define PLOOMES_KEY "SHUTDOWNPLOOMESKEY0123456"
 #define CLIENTS 5
 /* common/kafka.c's KAFKA_CLOSE_PURGE_WAIT_MS (private there): what kafka_close may wait for a
  * purge after the stop's grace ran out */
@@ -100,20 +101,8 @@ static void fx_begin(fx_t *fx, const char *tag)
     snprintf(fx->log, sizeof fx->log, "%s/%sproducer.log", tmp, fx->iso.prefix);
     snprintf(fx->log2, sizeof fx->log2, "%s/%sproducer2.log", tmp, fx->iso.prefix);
     const char *bootstrap = testenv_require("KAFKA_BOOTSTRAP_SERVERS");
-    const char *colon = strrchr(bootstrap, ':');
-    char host[64];
-    long port = 0;
-    if (colon && strchr(bootstrap, ',') == NULL && (size_t)(colon - bootstrap) < sizeof host) {
-        memcpy(host, bootstrap, (size_t)(colon - bootstrap));
-        host[colon - bootstrap] = '\0';
-        char *end = NULL;
-        port = strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || *end != '\0')
-            port = 0;
-    }
     char err[256] = "";
-    if (port > 0 && port < 65536)
-        fx->px = tcpproxy_start_kafka(host, (int)port, err, sizeof err);
+    fx->px = tcpproxy_start_kafka_at(bootstrap, err, sizeof err);
     if (!fx->px) {
         fprintf(stderr, "SKIP: KAFKA_BOOTSTRAP_SERVERS=%s: needs one IPv4/localhost host:port "
                         "for the Kafka proxy (%s)\n", bootstrap, err);
@@ -132,6 +121,72 @@ static void require_proxied(fx_t *fx)
                  "not advertise KAFKA_BOOTSTRAP_SERVERS=%s as its listener, so the producer "
                  "went to it directly, around the proxy",
                  testenv_require("KAFKA_BOOTSTRAP_SERVERS"));
+}
+
+/* ---- one producer's scenario ---------------------------------------------------------------- */
+
+/* What differs between the two producers' scenarios. */
+typedef struct {
+    const char *tag;            /* pt_isolate's */
+    const char *binary;         /* the producer */
+    const char *source;         /* its event=producer_stopped source= */
+    const char *sim;            /* its simulator ... */
+    const char *credential;     /* ... and the simulator's credential */
+    kafka_topic_id_t topic;     /* the topic the scenario reads back */
+    const char *base_var;       /* the variable of the simulator's API URL */
+    const char *settings[5];    /* the producer's own settings, NULL-terminated */
+    const char *first_pass;     /* the log line of its first pass (through the proxy) */
+    const char *first_what;     /* what that pass did, for the failure message */
+    /* seeds the simulator: its first records (changed false), then the change that the pass
+     * Kafka never confirms sends (changed true). Returns 0 or -1. */
+    int (*seed)(simproc *sim, bool changed);
+} scenario_t;
+
+#define ENV_MAX 24
+
+/* A producer's environment; the strings are owned here. */
+typedef struct {
+    char uri[700], prefix[128], base[200], kafka[64];
+    const char *v[ENV_MAX + 1];
+    size_t n;
+} env_t;
+
+static void env_add(env_t *e, const char *entry)
+{
+    assert_true(e->n < ENV_MAX);
+    e->v[e->n++] = entry;
+    e->v[e->n] = NULL;
+}
+
+/* The scenario's environment (returns e->v): the test's database and prefix, the simulator's
+ * URL, sc->settings, one partition, short retries and debug logs. A daemon also gets 1 s polls,
+ * Kafka's 120 s message timeout and librdkafka's msg debug log, and reaches Kafka through the
+ * proxy; otherwise the broker is the test's own (KAFKA_BOOTSTRAP_SERVERS). */
+static const char *const *scenario_env(env_t *e, const fx_t *fx, const scenario_t *sc,
+                                       bool daemon)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->uri, sizeof e->uri, "MONGODB_URI=%s", fx->iso.uri);
+    snprintf(e->prefix, sizeof e->prefix, "TOPIC_PREFIX=%s", fx->iso.prefix);
+    snprintf(e->base, sizeof e->base, "%s=%s", sc->base_var, simproc_api_url(fx->sim));
+    env_add(e, e->uri);
+    env_add(e, e->prefix);
+    env_add(e, e->base);
+    for (const char *const *s = sc->settings; *s; s++)
+        env_add(e, *s);
+    static const char *const common[] = {"TOPIC_PARTITIONS=1", "RETRY_BASE_MS=50",
+                                         "RETRY_MAX_MS=500", "LOG_LEVEL=debug"};
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
+        env_add(e, common[i]);
+    if (daemon) {
+        env_add(e, "POLL_INTERVAL_SECONDS=1");
+        env_add(e, "KAFKA_MESSAGE_TIMEOUT_MS=120000");
+        env_add(e, "KAFKA_DEBUG=msg");
+        snprintf(e->kafka, sizeof e->kafka, "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%d",
+                 tcpproxy_port(fx->px));
+        env_add(e, e->kafka);
+    }
+    return e->v;
 }
 
 /* ---- the test ------------------------------------------------------------------------------ */
@@ -161,13 +216,45 @@ static bool log_reached(void *ctx)
     return pt_log_count(w->log, w->needle) >= w->count;
 }
 
-/* Waits until fx->pid (`binary`, logging to fx->log) has sent a produce request that the
- * frozen proxy holds (librdkafka's msg debug log counts past `before`), sends SIGTERM and
- * requires an exit within STOP_DEADLINE_MS with exit code 1 and event=delivery_abandoned
- * logged. The daemon is gone afterwards (fx->pid -1), whatever the outcome. */
-static void sigterm_with_page_in_flight(fx_t *fx, const char *binary, const char *source,
-                                        int before)
+/* The opening of a scenario: isolation and the proxy (fx_begin), the producer's topic name in
+ * topic, its simulator (no rate limit) in fx->sim with the first records, then the producer
+ * started as a daemon whose Kafka is the proxy (fx->pid, logging to fx->log); waits (120 s) for
+ * its first pass and requires that it went through the proxy. */
+static void start_through_proxy(fx_t *fx, const scenario_t *sc, char topic[KAFKA_TOPIC_NAME_MAX])
 {
+    fx_begin(fx, sc->tag);
+    assert_int_equal(kafka_topic_name(topic, KAFKA_TOPIC_NAME_MAX, fx->iso.prefix, sc->topic),
+                     KAFKA_OK);
+    char err[256];
+    fx->sim = simproc_start_sim(sc->sim, sc->credential, "{\"rate_limit_per_min\":0}", err,
+                                sizeof err);
+    if (!fx->sim)
+        fail_msg("%s", err);
+    assert_int_equal(sc->seed(fx->sim, false), 0);
+    env_t env;
+    int port = 0;
+    fx->pid = pt_start_daemon(sc->binary, scenario_env(&env, fx, sc, true), fx->log, &port);
+    assert_true(fx->pid > 0);
+    logwait_t first = {fx->log, sc->first_pass, 1};
+    if (!testenv_wait_until(log_reached, &first, 120000, 50)) {
+        pt_dump_log(fx->log, 4000);
+        fail_msg("%s did not %s through the proxy", sc->binary, sc->first_what);
+    }
+    require_proxied(fx);
+}
+
+/* Kafka hangs (the proxy freezes) and the records change (sc->seed): waits until fx->pid (the
+ * scenario's producer, logging to fx->log) has sent a produce request that the frozen proxy
+ * holds (librdkafka's msg debug log counts past what it was at the freeze), sends SIGTERM and
+ * requires an exit within STOP_DEADLINE_MS with exit code 1 and event=delivery_abandoned
+ * logged. The daemon is gone afterwards (fx->pid -1), whatever the outcome; when all held, the
+ * proxy is stopped too (fx->px NULL: Kafka is back). */
+static void sigterm_with_page_in_flight(fx_t *fx, const scenario_t *sc)
+{
+    const char *binary = sc->binary, *source = sc->source;
+    int before = pt_log_count(fx->log, "Produce MessageSet with");
+    tcpproxy_freeze(fx->px);
+    assert_int_equal(sc->seed(fx->sim, true), 0);
     logwait_t sent = {fx->log, "Produce MessageSet with", before + 1};
     if (!testenv_wait_until(log_reached, &sent, 60000, 50)) {
         pt_dump_log(fx->log, 4000);
@@ -190,84 +277,84 @@ static void sigterm_with_page_in_flight(fx_t *fx, const char *binary, const char
     char stopped[96];
     snprintf(stopped, sizeof stopped, "event=producer_stopped source=%s exit_code=1", source);
     assert_int_equal(pt_log_count(fx->log, stopped), 1);
-}
-
-static void stop_bounded_while_kafka_hangs(void **state)
-{
-    fx_t *fx = *state;
-    fx_begin(fx, "itps");
-    char topic[KAFKA_TOPIC_NAME_MAX];
-    assert_int_equal(kafka_topic_name(topic, sizeof topic, fx->iso.prefix,
-                                      KAFKA_TOPIC_MILVUS_CLIENTS),
-                     KAFKA_OK);
-    char err[256];
-    fx->sim = simproc_start_milvus(TOKEN, err, sizeof err);
-    if (!fx->sim)
-        fail_msg("%s", err);
-    assert_int_equal(simproc_faults(fx->sim, "{\"rate_limit_per_min\":0}"), 0);
-    assert_int_equal(seed_clients(fx->sim, "Cliente"), 0);
-
-    char e_uri[700], e_prefix[128], e_base[200], e_kafka[64];
-    snprintf(e_uri, sizeof e_uri, "MONGODB_URI=%s", fx->iso.uri);
-    snprintf(e_prefix, sizeof e_prefix, "TOPIC_PREFIX=%s", fx->iso.prefix);
-    snprintf(e_base, sizeof e_base, "MILVUS_BASE_URL=%s", simproc_api_url(fx->sim));
-    snprintf(e_kafka, sizeof e_kafka, "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%d",
-             tcpproxy_port(fx->px));
-    const char *env[] = {e_uri, e_prefix, e_base, "MILVUS_TOKEN=" TOKEN, "TOPIC_PARTITIONS=1",
-                         "MILVUS_RATE_PER_MIN=100000", "RETRY_BASE_MS=50", "RETRY_MAX_MS=500",
-                         "POLL_INTERVAL_SECONDS=1", "KAFKA_MESSAGE_TIMEOUT_MS=120000",
-                         "KAFKA_DEBUG=msg", "LOG_LEVEL=debug", e_kafka, NULL};
-    int port = 0;
-    fx->pid = pt_start_daemon("milvus-producer", env, fx->log, &port);
-    assert_true(fx->pid > 0);
-    logwait_t first = {fx->log, "event=scan_done entity=client outcome=ok end=short pages=1 "
-                                "published=5", 1};
-    if (!testenv_wait_until(log_reached, &first, 120000, 50)) {
-        pt_dump_log(fx->log, 4000);
-        fail_msg("milvus-producer did not publish the 5 clients through the proxy");
-    }
-    require_proxied(fx);
-
-    /* Kafka hangs; the clients change: the next pass sends them and waits */
-    int before = pt_log_count(fx->log, "Produce MessageSet with");
-    tcpproxy_freeze(fx->px);
-    assert_int_equal(seed_clients(fx->sim, "Cliente alterado"), 0);
-    sigterm_with_page_in_flight(fx, "milvus-producer", "milvus", before);
     tcpproxy_stop(fx->px);
     fx->px = NULL;
+}
 
-    /* Kafka is back (straight to the broker): a new run publishes the changed clients */
-    const char *env2[] = {e_uri, e_prefix, e_base, "MILVUS_TOKEN=" TOKEN, "TOPIC_PARTITIONS=1",
-                          "MILVUS_RATE_PER_MIN=100000", "RETRY_BASE_MS=50", "RETRY_MAX_MS=500",
-                          "LOG_LEVEL=debug", NULL};
+/* Kafka is back: runs the scenario's producer --once straight to the broker (logging to
+ * fx->log2), requires exit 0, then reads the whole topic: returns the first of the keys
+ * "1".."last" with no record whose value contains `needle` (NULL: no record at all), 0 when
+ * each has one. */
+static int run_once_first_lost(fx_t *fx, const scenario_t *sc, const char *topic, int last,
+                               const char *needle)
+{
+    env_t env;
     const char *args[] = {"--once", NULL};
-    int rc = pt_run("milvus-producer", args, env2, fx->log2, 120000);
+    int rc = pt_run(sc->binary, args, scenario_env(&env, fx, sc, false), fx->log2, 120000);
     if (rc != 0)
         pt_dump_log(fx->log2, 3000);
     assert_int_equal(rc, 0);
     pt_msgs_t got;
     assert_int_equal(pt_consume(topic, &got, 30000), 0);
     int lost = 0;
-    for (int i = 1; i <= CLIENTS && !lost; i++) {
+    for (int i = 1; i <= last && !lost; i++) {
         char key[32];
         snprintf(key, sizeof key, "%d", i);
-        int changed = 0;
+        int found = 0;
         for (size_t k = 0; k < got.n; k++)
             if (got.msgs[k].key != NULL && strcmp(got.msgs[k].key, key) == 0 &&
-                got.msgs[k].value != NULL && strstr(got.msgs[k].value, "Cliente alterado"))
-                changed++;
-        if (changed < 1)
+                (needle == NULL ||
+                 (got.msgs[k].value != NULL && strstr(got.msgs[k].value, needle))))
+                found++;
+        if (found < 1)
             lost = i;
     }
     pt_msgs_free(&got);
-    if (lost)
-        fail_msg("the change of client %d was never published (lost)", lost);
+    return lost;
+}
+
+/* The end of a scenario: its simulator stops cleanly. */
+static void stop_sim(fx_t *fx)
+{
     simproc *sim = fx->sim;
     fx->sim = NULL;
     assert_int_equal(simproc_stop(sim), 0);
 }
 
-#define PLOOMES_KEY "SHUTDOWNPLOOMESKEY0123456"
+static int seed_milvus(simproc *sim, bool changed)
+{
+    return seed_clients(sim, changed ? "Cliente alterado" : "Cliente");
+}
+
+static const scenario_t MILVUS = {
+    .tag = "itps",
+    .binary = "milvus-producer",
+    .source = "milvus",
+    .sim = "milvus-sim",
+    .credential = TOKEN,
+    .topic = KAFKA_TOPIC_MILVUS_CLIENTS,
+    .base_var = "MILVUS_BASE_URL",
+    .settings = {"MILVUS_TOKEN=" TOKEN, "MILVUS_RATE_PER_MIN=100000", NULL},
+    .first_pass = "event=scan_done entity=client outcome=ok end=short pages=1 published=5",
+    .first_what = "publish the 5 clients",
+    .seed = seed_milvus,
+};
+
+static void stop_bounded_while_kafka_hangs(void **state)
+{
+    fx_t *fx = *state;
+    char topic[KAFKA_TOPIC_NAME_MAX];
+    start_through_proxy(fx, &MILVUS, topic);
+
+    /* Kafka hangs; the clients change: the next pass sends them and waits; SIGTERM */
+    sigterm_with_page_in_flight(fx, &MILVUS);
+
+    /* Kafka is back (straight to the broker): a new run publishes the changed clients */
+    int lost = run_once_first_lost(fx, &MILVUS, topic, CLIENTS, "Cliente alterado");
+    if (lost)
+        fail_msg("the change of client %d was never published (lost)", lost);
+    stop_sim(fx);
+}
 
 static int seed_contacts(simproc *sim, int from, int to)
 {
@@ -283,89 +370,58 @@ static int seed_contacts(simproc *sim, int from, int to)
     return pt_seed_set(sim, "Contacts", arr);
 }
 
+/* contacts 1-5, then 6-10 */
+static int seed_ploomes(simproc *sim, bool changed)
+{
+    return changed ? seed_contacts(sim, 6, 10) : seed_contacts(sim, 1, 5);
+}
+
+/* The Ploomes contact cursor's Id in the test's database (fx->store). */
+static int64_t contact_cursor(fx_t *fx)
+{
+    store_cursor_t cur;
+    char err[256];
+    assert_int_equal(store_cursor_get(fx->store, "ploomes.contact", &cur, err, sizeof err),
+                     STORE_OK);
+    return cur.id;
+}
+
+static const scenario_t PLOOMES = {
+    .tag = "itpsp",
+    .binary = "ploomes-producer",
+    .source = "ploomes",
+    .sim = "ploomes-sim",
+    .credential = PLOOMES_KEY,
+    .topic = KAFKA_TOPIC_PLOOMES_CONTACTS,
+    .base_var = "PLOOMES_BASE_URL",
+    .settings = {"PLOOMES_USER_KEY=" PLOOMES_KEY, "PLOOMES_ENTITIES=contacts",
+                 "PLOOMES_RATE_PER_MIN=100000", "SYNC_SINCE=2024-02-24T00:00:00-03:00", NULL},
+    .first_pass = "event=pass_done source=ploomes outcome=ok",
+    .first_what = "finish a pass",
+    .seed = seed_ploomes,
+};
+
 static void ploomes_stop_keeps_the_cursor_while_kafka_hangs(void **state)
 {
     fx_t *fx = *state;
-    fx_begin(fx, "itpsp");
     char topic[KAFKA_TOPIC_NAME_MAX];
-    assert_int_equal(kafka_topic_name(topic, sizeof topic, fx->iso.prefix,
-                                      KAFKA_TOPIC_PLOOMES_CONTACTS),
-                     KAFKA_OK);
+    start_through_proxy(fx, &PLOOMES, topic);
     char err[256];
-    fx->sim = simproc_start_ploomes(PLOOMES_KEY, err, sizeof err);
-    if (!fx->sim)
-        fail_msg("%s", err);
-    assert_int_equal(simproc_faults(fx->sim, "{\"rate_limit_per_min\":0}"), 0);
-    assert_int_equal(seed_contacts(fx->sim, 1, 5), 0);
     fx->store = store_open(fx->iso.uri, err, sizeof err);
     if (!fx->store)
         fail_msg("store_open: %s", err);
+    assert_int_equal(contact_cursor(fx), 5);
 
-    char e_uri[700], e_prefix[128], e_base[200], e_kafka[64];
-    snprintf(e_uri, sizeof e_uri, "MONGODB_URI=%s", fx->iso.uri);
-    snprintf(e_prefix, sizeof e_prefix, "TOPIC_PREFIX=%s", fx->iso.prefix);
-    snprintf(e_base, sizeof e_base, "PLOOMES_BASE_URL=%s", simproc_api_url(fx->sim));
-    snprintf(e_kafka, sizeof e_kafka, "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%d",
-             tcpproxy_port(fx->px));
-    const char *env[] = {e_uri, e_prefix, e_base, "PLOOMES_USER_KEY=" PLOOMES_KEY,
-                         "PLOOMES_ENTITIES=contacts", "TOPIC_PARTITIONS=1",
-                         "PLOOMES_RATE_PER_MIN=100000", "RETRY_BASE_MS=50", "RETRY_MAX_MS=500",
-                         "POLL_INTERVAL_SECONDS=1", "SYNC_SINCE=2024-02-24T00:00:00-03:00",
-                         "KAFKA_MESSAGE_TIMEOUT_MS=120000", "KAFKA_DEBUG=msg", "LOG_LEVEL=debug",
-                         e_kafka, NULL};
-    int port = 0;
-    fx->pid = pt_start_daemon("ploomes-producer", env, fx->log, &port);
-    assert_true(fx->pid > 0);
-    logwait_t first = {fx->log, "event=pass_done source=ploomes outcome=ok", 1};
-    if (!testenv_wait_until(log_reached, &first, 120000, 50)) {
-        pt_dump_log(fx->log, 4000);
-        fail_msg("ploomes-producer did not finish a pass through the proxy");
-    }
-    require_proxied(fx);
-    store_cursor_t cur;
-    assert_int_equal(store_cursor_get(fx->store, "ploomes.contact", &cur, err, sizeof err),
-                     STORE_OK);
-    assert_int_equal(cur.id, 5);
-
-    /* Kafka hangs; contacts 6-10 appear: the next pass sends them and waits */
-    int before = pt_log_count(fx->log, "Produce MessageSet with");
-    tcpproxy_freeze(fx->px);
-    assert_int_equal(seed_contacts(fx->sim, 6, 10), 0);
-    sigterm_with_page_in_flight(fx, "ploomes-producer", "ploomes", before);
-    tcpproxy_stop(fx->px);
-    fx->px = NULL;
-    assert_int_equal(store_cursor_get(fx->store, "ploomes.contact", &cur, err, sizeof err),
-                     STORE_OK);
-    assert_int_equal(cur.id, 5); /* not past the unconfirmed records */
+    /* Kafka hangs; contacts 6-10 appear: the next pass sends them and waits; SIGTERM */
+    sigterm_with_page_in_flight(fx, &PLOOMES);
+    assert_int_equal(contact_cursor(fx), 5); /* not past the unconfirmed records */
 
     /* Kafka is back: a new run publishes 6-10 */
-    const char *env2[] = {e_uri, e_prefix, e_base, "PLOOMES_USER_KEY=" PLOOMES_KEY,
-                          "PLOOMES_ENTITIES=contacts", "TOPIC_PARTITIONS=1",
-                          "PLOOMES_RATE_PER_MIN=100000", "RETRY_BASE_MS=50", "RETRY_MAX_MS=500",
-                          "SYNC_SINCE=2024-02-24T00:00:00-03:00", "LOG_LEVEL=debug", NULL};
-    const char *args[] = {"--once", NULL};
-    int rc = pt_run("ploomes-producer", args, env2, fx->log2, 120000);
-    if (rc != 0)
-        pt_dump_log(fx->log2, 3000);
-    assert_int_equal(rc, 0);
-    pt_msgs_t got;
-    assert_int_equal(pt_consume(topic, &got, 30000), 0);
-    int lost = 0;
-    for (int i = 1; i <= 10 && !lost; i++) {
-        char key[32];
-        snprintf(key, sizeof key, "%d", i);
-        if (pt_count_key(&got, key) < 1)
-            lost = i;
-    }
-    pt_msgs_free(&got);
+    int lost = run_once_first_lost(fx, &PLOOMES, topic, 10, NULL);
     if (lost)
         fail_msg("contact %d was never published (lost)", lost);
-    assert_int_equal(store_cursor_get(fx->store, "ploomes.contact", &cur, err, sizeof err),
-                     STORE_OK);
-    assert_int_equal(cur.id, 10);
-    simproc *sim = fx->sim;
-    fx->sim = NULL;
-    assert_int_equal(simproc_stop(sim), 0);
+    assert_int_equal(contact_cursor(fx), 10);
+    stop_sim(fx);
 }
 
 int main(void)

@@ -379,6 +379,30 @@ tcpproxy_t *tcpproxy_start_kafka(const char *host, int port, char *err, size_t e
     return proxy_start(host, port, host ? host : "", err, errlen);
 }
 
+tcpproxy_t *tcpproxy_start_kafka_at(const char *bootstrap, char *err, size_t errlen)
+{
+    const char *colon = bootstrap ? strrchr(bootstrap, ':') : NULL;
+    char host[64];
+    if (colon == NULL || strchr(bootstrap, ',') != NULL ||
+        (size_t)(colon - bootstrap) >= sizeof host) {
+        if (errlen > 0)
+            snprintf(err, errlen, "'%s' is not one broker's host:port",
+                     bootstrap ? bootstrap : "");
+        return NULL;
+    }
+    memcpy(host, bootstrap, (size_t)(colon - bootstrap));
+    host[colon - bootstrap] = '\0';
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || port <= 0 || port > 65535) {
+        if (errlen > 0)
+            snprintf(err, errlen, "'%s': the port is not a number from 1 to 65535", bootstrap);
+        return NULL;
+    }
+    return tcpproxy_start_kafka(host, (int)port, err, errlen);
+}
+
 long long tcpproxy_kafka_rewrites(tcpproxy_t *px)
 {
     pthread_mutex_lock(&px->lock);

@@ -64,6 +64,12 @@ tcpproxy_t *tcpproxy_start(const char *host, int port, char *err, size_t errlen)
  * on failure. */
 tcpproxy_t *tcpproxy_start_kafka(const char *host, int port, char *err, size_t errlen);
 
+/* tcpproxy_start_kafka in front of `bootstrap` when it is one broker's "host:port" (e.g. the
+ * test's KAFKA_BOOTSTRAP_SERVERS; host at most 63 bytes, port 1-65535). NULL with err (when
+ * errlen > 0) when it is a list, not host:port, or the proxy cannot start: a test can skip
+ * then, saying err. */
+tcpproxy_t *tcpproxy_start_kafka_at(const char *bootstrap, char *err, size_t errlen);
+
 /* Kafka mode: how many advertised broker addresses were rewritten to the proxy since the start.
  * Still 0 after a client fetched metadata through the proxy means the broker advertises another
  * host:port and the client goes there directly. Always 0 for a plain proxy. */

@@ -138,15 +138,10 @@ static void test_end_to_end(void **state)
     simproc *ploomes = tk_start("ploomes-sim", TK_PLOOMES_KEY, E2E_PLOOMES);
     simproc *milvus = tk_start("milvus-sim", TK_MILVUS_TOKEN, E2E_MILVUS);
     wt_t w;
-    wt_init(&w, "e2e");
-    wt_set(&w, "PLOOMES_BASE_URL", simproc_api_url(ploomes));
-    wt_set(&w, "PLOOMES_USER_KEY", TK_PLOOMES_KEY);
-    wt_set(&w, "MILVUS_BASE_URL", simproc_api_url(milvus));
-    wt_set(&w, "MILVUS_TOKEN", TK_MILVUS_TOKEN);
-    wt_set(&w, "SYNC_SINCE", "2024-02-24T00:00:00-03:00");
+    tk_setup(&w, "e2e", ploomes, milvus);
+    wt_set(&w, "TICKETS_SINCE", NULL); /* the account's one setting decides (checked below) */
     wt_set(&w, "MILVUS_MIN_ID", "0"); /* backfill: Milvus-only clients go to Ploomes */
     wt_set(&w, "POLL_INTERVAL_SECONDS", "1");
-    assert_int_equal(wt_ensure_topics(&w), 0);
 
     full_run(&w);
     cJSON *pl1 = simproc_state(ploomes), *mv1 = simproc_state(milvus);

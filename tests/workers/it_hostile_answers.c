@@ -336,7 +336,7 @@ static void check_cases(wt_t *w, const char *base, const cases_t *cs, simproc *t
 /* ---- the fixture ---------------------------------------------------------------------------- */
 
 typedef struct {
-    simproc *ploomes, *milvus;
+    wt_sims_t sims;
     hostile_server_t *hp, *hm;
     char milvus_api[128];
 } fx_t;
@@ -347,16 +347,12 @@ static int fx_setup(void **state)
 {
     (void)state;
     char err[256];
-    fx.ploomes = simproc_start_sim("ploomes-sim", PKEY, "{\"rate_limit_per_min\":0}", err,
-                                   sizeof err);
     /* duplicate_status 200: a second client with a document is accepted, as a duplicate */
-    fx.milvus = simproc_start_sim("milvus-sim", MTOKEN,
-                                  "{\"rate_limit_per_min\":0,\"duplicate_status\":200}", err,
-                                  sizeof err);
-    if (!fx.ploomes || !fx.milvus)
+    if (wt_sims_start(&fx.sims, PKEY, WT_NO_RATE_LIMIT, MTOKEN,
+                      "{\"rate_limit_per_min\":0,\"duplicate_status\":200}") != 0)
         return -1;
-    fx.hp = hostile_server_start(simproc_base_url(fx.ploomes), err, sizeof err);
-    fx.hm = hostile_server_start(simproc_base_url(fx.milvus), err, sizeof err);
+    fx.hp = hostile_server_start(simproc_base_url(fx.sims.ploomes), err, sizeof err);
+    fx.hm = hostile_server_start(simproc_base_url(fx.sims.milvus), err, sizeof err);
     if (!fx.hp || !fx.hm) {
         fprintf(stderr, "hostile_server_start: %s\n", err);
         return -1;
@@ -370,23 +366,15 @@ static int fx_teardown(void **state)
     (void)state;
     hostile_server_stop(fx.hp);
     hostile_server_stop(fx.hm);
-    int rc = simproc_stop(fx.ploomes) | simproc_stop(fx.milvus);
-    store_global_cleanup();
-    return rc == 0 ? 0 : -1;
+    return wt_sims_stop(&fx.sims);
 }
 
 static void setup_worker(wt_t *w, const char *tag)
 {
-    wt_init(w, tag);
-    wt_set(w, "PLOOMES_BASE_URL", hostile_server_url(fx.hp));
-    wt_set(w, "PLOOMES_USER_KEY", PKEY);
-    wt_set(w, "MILVUS_BASE_URL", fx.milvus_api);
-    wt_set(w, "MILVUS_TOKEN", MTOKEN);
-    wt_set(w, "SYNC_SINCE", "2024-02-24T00:00:00-03:00");
-    wt_set(w, "TICKETS_SINCE", "2026-01-01T00:00:00Z");
+    assert_int_equal(wt_init_apis(w, tag, hostile_server_url(fx.hp), PKEY, fx.milvus_api, MTOKEN),
+                     0);
     wt_set(w, "MILVUS_MIN_ID", "0");
     wt_set(w, "LOG_LEVEL", "info");
-    assert_int_equal(wt_ensure_topics(w), 0);
 }
 
 static bool skipped(const char *binary)
@@ -411,14 +399,7 @@ static void run_worker(wt_t *w, const char *binary)
 
 static int count_clients(const cJSON *state, const case_t *c)
 {
-    int n = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, "clientes"))
-    {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(it, "cnpj_cpf");
-        n += cJSON_IsString(d) && strcmp(d->valuestring, c->doc) == 0;
-    }
-    return n;
+    return wt_sim_count(state, "clientes", "cnpj_cpf", c->doc);
 }
 
 typedef struct {
@@ -443,7 +424,7 @@ static void c2m_add(cases_t *cs, const answer_t *a, int seq, void *vctx)
                  "\"Existe\",\"cnpj_cpf\":\"%s\",\"token\":\"EX%lld\",\"is_fisica\":true,"
                  "\"is_ativo\":true}]}",
                  (long long)(7000 + seq), doc, (long long)seq);
-        assert_int_equal(simproc_seed(fx.milvus, seed), 0);
+        assert_int_equal(simproc_seed(fx.sims.milvus, seed), 0);
     } else if (x->kind == CALL_CREATE) {
         add_case(cs, a, "create", CALL_CREATE, fx.hm, "POST", "/cliente/criar", doc, id, doc);
     } else if (x->kind == CALL_AMBIGUOUS) {
@@ -491,7 +472,7 @@ static void clients_to_milvus(void **state)
     x.search = &MILVUS_SEARCH[3]; /* a row with the document and id "abc" */
     c2m_add(cs, &MILVUS_CREATE[0], seq++, &x); /* create: "abc" */
     run_worker(&w, "clients-to-milvus");
-    check_cases(&w, "ploomes.contacts", cs, fx.milvus, count_clients);
+    check_cases(&w, "ploomes.contacts", cs, fx.sims.milvus, count_clients);
     /* the ambiguous ones keep their claim pending: a replay searches before any create */
     store_t *st = wt_store_open(&w);
     assert_non_null(st);
@@ -514,14 +495,7 @@ static void clients_to_milvus(void **state)
 
 static int count_contacts(const cJSON *state, const case_t *c)
 {
-    int n = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, "Contacts"))
-    {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(it, "Register");
-        n += cJSON_IsString(d) && strcmp(d->valuestring, c->doc) == 0;
-    }
-    return n;
+    return wt_sim_count(state, "Contacts", "Register", c->doc);
 }
 
 static void c2p_add(cases_t *cs, const answer_t *a, int seq, void *vctx)
@@ -537,7 +511,7 @@ static void c2p_add(cases_t *cs, const answer_t *a, int seq, void *vctx)
         snprintf(seed, sizeof seed,
                  "{\"Contacts\":[{\"Name\":\"Existe %d\",\"TypeId\":2,\"Register\":\"%s\"}]}", seq,
                  doc);
-        assert_int_equal(simproc_seed(fx.ploomes, seed), 0);
+        assert_int_equal(simproc_seed(fx.sims.ploomes, seed), 0);
     } else if (x->kind == CALL_AMBIGUOUS) {
         case_t *c = add_case(cs, a, "create", CALL_AMBIGUOUS, fx.hp, "POST", "/Contacts", doc,
                              id, doc);
@@ -575,7 +549,7 @@ static void clients_to_ploomes(void **state)
     x.search = &PLOOMES_SEARCH[3]; /* a row with Id "abc" */
     c2p_add(cs, &COMMON[5], seq++, &x); /* create: redirect */
     run_worker(&w, "clients-to-ploomes");
-    check_cases(&w, "milvus.clients", cs, fx.ploomes, count_contacts);
+    check_cases(&w, "milvus.clients", cs, fx.sims.ploomes, count_contacts);
     free(cs);
     wt_free(&w);
 }
@@ -594,17 +568,7 @@ static const char *tk_entity; /* of the run being checked */
 
 static int count_tickets(const cJSON *state, const case_t *c)
 {
-    char marker[64];
-    snprintf(marker, sizeof marker, "[ploomes:%s:%lld]", tk_entity, (long long)c->id);
-    size_t ml = strlen(marker);
-    int n = 0;
-    const cJSON *t;
-    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(state, "chamados"))
-    {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(t, "chamado_descricao");
-        n += cJSON_IsString(d) && strncmp(d->valuestring, marker, ml) == 0 &&
-             (d->valuestring[ml] == '\0' || d->valuestring[ml] == '\n');
-    }
+    int n = wt_sim_tickets(state, tk_entity, c->id, NULL);
     return c->kind == CALL_READ ? 1 + n : n; /* a dead read makes no ticket: 1 + none */
 }
 
@@ -618,7 +582,7 @@ static void tk_add(cases_t *cs, const answer_t *a, int seq, void *vctx)
              "{\"Contacts\":[{\"Id\":%lld,\"TypeId\":1,\"Name\":\"ACME %d\",\"Register\":"
              "\"11.222.333/0001-81\",\"CreateDate\":\"2025-01-10T10:00:00-03:00\"}]}",
              (long long)contact, seq);
-    assert_int_equal(simproc_seed(fx.ploomes, seed), 0);
+    assert_int_equal(simproc_seed(fx.sims.ploomes, seed), 0);
     if (x->kind == CALL_READ) {
         snprintf(path, sizeof path, "Id%%20eq%%20%lld&", (long long)contact);
         add_case(cs, a, "contact", CALL_READ, fx.hp, "GET", path, NULL, id, NULL);
@@ -651,7 +615,7 @@ static void ticket_worker(const char *binary, const char *topic, const char *ent
         return;
     static bool acme_seeded;
     if (!acme_seeded) {
-        assert_int_equal(simproc_seed(fx.milvus,
+        assert_int_equal(simproc_seed(fx.sims.milvus,
                                       "{\"clientes\":[{\"id\":500,\"razao_social\":\"ACME\","
                                       "\"nome_fantasia\":\"ACME\",\"cnpj_cpf\":\"" ACME_DOC
                                       "\",\"token\":\"ACM001\",\"is_fisica\":false,"
@@ -674,7 +638,7 @@ static void ticket_worker(const char *binary, const char *topic, const char *ent
     add_all(cs, MILVUS_CREATE, tk_add, &x, &seq);
     run_worker(&w, binary);
     tk_entity = entity;
-    check_cases(&w, topic, cs, fx.milvus, count_tickets);
+    check_cases(&w, topic, cs, fx.sims.milvus, count_tickets);
     free(cs);
     wt_free(&w);
 }
@@ -748,7 +712,7 @@ static void sigterm_mid_create(void **state)
     run_worker(&w, "clients-to-milvus");
     case_t c = {.doc = ""};
     snprintf(c.doc, sizeof c.doc, "%s", doc);
-    cJSON *st = simproc_state(fx.milvus);
+    cJSON *st = simproc_state(fx.sims.milvus);
     int n = count_clients(st, &c);
     cJSON_Delete(st);
     int done = wt_count_done(&w, "9999", NULL, NULL);

@@ -46,7 +46,7 @@
 #define RECORDS 3
 
 typedef struct {
-    simproc *ploomes, *milvus;
+    wt_sims_t sims;
     /* the running case's worker and its environment, here so that run_teardown kills and
      * reaps the worker and frees w whatever assertion ended the case */
     pid_t worker; /* 0 = none running */
@@ -58,20 +58,13 @@ static fx_t fx;
 static int fx_setup(void **state)
 {
     (void)state;
-    char err[256];
-    fx.ploomes = simproc_start_sim("ploomes-sim", PKEY, "{\"rate_limit_per_min\":0}", err,
-                                   sizeof err);
-    fx.milvus = simproc_start_sim("milvus-sim", MTOKEN, "{\"rate_limit_per_min\":0}", err,
-                                  sizeof err);
-    return fx.ploomes && fx.milvus ? 0 : -1;
+    return wt_sims_start(&fx.sims, PKEY, WT_NO_RATE_LIMIT, MTOKEN, WT_NO_RATE_LIMIT);
 }
 
 static int fx_teardown(void **state)
 {
     (void)state;
-    int rc = simproc_stop(fx.ploomes) | simproc_stop(fx.milvus);
-    store_global_cleanup();
-    return rc == 0 ? 0 : -1;
+    return wt_sims_stop(&fx.sims);
 }
 
 /* ---- the two workers ------------------------------------------------------------------------ */
@@ -109,14 +102,7 @@ static void c2m_produce(wt_t *w, const worker_kind_t *k, rec_t *r, int seq)
 
 static int c2m_count(const cJSON *state, const rec_t *r)
 {
-    int n = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, "clientes"))
-    {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(it, "cnpj_cpf");
-        n += cJSON_IsString(d) && strcmp(d->valuestring, r->doc) == 0;
-    }
-    return n;
+    return wt_sim_count(state, "clientes", "cnpj_cpf", r->doc);
 }
 
 /* The task's contact is a person whose client exists in Milvus (found by document on the same
@@ -130,12 +116,12 @@ static void t2m_produce(wt_t *w, const worker_kind_t *k, rec_t *r, int seq)
              "\"Keep %d\",\"cnpj_cpf\":\"%s\",\"token\":\"KT%lld\",\"is_fisica\":true,"
              "\"is_ativo\":true}]}",
              (long long)(k->base + 900 + seq), seq, seq, r->doc, (long long)(k->base + seq));
-    assert_int_equal(simproc_seed(fx.milvus, seed), 0);
+    assert_int_equal(simproc_seed(fx.sims.milvus, seed), 0);
     snprintf(seed, sizeof seed,
              "{\"Contacts\":[{\"Id\":%lld,\"TypeId\":2,\"Name\":\"Pessoa %d\",\"Register\":"
              "\"%s\",\"CreateDate\":\"2025-01-10T10:00:00-03:00\"}]}",
              (long long)contact, seq, r->doc);
-    assert_int_equal(simproc_seed(fx.ploomes, seed), 0);
+    assert_int_equal(simproc_seed(fx.sims.ploomes, seed), 0);
     char value[512];
     snprintf(value, sizeof value,
              "{\"Id\":%lld,\"ContactId\":%lld,\"Title\":\"Keep-alive %d\",\"Description\":"
@@ -147,18 +133,7 @@ static void t2m_produce(wt_t *w, const worker_kind_t *k, rec_t *r, int seq)
 
 static int t2m_count(const cJSON *state, const rec_t *r)
 {
-    char marker[64];
-    snprintf(marker, sizeof marker, "[ploomes:task:%lld]", (long long)r->id);
-    size_t ml = strlen(marker);
-    int n = 0;
-    const cJSON *t;
-    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(state, "chamados"))
-    {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(t, "chamado_descricao");
-        n += cJSON_IsString(d) && strncmp(d->valuestring, marker, ml) == 0 &&
-             (d->valuestring[ml] == '\0' || d->valuestring[ml] == '\n');
-    }
-    return n;
+    return wt_sim_tickets(state, "task", r->id, NULL);
 }
 
 static void c2p_produce(wt_t *w, const worker_kind_t *k, rec_t *r, int seq)
@@ -174,14 +149,7 @@ static void c2p_produce(wt_t *w, const worker_kind_t *k, rec_t *r, int seq)
 
 static int c2p_count(const cJSON *state, const rec_t *r)
 {
-    int n = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, "Contacts"))
-    {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(it, "Register");
-        n += cJSON_IsString(d) && strcmp(d->valuestring, r->doc) == 0;
-    }
-    return n;
+    return wt_sim_count(state, "Contacts", "Register", r->doc);
 }
 
 static const worker_kind_t C2M = {"clients-to-milvus", false, "ploomes.contacts",
@@ -195,7 +163,7 @@ static const worker_kind_t C2P = {"clients-to-ploomes", true, "milvus.clients", 
 
 static simproc *target_of(const worker_kind_t *k)
 {
-    return k->to_ploomes ? fx.ploomes : fx.milvus;
+    return k->to_ploomes ? fx.sims.ploomes : fx.sims.milvus;
 }
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -313,16 +281,11 @@ static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
     bool before = strcmp(variant, "before") == 0;
     fprintf(stderr, "%s, keepalive_drop %s\n", k->binary, variant);
     wt_t *w = &fx.w;
-    wt_init(w, before ? "kab" : "kaa");
-    wt_set(w, "PLOOMES_BASE_URL", simproc_api_url(fx.ploomes));
-    wt_set(w, "PLOOMES_USER_KEY", PKEY);
-    wt_set(w, "MILVUS_BASE_URL", simproc_api_url(fx.milvus));
-    wt_set(w, "MILVUS_TOKEN", MTOKEN);
-    wt_set(w, "SYNC_SINCE", "2024-02-24T00:00:00-03:00");
-    wt_set(w, "TICKETS_SINCE", "2026-01-01T00:00:00Z");
+    assert_int_equal(wt_init_apis(w, before ? "kab" : "kaa", simproc_api_url(fx.sims.ploomes),
+                                  PKEY, simproc_api_url(fx.sims.milvus), MTOKEN),
+                     0);
     wt_set(w, "MAX_IN_FLIGHT", "1");
     wt_set(w, "LOG_LEVEL", "info");
-    assert_int_equal(wt_ensure_topics(w), 0);
     wt_set(w, "MILVUS_MIN_ID", "0");
     simproc *target = target_of(k);
     const char *api = k->to_ploomes ? "ploomes" : "milvus";
@@ -429,51 +392,37 @@ static void run_variant(const worker_kind_t *k, const char *variant, int seq0)
     wt_free(w);
 }
 
-static void clients_to_milvus_before(void **state)
-{
-    (void)state;
-    run_variant(&C2M, "before", 0);
-}
+/* The cases: each worker in both variants (seq0: the first record's offset from the worker's
+ * base, so that the two variants use other ids and documents). */
+typedef struct {
+    const char *name;
+    const worker_kind_t *kind;
+    const char *variant;
+    int seq0;
+} case_t;
 
-static void clients_to_milvus_after(void **state)
-{
-    (void)state;
-    run_variant(&C2M, "after", 10);
-}
+static const case_t CASES[] = {
+    {"clients_to_milvus_before", &C2M, "before", 0},
+    {"clients_to_milvus_after", &C2M, "after", 10},
+    {"tasks_to_milvus_before", &T2M, "before", 0},
+    {"tasks_to_milvus_after", &T2M, "after", 10},
+    {"clients_to_ploomes_before", &C2P, "before", 0},
+    {"clients_to_ploomes_after", &C2P, "after", 10},
+};
+#define NCASES (sizeof CASES / sizeof CASES[0])
 
-static void tasks_to_milvus_before(void **state)
+/* One cmocka test: *state is its row of CASES. */
+static void run_case(void **state)
 {
-    (void)state;
-    run_variant(&T2M, "before", 0);
-}
-
-static void tasks_to_milvus_after(void **state)
-{
-    (void)state;
-    run_variant(&T2M, "after", 10);
-}
-
-static void clients_to_ploomes_before(void **state)
-{
-    (void)state;
-    run_variant(&C2P, "before", 0);
-}
-
-static void clients_to_ploomes_after(void **state)
-{
-    (void)state;
-    run_variant(&C2P, "after", 10);
+    const case_t *c = *state;
+    run_variant(c->kind, c->variant, c->seq0);
 }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(clients_to_milvus_before, run_teardown),
-        cmocka_unit_test_teardown(clients_to_milvus_after, run_teardown),
-        cmocka_unit_test_teardown(tasks_to_milvus_before, run_teardown),
-        cmocka_unit_test_teardown(tasks_to_milvus_after, run_teardown),
-        cmocka_unit_test_teardown(clients_to_ploomes_before, run_teardown),
-        cmocka_unit_test_teardown(clients_to_ploomes_after, run_teardown),
-    };
+    struct CMUnitTest tests[NCASES];
+    for (size_t i = 0; i < NCASES; i++)
+        tests[i] = (struct CMUnitTest){CASES[i].name, run_case, NULL, run_teardown,
+                                       (void *)&CASES[i]};
     return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }

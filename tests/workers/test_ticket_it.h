@@ -100,23 +100,7 @@ static inline void tk_produce(wt_t *w, const tk_kind_t *k, int64_t id, const cha
 static inline int tk_tickets(const cJSON *state, const tk_kind_t *k, int64_t id,
                              const cJSON **first)
 {
-    char marker[64];
-    snprintf(marker, sizeof marker, "[ploomes:%s:%lld]", k->entity, (long long)id);
-    const cJSON *t;
-    int n = 0;
-    cJSON_ArrayForEach(t, cJSON_GetObjectItem(state, "chamados"))
-    {
-        const cJSON *d = cJSON_GetObjectItem(t, "chamado_descricao");
-        if (!cJSON_IsString(d))
-            continue;
-        size_t ml = strlen(marker);
-        if (strncmp(d->valuestring, marker, ml) == 0 &&
-            (d->valuestring[ml] == '\0' || d->valuestring[ml] == '\n')) {
-            if (n++ == 0 && first)
-                *first = t;
-        }
-    }
-    return n;
+    return wt_sim_tickets(state, k->entity, id, first);
 }
 
 static inline const char *tk_str(const cJSON *o, const char *name)
@@ -157,16 +141,12 @@ static inline simproc *tk_start(const char *binary, const char *cred, const char
     return p;
 }
 
+/* wt_init_apis with both simulators and this file's credentials. */
 static inline void tk_setup(wt_t *w, const char *tag, simproc *ploomes, simproc *milvus)
 {
-    wt_init(w, tag);
-    wt_set(w, "PLOOMES_BASE_URL", simproc_api_url(ploomes));
-    wt_set(w, "PLOOMES_USER_KEY", TK_PLOOMES_KEY);
-    wt_set(w, "MILVUS_BASE_URL", simproc_api_url(milvus));
-    wt_set(w, "MILVUS_TOKEN", TK_MILVUS_TOKEN);
-    wt_set(w, "SYNC_SINCE", "2024-02-24T00:00:00-03:00");
-    wt_set(w, "TICKETS_SINCE", "2026-01-01T00:00:00Z");
-    assert_int_equal(wt_ensure_topics(w), 0);
+    assert_int_equal(wt_init_apis(w, tag, simproc_api_url(ploomes), TK_PLOOMES_KEY,
+                                  simproc_api_url(milvus), TK_MILVUS_TOKEN),
+                     0);
 }
 
 static inline void tk_expect_done(const wt_t *w, int64_t id, const char *outcome,

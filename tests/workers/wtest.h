@@ -15,6 +15,12 @@
  *   store_t *st = wt_store_open(&w);  store_get(st, ...);  store_close(st);
  *   wt_free(&w);
  *
+ * Both APIs at the simulators (the usual fixture, end of this file):
+ *   wt_sims_t sims;  wt_sims_start(&sims, KEY, WT_NO_RATE_LIMIT, TOKEN, WT_NO_RATE_LIMIT);
+ *   wt_init_apis(&w, "ka", simproc_api_url(sims.ploomes), KEY, simproc_api_url(sims.milvus),
+ *                TOKEN);                   // wt_init + URLs, credentials, windows, topics
+ *   wt_sim_count(state, "clientes", "cnpj_cpf", doc);  wt_sim_tickets(state, "task", id, NULL);
+ *   wt_sims_stop(&sims);                      // group teardown
  * Simulators: tests/support/simproc.h (simproc_start_sim, simproc_seed, simproc_state, ...).
  * Daemons with METRICS_PORT: pt_start_daemon(binary, wt_env(&w), w.log, &port) from
  * tests/producers/prodtest.h (included here), then kill(pid, SIGTERM) + simproc_wait.
@@ -729,6 +735,112 @@ static inline int wt_commit_group(const wt_t *w, const char *worker, const char 
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         fprintf(stderr, "wt_commit_group: %s\n", rd_kafka_err2str(e));
     return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
+/* ---- the usual fixture: both simulators, both APIs ------------------------------------------ */
+
+/* The simulators' options of most worker tests: no rate limit. */
+#define WT_NO_RATE_LIMIT "{\"rate_limit_per_min\":0}"
+/* The windows of the worker tests that set them (wt_init_apis): clients created before
+ * WT_SYNC_SINCE and tickets before WT_TICKETS_SINCE are out of scope. */
+#define WT_SYNC_SINCE "2024-02-24T00:00:00-03:00"
+#define WT_TICKETS_SINCE "2026-01-01T00:00:00Z"
+
+/* The two simulators a group of tests shares (both NULL before wt_sims_start). */
+typedef struct {
+    simproc *ploomes;
+    simproc *milvus;
+} wt_sims_t;
+
+/* Starts ploomes-sim (credential ploomes_key) and milvus-sim (milvus_token), each with its
+ * options (JSON posted to /_admin/faults, e.g. WT_NO_RATE_LIMIT; NULL = none). Returns 0, or -1
+ * with the reason on stderr and nothing left running (s->ploomes and s->milvus NULL). */
+static inline int wt_sims_start(wt_sims_t *s, const char *ploomes_key, const char *ploomes_opts,
+                                const char *milvus_token, const char *milvus_opts)
+{
+    char err[256];
+    s->ploomes = simproc_start_sim("ploomes-sim", ploomes_key, ploomes_opts, err, sizeof err);
+    s->milvus = simproc_start_sim("milvus-sim", milvus_token, milvus_opts, err, sizeof err);
+    if (s->ploomes && s->milvus)
+        return 0;
+    if (s->ploomes)
+        simproc_stop(s->ploomes);
+    if (s->milvus)
+        simproc_stop(s->milvus);
+    s->ploomes = s->milvus = NULL;
+    return -1;
+}
+
+/* The end of a group started with wt_sims_start: stops both simulators and releases the MongoDB
+ * driver (store_global_cleanup: no store_t may be used afterwards). Returns 0, or -1 when a
+ * simulator did not stop cleanly. */
+static inline int wt_sims_stop(wt_sims_t *s)
+{
+    int rc = simproc_stop(s->ploomes) | simproc_stop(s->milvus);
+    s->ploomes = s->milvus = NULL;
+    store_global_cleanup();
+    return rc == 0 ? 0 : -1;
+}
+
+/* wt_init(w, tag), then the two APIs: PLOOMES_BASE_URL=ploomes_url, PLOOMES_USER_KEY=ploomes_key,
+ * MILVUS_BASE_URL=milvus_url, MILVUS_TOKEN=milvus_token (a NULL value leaves that variable
+ * unset), SYNC_SINCE=WT_SYNC_SINCE and TICKETS_SINCE=WT_TICKETS_SINCE; then the topics
+ * (wt_ensure_topics). The test's own settings go on top with wt_set. Returns 0, or -1 when the
+ * topics could not be created (said on stderr; w is still the caller's to wt_free). */
+static inline int wt_init_apis(wt_t *w, const char *tag, const char *ploomes_url,
+                               const char *ploomes_key, const char *milvus_url,
+                               const char *milvus_token)
+{
+    wt_init(w, tag);
+    wt_set(w, "PLOOMES_BASE_URL", ploomes_url);
+    wt_set(w, "PLOOMES_USER_KEY", ploomes_key);
+    wt_set(w, "MILVUS_BASE_URL", milvus_url);
+    wt_set(w, "MILVUS_TOKEN", milvus_token);
+    wt_set(w, "SYNC_SINCE", WT_SYNC_SINCE);
+    wt_set(w, "TICKETS_SINCE", WT_TICKETS_SINCE);
+    return wt_ensure_topics(w);
+}
+
+/* ---- counting at a simulator (its GET /_admin/state, simproc_state) ------------------------ */
+
+/* The objects of state[array] whose string member `field` is `value` (e.g. "clientes",
+ * "cnpj_cpf", a document: milvus-sim's clients of that document; "Contacts", "Register":
+ * ploomes-sim's contacts). 0 when state has no such array. */
+static inline int wt_sim_count(const cJSON *state, const char *array, const char *field,
+                               const char *value)
+{
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(state, array))
+    {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(it, field);
+        n += cJSON_IsString(d) && strcmp(d->valuestring, value) == 0;
+    }
+    return n;
+}
+
+/* milvus-sim's tickets ("chamados") whose chamado_descricao starts with the marker of Ploomes
+ * record `id` of `entity` ("task", "interaction"): "[ploomes:<entity>:<id>]", then the end or a
+ * newline. *first (when first is not NULL and there is one) gets the first, borrowed from
+ * state. */
+static inline int wt_sim_tickets(const cJSON *state, const char *entity, int64_t id,
+                                 const cJSON **first)
+{
+    char marker[64];
+    snprintf(marker, sizeof marker, "[ploomes:%s:%lld]", entity, (long long)id);
+    size_t ml = strlen(marker);
+    int n = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(state, "chamados"))
+    {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(t, "chamado_descricao");
+        if (!cJSON_IsString(d) || strncmp(d->valuestring, marker, ml) != 0 ||
+            (d->valuestring[ml] != '\0' && d->valuestring[ml] != '\n'))
+            continue;
+        if (n++ == 0 && first)
+            *first = t;
+    }
+    return n;
 }
 
 #endif
