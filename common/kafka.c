@@ -1204,11 +1204,13 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
             break;
         /* Local queue full: serve delivery reports to make room, then retry (rule 8), until a
          * stop is requested or the producer's delivery timeout passes (a broker unreachable
-         * for that long must not hold a shutdown, or the caller, forever). */
+         * for that long must not hold a shutdown, or the caller, forever). A stop ends the
+         * wait only after one slice was served: a worker's last dead letters during its
+         * shutdown still get that chance to fit. */
         int64_t now = clock_mono_ms();
-        if (full_since < 0)
+        if (full_since < 0) {
             full_since = now;
-        if (app_stop_requested()) {
+        } else if (app_stop_requested()) {
             stopped = true;
             break;
         }

@@ -248,7 +248,7 @@ static void handle_job(worker_thread_t *t, worker_job_t *job)
         job->due_ms = clock_mono_ms() + job->delay_ms;
         job->delay_ms = job->delay_ms * 2 > WORKER_BACKOFF_MAX_MS ? WORKER_BACKOFF_MAX_MS
                                                                   : job->delay_ms * 2;
-        pthread_cond_broadcast(&rt->pool.work);
+        /* no wake-up: nothing is runnable before due_ms; waiting threads re-read it (below) */
     }
     metrics_gauge_set(rt->m_in_flight, (const char *[]){rt->h->name}, (double)rt->pool.running);
     pthread_mutex_unlock(&rt->pool.mu);
@@ -272,6 +272,9 @@ static void *thread_main(void *arg)
                 int64_t left = next_due - clock_mono_ms();
                 wait = left < 1 ? 1 : (left < wait ? left : wait);
             }
+            /* Keep this wait timed (≤ POOL_POLL_MS, or until the earliest back-off ends): it
+             * is what makes a job runnable by its due time, and the safety net for a signal
+             * that wakes nobody (glibc BZ 25847), since a finish signals one thread only. */
             struct timespec ts;
             deadline_in(&ts, wait);
             pthread_cond_timedwait(&p->work, &p->mu, &ts);

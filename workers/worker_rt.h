@@ -71,7 +71,7 @@ typedef struct worker_thread {
 
 typedef struct worker_pool {
     pthread_mutex_t mu;
-    pthread_cond_t work;     /* a job was added, finished or became due; quit */
+    pthread_cond_t work;     /* a job was added or its key's previous job ended; quit */
     pthread_cond_t space;    /* a job left the list */
     worker_job_t *head, *tail;
     size_t count;            /* jobs in the list */

@@ -251,12 +251,13 @@ static void assert_refused(fx_t *fx, const sender_t *s, int logged)
     assert_int_equal(kafka_producer_outq_len(fx->p), 1); /* the filler only */
 }
 
-/* (1) A stop already requested: the send returns at once, not after BOUND_MS (the old code
- * retried until the filler left the queue, FILLER_TIMEOUT_MS). (1b) A stop requested while the
- * send waits (SIGTERM during a blocked send) ends it within a poll slice or so. (2) Without a
- * stop, the send gives up after about BOUND_MS. (1c) A producer that does not set
- * message.timeout.ms is bounded by librdkafka's default (300000 ms), not left unbounded. (3) Once the broker is back, the filler is
- * delivered and a send succeeds and is delivered. */
+/* In the order they run: (1) a stop already requested: the send returns after one poll slice,
+ * not after BOUND_MS (the old code retried until the filler left the queue, FILLER_TIMEOUT_MS).
+ * (1c) A producer that does not set message.timeout.ms is bounded by librdkafka's default
+ * (300000 ms), not left unbounded. (1b) A stop requested while the send waits (SIGTERM during a
+ * blocked send) ends it within a poll slice or so. (2) Without a stop, the send gives up after
+ * about BOUND_MS. (3) Once the broker is back, the filler is delivered and a send succeeds and
+ * is delivered. */
 static void test_queue_full_wait_is_bounded(void **state)
 {
     fx_t *fx = *state;
