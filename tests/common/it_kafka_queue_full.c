@@ -211,6 +211,7 @@ static int setup(void **state)
 
 typedef struct {
     fx_t *fx;
+    kafka_batch_t *batch;    /* the send's batch; NULL: fx->batch */
     atomic_llong started_ms; /* set by the sender just before its send; 0 until then */
     int64_t took_ms;
     int rc;
@@ -221,7 +222,7 @@ static void timed_send(sender_t *s)
 {
     atomic_store(&s->started_ms, (long long)testenv_now_ms());
     s->rc = kafka_producer_send(s->fx->p, s->fx->target, "1", "under-test", NULL, NULL, 0,
-                                s->fx->batch, s->err, sizeof s->err);
+                                s->batch ? s->batch : s->fx->batch, s->err, sizeof s->err);
     s->took_ms = testenv_now_ms() - atomic_load(&s->started_ms);
 }
 
@@ -255,7 +256,8 @@ static void assert_refused(fx_t *fx, const sender_t *s, int logged)
  * not after BOUND_MS (the old code retried until the filler left the queue, FILLER_TIMEOUT_MS).
  * (1c) A producer that does not set message.timeout.ms is bounded by librdkafka's default
  * (300000 ms), not left unbounded. (1b) A stop requested while the send waits (SIGTERM during a
- * blocked send) ends it within a poll slice or so. (2) Without a stop, the send gives up after
+ * blocked send) ends it within a poll slice or so. (1d) A batch the caller frees meanwhile is
+ * destroyed by the send when it ends. (2) Without a stop, the send gives up after
  * about BOUND_MS. (3) Once the broker is back, the filler is delivered and a send succeeds and
  * is delivered. */
 static void test_queue_full_wait_is_bounded(void **state)
@@ -320,6 +322,26 @@ static void test_queue_full_wait_is_bounded(void **state)
     assert_refused(fx, &s2, logged);
     assert_true(after_stop < PROMPT_MS);
     assert_true(s2.took_ms < BOUND_MS);
+
+    /* (1d) the caller frees its batch while the send waits (kafka_batch_free() from another
+     * thread): the send, ended by a stop, is the one that destroys it (under ASan: no leak,
+     * no use after free) */
+    sender_t s5 = {.fx = fx, .batch = kafka_batch_new()};
+    assert_non_null(s5.batch);
+    capture_begin(fx);
+    assert_int_equal(pthread_create(&th, NULL, sender_thread, &s5), 0);
+    waited = testenv_wait_until(sent_long_enough, &s5, DEADLINE_MS, 20);
+    size_t held = kafka_batch_pending(s5.batch); /* the waiting send's own count */
+    kafka_batch_free(s5.batch);                  /* not destroyed yet: the send holds it */
+    app_request_stop();
+    assert_int_equal(pthread_join(th, NULL), 0);
+    logged = capture_end(fx, "event=kafka_queue_full topic=");
+    app_reset_stop();
+    assert_true(waited);
+    assert_int_equal(held, 1);
+    assert_int_equal(s5.rc, KAFKA_ERR_TIMEOUT);
+    assert_int_equal(logged, 1);
+    assert_int_equal(kafka_producer_outq_len(fx->p), 1); /* the filler only */
 
     /* (2) no stop: bounded by message.timeout.ms */
     sender_t s3 = {.fx = fx};
