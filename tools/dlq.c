@@ -31,6 +31,9 @@ rd_kafka_t *dlq_reader_new(const kafka_settings_t *s, char *err, size_t errlen)
         {"enable.auto.commit", "false"},   {"enable.auto.offset.store", "false"},
         {"enable.partition.eof", "true"},  {"max.partition.fetch.bytes", fetch},
         {"fetch.max.bytes", fetch},        {"client.id", "pipeline-dlq-reader"},
+        /* An offset below the low watermark (retention or DeleteRecords between the watermark
+         * query and the fetch) is an error, never a silent jump to the end. */
+        {"auto.offset.reset", "error"},
         /* librdkafka wants a group id even for assign(); nothing ever joins or commits it. */
         {"group.id", "pipeline-dlq-reader"},
     };
@@ -278,7 +281,7 @@ static int read_ranges(rd_kafka_t *rk, const char *topic, int parts, const int64
     int rc = -1, pending = 0;
     *records = 0;
     if (!ends || !tp) {
-        errbuf_set(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory reading %s", topic);
         goto done;
     }
     for (int p = 0; p < parts; p++) {
@@ -308,9 +311,20 @@ static int read_ranges(rd_kafka_t *rk, const char *topic, int parts, const int64
         }
         quiet_since = clock_mono_ms();
         bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+        bool ours = m->partition >= 0 && m->partition < parts && ends[m->partition] != INT64_MIN &&
+                    (!m->rkt || strcmp(rd_kafka_topic_name(m->rkt), topic) == 0);
+        if (m->err && !eof && ours) {
+            /* e.g. the offset asked for is below the low watermark now: what was read is not
+             * the range asked for, so the read fails (and a caller keeping state forgets it) */
+            errbuf_set(err, errlen, "reading %s [%d]: %s", topic, (int)m->partition,
+                       rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            goto done;
+        }
         if ((m->err && !eof) || m->partition < 0 || m->partition >= parts) {
             if (m->err && !eof)
-                log_msg(LOG_WARN, "dlq_read_error", "error=\"%s\"", rd_kafka_message_errstr(m));
+                log_msg(LOG_WARN, "dlq_read_error", "topic=%s error=\"%s\"", topic,
+                        rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -351,6 +365,41 @@ done:
     return rc;
 }
 
+int dlq_read_range_on(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from,
+                      int64_t to, int timeout_ms, dlq_list_t *out, int64_t *records, char *err,
+                      size_t errlen)
+{
+    *records = 0;
+    if (partition < 0 || partition >= 1 << 20 || from < 0 || to < from) {
+        errbuf_set(err, errlen, "reading %s [%d]: no such range %" PRId64 "..%" PRId64, topic,
+                   (int)partition, from, to);
+        return -1;
+    }
+    int parts = partition + 1;
+    int64_t *wm = calloc((size_t)parts * 2, sizeof *wm); /* start, end */
+    if (!wm) {
+        errbuf_set(err, errlen, "out of memory reading %s", topic);
+        return -1;
+    }
+    int64_t *start = wm, *end = wm + parts;
+    for (int p = 0; p < parts; p++) {
+        start[p] = p == partition ? from : 1; /* 1 > 0: not read */
+        end[p] = p == partition ? to : 0;
+    }
+    size_t cap = out->count;
+    dlq_filter_t all = dlq_filter_all();
+    int rc = read_ranges(rk, topic, parts, start, end, &all, timeout_ms, out, &cap, NULL, records,
+                         err, errlen);
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, NULL); /* stop: the handle may be reused */
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && rc == 0) {
+        errbuf_set(err, errlen, "reading %s [%d]: cannot stop fetching: %s", topic,
+                   (int)partition, rd_kafka_err2str(e));
+        rc = -1;
+    }
+    free(wm);
+    return rc;
+}
+
 int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *f,
              int timeout_ms, dlq_list_t *out, char *err, size_t errlen)
 {
@@ -373,7 +422,7 @@ int dlq_read(const kafka_settings_t *s, const char *prefix, const dlq_filter_t *
     /* lo, hi, then the range read of each partition */
     wm = calloc((size_t)parts * 4, sizeof *wm);
     if (!wm) {
-        errbuf_set(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory reading %s", out->topic);
         goto done;
     }
     int64_t *lo = wm, *hi = wm + parts, *start = wm + 2 * parts, *end = wm + 3 * parts;
@@ -515,7 +564,7 @@ int dlq_newest_refresh(dlq_newest_t *n, const kafka_settings_t *s, const char *p
     wm = calloc((size_t)parts * 4, sizeof *wm); /* lo, hi, start, end */
     reached = calloc((size_t)parts, sizeof *reached);
     if (!wm || !reached) {
-        errbuf_set(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory reading %s", topic);
         goto done;
     }
     int64_t *lo = wm, *hi = wm + parts, *start = wm + 2 * parts, *end = wm + 3 * parts;
@@ -539,7 +588,7 @@ int dlq_newest_refresh(dlq_newest_t *n, const kafka_settings_t *s, const char *p
         n->letters = fresh;
         fresh = (dlq_list_t){0};
     } else if (dlq_merge_newest(&n->letters, &fresh, n->limit) != 0) {
-        errbuf_set(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory merging the letters read from %s", topic);
         goto done;
     }
     snprintf(n->letters.topic, sizeof n->letters.topic, "%s", topic);

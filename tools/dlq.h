@@ -99,6 +99,17 @@ int dlq_size_on(rd_kafka_t *rk, const char *prefix, int timeout_ms, int64_t *mes
  * also run on it. NULL with err on failure. */
 rd_kafka_t *dlq_reader_new(const kafka_settings_t *s, char *err, size_t errlen);
 
+/* Reads offsets [from, to] of `partition` of `topic` on rk (a dlq_reader_new handle) without
+ * looking at the watermarks first: the range read dlq_read and dlq_newest_refresh do for each
+ * partition once they know them, exposed so that a test can ask for offsets retention deleted
+ * in between. Appends the letters read to out (owned by out; out->items must be empty or come
+ * from an earlier call); *records counts the records read. Leaves rk unassigned.
+ * Returns 0, or -1 with err naming topic and partition: an offset below the low watermark is
+ * an error (auto.offset.reset=error), never a silent jump to the end of the partition. */
+int dlq_read_range_on(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from,
+                      int64_t to, int timeout_ms, dlq_list_t *out, int64_t *records, char *err,
+                      size_t errlen);
+
 void dlq_list_free(dlq_list_t *l);
 
 /* A deep copy of src into *dst (dst's own letters; free with dlq_list_free). Returns 0, or -1

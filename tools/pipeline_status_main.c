@@ -42,8 +42,9 @@ static const app_spec_t SPEC = {
         "                       (pipeline_dlq_messages, pipeline_consumer_lag, ...;\n"
         "                       pipeline_status_dlq_reads_total{kind} and\n"
         "                       pipeline_status_dlq_records_read_total count its reads of the\n"
-        "                       newest letters: a full read of the topic, or an incremental\n"
-        "                       one of the letters added since), /healthz\n"
+        "                       newest letters by kind: \"full\" (the whole topic),\n"
+        "                       \"incremental\" (the letters added since) or \"failed\"\n"
+        "                       (records counted for successful reads only)), /healthz\n"
         "                       and /readyz, sampling every --interval SECONDS (default 15)\n"
         "  --bind ADDRESS       address to serve on (default 127.0.0.1; 0.0.0.0 in containers)\n"
         "  --allow-replay       offer a replay form on a letter's page (what pipeline-dlq\n"
@@ -442,14 +443,17 @@ static void publish(served_t *sv, status_t *st)
         int64_t t0 = clock_mono_ms();
         lrc = dlq_newest_refresh(&sv->newest, sv->ks, sv->cfg->topic_prefix, KAFKA_READ_MS, &rs,
                                  lerr, sizeof lerr);
-        const char *kind = rs.full ? "full" : "incremental";
+        /* a failed read is neither full nor incremental, and what it read is not counted */
+        const char *kind = lrc != 0 ? "failed" : rs.full ? "full" : "incremental";
         metrics_counter_add(sv->dlq_reads, (const char *[]){kind}, 1);
-        metrics_counter_add(sv->dlq_records_read, NULL, (double)rs.records);
+        if (lrc == 0)
+            metrics_counter_add(sv->dlq_records_read, NULL, (double)rs.records);
         log_msg(LOG_DEBUG, "dlq_letters_read", "kind=%s why=\"%s\" records=%" PRId64
                 " ok=%d elapsed_ms=%" PRId64, kind, rs.why, rs.records, lrc == 0,
                 clock_mono_ms() - t0);
         if (lrc == 0 && dlq_list_copy(&sv->newest.letters, &fresh) != 0) {
-            snprintf(lerr, sizeof lerr, "out of memory");
+            snprintf(lerr, sizeof lerr, "out of memory copying the letters read from %s",
+                     sv->newest.letters.topic);
             lrc = -1;
         }
         if (lrc != 0)
@@ -511,11 +515,12 @@ static int register_families(metrics_t *m, served_t *sv)
     static const char *const kind_l[] = {"kind", NULL};
     sv->dlq_reads = metrics_counter_new(m, "pipeline_status_dlq_reads_total",
                                         "Reads of the newest dead letters, by kind: full (the "
-                                        "whole topic) or incremental (the new offsets only).",
+                                        "whole topic), incremental (the new offsets only) or "
+                                        "failed.",
                                         kind_l);
     sv->dlq_records_read = metrics_counter_new(m, "pipeline_status_dlq_records_read_total",
                                                "Dead letters read from Kafka to show the newest "
-                                               "ones.", NULL);
+                                               "ones (by successful reads).", NULL);
     return sv->dlq && sv->dlq_newest && sv->lag && sv->rate_used && sv->rate_limit &&
                    sv->last_ok && sv->dlq_reads && sv->dlq_records_read
                ? 0

@@ -11,7 +11,11 @@
  *     full;
  *   - the topic deleted and recreated with fewer letters (high watermark went back): full;
  *   - a partition added: full;
- *   - a failed read (an unreachable broker) forgets the kept state: the next read is full. */
+ *   - a failed read (an unreachable broker) forgets the kept state: the next read is full.
+ * reading_below_the_low_watermark_fails: the range read asked for offsets retention deleted
+ * after the watermarks were read (DeleteRecords below them) fails, naming topic and partition,
+ * instead of jumping to the end of the partition and calling it read (before: 0 records and
+ * success, so dlq_newest_refresh kept a state missing those letters forever). */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -143,6 +147,7 @@ static void refresh_reads_new_offsets_or_all(void **state)
     rd_kafka_destroy(rk); /* its metadata knows 2 partitions */
     dlqt_add_partitions(admin, dlq, 3);
     rk = dlqt_producer_new();
+    dlqt_wait_partitions_seen(rk, dlq, 3);
     dlqt_letter(rk, dlq, 2, base + 1, "third-partition");
     dlqt_flush(rk);
     refresh(&w, &n, "partition count changed", 2);
@@ -163,10 +168,57 @@ static void refresh_reads_new_offsets_or_all(void **state)
     wt_free(&w);
 }
 
+static void reading_below_the_low_watermark_fails(void **state)
+{
+    (void)state;
+    wt_t w;
+    char dlq[KAFKA_TOPIC_NAME_MAX];
+    rd_kafka_t *rk = dlqt_setup(&w, "dlow", dlq, sizeof dlq);
+    rd_kafka_t *admin = dlqt_admin_new();
+    for (int i = 0; i < 10; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "low-%d", i);
+        dlqt_letter(rk, dlq, 0, clock_wall_ms() - 60000 + i, key);
+    }
+    dlqt_flush(rk);
+    dlqt_delete_records(admin, dlq, 0, 5); /* retention: offsets 0..4 are gone */
+
+    kafka_settings_t ks = wt_settings();
+    char err[512];
+    rd_kafka_t *reader = dlq_reader_new(&ks, err, sizeof err);
+    if (!reader)
+        fail_msg("%s", err);
+    dlq_list_t l = {0};
+    int64_t records = -1;
+    /* what a read that learnt lo = 2 just before the deletion asks for */
+    int rc = dlq_read_range_on(reader, dlq, 0, 2, 9, 10000, &l, &records, err, sizeof err);
+    fprintf(stderr, "read 2..9 after deleting 0..4: rc=%d records=%lld err=%s\n", rc,
+            (long long)records, rc ? err : "-");
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, dlq));
+    assert_non_null(strstr(err, "[0]"));
+    dlq_list_free(&l);
+    /* the same handle reads what is left */
+    assert_int_equal(dlq_read_range_on(reader, dlq, 0, 5, 9, 10000, &l, &records, err,
+                                       sizeof err), 0);
+    assert_int_equal(records, 5);
+    assert_int_equal(l.count, 5);
+    assert_int_equal(l.items[0].offset, 5);
+    dlq_list_free(&l);
+
+    rd_kafka_consumer_close(reader);
+    rd_kafka_destroy(reader);
+    rd_kafka_destroy(rk);
+    rd_kafka_consumer_close(admin);
+    rd_kafka_destroy(admin);
+    wt_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(refresh_reads_new_offsets_or_all),
+        cmocka_unit_test(reading_below_the_low_watermark_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
