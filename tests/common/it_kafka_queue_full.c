@@ -120,12 +120,10 @@ static int capture_end(fx_t *fx, const char *needle)
  * IPv4/localhost host:port (the proxy cannot stand in front of a cluster). */
 static void start_proxy(fx_t *fx)
 {
-    const char *bootstrap = testenv_require("KAFKA_BOOTSTRAP_SERVERS");
-    char err[256] = "";
-    fx->px = tcpproxy_start_kafka_at(bootstrap, err, sizeof err);
+    char why[512];
+    fx->px = tcpproxy_start_kafka_env(why, sizeof why);
     if (!fx->px) {
-        fprintf(stderr, "SKIP: KAFKA_BOOTSTRAP_SERVERS=%s: needs one IPv4/localhost host:port "
-                        "for the Kafka proxy (%s)\n", bootstrap, err);
+        fprintf(stderr, "SKIP: %s\n", why);
         skip();
     }
     snprintf(fx->bootstrap, sizeof fx->bootstrap, "127.0.0.1:%d", tcpproxy_port(fx->px));

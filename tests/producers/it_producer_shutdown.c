@@ -100,12 +100,10 @@ static void fx_begin(fx_t *fx, const char *tag)
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(fx->log, sizeof fx->log, "%s/%sproducer.log", tmp, fx->iso.prefix);
     snprintf(fx->log2, sizeof fx->log2, "%s/%sproducer2.log", tmp, fx->iso.prefix);
-    const char *bootstrap = testenv_require("KAFKA_BOOTSTRAP_SERVERS");
-    char err[256] = "";
-    fx->px = tcpproxy_start_kafka_at(bootstrap, err, sizeof err);
+    char why[512];
+    fx->px = tcpproxy_start_kafka_env(why, sizeof why);
     if (!fx->px) {
-        fprintf(stderr, "SKIP: KAFKA_BOOTSTRAP_SERVERS=%s: needs one IPv4/localhost host:port "
-                        "for the Kafka proxy (%s)\n", bootstrap, err);
+        fprintf(stderr, "SKIP: %s\n", why);
         skip();
     }
 }

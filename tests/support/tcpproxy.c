@@ -3,6 +3,7 @@
  * pairs (and, in Kafka mode, their partial response frames) belong to the proxy thread alone;
  * the Kafka settings are written before the thread starts and only read after. */
 #include "tcpproxy.h"
+#include "testenv.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -489,4 +490,15 @@ void tcpproxy_stop(tcpproxy_t *px)
     close(px->listen_fd);
     pthread_mutex_destroy(&px->lock);
     free(px);
+}
+
+tcpproxy_t *tcpproxy_start_kafka_env(char *why, size_t whylen)
+{
+    const char *bootstrap = testenv_require("KAFKA_BOOTSTRAP_SERVERS");
+    char err[256] = "";
+    tcpproxy_t *px = tcpproxy_start_kafka_at(bootstrap, err, sizeof err);
+    if (px == NULL && whylen > 0)
+        snprintf(why, whylen, "KAFKA_BOOTSTRAP_SERVERS=%s: needs one IPv4/localhost host:port "
+                              "for the Kafka proxy (%s)", bootstrap, err);
+    return px;
 }

@@ -70,6 +70,11 @@ tcpproxy_t *tcpproxy_start_kafka(const char *host, int port, char *err, size_t e
  * then, saying err. */
 tcpproxy_t *tcpproxy_start_kafka_at(const char *bootstrap, char *err, size_t errlen);
 
+/* tcpproxy_start_kafka_at in front of the test's KAFKA_BOOTSTRAP_SERVERS (unset: exits, as
+ * testenv_require does). NULL with `why` set to a whole skip reason naming the variable and its
+ * value: the caller prints it and skips (a cluster or a host the proxy cannot reach). */
+tcpproxy_t *tcpproxy_start_kafka_env(char *why, size_t whylen);
+
 /* Kafka mode: how many advertised broker addresses were rewritten to the proxy since the start.
  * Still 0 after a client fetched metadata through the proxy means the broker advertises another
  * host:port and the client goes there directly. Always 0 for a plain proxy. */
