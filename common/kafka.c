@@ -1178,6 +1178,7 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
 
     rd_kafka_resp_err_t e;
     int64_t full_since = -1; /* when the local queue was first found full */
+    int served = 0;          /* events the last wait for room served */
     bool stopped = false;
     atomic_fetch_add(&p->undelivered, 1); /* before producev(): the report may come at once */
     for (;;) {
@@ -1204,13 +1205,14 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
             break;
         /* Local queue full: serve delivery reports to make room, then retry (rule 8), until a
          * stop is requested or the producer's delivery timeout passes (a broker unreachable
-         * for that long must not hold a shutdown, or the caller, forever). A stop ends the
-         * wait only after one slice was served: a worker's last dead letters during its
-         * shutdown still get that chance to fit. */
+         * for that long must not hold a shutdown, or the caller, forever). After a stop, the
+         * wait goes on only while delivery reports still make room (a worker's last dead
+         * letters during its shutdown get that chance), not a slice per send when nothing is
+         * being delivered. */
         int64_t now = clock_mono_ms();
         if (full_since < 0) {
             full_since = now;
-        } else if (app_stop_requested()) {
+        } else if (app_stop_requested() && served == 0) {
             stopped = true;
             break;
         }
@@ -1222,7 +1224,7 @@ int kafka_producer_send_raw(kafka_producer_t *p, const char *topic, const void *
             if (left < slice)
                 slice = left;
         }
-        rd_kafka_poll(p->rk, (int)slice);
+        served = rd_kafka_poll(p->rk, (int)slice);
         if (rd_kafka_fatal_error(p->rk, NULL, 0)) {
             e = RD_KAFKA_RESP_ERR__FATAL;
             break;

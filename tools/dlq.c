@@ -285,7 +285,7 @@ static int read_ranges(rd_kafka_t *rk, const char *topic, int parts, const int64
         goto done;
     }
     for (int p = 0; p < parts; p++) {
-        ends[p] = end[p];
+        ends[p] = start[p] > end[p] ? INT64_MIN : end[p]; /* INT64_MIN: not read */
         if (reached)
             reached[p] = start[p];
         if (start[p] > end[p])
@@ -312,11 +312,14 @@ static int read_ranges(rd_kafka_t *rk, const char *topic, int parts, const int64
         quiet_since = clock_mono_ms();
         bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
         bool ours = m->partition >= 0 && m->partition < parts && ends[m->partition] != INT64_MIN &&
-                    (!m->rkt || strcmp(rd_kafka_topic_name(m->rkt), topic) == 0);
+                    m->rkt && strcmp(rd_kafka_topic_name(m->rkt), topic) == 0;
         if (m->err && !eof && ours) {
             /* e.g. the offset asked for is below the low watermark now: what was read is not
              * the range asked for, so the read fails (and a caller keeping state forgets it) */
-            errbuf_set(err, errlen, "reading %s [%d]: %s", topic, (int)m->partition,
+            errbuf_set(err, errlen,
+                       "reading %s [%d] at offset %" PRId64 ": %s (deleted by retention "
+                       "meanwhile? the next read starts over)",
+                       topic, (int)m->partition, (int64_t)m->offset,
                        rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
             goto done;

@@ -248,7 +248,8 @@ static void handle_job(worker_thread_t *t, worker_job_t *job)
         job->due_ms = clock_mono_ms() + job->delay_ms;
         job->delay_ms = job->delay_ms * 2 > WORKER_BACKOFF_MAX_MS ? WORKER_BACKOFF_MAX_MS
                                                                   : job->delay_ms * 2;
-        /* no wake-up: nothing is runnable before due_ms; waiting threads re-read it (below) */
+        /* no wake-up: nothing is runnable before due_ms, and the waiting threads' timed waits
+         * (below) see it at most POOL_POLL_MS late: at most half the first 200 ms back-off */
     }
     metrics_gauge_set(rt->m_in_flight, (const char *[]){rt->h->name}, (double)rt->pool.running);
     pthread_mutex_unlock(&rt->pool.mu);
