@@ -537,24 +537,14 @@ int dlq_newest_refresh(dlq_newest_t *n, const kafka_settings_t *s, const char *p
                        int timeout_ms, dlq_read_stats_t *stats, char *err, size_t errlen)
 {
     *stats = (dlq_read_stats_t){.full = true, .why = "nothing kept"};
-    rd_kafka_t *rk = dlq_reader_new(s, err, errlen);
-    if (!rk) {
-        dlq_newest_forget(n);
-        return -1;
-    }
-    int rc = dlq_newest_refresh_on(n, rk, prefix, timeout_ms, stats, err, errlen);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return rc;
-}
-
-int dlq_newest_refresh_on(dlq_newest_t *n, rd_kafka_t *rk, const char *prefix, int timeout_ms,
-                          dlq_read_stats_t *stats, char *err, size_t errlen)
-{
-    *stats = (dlq_read_stats_t){.full = true, .why = "nothing kept"};
     char topic[KAFKA_TOPIC_NAME_MAX];
     if (kafka_topic_name(topic, sizeof topic, prefix, KAFKA_TOPIC_DLQ) != 0) {
         errbuf_set(err, errlen, "TOPIC_PREFIX makes the DLQ topic name too long");
+        dlq_newest_forget(n);
+        return -1;
+    }
+    rd_kafka_t *rk = dlq_reader_new(s, err, errlen);
+    if (!rk) {
         dlq_newest_forget(n);
         return -1;
     }
@@ -618,6 +608,8 @@ done:
     free(reached);
     if (rc != 0)
         dlq_newest_forget(n); /* the kept list is unknown now: the next read is full */
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
     return rc;
 }
 

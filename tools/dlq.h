@@ -162,11 +162,6 @@ void dlq_newest_free(dlq_newest_t *n);
 int dlq_newest_refresh(dlq_newest_t *n, const kafka_settings_t *s, const char *prefix,
                        int timeout_ms, dlq_read_stats_t *stats, char *err, size_t errlen);
 
-/* The same on a reader the caller keeps (dlq_reader_new; left unassigned), so that a process
- * refreshing again and again (pipeline-status --serve) opens no connection per refresh. */
-int dlq_newest_refresh_on(dlq_newest_t *n, rd_kafka_t *rk, const char *prefix, int timeout_ms,
-                          dlq_read_stats_t *stats, char *err, size_t errlen);
-
 /* A deep copy of `src` into *dst (every string its own; free it as an item of a dlq_list_t).
  * Returns 0, or -1 when out of memory (*dst then holds nothing). */
 int dlq_letter_dup(const dlq_letter_t *src, dlq_letter_t *dst);

@@ -416,7 +416,7 @@ static void publish_metrics(served_t *sv, const status_t *st)
 /* Publishes a snapshot (taking it over: the caller must not free it): /api/status, then the
  * metrics, then (after the slower reads) the history's sample, the page's snapshot and the
  * newest letters when the DLQ changed since they were read. */
-static void publish(served_t *sv, status_collector_t *col, status_t *st)
+static void publish(served_t *sv, status_t *st)
 {
     cJSON *j = status_json(st);
     char *text = j ? cJSON_PrintUnformatted(j) : NULL;
@@ -441,12 +441,8 @@ static void publish(served_t *sv, status_collector_t *col, status_t *st)
     } else if (stale && st->dlq_messages > 0) {
         dlq_read_stats_t rs;
         int64_t t0 = clock_mono_ms();
-        /* on the collector's Kafka client: no connection of its own per change */
-        rd_kafka_t *rk = status_collector_kafka(col);
-        lrc = rk ? dlq_newest_refresh_on(&sv->newest, rk, sv->cfg->topic_prefix, KAFKA_READ_MS,
-                                         &rs, lerr, sizeof lerr)
-                 : dlq_newest_refresh(&sv->newest, sv->ks, sv->cfg->topic_prefix, KAFKA_READ_MS,
-                                      &rs, lerr, sizeof lerr);
+        lrc = dlq_newest_refresh(&sv->newest, sv->ks, sv->cfg->topic_prefix, KAFKA_READ_MS, &rs,
+                                 lerr, sizeof lerr);
         /* a failed read is neither full nor incremental, and what it read is not counted */
         const char *kind = lrc != 0 ? "failed" : rs.full ? "full" : "incremental";
         metrics_counter_add(sv->dlq_reads, (const char *[]){kind}, 1);
@@ -582,7 +578,7 @@ static int serve(const config_t *cfg, const kafka_settings_t *ks, store_t *st,
             goto out;
         for (size_t i = 0; i < s.problem_count; i++)
             log_msg(LOG_WARN, "status_problem", "problem=\"%s\"", s.problems[i]);
-        publish(&sv, col, &s); /* takes s over */
+        publish(&sv, &s); /* takes s over */
         metrics_heartbeat(m);
         app_sleep_ms((int64_t)o->interval_s * 1000);
     }

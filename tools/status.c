@@ -290,11 +290,6 @@ int status_collector_collect(status_collector_t *c, status_t *out)
     return 0;
 }
 
-rd_kafka_t *status_collector_kafka(status_collector_t *c)
-{
-    return c ? c->rk : NULL; /* dropped at the end of a sample that failed to reach Kafka */
-}
-
 void status_collector_free(status_collector_t *c)
 {
     if (!c)

@@ -86,11 +86,6 @@ status_collector_t *status_collector_new(const config_t *cfg, const kafka_settin
  * with problems; `st` NULL makes the MongoDB parts problems), or -1 when out of memory. */
 int status_collector_collect(status_collector_t *c, status_t *out);
 
-/* The collector's Kafka handle (a dlq_reader_new reader) when the last sample reached Kafka,
- * else NULL. Borrowed: valid until the next status_collector_collect() or _free(); the same
- * thread may read the dead-letter topic on it meanwhile (dlq_newest_refresh_on). */
-rd_kafka_t *status_collector_kafka(status_collector_t *c);
-
 /* Closes the collector's clients and frees it. NULL is accepted. */
 void status_collector_free(status_collector_t *c);
 
