@@ -443,6 +443,11 @@ static void publish(served_t *sv, status_t *st)
         int64_t t0 = clock_mono_ms();
         lrc = dlq_newest_refresh(&sv->newest, sv->ks, sv->cfg->topic_prefix, KAFKA_READ_MS, &rs,
                                  lerr, sizeof lerr);
+        if (lrc == 0 && dlq_list_copy(&sv->newest.letters, &fresh) != 0) {
+            snprintf(lerr, sizeof lerr, "out of memory copying the letters read from %s",
+                     sv->newest.letters.topic);
+            lrc = -1;
+        }
         /* a failed read is neither full nor incremental, and what it read is not counted */
         const char *kind = lrc != 0 ? "failed" : rs.full ? "full" : "incremental";
         metrics_counter_add(sv->dlq_reads, (const char *[]){kind}, 1);
@@ -451,11 +456,6 @@ static void publish(served_t *sv, status_t *st)
         log_msg(LOG_DEBUG, "dlq_letters_read", "kind=%s why=\"%s\" records=%" PRId64
                 " ok=%d elapsed_ms=%" PRId64, kind, rs.why, rs.records, lrc == 0,
                 clock_mono_ms() - t0);
-        if (lrc == 0 && dlq_list_copy(&sv->newest.letters, &fresh) != 0) {
-            snprintf(lerr, sizeof lerr, "out of memory copying the letters read from %s",
-                     sv->newest.letters.topic);
-            lrc = -1;
-        }
         if (lrc != 0)
             log_msg(LOG_WARN, "dlq_unreadable", "error=\"%s\"", lerr);
     }
